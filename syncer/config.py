@@ -1,0 +1,183 @@
+"""Pydantic models of a project's config files.
+
+A project is a folder::
+
+    syncer.yml              warehouse, ledger, defaults (ProjectConfig)
+    segments/<name>.yml     one segment per file (SegmentConfig); SQL inline or in a .sql file
+    destinations/<name>.yml one platform account per file (DestinationConfig, discriminated on type)
+    syncs/<name>.yml        segment x destination x audience (SyncConfig)
+
+The name of a segment, destination or sync is its file's stem. Every model forbids unknown keys so a
+typo fails loudly, and no model holds a secret: credentials are names of environment variables
+(fields ending in ``_env``), resolved at run time by ``resolve_secret``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from syncer.errors import ConfigError
+
+IdentifierKind = Literal[
+    "email", "phone", "first_name", "last_name", "postal_code", "city", "state", "country",
+    "madid", "external_id", "date_of_birth", "gender",
+]
+Channel = Literal["ads", "email", "sms"]
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+CADENCE = re.compile(r"^(@(hourly|daily|weekly)|every \d+[mh]|(\S+\s+){4}\S+)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not ENV_NAME.match(value):
+        raise ValueError(
+            f"expected the NAME of an environment variable (like META_ACCESS_TOKEN), got a value that is not one;"
+            " secrets never go in files"
+        )
+    return value
+
+
+class GateConfig(_Strict):
+    """Safety gates checked between plan and apply. A tripped gate holds the sync."""
+
+    zero_row_guard: bool = Field(True, description="Hold when the segment returned no rows but the audience holds members.")
+    max_removal_pct: float | None = Field(20.0, ge=0, le=100, description="Hold when removals exceed this share (%) of the audience.")
+    max_removals: int | None = Field(None, ge=0, description="Hold when removals exceed this many members.")
+    min_audience_size: int = Field(0, ge=0, description="Hold when the planned audience would be smaller than this.")
+
+
+class ProjectConfig(_Strict):
+    """syncer.yml: where the data and the ledger live, and defaults for every sync."""
+
+    name: str = Field("syncer", description="Project name shown in the CLI and Dagster.")
+    warehouse_url: str = Field(description="SQLAlchemy URL of the warehouse; ${VAR} is replaced from the environment. Relative duckdb paths are relative to the project folder.")
+    ledger_url: str = Field("sqlite:///.syncer/ledger.db", description="SQLAlchemy URL of the ledger (SQLite in WAL mode or Postgres).")
+    default_region: str = Field("US", min_length=2, max_length=2, description="Region used to parse phone numbers written without a country code.")
+    chunk_rows: int = Field(100_000, ge=1_000, description="Rows per extraction chunk (bounds memory).")
+    gates: GateConfig = Field(default_factory=GateConfig, description="Default gates for every sync.")
+    owners: list[str] = Field(default_factory=list, description="Owners shown in Dagster (emails or team:name).")
+
+    @field_validator("warehouse_url", "ledger_url")
+    @classmethod
+    def _no_password(cls, url: str) -> str:
+        if re.search(r"://[^/@:]+:(?!\$\{)[^/@]+@", url):
+            raise ValueError("the URL holds a literal password; write it as ${ENV_VAR} so it comes from the environment")
+        return url
+
+
+class ConsentConfig(_Strict):
+    """Consent columns per channel: true = granted, false = denied, NULL = unknown."""
+
+    ads: str | None = Field(None, description="Column with consent to use data for advertising.")
+    email: str | None = Field(None, description="Column with email marketing consent.")
+    sms: str | None = Field(None, description="Column with SMS marketing consent.")
+
+
+class SegmentConfig(_Strict):
+    """segments/<name>.yml: one audience defined as SQL returning one row per member."""
+
+    description: str = ""
+    sql: str | None = Field(None, description="The query, inline.")
+    sql_file: str | None = Field(None, description="Path of a .sql file, relative to the segment file.")
+    member_key: str = Field(description="Column holding a stable member id (never PII).")
+    identifiers: dict[IdentifierKind, str] = Field(description="Identifier kind -> column, e.g. {email: email, phone: phone}.")
+    phone_region: str | None = Field(None, description="Default region for phones without country code; else the project's.")
+    phone_region_column: str | None = Field(None, description="Column holding each member's ISO country, used as the phone region.")
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    cadence: str = Field("@hourly", description="How often to refresh: @hourly, @daily, 'every 15m' or a cron expression.")
+    owners: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_query(self) -> "SegmentConfig":
+        if bool(self.sql) == bool(self.sql_file):
+            raise ValueError("give exactly one of 'sql' (inline) or 'sql_file' (path to a .sql file)")
+        if not self.identifiers:
+            raise ValueError("'identifiers' must map at least one identifier kind to a column")
+        return self
+
+    @field_validator("cadence")
+    @classmethod
+    def _cadence(cls, value: str) -> str:
+        if not CADENCE.match(value.strip()):
+            raise ValueError("expected @hourly, @daily, @weekly, 'every 15m' / 'every 2h', or a 5-field cron expression")
+        return value
+
+
+class _DestinationBase(_Strict):
+    description: str = ""
+    endpoint: str | None = Field(None, description="Override of the API base URL (the local sandbox, a proxy).")
+    requests_per_second: float | None = Field(None, gt=0, description="Cap on our request rate to this account.")
+    owners: list[str] = Field(default_factory=list)
+
+
+class MetaAudienceConfig(_DestinationBase):
+    """A Meta ad account whose Custom Audiences we keep in sync."""
+
+    type: Literal["meta_audience"]
+    ad_account_id: str = Field(pattern=r"^(act_)?\d+$", description="Ad account id, with or without act_.")
+    access_token_env: str = Field(description="Environment variable holding a token with ads_management.")
+    app_secret_env: str | None = Field(None, description="Environment variable holding the app secret (enables appsecret_proof).")
+    api_version: str = Field("v26.0", pattern=r"^v\d+\.\d+$")
+
+    _check_env = field_validator("access_token_env", "app_secret_env")(classmethod(lambda cls, v: _env_name(v)))
+
+
+class FakeConfig(_DestinationBase):
+    """An in-process destination for tests and dry runs; it keeps members in memory."""
+
+    type: Literal["fake"]
+    max_batch: int = Field(1000, ge=1)
+
+
+DestinationConfig = Annotated[Union[MetaAudienceConfig, FakeConfig], Field(discriminator="type")]
+
+
+class SyncConfig(_Strict):
+    """syncs/<name>.yml: keep one segment mirrored into one audience of one destination."""
+
+    description: str = ""
+    segment: str = Field(description="Name of a segment (its file stem).")
+    destination: str = Field(description="Name of a destination (its file stem).")
+    audience_id: str = Field(min_length=1, description="Audience / list id on the platform.")
+    mode: Literal["mirror", "add_only"] = Field("mirror", description="mirror sends adds and removes; add_only never removes.")
+    identifiers: list[IdentifierKind] = Field(description="Which of the segment's identifiers to send.")
+    channel: Channel = Field("ads", description="Consent channel that must not be denied for a member to be sent.")
+    send_unknown_consent: bool = Field(True, description="Send members whose consent column is NULL.")
+    gates: GateConfig | None = Field(None, description="Gates for this sync; default: the project's.")
+    owners: list[str] = Field(default_factory=list)
+
+    @field_validator("identifiers")
+    @classmethod
+    def _some(cls, kinds: list[str]) -> list[str]:
+        if not kinds:
+            raise ValueError("list at least one identifier to send")
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("an identifier is listed twice")
+        return kinds
+
+
+def resolve_secret(env_name: str, *, what: str) -> SecretStr:
+    """Read a secret from the environment at run time; raise ``ConfigError`` naming the variable."""
+    value = os.environ.get(env_name)
+    if not value:
+        raise ConfigError(f"{what}: environment variable {env_name} is not set; export it before running")
+    return SecretStr(value)
+
+
+def expand_env(url: str) -> str:
+    """Replace ${VAR} in a URL from the environment; raise ``ConfigError`` naming a missing one."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"environment variable {name} (used in a URL) is not set")
+        return os.environ[name]
+
+    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)\}", sub, url)
