@@ -1,0 +1,42 @@
+"""One connector per platform, behind the interface in ``destinations.base``.
+
+Connectors are imported lazily by type name so that loading a project (``syncer validate``) never
+pays for an SDK import.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    RowOutcome,
+    RowStatus,
+)
+
+__all__ = [
+    "AudienceRef", "BatchResult", "Capabilities", "Destination", "Member", "RowOutcome", "RowStatus",
+    "DESTINATION_TYPES", "destination_class", "build_destination",
+]
+
+DESTINATION_TYPES: dict[str, str] = {
+    "meta_audience": "destinations.meta_audience:MetaAudienceDestination",
+    "fake": "destinations.fake:FakeDestination",
+}
+
+
+def destination_class(type_name: str) -> type[Destination]:
+    module_name, _, class_name = DESTINATION_TYPES[type_name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def build_destination(name: str, config) -> Destination:
+    """Instantiate the connector for a destination config; secrets are read from the environment now."""
+    cls = destination_class(config.type)
+    instance = cls(config)
+    instance.name = name
+    return instance

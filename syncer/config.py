@@ -68,7 +68,10 @@ class ProjectConfig(_Strict):
     @classmethod
     def _no_password(cls, url: str) -> str:
         if re.search(r"://[^/@:]+:(?!\$\{)[^/@]+@", url):
-            raise ValueError("the URL holds a literal password; write it as ${ENV_VAR} so it comes from the environment")
+            raise ValueError(
+                "the URL holds a literal password; write it as ${ENV_VAR}"
+                " (e.g. postgresql://user:${PG_PASSWORD}@host/db) and export the password in that variable"
+            )
         return url
 
 
@@ -96,7 +99,9 @@ class SegmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_query(self) -> "SegmentConfig":
-        if bool(self.sql) == bool(self.sql_file):
+        if self.sql and self.sql_file:
+            raise ValueError("both 'sql' and 'sql_file' are given; keep exactly one (inline query or path to a .sql file)")
+        if not self.sql and not self.sql_file:
             raise ValueError("give exactly one of 'sql' (inline) or 'sql_file' (path to a .sql file)")
         if not self.identifiers:
             raise ValueError("'identifiers' must map at least one identifier kind to a column")

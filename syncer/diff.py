@@ -1,0 +1,196 @@
+"""Set-based diff of a segment against what each audience holds, producing a ``SyncPlan``.
+
+The heavy work runs in an in-process DuckDB database: the segment is streamed in as Arrow chunks,
+fingerprinted in SQL (md5 of the raw identifier values), and joined against the ledger's fingerprints.
+Only rows whose fingerprint changed (new, changed or previously failed members) go through the
+Python identity rules, so a run's cost follows the churn, not the audience size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncer import identity
+from syncer.config import SegmentConfig, SyncConfig
+from syncer.errors import ConfigError
+from syncer.ledger import Ledger
+from syncer.plan import PlannedRow, SyncPlan
+from syncer.warehouse import extract
+
+CHANNELS = ("ads", "email", "sms")
+
+
+@dataclass
+class SegmentData:
+    name: str
+    table: str
+    rows: int
+    extract_seconds: float
+    kinds: tuple[str, ...]
+    has_region: bool
+
+
+def _canonical_batch(batch: pa.RecordBatch, segment: SegmentConfig, name: str) -> pa.Table:
+    wanted: dict[str, tuple[str, pa.DataType]] = {"member_key": (segment.member_key, pa.string())}
+    for kind, column in segment.identifiers.items():
+        wanted[f"k_{kind}"] = (column, pa.string())
+    if segment.phone_region_column:
+        wanted["region"] = (segment.phone_region_column, pa.string())
+    for channel in CHANNELS:
+        column = getattr(segment.consent, channel)
+        if column:
+            wanted[f"consent_{channel}"] = (column, pa.bool_())
+    lower = {n.lower(): n for n in batch.schema.names}
+    arrays, names = [], []
+    for canonical, (column, dtype) in wanted.items():
+        actual = column if column in batch.schema.names else lower.get(column.lower())
+        if actual is None:
+            raise ConfigError(
+                f"segment '{name}': the query returned no column '{column}' (configured for {canonical.removeprefix('k_')});"
+                f" it returned: {', '.join(batch.schema.names)}")
+        array = batch.column(actual)
+        try:
+            arrays.append(pc.cast(array, dtype) if array.type != dtype else array)
+        except pa.ArrowInvalid as exc:
+            raise ConfigError(f"segment '{name}': column '{column}' cannot be read as {dtype}: {exc}") from exc
+        names.append(canonical)
+    return pa.table(arrays, names=names)
+
+
+def _empty_columns(segment: SegmentConfig) -> str:
+    cols = ["member_key VARCHAR"] + [f"k_{k} VARCHAR" for k in segment.identifiers]
+    if segment.phone_region_column:
+        cols.append("region VARCHAR")
+    cols += [f"consent_{c} BOOLEAN" for c in CHANNELS if getattr(segment.consent, c)]
+    return ", ".join(cols)
+
+
+def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConfig, sql: str, *,
+                 warehouse_url: str, chunk_rows: int) -> SegmentData:
+    """Stream the segment query into the DuckDB table ``seg_<name>``."""
+    started = time.perf_counter()
+    table = f"seg_{name}"
+    con.execute(f"CREATE OR REPLACE TABLE {table} ({_empty_columns(segment)})")
+    rows = 0
+    for batch in extract(warehouse_url, sql, chunk_rows=chunk_rows):
+        chunk = _canonical_batch(batch, segment, name)
+        con.register("_chunk", chunk)
+        con.execute(f"INSERT INTO {table} SELECT * FROM _chunk")
+        con.unregister("_chunk")
+        rows += chunk.num_rows
+    return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
+                       bool(segment.phone_region_column))
+
+
+def _consent_filter(segment: SegmentConfig, sync: SyncConfig) -> str:
+    column = getattr(segment.consent, sync.channel)
+    if not column:
+        return "TRUE" if sync.send_unknown_consent else "FALSE"
+    if sync.send_unknown_consent:
+        return f"consent_{sync.channel} IS DISTINCT FROM FALSE"
+    return f"consent_{sync.channel} IS TRUE"
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list]) -> None:
+    con.register(name, pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}))
+
+
+def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,
+              sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
+              suppressed: set[str]) -> SyncPlan:
+    """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected."""
+    started = time.perf_counter()
+    kinds = [k for k in sync.identifiers]
+    fp_parts = [f"coalesce(k_{k}, chr(0))" for k in kinds] + (["coalesce(region, chr(0))"] if data.has_region else [])
+    base_version = ledger.state_version(sync_name)
+    held_keys, held_fps = ledger.held_fingerprints(sync_name)
+    rejected = ledger.rejected_fingerprints(sync_name)
+    _register(con, "_held", {"member_key": held_keys, "raw_fp": held_fps})
+    _register(con, "_rej", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
+    _register(con, "_supp", {"member_key": sorted(suppressed)})
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _desired AS
+        SELECT member_key, md5(concat_ws(chr(31), {', '.join(fp_parts)})) AS raw_fp,
+               {', '.join(f'k_{k}' for k in kinds)}{', region' if data.has_region else ''}
+        FROM {data.table}
+        WHERE member_key IS NOT NULL AND member_key <> ''
+          AND {_consent_filter(segment, sync)}
+          AND member_key NOT IN (SELECT member_key FROM _supp)
+        QUALIFY row_number() OVER (PARTITION BY member_key ORDER BY raw_fp) = 1""")
+    desired = con.execute("SELECT count(*) FROM _desired").fetchone()[0]
+    still_rejected = con.execute(
+        "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.raw_fp = d.raw_fp").fetchone()[0]
+    candidates = con.execute(f"""
+        SELECT d.*, h.raw_fp AS held_fp, r.member_key IS NOT NULL AS was_rejected
+        FROM _desired d
+        LEFT JOIN _held h ON h.member_key = d.member_key
+        LEFT JOIN _rej r ON r.member_key = d.member_key
+        WHERE h.raw_fp IS DISTINCT FROM d.raw_fp AND r.raw_fp IS DISTINCT FROM d.raw_fp
+        ORDER BY d.member_key""").to_arrow_table()
+    gone = [] if sync.mode == "add_only" else [k for (k,) in con.execute(
+        "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
+    stale_rejections = [k for (k,) in con.execute(
+        "SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
+    stats = {"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - desired_total(con, data)}
+    for name in ("_held", "_rej", "_supp"):
+        con.unregister(name)
+
+    plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
+                    mode=sync.mode, base_version=base_version, members=desired - still_rejected,
+                    held_before=len(held_keys), stats=stats)
+    _classify_candidates(plan, candidates, kinds, platform=platform, region=region,
+                         has_region=data.has_region, ledger=ledger)
+    held_map = ledger.held_rows(sync_name, gone) if gone else {}
+    plan.removes = sorted(plan.removes + [PlannedRow(k, held_map[k].raw_fp, held_map[k].identifiers) for k in gone if k in held_map],
+                          key=lambda r: r.member_key)
+    plan.cleared_rejections = sorted(set(stale_rejections) | set(plan.cleared_rejections))
+    pending = ledger.pending_keys(sync_name)
+    plan.retried = sum(1 for r in plan.adds if pending.get(r.member_key) == "add") + sum(
+        1 for r in plan.removes if pending.get(r.member_key) == "remove")
+    plan.stats["plan_seconds"] = round(time.perf_counter() - started, 3)
+    return plan
+
+
+def desired_total(con: duckdb.DuckDBPyConnection, data: SegmentData) -> int:
+    return con.execute(
+        f"SELECT count(DISTINCT member_key) FROM {data.table} WHERE member_key IS NOT NULL AND member_key <> ''").fetchone()[0]
+
+
+def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str], *, platform: str, region: str,
+                         has_region: bool, ledger: Ledger) -> None:
+    """Run identity rules on changed rows only and sort them into adds, removes, refreshes, rejections."""
+    if candidates.num_rows == 0:
+        return
+    rows = candidates.rename_columns([n.removeprefix("k_") for n in candidates.column_names])
+    results = identity.identify_many(rows.select(kinds + (["region"] if has_region else [])), kinds,
+                                     platform=platform, region=region,
+                                     region_column="region" if has_region else None)
+    keys = rows.column("member_key").to_pylist()
+    fps = rows.column("raw_fp").to_pylist()
+    held_fps = rows.column("held_fp").to_pylist()
+    plan.cleared_rejections.extend(k for k, was in zip(keys, rows.column("was_rejected").to_pylist()) if was)
+    was_held = [k for k, h in zip(keys, held_fps) if h is not None]
+    held_map = ledger.held_rows(plan.sync, was_held) if was_held else {}
+    dropped: dict[str, int] = {}
+    for key, fp, result in zip(keys, fps, results):
+        for reason in result.dropped.values():
+            dropped[reason] = dropped.get(reason, 0) + 1
+        old = held_map.get(key)
+        if result.reason is not None:
+            plan.rejections.append((key, fp, result.reason))
+            if old is not None and plan.mode == "mirror":
+                plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
+            continue
+        row = PlannedRow(key, fp, dict(result.identifiers))
+        if old is not None and old.identifiers == row.identifiers:
+            plan.refreshes.append(row)
+            continue
+        if old is not None and plan.mode == "mirror":
+            plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
+        plan.adds.append(row)
+    plan.stats["dropped_identifiers"] = dropped

@@ -1,0 +1,167 @@
+"""Plan, gate and apply every sync of a project: the one flow the CLI and Dagster both call.
+
+Nothing here prints; it returns ``SyncReport`` values and records everything in the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import duckdb
+
+from destinations import build_destination, destination_class
+from destinations.base import Destination
+from syncer.apply import ApplyReport, RetryPolicy, apply_sync
+from syncer.diff import SegmentData, load_segment, plan_sync
+from syncer.errors import ConfigError, SyncError
+from syncer.gates import GateResult, check_gates, held_reason
+from syncer.ledger import Ledger
+from syncer.plan import Plan, SyncPlan
+from syncer.project import Project
+
+
+class StalePlanError(SyncError):
+    """The ledger or the config changed since the plan was made; plan again."""
+
+
+@dataclass
+class SyncReport:
+    sync: str
+    status: str  # ok | held | failed | partial
+    members: int = 0
+    added: int = 0
+    removed: int = 0
+    rejected: int = 0
+    retried: int = 0
+    deferred: int = 0
+    requests: int = 0
+    duration: float = 0.0
+    plan_hash: str = ""
+    reason: str | None = None
+    gates: list[GateResult] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    platform_counts: dict[str, int] = field(default_factory=dict)
+    plan_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["gates"] = [asdict(g) for g in self.gates]
+        return data
+
+
+class Engine:
+    def __init__(self, project: Project, *, ledger: Ledger | None = None, policy: RetryPolicy = RetryPolicy(),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.project = project
+        self.ledger = ledger or Ledger(project.ledger_url())
+        self.policy = policy
+        self.sleep = sleep
+        self._destinations: dict[str, Destination] = {}
+
+    def close(self) -> None:
+        for destination in self._destinations.values():
+            destination.close()
+        self._destinations.clear()
+
+    def destination(self, name: str) -> Destination:
+        if name not in self._destinations:
+            self._destinations[name] = build_destination(name, self.project.destinations[name])
+        return self._destinations[name]
+
+    def _select(self, syncs: Iterable[str] | None) -> list[str]:
+        names = list(syncs) if syncs else sorted(self.project.syncs)
+        unknown = [n for n in names if n not in self.project.syncs]
+        if unknown:
+            raise ConfigError(f"unknown sync(s): {', '.join(unknown)}; known: {', '.join(sorted(self.project.syncs))}")
+        return names
+
+    def build_plan(self, syncs: Iterable[str] | None = None) -> Plan:
+        """Extract each needed segment once and diff every selected sync against the ledger."""
+        names = self._select(syncs)
+        project = self.project
+        con = duckdb.connect()
+        try:
+            loaded: dict[str, SegmentData] = {}
+            plans: list[SyncPlan] = []
+            suppressions = self.ledger.active_suppressions()
+            for name in names:
+                sync = project.syncs[name]
+                segment = project.segments[sync.segment]
+                if sync.segment not in loaded:
+                    loaded[sync.segment] = load_segment(
+                        con, sync.segment, segment, project.segment_sql(sync.segment),
+                        warehouse_url=project.warehouse_url(), chunk_rows=project.config.chunk_rows)
+                platform = destination_class(project.destinations[sync.destination].type).capabilities.platform
+                suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
+                sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=platform,
+                                      region=segment.phone_region or project.config.default_region,
+                                      ledger=self.ledger, suppressed=suppressed)
+                sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
+                plans.append(sync_plan)
+            return Plan(syncs=plans, project_fingerprint=project.fingerprint())
+        finally:
+            con.close()
+
+    def check_fresh(self, plan: Plan) -> None:
+        if plan.project_fingerprint != self.project.fingerprint():
+            raise StalePlanError("the project's config files changed since this plan was made; run `syncer plan` again")
+        for sync_plan in plan.syncs:
+            now = self.ledger.state_version(sync_plan.sync)
+            if now != sync_plan.base_version:
+                raise StalePlanError(
+                    f"sync '{sync_plan.sync}' changed since this plan was made (ledger version {sync_plan.base_version} -> {now});"
+                    " run `syncer plan` again")
+
+    def apply_plan(self, plan: Plan, *, approve: bool = False, command: str = "apply",
+                   on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
+        """Gate and apply each sync of the plan; a held or failed sync does not stop the others."""
+        self.check_fresh(plan)
+        run_id = self.ledger.start_run(command)
+        reports = [self._apply_one(run_id, p, approve, on_batch) for p in plan.syncs]
+        statuses = {r.status for r in reports}
+        self.ledger.finish_run(run_id, "failed" if "failed" in statuses else "held" if "held" in statuses else
+                               "partial" if "partial" in statuses else "ok")
+        return reports
+
+    def run(self, syncs: Iterable[str] | None = None, *, approve: bool = False,
+            on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
+        return self.apply_plan(self.build_plan(syncs), approve=approve, command="run", on_batch=on_batch)
+
+    def _apply_one(self, run_id: int, plan: SyncPlan, approve: bool,
+                   on_batch: Callable[[str, str, int], None] | None) -> SyncReport:
+        started = time.perf_counter()
+        report = SyncReport(sync=plan.sync, status="ok", members=plan.members, plan_hash=plan.content_hash,
+                            retried=plan.retried, plan_seconds=plan.stats.get("plan_seconds", 0.0))
+        sync_run_id = self.ledger.start_sync_run(run_id, plan.sync, plan_hash=plan.content_hash, members=plan.members)
+        report.gates = check_gates(plan, self.project.gates_for(plan.sync))
+        reason = held_reason(report.gates)
+        if reason and not approve:
+            report.status, report.reason = "held", reason
+            report.rejected = len(plan.rejections)
+        else:
+            try:
+                result = apply_sync(plan, self.destination(plan.destination), self.ledger, sync_run_id=sync_run_id,
+                                    policy=self.policy, sleep=self.sleep,
+                                    on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None)
+            except ConfigError as exc:
+                result = ApplyReport(status="failed", error=exc.message)
+            _copy(result, report)
+            if reason:
+                report.reason = f"approved: {reason}"
+        report.duration = round(time.perf_counter() - started, 3)
+        self.ledger.finish_sync_run(
+            sync_run_id, status=report.status, reason=report.reason, added=report.added, removed=report.removed,
+            rejected=report.rejected, retried=report.retried, deferred=report.deferred, requests=report.requests,
+            details={"reasons": report.reasons, "platform_counts": report.platform_counts, "stats": plan.stats,
+                     "gates": [asdict(g) for g in report.gates]})
+        return report
+
+
+def _copy(result: ApplyReport, report: SyncReport) -> None:
+    report.status = result.status
+    report.added, report.removed, report.rejected = result.added, result.removed, result.rejected
+    report.retried, report.deferred, report.requests = result.retried, result.deferred, result.requests
+    report.reasons, report.platform_counts = result.reasons, result.platform_counts
+    report.reason = result.error
