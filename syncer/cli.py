@@ -160,24 +160,33 @@ def _apply_with_progress(engine, the_plan, *, approve: bool, command: str, quiet
 def _finish(ctx: click.Context, reports) -> None:
     if ctx.obj["json"]:
         click.echo(json.dumps({"syncs": [r.as_dict() for r in reports]}, default=str))
-    else:
-        table = Table(title="sync summary")
-        for col in ("sync", "status", "members", "added", "removed", "rejected", "retried", "requests", "seconds"):
-            table.add_column(col, justify="left" if col in ("sync", "status") else "right")
-        colours = {"ok": "green", "held": "yellow", "failed": "red", "partial": "yellow"}
-        for r in reports:
-            table.add_row(r.sync, f"[{colours.get(r.status, 'white')}]{r.status}[/]", str(r.members), str(r.added),
-                          str(r.removed), str(r.rejected), str(r.retried), str(r.requests), f"{r.duration + r.plan_seconds:.2f}")
-        console.print(table)
-        for r in reports:
-            if r.reasons:
-                console.print(f"  {r.sync} rejected: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.reasons.items())))
-            if r.reason:
-                console.print(f"  [bold]{r.sync}[/] {r.status}: {r.reason}", highlight=False)
-            if r.status == "held":
-                console.print(f"  nothing was sent for {r.sync}; if this is expected, re-run with --approve")
+        sys.exit(_exit_code(reports))
+    sys.exit(_summary(reports))
+
+
+def _exit_code(reports) -> int:
     statuses = {r.status for r in reports}
-    sys.exit(EXIT_FAILED if statuses & {"failed", "partial"} else EXIT_HELD if "held" in statuses else EXIT_OK)
+    return EXIT_FAILED if statuses & {"failed", "partial"} else EXIT_HELD if "held" in statuses else EXIT_OK
+
+
+def _summary(reports) -> int:
+    """Print the per-sync table and notes; return the exit code."""
+    table = Table(title="sync summary")
+    for col in ("sync", "status", "members", "added", "removed", "rejected", "retried", "requests", "seconds"):
+        table.add_column(col, justify="left" if col in ("sync", "status") else "right")
+    colours = {"ok": "green", "held": "yellow", "failed": "red", "partial": "yellow"}
+    for r in reports:
+        table.add_row(r.sync, f"[{colours.get(r.status, 'white')}]{r.status}[/]", str(r.members), str(r.added),
+                      str(r.removed), str(r.rejected), str(r.retried), str(r.requests), f"{r.duration + r.plan_seconds:.2f}")
+    console.print(table)
+    for r in reports:
+        if r.reasons:
+            console.print(f"  {r.sync} rejected: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.reasons.items())))
+        if r.reason:
+            console.print(f"  [bold]{r.sync}[/] {r.status}: {r.reason}", highlight=False)
+        if r.status == "held":
+            console.print(f"  nothing was sent for {r.sync}; if this is expected, re-run with --approve")
+    return _exit_code(reports)
 
 
 class _errors:
@@ -321,12 +330,40 @@ def _warehouse_file(ctx: click.Context) -> str:
 @click.pass_context
 def demo(ctx: click.Context, customers: int, port: int) -> None:
     """Fresh sample warehouse + sandbox: sync, sync again (nothing changes), mutate 1%, sync the difference."""
-    from syncer.demo import run_demo
+    from syncer.demo import fresh_demo_project, mutate_warehouse, start_sandbox
+    from syncer.engine import Engine
 
-    project_dir = ctx.obj["project_dir"]
-    if project_dir == "." and not Path("syncer.yml").exists():
-        project_dir = str(Path(__file__).resolve().parent.parent / "examples" / "demo")
-    sys.exit(run_demo(Path(project_dir), customers=customers, port=port, console=console))
+    project_dir = Path(ctx.obj["project_dir"])
+    if not (project_dir / "syncer.yml").exists():
+        project_dir = Path(__file__).resolve().parent.parent / "examples" / "demo"
+    ctx.obj["json"] = False
+    project, counts = fresh_demo_project(project_dir, customers=customers)
+    console.print(f"[bold]1. sample warehouse[/]: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    sandbox = start_sandbox(project, port)
+    console.print(f"   sandbox emulators at {sandbox.url}")
+    codes = []
+    try:
+        steps = [("2. first run: every member is added", None),
+                 ("3. second run: nothing changed, so nothing is sent", None),
+                 ("4. after `sample-data --mutate 1%`: only the difference is sent", 1.0)]
+        for title, mutate in steps:
+            if mutate:
+                changed = mutate_warehouse(project, mutate)
+                console.print("   mutated: " + ", ".join(f"{k} {v:,}" for k, v in changed.items()))
+            before = sandbox.meta.request_count
+            engine = Engine(project)
+            try:
+                reports = engine.run()
+            finally:
+                engine.close()
+            console.print(f"[bold]{title}[/] ({sandbox.meta.request_count - before} requests reached the emulator)")
+            codes.append(_summary(reports))
+    finally:
+        sandbox.stop()
+    console.print(f"\nledger: {project.ledger_url()}\ntry: syncer -p {project_dir} status | history"
+                  f"  (run `syncer sandbox` in another terminal and export SANDBOX_META_TOKEN=sandbox-meta-token"
+                  f" before `syncer -p {project_dir} run`)")
+    sys.exit(max(codes))
 
 
 def main() -> None:
