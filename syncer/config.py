@@ -129,7 +129,8 @@ class MetaAudienceConfig(_DestinationBase):
     ad_account_id: str = Field(pattern=r"^(act_)?\d+$", description="Ad account id, with or without act_.")
     access_token_env: str = Field(description="Environment variable holding a token with ads_management.")
     app_secret_env: str | None = Field(None, description="Environment variable holding the app secret (enables appsecret_proof).")
-    api_version: str = Field("v26.0", pattern=r"^v\d+\.\d+$")
+    api_version: str = Field("v26.0", pattern=r"^v\d+\.\d+$", description="Graph API version used in request paths, e.g. v26.0.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one Graph API response before the call counts as failed (retried).")
 
     _check_env = field_validator("access_token_env", "app_secret_env")(classmethod(lambda cls, v: _env_name(v)))
 
@@ -138,7 +139,7 @@ class FakeConfig(_DestinationBase):
     """An in-process destination for tests and dry runs; it keeps members in memory."""
 
     type: Literal["fake"]
-    max_batch: int = Field(1000, ge=1)
+    max_batch: int = Field(1000, ge=1, description="Largest batch the fake accepts, like a platform's limit.")
 
 
 DestinationConfig = Annotated[Union[MetaAudienceConfig, FakeConfig], Field(discriminator="type")]
