@@ -122,19 +122,19 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
           AND {_consent_filter(segment, sync)}
           AND member_key NOT IN (SELECT member_key FROM _supp)
         QUALIFY row_number() OVER (PARTITION BY member_key ORDER BY raw_fp) = 1""")
-    desired = con.execute("SELECT count(*) FROM _desired").fetchone()[0]
-    still_rejected = con.execute(
-        "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.raw_fp = d.raw_fp").fetchone()[0]
-    candidates = con.execute(f"""
+    desired = _scalar(con, "SELECT count(*) FROM _desired")
+    still_rejected = _scalar(
+        con, "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.raw_fp = d.raw_fp")
+    candidates = con.sql(f"""
         SELECT d.*, h.raw_fp AS held_fp, r.member_key IS NOT NULL AS was_rejected
         FROM _desired d
         LEFT JOIN _held h ON h.member_key = d.member_key
         LEFT JOIN _rej r ON r.member_key = d.member_key
         WHERE h.raw_fp IS DISTINCT FROM d.raw_fp AND r.raw_fp IS DISTINCT FROM d.raw_fp
         ORDER BY d.member_key""").to_arrow_table()
-    gone = [] if sync.mode == "add_only" else [k for (k,) in con.execute(
+    gone = [] if sync.mode == "add_only" else [k for (k,) in con.sql(
         "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
-    stale_rejections = [k for (k,) in con.execute(
+    stale_rejections = [k for (k,) in con.sql(
         "SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
     stats = {"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - desired_total(con, data)}
     for name in ("_held", "_rej", "_supp"):
@@ -157,8 +157,12 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
 
 
 def desired_total(con: duckdb.DuckDBPyConnection, data: SegmentData) -> int:
-    return con.execute(
-        f"SELECT count(DISTINCT member_key) FROM {data.table} WHERE member_key IS NOT NULL AND member_key <> ''").fetchone()[0]
+    return _scalar(
+        con, f"SELECT count(DISTINCT member_key) FROM {data.table} WHERE member_key IS NOT NULL AND member_key <> ''")
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, query: str):
+    return con.sql(query).fetchall()[0][0]
 
 
 def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str], *, platform: str, region: str,

@@ -39,7 +39,7 @@ def _extract_duckdb(path: str, sql: str, chunk_rows: int) -> Iterator[pa.RecordB
         raise ConfigError(f"cannot open the DuckDB warehouse {path}: {exc}") from exc
     try:
         try:
-            reader = con.execute(sql).fetch_record_batch(chunk_rows)
+            reader = con.sql(sql).to_arrow_reader(chunk_rows)
         except duckdb.Error as exc:
             raise ConfigError(f"segment query failed in the warehouse: {exc}") from exc
         for batch in reader:

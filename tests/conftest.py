@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def preserve_environ():
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def reset_fake():
+    from destinations.fake import FakeDestination
+
+    FakeDestination.reset()
+    yield
+    FakeDestination.reset()
+
+
+CUSTOMER_COLUMNS = "customer_id BIGINT, email VARCHAR, phone VARCHAR, country VARCHAR, first_name VARCHAR, last_name VARCHAR, ads_consent BOOLEAN, in_segment BOOLEAN"
+
+
+def write_customers(path: Path, rows: list[tuple]) -> None:
+    """rows: (customer_id, email, phone, country, first_name, last_name, ads_consent, in_segment)."""
+    con = duckdb.connect(str(path))
+    con.execute("DROP TABLE IF EXISTS customers")
+    con.execute(f"CREATE TABLE customers ({CUSTOMER_COLUMNS})")
+    if rows:
+        con.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.close()
+
+
+def person(i: int, **overrides) -> tuple:
+    row = dict(customer_id=i, email=f" Person{i}@Example.com ", phone=f"+1 415 555 {i % 10000:04d}", country="US",
+               first_name="Ann", last_name="Lee", ads_consent=True, in_segment=True)
+    row.update(overrides)
+    return tuple(row.values())
+
+
+def write_project(root: Path, *, destination: str, sync_extra: str = "", identifiers: str = "[email]",
+                  ) -> Path:
+    """A one-segment, one-sync project over ``root/warehouse.duckdb``; ``destination`` is its YAML body."""
+    (root / "segments").mkdir(parents=True, exist_ok=True)
+    (root / "destinations").mkdir(exist_ok=True)
+    (root / "syncs").mkdir(exist_ok=True)
+    (root / "syncer.yml").write_text(textwrap.dedent(f"""\
+        name: test
+        warehouse_url: duckdb:///warehouse.duckdb
+        chunk_rows: 1000
+        gates:
+          max_removal_pct: 100
+        """))
+    (root / "segments" / "buyers.yml").write_text(textwrap.dedent("""\
+        sql: SELECT * FROM customers WHERE in_segment
+        member_key: customer_id
+        identifiers: {email: email, phone: phone, first_name: first_name, last_name: last_name, country: country}
+        phone_region_column: country
+        consent: {ads: ads_consent}
+        """))
+    (root / "destinations" / "dest.yml").write_text(textwrap.dedent(destination))
+    (root / "syncs" / "buyers_sync.yml").write_text(textwrap.dedent(f"""\
+        segment: buyers
+        destination: dest
+        audience_id: "1001"
+        identifiers: {identifiers}
+        """) + textwrap.dedent(sync_extra))
+    return root
+
+
+FAKE = """\
+type: fake
+max_batch: 10
+"""

@@ -1,0 +1,183 @@
+"""The engine end to end over the in-process fake destination: diff, gates, retries, plan files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from destinations.fake import FakeDestination
+from syncer.apply import RetryPolicy
+from syncer.engine import Engine, StalePlanError
+from syncer.errors import ConfigError, RateLimited, TransientError
+from syncer.plan import load_plan, save_plan
+from syncer.project import load_project
+from tests.conftest import FAKE, person, write_customers, write_project
+
+FAST = RetryPolicy(attempts=3, base_wait=0.0, max_wait=60.0, jitter=0.0)
+
+
+def make_engine(root: Path, sleeps: list[float] | None = None) -> Engine:
+    sleeps = sleeps if sleeps is not None else []
+    return Engine(load_project(root), policy=FAST, sleep=sleeps.append)
+
+
+def held_keys() -> set[str]:
+    return set(FakeDestination.audiences.get("1001", {}))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 26)])
+    return write_project(tmp_path, destination=FAKE)
+
+
+def test_first_run_adds_everyone_in_batches_and_second_run_sends_nothing(project: Path) -> None:
+    [report] = make_engine(project).run()
+    assert (report.status, report.added, report.removed) == ("ok", 25, 0)
+    assert held_keys() == {str(i) for i in range(1, 26)}
+    assert [n for op, n in FakeDestination.calls] == [10, 10, 5]  # max_batch 10
+    FakeDestination.calls.clear()
+    [again] = make_engine(project).run()
+    assert (again.added, again.removed, again.requests) == (0, 0, 0)
+    assert FakeDestination.calls == []
+
+
+def test_identifiers_are_normalised_and_hashed_before_sending(project: Path) -> None:
+    make_engine(project).run()
+    sent = FakeDestination.audiences["1001"]["1"]
+    import hashlib
+
+    assert sent == {"email": hashlib.sha256(b"person1@example.com").hexdigest()}
+
+
+def test_only_the_difference_is_sent_after_the_warehouse_changes(project: Path) -> None:
+    make_engine(project).run()
+    FakeDestination.calls.clear()
+    rows = [person(i) for i in range(3, 26)] + [person(26), person(27)]
+    rows[0] = person(3, email="new3@example.com")  # changed identifier: remove old, add new
+    write_customers(project / "warehouse.duckdb", rows)
+    [report] = make_engine(project).run()
+    assert (report.added, report.removed) == (3, 3)  # 26, 27, new 3 / 1, 2, old 3
+    assert held_keys() == {str(i) for i in range(3, 28)}
+    assert FakeDestination.audiences["1001"]["3"]["email"] != FakeDestination.audiences["1001"]["4"]["email"]
+
+
+def test_invalid_identifiers_are_rejected_with_a_reason_and_never_sent(tmp_path: Path) -> None:
+    write_customers(tmp_path / "warehouse.duckdb", [person(1), person(2, email="not-an-email"), person(3, email=None)])
+    write_project(tmp_path, destination=FAKE)
+    [report] = make_engine(tmp_path).run()
+    assert report.added == 1 and report.rejected == 2
+    assert held_keys() == {"1"}
+    assert sum(report.reasons.values()) == 2 and "invalid_email" in report.reasons
+    # unchanged rejected rows are not re-reported as new work
+    [again] = make_engine(tmp_path).run()
+    assert (again.added, again.requests) == (0, 0)
+
+
+def test_denied_consent_is_never_sent_and_withdrawal_removes(project: Path) -> None:
+    write_customers(project / "warehouse.duckdb", [person(1), person(2, ads_consent=False), person(3, ads_consent=None)])
+    make_engine(project).run()
+    assert held_keys() == {"1", "3"}  # unknown consent is sent by default for ads
+    write_customers(project / "warehouse.duckdb", [person(1, ads_consent=False), person(2, ads_consent=False), person(3, ads_consent=None)])
+    [report] = make_engine(project).run()
+    assert report.removed == 1 and held_keys() == {"3"}
+
+
+def test_zero_row_guard_holds_and_sends_nothing_until_approved(tmp_path: Path) -> None:
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
+    write_project(tmp_path, destination=FAKE, sync_extra="gates: {zero_row_guard: true, max_removal_pct: 100}\n")
+    make_engine(tmp_path).run()
+    FakeDestination.calls.clear()
+    write_customers(tmp_path / "warehouse.duckdb", [])
+    [report] = make_engine(tmp_path).run()
+    assert report.status == "held" and "zero_row_guard" in report.reason and "holds 5" in report.reason
+    assert FakeDestination.calls == [] and len(held_keys()) == 5
+    [approved] = make_engine(tmp_path).run(approve=True)
+    assert approved.status == "ok" and approved.removed == 5 and held_keys() == set()
+
+
+@pytest.mark.parametrize("gates, needle", [
+    ("{max_removal_pct: 10}", "above the limit of 10%"),
+    ("{max_removal_pct: null, max_removals: 2}", "exceed the limit of 2"),
+    ("{max_removal_pct: null, min_audience_size: 50}", "below the minimum of 50"),
+])
+def test_removal_and_size_gates_hold(tmp_path: Path, gates: str, needle: str) -> None:
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 21)])
+    write_project(tmp_path, destination=FAKE, sync_extra=f"gates: {gates}\n")
+    make_engine(tmp_path).run(approve=True)
+    FakeDestination.calls.clear()
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 16)])
+    [report] = make_engine(tmp_path).run()
+    assert report.status == "held" and needle in report.reason
+    assert FakeDestination.calls == []
+
+
+def test_throttling_is_retried_with_the_wait_the_platform_asked_for(project: Path) -> None:
+    FakeDestination.fail_calls = {1: RateLimited("slow down", retry_after=7.0), 2: TransientError("503")}
+    sleeps: list[float] = []
+    [report] = make_engine(project, sleeps).run()
+    assert report.status == "ok" and report.added == 25
+    assert sleeps[0] >= 7.0 and len(sleeps) == 2
+    assert held_keys() == {str(i) for i in range(1, 26)}
+
+
+def test_a_wait_longer_than_the_run_allows_defers_rows_to_the_next_run(project: Path) -> None:
+    FakeDestination.fail_calls = {2: RateLimited("hourly limit", retry_after=3600)}
+    [report] = make_engine(project).run()
+    assert report.status == "partial" and report.added == 10 and report.deferred == 15
+    assert "deferred" in report.reason
+    [retry] = make_engine(project).run()
+    assert retry.status == "ok" and retry.added == 15 and retry.retried == 15
+    assert held_keys() == {str(i) for i in range(1, 26)}
+
+
+def test_config_errors_stop_the_sync_with_the_operator_message(project: Path) -> None:
+    FakeDestination.fail_calls = {1: ConfigError("Meta access token expired: export a new one in META_TOKEN")}
+    [report] = make_engine(project).run()
+    assert report.status == "failed" and "META_TOKEN" in report.reason
+    assert held_keys() == set()
+
+
+def test_row_rejections_from_the_platform_are_recorded_not_retried(project: Path) -> None:
+    FakeDestination.reject_keys = {"4", "5"}
+    [report] = make_engine(project).run()
+    assert report.added == 23 and report.rejected == 2 and report.reasons == {"fake_rejected": 2}
+
+
+def test_saved_plan_applies_exactly_and_refuses_when_stale(project: Path, tmp_path: Path) -> None:
+    engine = make_engine(project)
+    plan = engine.build_plan()
+    folder = save_plan(plan, tmp_path / "plans")
+    loaded = load_plan(folder)
+    assert loaded.content_hash == plan.content_hash
+    [report] = make_engine(project).apply_plan(loaded)
+    assert report.added == 25
+    with pytest.raises(StalePlanError, match="changed since this plan was made"):
+        make_engine(project).apply_plan(load_plan(folder))
+
+
+def test_plan_is_deterministic(project: Path) -> None:
+    assert make_engine(project).build_plan().content_hash == make_engine(project).build_plan().content_hash
+
+
+def test_add_only_never_removes(tmp_path: Path) -> None:
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
+    write_project(tmp_path, destination=FAKE, sync_extra="mode: add_only\n")
+    make_engine(tmp_path).run()
+    write_customers(tmp_path / "warehouse.duckdb", [person(1)])
+    [report] = make_engine(tmp_path).run()
+    assert report.removed == 0 and len(held_keys()) == 5
+
+
+def test_suppressed_members_are_removed_and_not_re_added(project: Path) -> None:
+    import time
+
+    engine = make_engine(project)
+    engine.run()
+    with engine.ledger.begin() as conn:
+        from syncer.ledger import suppressions
+
+        conn.execute(suppressions.insert().values(member_key="7", segment="*", reason="purchase", created_at=time.time(), expires_at=None))
+    [report] = make_engine(project).run()
+    assert report.removed == 1 and "7" not in held_keys()
