@@ -42,7 +42,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -53,6 +53,7 @@ MAX_ROWS = 10_000
 SINGLE_KEYS = {"EMAIL_SHA256": "EMAIL", "PHONE_SHA256": "PHONE", "MOBILE_ADVERTISER_ID": "MADID", "EXTERN_ID": "EXTERN_ID"}
 MULTI_KEYS = ("EXTERN_ID", "EMAIL", "PHONE", "GEN", "DOBY", "DOBM", "DOBD", "LN", "FN", "FI", "CT", "ST", "ZIP", "MADID", "COUNTRY")
 STRONG_KEYS = ("EXTERN_ID", "EMAIL", "PHONE", "MADID")
+_STRONG = frozenset(STRONG_KEYS)
 _UNHASHED = {"EXTERN_ID", "MADID"}
 _HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
 _MADID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}").fullmatch
@@ -132,7 +133,7 @@ class _Store:
 
     @staticmethod
     def _ids(person: tuple[str, ...]) -> list[tuple[str, str]]:
-        ids = [(person[i], person[i + 1]) for i in range(0, len(person), 2) if person[i] in STRONG_KEYS]
+        ids = [(person[i], person[i + 1]) for i in range(0, len(person), 2) if person[i] in _STRONG]
         return ids or [("_ROW", "\x1f".join(person))]
 
     def _link(self, pid: int, person: tuple[str, ...]) -> None:
@@ -147,6 +148,14 @@ class _Store:
                 del self.index[key][value]
 
     def add(self, row: tuple[str, ...]) -> None:
+        if len(row) == 2 and row[0] in _STRONG:  # fast path: one strong identifier
+            index = self.index[row[0]]
+            if row[1] in index:
+                return  # that person already holds this value: nothing changes
+            pid, self.next_pid = self.next_pid, self.next_pid + 1
+            self.persons[pid] = row
+            index[row[1]] = pid
+            return
         ids = self._ids(row)
         found = {pid for key, value in ids if (pid := self.index[key].get(value)) is not None}
         if not found:
@@ -244,14 +253,20 @@ class MetaEmulator:
             self.requests: list[tuple[str, str, int]] = []
             self.dirty = False
 
-    def create_audience(self, ad_account_id: str, name: str, *, audience_id: str | None = None,
-                        description: str = "", customer_file_source: str = "USER_PROVIDED_ONLY") -> str:
-        """Create a customer-file audience directly (no HTTP); returns its id."""
-        account = ad_account_id.removeprefix("act_")
+    def create_audience(self, audience_id: str | None = None, name: str = "sandbox audience", *,
+                        ad_account_id: str | None = None, description: str = "",
+                        customer_file_source: str = "USER_PROVIDED_ONLY") -> str:
+        """Create a customer-file audience directly (no HTTP) unless it exists; returns its id.
+
+        Without ``ad_account_id`` the audience answers calls made for any ad account and does not report
+        an ``account_id``.
+        """
+        account = (ad_account_id or "").removeprefix("act_")
         with self._lock:
             if audience_id is None:
                 audience_id, self._next_id = str(self._next_id), self._next_id + 1
-            if not audience_id.isdigit() or not account.isdigit():
+            audience_id = str(audience_id)
+            if not audience_id.isdigit() or not (account == "" or account.isdigit()):
                 raise ValueError("audience and ad account ids are digits (the account may start with act_)")
             self._audiences.setdefault(audience_id, _Audience(audience_id, account, name, description, customer_file_source))
             self.dirty = True
@@ -297,7 +312,8 @@ class MetaEmulator:
         with self._lock:
             self.reset()
             self._next_id = int(state.get("next_id", self._next_id))
-            for item in state.get("audiences", []):
+            for saved in state.get("audiences", []):
+                item = dict(saved)
                 members = item.pop("members", [])
                 audience = _Audience(**item)
                 for member in members:
@@ -309,28 +325,32 @@ class MetaEmulator:
         """Serve one Graph request; returns (status, headers, body)."""
         if self.latency:
             time.sleep(self.latency)
-        account = "0"
         try:
-            params = _parse_params(query, body, content_type)
-            payload = _json_param(params, "payload")
-            rows = len(payload["data"]) if isinstance(payload, dict) and isinstance(payload.get("data"), list) else 0
-            with self._lock:
-                self.request_count += 1
-                self.requests.append((method, path, rows))
-                if len(self.requests) > 100_000:
-                    del self.requests[:50_000]
-                account = self._account_of(path)
+            params: dict[str, Any] = _parse_params(query, body, content_type)
+            unreadable = None
+        except GraphError as exc:
+            params, unreadable = {}, exc
+        with self._lock:
+            self.request_count += 1
+            self.requests.append((method, path, _row_count(params)))
+            if len(self.requests) > 100_000:
+                del self.requests[:50_000]
+            account = self._account_of(path)
+            try:
                 fault = self._take_fault()
                 if fault is not None and fault.http_status is not None:
                     return fault.http_status, {"Content-Type": "text/html"}, _html(fault.http_status)
                 if fault is not None and fault.error is not None:
                     raise fault.error
+                if unreadable is not None:
+                    raise unreadable
                 self._count_call(account)
                 self._authenticate(params)
-                result = self._route(method, path, params, payload)
+                result = self._route(method, path, params)
+            except GraphError as exc:
+                eta = exc.eta_minutes if exc.code in _THROTTLE_CODES else None
+                return exc.status, self._headers(account, eta), json.dumps(exc.body()).encode()
             return 200, self._headers(account), json.dumps(result).encode()
-        except GraphError as exc:
-            return exc.status, self._headers(account, exc.eta_minutes if exc.code in _THROTTLE_CODES else None), json.dumps(exc.body()).encode()
 
     def _take_fault(self) -> _Fault | None:
         while self._faults and self._faults[0].times <= 0:
@@ -348,7 +368,7 @@ class MetaEmulator:
         if node.startswith("act_"):
             return node[4:]
         audience = self._audiences.get(node)
-        return audience.account_id if audience else "0"
+        return audience.account_id or "0" if audience else "0"
 
     def _count_call(self, account: str) -> None:
         now = time.monotonic()
@@ -383,7 +403,7 @@ class MetaEmulator:
                 raise GraphError(100, "Invalid appsecret_proof provided in the API argument", kind="GraphMethodException")
 
     # ----- routing ------------------------------------------------------------------------------
-    def _route(self, method: str, path: str, params: dict[str, Any], payload: Any) -> dict[str, Any]:
+    def _route(self, method: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         match = _PATH.match(path)
         if not match:
             raise GraphError(2500, f"Unknown path components: {path}")
@@ -402,9 +422,9 @@ class MetaEmulator:
             return {"data": [{"session_id": sid, "num_received": s.received, "num_invalid_entries": s.invalid,
                               "stage": "finished" if s.finished else "uploading"} for sid, s in audience.sessions.items()]}
         if edge == "users" and method in ("POST", "DELETE"):
-            return self._users(audience, "add" if method == "POST" else "remove", payload, params)
+            return self._users(audience, "add" if method == "POST" else "remove", params)
         if edge == "usersreplace" and method == "POST":
-            return self._replace(audience, payload, params)
+            return self._replace(audience, params)
         if edge is None:
             raise _no_object(node, method)
         raise GraphError(2500, f"Unknown path components: /{edge}")
@@ -437,34 +457,34 @@ class MetaEmulator:
         if sum(1 for a in self._audiences.values() if a.account_id == account) >= _MAX_AUDIENCES_PER_ACCOUNT:
             # The code is unverified; the limit of 500 customer-file audiences per account is documented.
             raise GraphError(2654, "Failed to create custom audience: the ad account holds 500 customer-file audiences")
-        return self.create_audience(account, name, description=str(params.get("description", "")), customer_file_source=source)
+        return self.create_audience(name=name, ad_account_id=account, description=str(params.get("description", "")),
+                                    customer_file_source=source)
 
     # ----- membership ---------------------------------------------------------------------------
-    def _users(self, audience: _Audience, op: str, payload: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _users(self, audience: _Audience, op: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if audience.replacing(time.monotonic()):
             raise _session_error(1870145, "An update is in progress for this audience; try again later", transient=True)
-        rows, invalid, samples = _validate(payload)
+        rows, invalid, samples = _validate(_json_param(params, "payload"))
         session = self._session(audience, _json_param(params, "session"), required=False, replace=False)
         apply = audience.store.add if op == "add" else audience.store.remove
         for row in rows:
             apply(row)
         return self._result(audience, session, len(rows) + invalid, invalid, samples, "audience_id", audience.id)
 
-    def _replace(self, audience: _Audience, payload: Any, params: Mapping[str, Any]) -> dict[str, Any]:
-        rows, invalid, samples = _validate(payload)
+    def _replace(self, audience: _Audience, params: Mapping[str, Any]) -> dict[str, Any]:
+        rows, invalid, samples = _validate(_json_param(params, "payload"))
         session = self._session(audience, _json_param(params, "session"), required=True, replace=True)
-        assert session is not None
-        staging = session[1].staging
-        assert staging is not None
+        assert session is not None and session[1].staging is not None
+        state = session[1]
+        staging = state.staging
         for row in rows:
             staging.add(row)
-        if session[1].finished:
-            state = session[1]
-            audience.store, state.staging, audience.replace = state.staging, None, None
+        if state.finished:  # the replace ends: members not sent in it are gone
+            audience.store, state.staging, audience.replace = staging, None, None
         return self._result(audience, session, len(rows) + invalid, invalid, samples, "account_id", audience.account_id)
 
     def _result(self, audience: _Audience, session: tuple[int, _Session] | None, received: int, invalid: int,
-                        samples: dict[str, str], id_key: str, id_value: str) -> dict[str, Any]:
+                samples: dict[str, str], id_key: str, id_value: str) -> dict[str, Any]:
         audience.time_updated = int(time.time())
         self.dirty = True
         result: dict[str, Any] = {id_key: id_value}
@@ -535,7 +555,7 @@ def _validate(payload: Any) -> tuple[list[tuple[str, ...]], int, dict[str, str]]
         if schema not in SINGLE_KEYS:
             raise _invalid(f"Invalid schema {schema!r}: expected one of {sorted(SINGLE_KEYS)} or a list of multi-key fields")
         return _validate_single(SINGLE_KEYS[schema], data)
-    if not isinstance(schema, list) or not schema or any(k not in _ORDER for k in schema) or len(set(schema)) != len(schema):
+    if not isinstance(schema, list) or not schema or any(not isinstance(k, str) or k not in _ORDER for k in schema) or len(set(schema)) != len(schema):
         raise _invalid(f"Invalid schema: expected a list of distinct fields from {list(MULTI_KEYS)}")
     return _validate_multi(schema, data)
 
@@ -584,11 +604,13 @@ def _validate_multi(schema: list[str], data: list[Any]) -> tuple[list[tuple[str,
             value = row[i]
             if value == "":
                 continue
-            reason = _check(schema[i], value)
-            if reason is not None:
-                bad = (str(value), reason)
-                break
-            flat += (schema[i], value)
+            key = schema[i]
+            if key in _UNHASHED or type(value) is not str or not _HEX64(value):  # slow path: the rare keys and the bad values
+                reason = _check(key, value)
+                if reason is not None:
+                    bad = (str(value), reason)
+                    break
+            flat += (key, value)
         if bad is None and not flat:
             bad = ("", "all values empty")
         if bad is not None:
@@ -614,7 +636,9 @@ def _audience_fields(audience: _Audience, fields: Any) -> dict[str, Any]:
         "operation_status": status, "approximate_count_lower_bound": count, "approximate_count_upper_bound": count,
         "time_created": audience.time_created, "time_updated": audience.time_updated,
     }
-    return {"id": audience.id} | {f: values[f] for f in wanted}
+    if not audience.account_id:  # an audience made without an account answers for any account
+        del values["account_id"]
+    return {"id": audience.id} | {f: values[f] for f in wanted if f in values}
 
 
 def _parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
@@ -634,6 +658,18 @@ def _parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise _invalid(f"Could not parse the request body ({type(exc).__name__})") from None
     return params
+
+
+def _row_count(params: dict[str, Any]) -> int:
+    """Rows in the payload, for the request log (0 when unreadable); keeps the parsed payload in ``params``."""
+    payload = params.get("payload")
+    if isinstance(payload, str):
+        try:
+            payload = params["payload"] = json.loads(payload)
+        except ValueError:
+            return 0  # reported as code 100 once the token is checked
+    data = payload.get("data") if isinstance(payload, dict) else None
+    return len(data) if isinstance(data, list) else 0
 
 
 def _json_param(params: Mapping[str, Any], name: str) -> Any:
