@@ -91,7 +91,7 @@ def run_once(root: Path) -> tuple[dict, float]:
 
 def bench_size(members: int, sandbox: Sandbox, workdir: Path) -> list[dict]:
     root = workdir / f"n{members}"
-    write_project(root, sandbox.port)
+    write_project(root, int(sandbox.url.rsplit(':', 1)[1]))
     sandbox.meta.create_audience("777", name="bench")
     t0 = time.perf_counter()
     build_warehouse(root / "warehouse.duckdb", members)

@@ -36,7 +36,11 @@ def destination_class(type_name: str) -> type[Destination]:
 
 def build_destination(name: str, config) -> Destination:
     """Instantiate the connector for a destination config; secrets are read from the environment now."""
+    from syncer.config import expand_env
+
     cls = destination_class(config.type)
+    if config.endpoint:
+        config = config.model_copy(update={"endpoint": expand_env(config.endpoint)})
     instance = cls(config)
     instance.name = name
     return instance

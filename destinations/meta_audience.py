@@ -66,7 +66,7 @@ KEYS = {
 SINGLE_KEY = {"email": "EMAIL_SHA256", "phone": "PHONE_SHA256", "madid": "MOBILE_ADVERTISER_ID", "external_id": "EXTERN_ID"}
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TRANSIENT_CODES = frozenset({1, 2, 341})
-DEFAULT_RETRY_AFTER_S = 60.0
+DEFAULT_RETRY_AFTER_S: float | None = None  # Meta gave no estimate: the engine backs off exponentially
 GRAPH_URL = "https://graph.facebook.com"
 TERMS_URL = "https://business.facebook.com/ads/manage/customaudiences/tos/?act={account}"
 
@@ -135,7 +135,7 @@ def _classify_error(status: int, error: Mapping[str, Any], headers: Mapping[str,
                            f" app as {ctx.app_secret_env or 'the app_secret_env variable'}", detail=detail)
     if code in THROTTLE_CODES:
         wait = _retry_after(headers)
-        return RateLimited(f"Meta throttled destination '{name}' (code {code}); retry in {wait:.0f} s", retry_after=wait, detail=detail)
+        return RateLimited(f"Meta throttled destination '{name}' (code {code}); " + (f"retry in {wait:.0f} s" if wait else "backing off"), retry_after=wait, detail=detail)
     if code == 2650 and sub == 1870145:
         return TransientError(f"An update or replace is running on {_what(ctx)}; retrying later", detail=detail)
     if code in TRANSIENT_CODES or error.get("is_transient") is True or status >= 500:
@@ -363,14 +363,14 @@ def _eta_seconds(headers: Mapping[str, str]) -> float | None:
     return minutes * 60 if minutes > 0 else None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     eta = _eta_seconds(headers)
     if eta is not None:
         return eta
     try:
         return max(float(headers["retry-after"]), 1.0)
     except (KeyError, ValueError):
-        return DEFAULT_RETRY_AFTER_S  # the engine caps the wait
+        return DEFAULT_RETRY_AFTER_S
 
 
 def _what(ctx: MetaContext) -> str:

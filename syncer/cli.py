@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 console = Console(stderr=False)
+if not console.is_terminal:  # pipes and CI logs: never truncate a table to 80 columns
+    console = Console(stderr=False, width=160)
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_HELD = 0, 1, 2, 3
@@ -34,9 +36,10 @@ def _project(ctx: click.Context):
 
 
 def _print_problems(problems, root) -> None:
-    err.print(f"[bold red]{len(problems)} problem(s)[/] in project {root}:")
+    # plain lines, never wrapped: editors and CI annotate from "file:line: message"
+    click.echo(f"{len(problems)} problem(s) in project {root}:", err=True)
     for problem in problems:
-        err.print(f"  {problem}", markup=False, highlight=False)
+        click.echo(f"  {problem}", err=True)
 
 
 def _engine(ctx: click.Context):
@@ -272,22 +275,29 @@ def history(ctx: click.Context, sync: str | None, limit: int) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8510, show_default=True)
-@click.option("--state", "state_file", default=".syncer/sandbox.json", show_default=True, help="Where membership is kept across restarts.")
-def sandbox(host: str, port: int, state_file: str) -> None:
-    """Run the local platform emulators until Ctrl-C."""
+@click.option("--state", "state_file", default=None, help="Where membership is kept across restarts (default: .syncer/sandbox.json in the project).")
+@click.pass_context
+def sandbox(ctx: click.Context, host: str, port: int, state_file: str | None) -> None:
+    """Run the local platform emulators until Ctrl-C, with every audience the project's syncs name."""
     import signal
     import threading
 
-    from syncer.sandbox import Sandbox
+    from syncer.demo import start_sandbox
+    from syncer.project import InvalidProjectError, load_project
 
-    Path(state_file).parent.mkdir(parents=True, exist_ok=True)
-    sb = Sandbox(host=host, port=port, state_file=state_file)
-    sb.start()
-    console.print(f"sandbox serving at {sb.url} (Meta Graph API); state in {state_file}; Ctrl-C to stop")
+    try:
+        project = load_project(ctx.obj["project_dir"])
+    except InvalidProjectError:
+        project = None
+    state = Path(state_file) if state_file else (project.state_dir if project else Path(".syncer")) / "sandbox.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    sb = start_sandbox(project, port, host=host, state_file=state)
+    console.print(f"sandbox serving at {sb.url} (Meta Graph API); state in {state}; Ctrl-C to stop")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
+        while not stop.wait(30):
+            sb.save()
     except KeyboardInterrupt:
         pass
     finally:

@@ -178,12 +178,14 @@ def resolve_secret(env_name: str, *, what: str) -> SecretStr:
 
 
 def expand_env(url: str) -> str:
-    """Replace ${VAR} in a URL from the environment; raise ``ConfigError`` naming a missing one."""
+    """Replace ${VAR} and ${VAR:-default} from the environment; raise ``ConfigError`` naming a missing one."""
 
     def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"environment variable {name} (used in a URL) is not set")
-        return os.environ[name]
+        name, default = match.group(1), match.group(3)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} (used in a URL) is not set")
 
-    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)\}", sub, url)
+    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)(:-([^}]*))?\}", sub, url)

@@ -23,15 +23,19 @@ def fresh_demo_project(project_dir: Path, *, customers: int, seed: int = 7) -> t
     return project, counts
 
 
-def start_sandbox(project: Project, port: int):
+def start_sandbox(project: Project | None, port: int, *, host: str = "127.0.0.1", state_file: Path | None = None):
     """Start the emulators on ``port`` with every audience the project's syncs name."""
     from syncer.sandbox import Sandbox
 
-    sandbox = Sandbox(host="127.0.0.1", port=port, meta_token=os.environ["SANDBOX_META_TOKEN"],
-                      state_file=str(project.state_dir / "sandbox.json"))
+    os.environ.setdefault("SANDBOX_META_TOKEN", DEMO_TOKEN)
+    if state_file is None and project is not None:
+        state_file = project.state_dir / "sandbox.json"
+    sandbox = Sandbox(host=host, port=port, meta_token=os.environ["SANDBOX_META_TOKEN"], state_file=state_file)
     sandbox.start()
-    for sync in project.syncs.values():
-        if project.destinations[sync.destination].type == "meta_audience":
+    os.environ["SANDBOX_URL"] = sandbox.url
+    known = {a["id"] for a in sandbox.meta.audiences()}
+    for sync in (project.syncs.values() if project else ()):
+        if project.destinations[sync.destination].type == "meta_audience" and sync.audience_id not in known:
             sandbox.meta.create_audience(sync.audience_id, name=sync.segment)
     return sandbox
 

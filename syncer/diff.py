@@ -145,6 +145,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
                     held_before=len(held_keys), stats=stats)
     _classify_candidates(plan, candidates, kinds, platform=platform, region=region,
                          has_region=data.has_region, ledger=ledger)
+    plan.members -= len(plan.rejections)
     held_map = ledger.held_rows(sync_name, gone) if gone else {}
     plan.removes = sorted(plan.removes + [PlannedRow(k, held_map[k].raw_fp, held_map[k].identifiers) for k in gone if k in held_map],
                           key=lambda r: r.member_key)

@@ -30,11 +30,15 @@ CUSTOMER_COLUMNS = "customer_id BIGINT, email VARCHAR, phone VARCHAR, country VA
 
 def write_customers(path: Path, rows: list[tuple]) -> None:
     """rows: (customer_id, email, phone, country, first_name, last_name, ads_consent, in_segment)."""
+    import pyarrow as pa
+
+    names = [c.split()[0] for c in CUSTOMER_COLUMNS.split(", ")]
+    columns = list(zip(*rows)) if rows else [[] for _ in names]
+    _rows = pa.table({n: pa.array(list(c)) if rows else pa.array([], pa.null()) for n, c in zip(names, columns)})
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE IF EXISTS customers")
     con.execute(f"CREATE TABLE customers ({CUSTOMER_COLUMNS})")
-    if rows:
-        con.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute("INSERT INTO customers SELECT * FROM _rows")
     con.close()
 
 

@@ -216,12 +216,15 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers = 500, {"Content-Type": "application/json"}
             payload = json.dumps({"error": {"message": "An unknown error occurred", "type": "OAuthException",
                                             "code": 1, "is_transient": True, "fbtrace_id": "sandbox"}}).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away (killed mid-request)
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)

@@ -67,7 +67,7 @@ def test_invalid_identifiers_are_rejected_with_a_reason_and_never_sent(tmp_path:
     write_customers(tmp_path / "warehouse.duckdb", [person(1), person(2, email="not-an-email"), person(3, email=None)])
     write_project(tmp_path, destination=FAKE)
     [report] = make_engine(tmp_path).run()
-    assert report.added == 1 and report.rejected == 2
+    assert report.members == 1 and report.added == 1 and report.rejected == 2
     assert held_keys() == {"1"}
     assert sum(report.reasons.values()) == 2 and "invalid_email" in report.reasons
     # unchanged rejected rows are not re-reported as new work
