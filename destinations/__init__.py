@@ -25,6 +25,13 @@ __all__ = [
 
 DESTINATION_TYPES: dict[str, str] = {
     "meta_audience": "destinations.meta_audience:MetaAudienceDestination",
+    "google_customer_match": "destinations.google_customer_match:GoogleCustomerMatchDestination",
+    "klaviyo_list": "destinations.klaviyo:KlaviyoListDestination",
+    "mailchimp_audience": "destinations.mailchimp:MailchimpAudienceDestination",
+    "braze": "destinations.braze:BrazeDestination",
+    "iterable_list": "destinations.iterable:IterableListDestination",
+    "attentive": "destinations.attentive:AttentiveDestination",
+    "twilio_sms": "destinations.twilio_sms:TwilioSmsDestination",
     "fake": "destinations.fake:FakeDestination",
 }
 

@@ -76,6 +76,11 @@ class Capabilities:
     can_remove: bool = True
     separate_add_remove: bool = True
     requests_per_second: float | None = None
+    channel: str = "ads"
+    """Consent channel a sync checks by default: ads, email or sms."""
+    at_most_once: bool = False
+    """Sends are not idempotent (an SMS): the engine records each row before sending and never resends
+    a row whose send may have happened (a crash or timeout mid-call leaves it recorded as sent)."""
 
 
 @runtime_checkable

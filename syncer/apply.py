@@ -116,6 +116,14 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
 def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int, audience: AudienceRef,
                  op: str, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,
                  sleep: Callable[[float], None]) -> None:
+    capabilities = destination.capabilities
+    if op == "remove" and not capabilities.can_remove:
+        # the platform keeps no membership (a trigger): leaving only clears the ledger, so re-entry triggers again
+        ledger.forget_held(plan.sync, [r.member_key for r in batch])
+        return
+    if op == "add" and capabilities.at_most_once:
+        _apply_at_most_once(plan, destination, ledger, sync_run_id, audience, batch, policy, report, sleep)
+        return
     members = [Member(r.member_key, r.identifiers) for r in batch]
     result, attempts = _send(destination, op, audience, members, policy, report, sleep)
     report.requests += result.requests + (attempts - 1)
@@ -140,6 +148,38 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
     for name, value in result.platform_counts.items():
         if isinstance(value, int):
             report.platform_counts[name] = report.platform_counts.get(name, 0) + value
+
+
+def _apply_at_most_once(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int,
+                        audience: AudienceRef, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,
+                        sleep: Callable[[float], None]) -> None:
+    """Sends that must never repeat (texts): record every row as held before calling, so a crash at any
+    point never sends it again. The connector raises only when nothing was sent and returns RETRYABLE
+    only for rows it did not send (quiet hours, throttled); those are released for the next run."""
+    keys = [r.member_key for r in batch]
+    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
+                        landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in batch])
+    try:
+        result, attempts = _send(destination, "add", audience, [Member(r.member_key, r.identifiers) for r in batch],
+                                 policy, report, sleep)
+    except BaseException:
+        ledger.forget_held(plan.sync, keys)
+        raise
+    report.requests += result.requests + (attempts - 1)
+    failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
+    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="add", landed=[], failed=failed,
+                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch))
+    not_sent = [k for k, status, _ in failed if status == "retryable"]
+    if not_sent:
+        ledger.forget_held(plan.sync, not_sent)
+    report.added += sum(1 for o in result.outcomes if o.status is RowStatus.SENT)
+    for key, status, reason in failed:
+        if status == "rejected":
+            report.rejected += 1
+            report.reasons[reason] = report.reasons.get(reason, 0) + 1
+        else:
+            report.deferred += 1
+            report.reasons[reason] = report.reasons.get(reason, 0) + 1
 
 
 def _defer_rest(ledger: Ledger, plan: SyncPlan, work, index: int, start: int, report: ApplyReport,

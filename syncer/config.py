@@ -135,6 +135,85 @@ class MetaAudienceConfig(_DestinationBase):
     _check_env = field_validator("access_token_env", "app_secret_env")(classmethod(lambda cls, v: _env_name(v)))
 
 
+def _envs(*names: str):
+    return field_validator(*names)(classmethod(lambda cls, v: _env_name(v)))
+
+
+class GoogleCustomerMatchConfig(_DestinationBase):
+    """A Google Ads account whose Customer Match user lists we keep in sync."""
+
+    type: Literal["google_customer_match"]
+    customer_id: str = Field(pattern=r"^\d{3}-?\d{3}-?\d{4}$", description="Google Ads customer id that owns the user lists (dashes optional).")
+    login_customer_id: str | None = Field(None, pattern=r"^\d{3}-?\d{3}-?\d{4}$", description="Manager account id sent as login-customer-id, when access goes through a manager.")
+    transport: Literal["google_ads_api", "data_manager"] = Field("data_manager", description="google_ads_api: OfflineUserDataJobService over gRPC; data_manager: the Data Manager API (required for new integrations since April 2026).")
+    developer_token_env: str | None = Field(None, description="Environment variable holding the developer token (google_ads_api transport).")
+    access_token_env: str = Field(description="Environment variable holding an OAuth access token with the adwords or datamanager scope.")
+    api_version: str = Field("v26", pattern=r"^v\d+$", description="Google Ads API version (google_ads_api transport).")
+
+    _check_env = _envs("developer_token_env", "access_token_env")
+
+
+class KlaviyoListConfig(_DestinationBase):
+    """A Klaviyo account; each sync's audience_id is a list id."""
+
+    type: Literal["klaviyo_list"]
+    api_key_env: str = Field(description="Environment variable holding a private API key with lists:write and profiles:write.")
+    revision: str = Field("2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}$", description="Klaviyo API revision header.")
+
+    _check_env = _envs("api_key_env")
+
+
+class MailchimpAudienceConfig(_DestinationBase):
+    """A Mailchimp account; each sync's audience_id names the audience (list) and the tag or static segment."""
+
+    type: Literal["mailchimp_audience"]
+    api_key_env: str = Field(description="Environment variable holding the API key (its -usN suffix names the data center).")
+    membership: Literal["tag", "static_segment"] = Field("tag", description="How membership is kept: a tag on the member, or a static segment.")
+
+    _check_env = _envs("api_key_env")
+
+
+class BrazeConfig(_DestinationBase):
+    """A Braze workspace; each sync's audience_id is the boolean custom attribute that marks membership."""
+
+    type: Literal["braze"]
+    api_key_env: str = Field(description="Environment variable holding a REST API key with users.track.")
+    instance_url: str = Field("https://rest.iad-01.braze.com", description="REST endpoint of the workspace's cluster.")
+
+    _check_env = _envs("api_key_env")
+
+
+class IterableListConfig(_DestinationBase):
+    """An Iterable project; each sync's audience_id is a list id."""
+
+    type: Literal["iterable_list"]
+    api_key_env: str = Field(description="Environment variable holding a server-side API key.")
+
+    _check_env = _envs("api_key_env")
+
+
+class AttentiveConfig(_DestinationBase):
+    """An Attentive company; each sync's audience_id is the custom attribute that marks membership."""
+
+    type: Literal["attentive"]
+    api_key_env: str = Field(description="Environment variable holding a private app API key.")
+
+    _check_env = _envs("api_key_env")
+
+
+class TwilioSmsConfig(_DestinationBase):
+    """A Twilio account that texts a member once when they enter a segment (sync mode: trigger)."""
+
+    type: Literal["twilio_sms"]
+    account_sid_env: str = Field(description="Environment variable holding the Account SID.")
+    auth_token_env: str = Field(description="Environment variable holding the auth token.")
+    from_number: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$", description="Sender number in E.164 (or use messaging_service_sid).")
+    messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9a-fA-F]{32}$", description="Messaging Service that sends (handles opt-out keywords).")
+    messages: dict[str, str] = Field(description="Message body per sync audience_id, e.g. {cart_reminder: 'You left items in your cart...'}.")
+
+    _check_env = _envs("account_sid_env", "auth_token_env")
+
+
 class FakeConfig(_DestinationBase):
     """An in-process destination for tests and dry runs; it keeps members in memory."""
 
@@ -142,7 +221,11 @@ class FakeConfig(_DestinationBase):
     max_batch: int = Field(1000, ge=1, description="Largest batch the fake accepts, like a platform's limit.")
 
 
-DestinationConfig = Annotated[Union[MetaAudienceConfig, FakeConfig], Field(discriminator="type")]
+DestinationConfig = Annotated[
+    Union[MetaAudienceConfig, GoogleCustomerMatchConfig, KlaviyoListConfig, MailchimpAudienceConfig, BrazeConfig,
+          IterableListConfig, AttentiveConfig, TwilioSmsConfig, FakeConfig],
+    Field(discriminator="type"),
+]
 
 
 class SyncConfig(_Strict):
@@ -152,10 +235,10 @@ class SyncConfig(_Strict):
     segment: str = Field(description="Name of a segment (its file stem).")
     destination: str = Field(description="Name of a destination (its file stem).")
     audience_id: str = Field(min_length=1, description="Audience / list id on the platform.")
-    mode: Literal["mirror", "add_only"] = Field("mirror", description="mirror sends adds and removes; add_only never removes.")
+    mode: Literal["mirror", "add_only", "trigger"] = Field("mirror", description="mirror sends adds and removes; add_only never removes; trigger sends once per entry into the segment (Twilio).")
     identifiers: list[IdentifierKind] = Field(description="Which of the segment's identifiers to send.")
-    channel: Channel = Field("ads", description="Consent channel that must not be denied for a member to be sent.")
-    send_unknown_consent: bool = Field(True, description="Send members whose consent column is NULL.")
+    channel: Channel | None = Field(None, description="Consent channel that must not be denied for a member to be sent; default: the destination's (ads, email or sms).")
+    send_unknown_consent: bool | None = Field(None, description="Send members whose consent column is NULL; default: yes for ads, no for email and sms.")
     gates: GateConfig | None = Field(None, description="Gates for this sync; default: the project's.")
     owners: list[str] = Field(default_factory=list)
 

@@ -87,13 +87,15 @@ def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConf
                        bool(segment.phone_region_column))
 
 
-def _consent_filter(segment: SegmentConfig, sync: SyncConfig) -> str:
-    column = getattr(segment.consent, sync.channel)
+def _consent_filter(segment: SegmentConfig, sync: SyncConfig, default_channel: str) -> str:
+    channel = sync.channel or default_channel
+    send_unknown = sync.send_unknown_consent if sync.send_unknown_consent is not None else channel == "ads"
+    column = getattr(segment.consent, channel)
     if not column:
-        return "TRUE" if sync.send_unknown_consent else "FALSE"
-    if sync.send_unknown_consent:
-        return f"consent_{sync.channel} IS DISTINCT FROM FALSE"
-    return f"consent_{sync.channel} IS TRUE"
+        return "TRUE" if send_unknown else "FALSE"
+    if send_unknown:
+        return f"consent_{channel} IS DISTINCT FROM FALSE"
+    return f"consent_{channel} IS TRUE"
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list]) -> None:
@@ -102,7 +104,7 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list
 
 def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,
               sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
-              suppressed: set[str]) -> SyncPlan:
+              suppressed: set[str], channel: str = "ads") -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected."""
     started = time.perf_counter()
     kinds = [k for k in sync.identifiers]
@@ -119,7 +121,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
                {', '.join(f'k_{k}' for k in kinds)}{', region' if data.has_region else ''}
         FROM {data.table}
         WHERE member_key IS NOT NULL AND member_key <> ''
-          AND {_consent_filter(segment, sync)}
+          AND {_consent_filter(segment, sync, channel)}
           AND member_key NOT IN (SELECT member_key FROM _supp)
         QUALIFY row_number() OVER (PARTITION BY member_key ORDER BY raw_fp) = 1""")
     desired = _scalar(con, "SELECT count(*) FROM _desired")
@@ -132,7 +134,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         LEFT JOIN _rej r ON r.member_key = d.member_key
         WHERE h.raw_fp IS DISTINCT FROM d.raw_fp AND r.raw_fp IS DISTINCT FROM d.raw_fp
         ORDER BY d.member_key""").to_arrow_table()
-    gone = [] if sync.mode == "add_only" else [k for (k,) in con.sql(
+    gone = [] if sync.mode != "mirror" else [k for (k,) in con.sql(
         "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
     stale_rejections = [k for (k,) in con.sql(
         "SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
@@ -192,7 +194,8 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
                 plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
             continue
         row = PlannedRow(key, fp, dict(result.identifiers))
-        if old is not None and old.identifiers == row.identifiers:
+        if old is not None and (old.identifiers == row.identifiers or plan.mode == "trigger"):
+            # trigger mode: a member who stays in the segment with new identifiers has not re-entered
             plan.refreshes.append(row)
             continue
         if old is not None and plan.mode == "mirror":

@@ -93,11 +93,11 @@ class Engine:
                     loaded[sync.segment] = load_segment(
                         con, sync.segment, segment, project.segment_sql(sync.segment),
                         warehouse_url=project.warehouse_url(), chunk_rows=project.config.chunk_rows)
-                platform = destination_class(project.destinations[sync.destination].type).capabilities.platform
+                capabilities = destination_class(project.destinations[sync.destination].type).capabilities
                 suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
-                sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=platform,
+                sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
                                       region=segment.phone_region or project.config.default_region,
-                                      ledger=self.ledger, suppressed=suppressed)
+                                      ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel)
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())

@@ -30,9 +30,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from syncer.sandbox.base import Emulator, Request
 from syncer.sandbox.meta import MetaEmulator
 
-__all__ = ["Sandbox", "main"]
+__all__ = ["EMULATORS", "Sandbox", "main"]
+
+# name -> "module:Class" of each HTTP emulator served under /<name>/ (Meta is served at the root)
+EMULATORS: dict[str, str] = {}
 
 log = logging.getLogger(__name__)
 DEFAULT_META_TOKEN = "sandbox-meta-token"
@@ -55,11 +59,22 @@ class Sandbox:
         self.host, self.port = host, port
         token = meta_token or os.environ.get("SANDBOX_META_TOKEN") or DEFAULT_META_TOKEN
         self.meta = MetaEmulator(token, meta_app_secret)
+        self.emulators: dict[str, Emulator] = {name: _load(spec)() for name, spec in EMULATORS.items()}
         self.state_file = Path(state_file) if state_file else None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         if self.state_file is not None and self.state_file.exists():
             self.load()
+
+    def __getattr__(self, name: str) -> Emulator:
+        emulators = self.__dict__.get("emulators", {})
+        if name in emulators:
+            return emulators[name]
+        raise AttributeError(name)
+
+    def url_for(self, name: str) -> str:
+        """Base URL of one emulator, e.g. http://127.0.0.1:8510/klaviyo (Meta: the root)."""
+        return self.url if name == "meta" else f"{self.url}/{name}"
 
     @property
     def url(self) -> str:
@@ -95,6 +110,8 @@ class Sandbox:
     def reset(self) -> None:
         """Forget all audiences, members, faults and counters."""
         self.meta.reset()
+        for emulator in self.emulators.values():
+            emulator.reset()
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the state as JSON (atomically) to ``path`` or the state file."""
@@ -104,9 +121,13 @@ class Sandbox:
         tmp = target.with_name(target.name + ".tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("w", encoding="utf-8") as handle:
-            json.dump({"version": 1, "meta": self.meta.to_state()}, handle, separators=(",", ":"))
+            state = {"version": 1, "meta": self.meta.to_state()}
+            state.update({name: e.to_state() for name, e in self.emulators.items()})
+            json.dump(state, handle, separators=(",", ":"))
         os.replace(tmp, target)
         self.meta.dirty = False
+        for emulator in self.emulators.values():
+            emulator.dirty = False
         return target
 
     def load(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -117,6 +138,14 @@ class Sandbox:
         state = json.loads(source.read_text(encoding="utf-8"))
         self.meta.load_state(state.get("meta", {}))
         self.meta.dirty = False
+        for name, emulator in self.emulators.items():
+            if name in state:
+                emulator.load_state(state[name])
+            emulator.dirty = False
+
+    @property
+    def dirty(self) -> bool:
+        return self.meta.dirty or any(e.dirty for e in self.emulators.values())
 
     def __enter__(self) -> "Sandbox":
         return self.start()
@@ -133,8 +162,13 @@ class Sandbox:
             return 400, {"error": "the body must be JSON"}
         if method == "GET" and path.rstrip("/") == "/_sandbox/stats":
             audiences = self.meta.audiences()
-            return 200, {"meta": {"requests": self.meta.request_count, "audiences": len(audiences),
-                                  "members": sum(a["count"] for a in audiences)}}
+            stats = {"meta": {"requests": self.meta.request_count, "audiences": len(audiences),
+                              "members": sum(a["count"] for a in audiences)}}
+            stats.update({name: {"requests": e.request_count} for name, e in self.emulators.items()})
+            return 200, stats
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[1] in self.emulators:
+            return self._emulator_admin(method, self.emulators[parts[1]], parts[2:], data)
         if method == "POST" and path.rstrip("/") == "/_sandbox/reset":
             self.reset()
             return 200, {"ok": True}
@@ -163,6 +197,22 @@ class Sandbox:
             return self._faults(data)
         return 404, {"error": f"unknown sandbox endpoint {method} {path}"}
 
+    @staticmethod
+    def _emulator_admin(method: str, emulator: Emulator, rest: list[str], data: Any) -> tuple[int, Any]:
+        if method == "GET" and not rest:
+            return 200, emulator.admin_view()
+        if method == "POST" and rest == ["faults"] and isinstance(data, dict):
+            try:
+                if "latency" in data:
+                    emulator.latency = float(data["latency"])
+                else:
+                    emulator.inject_http(status=int(data.get("http_status", 503)), times=int(data.get("times", 1)),
+                                         retry_after=data.get("retry_after"), body=data.get("body"))
+            except (TypeError, ValueError) as exc:
+                return 400, {"error": f"bad fault: {exc}"}
+            return 200, {"ok": True}
+        return 404, {"error": f"unknown sandbox endpoint {method} /_sandbox/{emulator.name}/{'/'.join(rest)}"}
+
     def _faults(self, data: Any) -> tuple[int, Any]:
         if not isinstance(data, dict):
             return 400, {"error": "expected a JSON object"}
@@ -176,6 +226,13 @@ class Sandbox:
         except (TypeError, ValueError) as exc:
             return 400, {"error": f"bad fault: {exc}"}
         return 200, {"ok": True}
+
+
+def _load(spec: str) -> type[Emulator]:
+    import importlib
+
+    module_name, _, class_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 class _Server(ThreadingHTTPServer):
@@ -199,15 +256,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         sandbox = self.server.sandbox
         try:
+            prefix, _, rest = url.path.lstrip("/").partition("/")
             if url.path.startswith("/_sandbox/"):
                 status, value = sandbox.admin(method, url.path, body)
                 headers, payload = {"Content-Type": "application/json"}, json.dumps(value).encode()
+            elif prefix in sandbox.emulators:
+                request = Request(method, "/" + rest, url.query, body, {k.lower(): v for k, v in self.headers.items()})
+                status, headers, payload = sandbox.emulators[prefix].serve(request)
             else:
                 status, headers, payload = sandbox.meta.handle(method, url.path, url.query, body,
                                                                self.headers.get("Content-Type", ""))
@@ -253,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.start()
     print(f"sandbox listening on {sandbox.url}", flush=True)
     while not stop.wait(args.save_every):
-        if sandbox.state_file is not None and sandbox.meta.dirty:
+        if sandbox.state_file is not None and sandbox.dirty:
             sandbox.save()
     sandbox.stop()
     print("sandbox stopped" + (f"; state saved to {sandbox.state_file}" if sandbox.state_file else ""), flush=True)

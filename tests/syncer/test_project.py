@@ -290,13 +290,13 @@ def test_bad_mode_lists_the_allowed_values(tmp_path: Path) -> None:
     sync = VALID["syncs/vip_meta.yml"].replace("mode: mirror", "mode: mirorr")
     problem = only_problem(tmp_path, {"syncs/vip_meta.yml": sync})
     assert where(problem) == ("syncs/vip_meta.yml", 4, "mode")
-    assert problem.message == "expected one of 'mirror', 'add_only', got 'mirorr'; did you mean 'mirror'?"
+    assert problem.message == "expected one of 'mirror', 'add_only', 'trigger', got 'mirorr'; did you mean 'mirror'?"
 
 
 def test_a_yaml_boolean_surprise_is_explained(tmp_path: Path) -> None:
     sync = VALID["syncs/vip_meta.yml"].replace("mode: mirror", "mode: no")
     problem = only_problem(tmp_path, {"syncs/vip_meta.yml": sync})
-    assert problem.message == "expected one of 'mirror', 'add_only', got 'no' (which YAML reads as false)"
+    assert problem.message == "expected one of 'mirror', 'add_only', 'trigger', got 'no' (which YAML reads as false)"
 
 
 def test_unknown_destination_type_lists_the_known_types(tmp_path: Path) -> None:
@@ -627,7 +627,7 @@ def test_json_schemas_describe_every_key_and_forbid_unknown_ones() -> None:
         undocumented = [name for name, prop in _properties(schema).items() if not prop.get("description")]
         assert undocumented == [], f"{kind}: add a description to {undocumented}"
     assert "audience_id" in schemas["sync"]["properties"]
-    assert schemas["sync"]["properties"]["mode"]["enum"] == ["mirror", "add_only"]
+    assert schemas["sync"]["properties"]["mode"]["enum"] == ["mirror", "add_only", "trigger"]
     assert {"MetaAudienceConfig", "FakeConfig"} <= set(schemas["destination"]["$defs"])
 
 
