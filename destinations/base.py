@@ -90,9 +90,19 @@ class HasPlatformCounts(Protocol):
     def audience_counts(self, audience: AudienceRef) -> Mapping[str, int]: ...
 
 
+class IdCache(Protocol):
+    """Where a connector keeps the platform's own ids for our members (in the ledger)."""
+
+    def get_many(self, member_keys: Sequence[str]) -> Mapping[str, str]: ...
+
+    def put_many(self, ids: Mapping[str, str]) -> None: ...
+
+
 class Destination(abc.ABC):
     kind: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    id_cache: IdCache | None = None
+    """Set by the engine before the first call; connectors that need platform ids use it."""
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -67,7 +67,9 @@ class Engine:
 
     def destination(self, name: str) -> Destination:
         if name not in self._destinations:
-            self._destinations[name] = build_destination(name, self.project.destinations[name])
+            destination = build_destination(name, self.project.destinations[name])
+            destination.id_cache = self.ledger.id_cache(name)
+            self._destinations[name] = destination
         return self._destinations[name]
 
     def _select(self, syncs: Iterable[str] | None) -> list[str]:

@@ -13,6 +13,7 @@ Tables (``SCHEMA_VERSION`` bumps with a migration in ``_MIGRATIONS``):
 - ``row_outcomes``  rows that did not land: rejected (with reason) or retryable
 - ``pending``       rows to retry on the next run
 - ``rejected``      rows whose identifiers are unusable, with reason and raw fingerprint
+- ``platform_ids``  a platform's own id per member (Klaviyo profile ids), so lookups happen once
 - ``suppressions``, ``cursors``  for the fast path
 """
 
@@ -125,6 +126,13 @@ suppressions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float),
 )
+platform_ids = sa.Table(
+    "platform_ids", metadata,
+    sa.Column("destination", sa.String(128), primary_key=True),
+    sa.Column("member_key", sa.String(256), primary_key=True),
+    sa.Column("platform_id", sa.String(256), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
 cursors = sa.Table(
     "cursors", metadata,
     sa.Column("name", sa.String(128), primary_key=True),
@@ -133,6 +141,35 @@ cursors = sa.Table(
 )
 
 _MIGRATIONS: dict[int, Sequence[str]] = {}  # version -> SQL run to reach it from version - 1
+
+
+class PlatformIdCache:
+    """A destination's own ids for our members, kept in the ledger (``Destination.id_cache``)."""
+
+    def __init__(self, ledger: "Ledger", destination: str) -> None:
+        self._ledger, self._destination = ledger, destination
+
+    def get_many(self, member_keys: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self._ledger.engine.connect() as conn:
+            for start in range(0, len(member_keys), 900):
+                chunk = list(member_keys[start:start + 900])
+                q = sa.select(platform_ids.c.member_key, platform_ids.c.platform_id).where(
+                    platform_ids.c.destination == self._destination, platform_ids.c.member_key.in_(chunk))
+                out.update({k: v for k, v in conn.execute(q)})
+        return out
+
+    def put_many(self, ids: dict[str, str]) -> None:
+        if not ids:
+            return
+        now = time.time()
+        with self._ledger.begin() as conn:
+            keys = list(ids)
+            for start in range(0, len(keys), 900):
+                conn.execute(platform_ids.delete().where(platform_ids.c.destination == self._destination,
+                                                         platform_ids.c.member_key.in_(keys[start:start + 900])))
+            conn.execute(platform_ids.insert(), [dict(destination=self._destination, member_key=k, platform_id=v, updated_at=now)
+                                                 for k, v in ids.items()])
 
 
 @dataclass(frozen=True)
@@ -229,6 +266,9 @@ class Ledger:
     @property
     def _is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    def id_cache(self, destination: str) -> PlatformIdCache:
+        return PlatformIdCache(self, destination)
 
     # --- runs ---------------------------------------------------------------------------------
 
