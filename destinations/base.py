@@ -78,6 +78,9 @@ class Capabilities:
     requests_per_second: float | None = None
     channel: str = "ads"
     """Consent channel a sync checks by default: ads, email or sms."""
+    consent_marker: bool = False
+    """The connector reads the member's consent for ``channel``: the engine adds ``_consent`` ("granted" or
+    "unknown") to ``Member.identifiers``, and a change of consent re-sends the member."""
     at_most_once: bool = False
     """Sends are not idempotent (an SMS): the engine records each row before sending and never resends
     a row whose send may have happened (a crash or timeout mid-call leaves it recorded as sent)."""

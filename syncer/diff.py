@@ -104,11 +104,16 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list
 
 def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,
               sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
-              suppressed: set[str], channel: str = "ads") -> SyncPlan:
+              suppressed: set[str], channel: str = "ads", consent_marker: bool = False) -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected."""
     started = time.perf_counter()
     kinds = [k for k in sync.identifiers]
+    channel = sync.channel or channel
+    consent_column = f"consent_{channel}" if consent_marker and getattr(segment.consent, channel) else None
+    consent_sql = (f"CASE WHEN {consent_column} THEN 'granted' ELSE 'unknown' END" if consent_column
+                   else "'unknown'" if consent_marker else None)
     fp_parts = [f"coalesce(k_{k}, chr(0))" for k in kinds] + (["coalesce(region, chr(0))"] if data.has_region else [])
+    fp_parts += [consent_sql] if consent_sql else []
     base_version = ledger.state_version(sync_name)
     held_keys, held_fps = ledger.held_fingerprints(sync_name)
     rejected = ledger.rejected_fingerprints(sync_name)
@@ -119,6 +124,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         CREATE OR REPLACE TEMP TABLE _desired AS
         SELECT member_key, md5(concat_ws(chr(31), {', '.join(fp_parts)})) AS raw_fp,
                {', '.join(f'k_{k}' for k in kinds)}{', region' if data.has_region else ''}
+               {f', {consent_sql} AS consent' if consent_sql else ''}
         FROM {data.table}
         WHERE member_key IS NOT NULL AND member_key <> ''
           AND {_consent_filter(segment, sync, channel)}
@@ -177,6 +183,7 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
     results = identity.identify_many(rows.select(kinds + (["region"] if has_region else [])), kinds,
                                      platform=platform, region=region,
                                      region_column="region" if has_region else None)
+    consents = rows.column("consent").to_pylist() if "consent" in rows.column_names else None
     keys = rows.column("member_key").to_pylist()
     fps = rows.column("raw_fp").to_pylist()
     held_fps = rows.column("held_fp").to_pylist()
@@ -184,7 +191,7 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
     was_held = [k for k, h in zip(keys, held_fps) if h is not None]
     held_map = ledger.held_rows(plan.sync, was_held) if was_held else {}
     dropped: dict[str, int] = {}
-    for key, fp, result in zip(keys, fps, results):
+    for index, (key, fp, result) in enumerate(zip(keys, fps, results)):
         for reason in result.dropped.values():
             dropped[reason] = dropped.get(reason, 0) + 1
         old = held_map.get(key)
@@ -193,7 +200,7 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
             if old is not None and plan.mode == "mirror":
                 plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
             continue
-        row = PlannedRow(key, fp, dict(result.identifiers))
+        row = PlannedRow(key, fp, dict(result.identifiers) | ({"_consent": consents[index]} if consents else {}))
         if old is not None and (old.identifiers == row.identifiers or plan.mode == "trigger"):
             # trigger mode: a member who stays in the segment with new identifiers has not re-entered
             plan.refreshes.append(row)

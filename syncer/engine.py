@@ -99,7 +99,8 @@ class Engine:
                 suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
                 sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
                                       region=segment.phone_region or project.config.default_region,
-                                      ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel)
+                                      ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
+                                      consent_marker=capabilities.consent_marker)
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())

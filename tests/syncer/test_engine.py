@@ -181,3 +181,17 @@ def test_suppressed_members_are_removed_and_not_re_added(project: Path) -> None:
         conn.execute(suppressions.insert().values(member_key="7", segment="*", reason="purchase", created_at=time.time(), expires_at=None))
     [report] = make_engine(project).run()
     assert report.removed == 1 and "7" not in held_keys()
+
+
+def test_consent_aware_destinations_get_the_consent_and_a_change_resends(project: Path, monkeypatch) -> None:
+    import dataclasses
+
+    monkeypatch.setattr(FakeDestination, "capabilities", dataclasses.replace(FakeDestination.capabilities, consent_marker=True))
+    write_customers(project / "warehouse.duckdb", [person(1), person(2, ads_consent=None)])
+    make_engine(project).run()
+    assert FakeDestination.audiences["1001"]["1"]["_consent"] == "granted"
+    assert FakeDestination.audiences["1001"]["2"]["_consent"] == "unknown"
+    write_customers(project / "warehouse.duckdb", [person(1), person(2, ads_consent=True)])
+    [report] = make_engine(project).run()
+    assert (report.added, report.removed) == (1, 1)
+    assert FakeDestination.audiences["1001"]["2"]["_consent"] == "granted"
