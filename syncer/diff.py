@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -20,6 +21,7 @@ from syncer.config import SegmentConfig, SyncConfig
 from syncer.errors import ConfigError
 from syncer.ledger import Ledger
 from syncer.plan import PlannedRow, SyncPlan
+from syncer.snapshot import load_held
 from syncer.warehouse import extract
 
 CHANNELS = ("ads", "email", "sms")
@@ -104,7 +106,8 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list
 
 def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,
               sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
-              suppressed: set[str], channel: str = "ads", consent_marker: bool = False) -> SyncPlan:
+              suppressed: set[str], channel: str = "ads", consent_marker: bool = False,
+              cache_dir: Path | None = None) -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected."""
     started = time.perf_counter()
     kinds = [k for k in sync.identifiers]
@@ -115,9 +118,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     fp_parts = [f"coalesce(k_{k}, chr(0))" for k in kinds] + (["coalesce(region, chr(0))"] if data.has_region else [])
     fp_parts += [consent_sql] if consent_sql else []
     base_version = ledger.state_version(sync_name)
-    held_keys, held_fps = ledger.held_fingerprints(sync_name)
+    held_count = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
     rejected = ledger.rejected_fingerprints(sync_name)
-    _register(con, "_held", {"member_key": held_keys, "raw_fp": held_fps})
     _register(con, "_rej", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
     _register(con, "_supp", {"member_key": sorted(suppressed)})
     con.execute(f"""
@@ -145,12 +147,12 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     stale_rejections = [k for (k,) in con.sql(
         "SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
     stats = {"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - desired_total(con, data)}
-    for name in ("_held", "_rej", "_supp"):
+    for name in ("_rej", "_supp"):
         con.unregister(name)
 
     plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
                     mode=sync.mode, base_version=base_version, members=desired - still_rejected,
-                    held_before=len(held_keys), stats=stats)
+                    held_before=held_count, stats=stats)
     _classify_candidates(plan, candidates, kinds, platform=platform, region=region,
                          has_region=data.has_region, ledger=ledger)
     plan.members -= len(plan.rejections)

@@ -100,7 +100,8 @@ class Engine:
                 sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
                                       region=segment.phone_region or project.config.default_region,
                                       ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
-                                      consent_marker=capabilities.consent_marker)
+                                      consent_marker=capabilities.consent_marker,
+                                      cache_dir=project.state_dir / "snapshots")
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())

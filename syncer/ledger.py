@@ -8,6 +8,8 @@ Tables (``SCHEMA_VERSION`` bumps with a migration in ``_MIGRATIONS``):
 
 - ``held``          sync, member_key -> raw fingerprint and the identifiers sent (needed to remove)
 - ``sync_state``    a version counter per sync, bumped by every committed batch (stale-plan check)
+- ``held_log``      every change to ``held`` with its version, so a cached snapshot (``syncer.snapshot``)
+                    catches up by reading the churn instead of the whole audience
 - ``runs`` / ``sync_runs``  one row per command run and per sync within it, with the figures
 - ``batches``       each request sent: op, rows, outcome counts
 - ``row_outcomes``  rows that did not land: rejected (with reason) or retryable
@@ -51,6 +53,16 @@ sync_state = sa.Table(
     sa.Column("sync", sa.String(128), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("last_success_at", sa.Float),
+    sa.Column("log_floor", sa.Integer, nullable=False, server_default="0"),  # held_log holds every change after this
+)
+held_log = sa.Table(
+    "held_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("member_key", sa.String(256), nullable=False),
+    sa.Column("raw_fp", sa.String(32)),  # NULL: the member left the audience
+    sa.Index("ix_held_log_sync_version", "sync", "version"),
 )
 runs = sa.Table(
     "runs", metadata,
@@ -311,7 +323,7 @@ class Ledger:
 
     # --- per-batch commit ---------------------------------------------------------------------
 
-    def _touch_state(self, conn: Connection, sync: str, *, bump: bool = True, success: bool = False) -> None:
+    def _touch_state(self, conn: Connection, sync: str, *, bump: bool = True, success: bool = False) -> int:
         row = conn.execute(sa.select(sync_state.c.version).where(sync_state.c.sync == sync)).first()
         values: dict = {}
         if bump:
@@ -319,9 +331,17 @@ class Ledger:
         if success:
             values["last_success_at"] = time.time()
         if row is None:
-            conn.execute(sync_state.insert().values(sync=sync, version=values.get("version", 0), last_success_at=values.get("last_success_at")))
+            conn.execute(sync_state.insert().values(sync=sync, version=values.get("version", 0), log_floor=0,
+                                                    last_success_at=values.get("last_success_at")))
         elif values:
             conn.execute(sync_state.update().where(sync_state.c.sync == sync).values(**values))
+        return values.get("version", row[0] if row else 0)
+
+    @staticmethod
+    def _log(conn: Connection, sync: str, version: int, rows: Iterable[tuple[str, str | None]]) -> None:
+        values = [dict(sync=sync, version=version, member_key=k, raw_fp=fp) for k, fp in rows]
+        if values:
+            conn.execute(held_log.insert(), values)
 
     def commit_batch(
         self,
@@ -342,11 +362,14 @@ class Ledger:
         now = time.time()
         landed_keys = [r.member_key for r in landed]
         with self.begin() as conn:
+            version = self._touch_state(conn, sync)
             if landed:
                 if op in ("add", "refresh"):
                     self._upsert_held(conn, sync, landed, now)
+                    self._log(conn, sync, version, ((r.member_key, r.raw_fp) for r in landed))
                 else:
                     self._delete_keys(conn, held, sync, landed_keys)
+                    self._log(conn, sync, version, ((k, None) for k in landed_keys))
                 self._delete_keys(conn, pending, sync, landed_keys)
             if failed:
                 conn.execute(row_outcomes.insert(), [
@@ -363,7 +386,6 @@ class Ledger:
                     rejected=sum(1 for f in failed if f[1] == "rejected"),
                     retryable=sum(1 for f in failed if f[1] == "retryable"),
                     attempts=attempts, platform_counts=json.dumps(platform_counts or {}), at=now))
-            self._touch_state(conn, sync)
 
     def record_deferred(self, *, sync: str, op: str, member_keys: Sequence[str], reason: str) -> None:
         """Rows we could not send in this run (the platform kept failing): retry next run."""
@@ -373,8 +395,29 @@ class Ledger:
     def forget_held(self, sync: str, member_keys: Sequence[str]) -> None:
         """Drop rows from ``held`` without a remove call (e.g. after a full replace)."""
         with self.begin() as conn:
+            version = self._touch_state(conn, sync)
             self._delete_keys(conn, held, sync, member_keys)
-            self._touch_state(conn, sync)
+            self._log(conn, sync, version, ((k, None) for k in member_keys))
+
+    # --- snapshot support ---------------------------------------------------------------------
+
+    def held_changes_since(self, sync: str, version: int) -> tuple[int, list[tuple[str, str | None]]] | None:
+        """(current version, [(member_key, raw_fp or None)] in commit order) for changes after ``version``;
+        None when the log no longer reaches back that far."""
+        with self.engine.connect() as conn:
+            state = conn.execute(sa.select(sync_state.c.version, sync_state.c.log_floor).where(sync_state.c.sync == sync)).first()
+            current, floor = (state[0], state[1]) if state else (0, 0)
+            if version < floor or version > current:
+                return None
+            rows = conn.execute(sa.select(held_log.c.member_key, held_log.c.raw_fp).where(
+                held_log.c.sync == sync, held_log.c.version > version, held_log.c.version <= current).order_by(held_log.c.id)).all()
+        return current, [(k, fp) for k, fp in rows]
+
+    def truncate_log(self, sync: str, up_to: int) -> None:
+        """Forget log entries a snapshot at ``up_to`` already covers."""
+        with self.begin() as conn:
+            conn.execute(held_log.delete().where(held_log.c.sync == sync, held_log.c.version <= up_to))
+            conn.execute(sync_state.update().where(sync_state.c.sync == sync, sync_state.c.log_floor < up_to).values(log_floor=up_to))
 
     def _upsert_held(self, conn: Connection, sync: str, rows: Sequence[HeldRow], now: float) -> None:
         values = [dict(sync=sync, member_key=r.member_key, raw_fp=r.raw_fp,

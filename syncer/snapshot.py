@@ -1,0 +1,76 @@
+"""A Parquet cache of what each audience holds (member key + fingerprint), kept beside the project.
+
+The ledger stays the truth. A snapshot written at ledger version V is brought up to date by replaying
+``held_log`` entries after V, so a plan reads the audience in one columnar scan plus the churn, instead
+of pulling every row out of SQLite. A missing, unreadable or too-old snapshot falls back to a full read
+from the ledger and is rewritten.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from syncer.ledger import Ledger
+
+
+def _paths(cache_dir: Path, sync: str) -> tuple[Path, Path]:
+    return cache_dir / f"{sync}.parquet", cache_dir / f"{sync}.version"
+
+
+def _read_version(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: str, cache_dir: Path) -> int:
+    """Create DuckDB table ``table(member_key, raw_fp)`` with what ``sync`` holds; return the row count."""
+    parquet, version_file = _paths(cache_dir, sync)
+    snap_version = _read_version(version_file) if parquet.exists() else None
+    caught_up = ledger.held_changes_since(sync, snap_version) if snap_version is not None else None
+    if caught_up is not None:
+        current, changes = caught_up
+        try:
+            _from_snapshot(con, table, parquet, changes)
+        except duckdb.Error:
+            caught_up = None
+    if caught_up is None:
+        current = ledger.state_version(sync)
+        keys, fps = ledger.held_fingerprints(sync)
+        rows = pa.table({"member_key": pa.array(keys, pa.string()), "raw_fp": pa.array(fps, pa.string())})
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM rows")
+        changes = None
+    if changes is None or changes:
+        _write_snapshot(con, table, parquet, version_file, current)
+        ledger.truncate_log(sync, current)
+    return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, changes: list[tuple[str, str | None]]) -> None:
+    latest: dict[str, str | None] = {}
+    for key, fp in changes:  # in commit order: the last change of a member wins
+        latest[key] = fp
+    delta = pa.table({"member_key": pa.array(list(latest), pa.string()), "raw_fp": pa.array(list(latest.values()), pa.string())})
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        SELECT s.member_key, s.raw_fp FROM read_parquet('{parquet}') s ANTI JOIN delta d USING (member_key)
+        UNION ALL
+        SELECT member_key, raw_fp FROM delta WHERE raw_fp IS NOT NULL""")
+
+
+def _write_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, version_file: Path, version: int) -> None:
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    tmp = parquet.with_name(f".{parquet.name}.{os.getpid()}.tmp")
+    con.execute(f"COPY {table} TO '{tmp}' (FORMAT parquet)")
+    # version first as "unknown", then the data, then the version: a crash in between leaves a
+    # snapshot that is ignored (no readable version) rather than one that lies
+    version_file.unlink(missing_ok=True)
+    os.replace(tmp, parquet)
+    version_tmp = version_file.with_name(f".{version_file.name}.{os.getpid()}.tmp")
+    version_tmp.write_text(str(version))
+    os.replace(version_tmp, version_file)
