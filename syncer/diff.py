@@ -37,7 +37,8 @@ class SegmentData:
     has_region: bool
 
 
-def _canonical_batch(batch: pa.RecordBatch, segment: SegmentConfig, name: str) -> pa.Table:
+def _wanted_columns(segment: SegmentConfig) -> dict[str, tuple[str, pa.DataType]]:
+    """canonical name -> (the segment's column, type) for every column the engine reads."""
     wanted: dict[str, tuple[str, pa.DataType]] = {"member_key": (segment.member_key, pa.string())}
     for kind, column in segment.identifiers.items():
         wanted[f"k_{kind}"] = (column, pa.string())
@@ -47,14 +48,27 @@ def _canonical_batch(batch: pa.RecordBatch, segment: SegmentConfig, name: str) -
         column = getattr(segment.consent, channel)
         if column:
             wanted[f"consent_{channel}"] = (column, pa.bool_())
-    lower = {n.lower(): n for n in batch.schema.names}
-    arrays, names = [], []
-    for canonical, (column, dtype) in wanted.items():
-        actual = column if column in batch.schema.names else lower.get(column.lower())
+    return wanted
+
+
+def _resolve_columns(returned: list[str], segment: SegmentConfig, name: str) -> dict[str, tuple[str, pa.DataType]]:
+    """canonical name -> (the column as the query spells it, type); ConfigError naming a missing one."""
+    lower = {n.lower(): n for n in returned}
+    resolved = {}
+    for canonical, (column, dtype) in _wanted_columns(segment).items():
+        actual = column if column in returned else lower.get(column.lower())
         if actual is None:
             raise ConfigError(
                 f"segment '{name}': the query returned no column '{column}' (configured for {canonical.removeprefix('k_')});"
-                f" it returned: {', '.join(batch.schema.names)}")
+                f" it returned: {', '.join(returned)}")
+        resolved[canonical] = (actual, dtype)
+    return resolved
+
+
+def _canonical_batch(batch: pa.RecordBatch, segment: SegmentConfig, name: str) -> pa.Table:
+    arrays, names = [], []
+    for canonical, (actual, dtype) in _resolve_columns(batch.schema.names, segment, name).items():
+        column = actual
         array = batch.column(actual)
         try:
             arrays.append(pc.cast(array, dtype) if array.type != dtype else array)
@@ -77,6 +91,10 @@ def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConf
     """Stream the segment query into the DuckDB table ``seg_<name>``."""
     started = time.perf_counter()
     table = f"seg_{name}"
+    if warehouse_url.startswith("duckdb:///") and warehouse_url != "duckdb:///:memory:":
+        rows = _load_from_duckdb_file(con, table, warehouse_url.removeprefix("duckdb:///"), sql, segment, name)
+        return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
+                           bool(segment.phone_region_column))
     con.execute(f"CREATE OR REPLACE TABLE {table} ({_empty_columns(segment)})")
     rows = 0
     for batch in extract(warehouse_url, sql, chunk_rows=chunk_rows):
@@ -87,6 +105,29 @@ def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConf
         rows += chunk.num_rows
     return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
                        bool(segment.phone_region_column))
+
+
+def _load_from_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str, sql: str,
+                           segment: SegmentConfig, name: str) -> int:
+    """A DuckDB warehouse is attached read-only and queried in place: no rows cross into Python."""
+    try:
+        con.execute(f"ATTACH '{path}' AS _wh (READ_ONLY)")
+    except duckdb.Error as exc:
+        raise ConfigError(f"cannot open the DuckDB warehouse {path}: {exc}") from exc
+    try:
+        con.execute("USE _wh")
+        try:
+            returned = [d[0] for d in con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").description]
+            columns = _resolve_columns(returned, segment, name)
+            casts = ", ".join(f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
+                              for canonical, (actual, dtype) in columns.items())
+            con.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS SELECT {casts} FROM ({sql}) AS _q")
+        except duckdb.Error as exc:
+            raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc}") from exc
+    finally:
+        con.execute("USE memory")
+        con.execute("DETACH _wh")
+    return _scalar(con, f"SELECT count(*) FROM {table}")
 
 
 def _consent_filter(segment: SegmentConfig, sync: SyncConfig, default_channel: str) -> str:
@@ -122,16 +163,22 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     rejected = ledger.rejected_fingerprints(sync_name)
     _register(con, "_rej", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
     _register(con, "_supp", {"member_key": sorted(suppressed)})
+    valid_keys = "member_key IS NOT NULL AND member_key <> ''"
+    distinct_keys = _scalar(con, f"SELECT count(DISTINCT member_key) FROM {data.table} WHERE {valid_keys}")
+    valid_rows = _scalar(con, f"SELECT count(*) FROM {data.table} WHERE {valid_keys}")
+    # a duplicated member key keeps one row, chosen by content so the plan stays deterministic;
+    # the window costs a sort, so it only runs when there are duplicates
+    dedupe = "QUALIFY row_number() OVER (PARTITION BY member_key ORDER BY raw_fp) = 1" if valid_rows > distinct_keys else ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _desired AS
         SELECT member_key, md5(concat_ws(chr(31), {', '.join(fp_parts)})) AS raw_fp,
                {', '.join(f'k_{k}' for k in kinds)}{', region' if data.has_region else ''}
                {f', {consent_sql} AS consent' if consent_sql else ''}
         FROM {data.table}
-        WHERE member_key IS NOT NULL AND member_key <> ''
+        WHERE {valid_keys}
           AND {_consent_filter(segment, sync, channel)}
           AND member_key NOT IN (SELECT member_key FROM _supp)
-        QUALIFY row_number() OVER (PARTITION BY member_key ORDER BY raw_fp) = 1""")
+        {dedupe}""")
     desired = _scalar(con, "SELECT count(*) FROM _desired")
     still_rejected = _scalar(
         con, "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.raw_fp = d.raw_fp")
@@ -146,7 +193,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
     stale_rejections = [k for (k,) in con.sql(
         "SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
-    stats = {"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - desired_total(con, data)}
+    stats = {"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - distinct_keys}
     for name in ("_rej", "_supp"):
         con.unregister(name)
 
@@ -165,11 +212,6 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         1 for r in plan.removes if pending.get(r.member_key) == "remove")
     plan.stats["plan_seconds"] = round(time.perf_counter() - started, 3)
     return plan
-
-
-def desired_total(con: duckdb.DuckDBPyConnection, data: SegmentData) -> int:
-    return _scalar(
-        con, f"SELECT count(DISTINCT member_key) FROM {data.table} WHERE member_key IS NOT NULL AND member_key <> ''")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str):
