@@ -107,6 +107,16 @@ def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConf
                        bool(segment.phone_region_column))
 
 
+def load_segment_file(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConfig, path: Path) -> SegmentData:
+    """Load a segment kept by ``Engine.extract_segment`` (canonical columns, Parquet)."""
+    started = time.perf_counter()
+    table = f"seg_{name}"
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet('{path}')")
+    rows = _scalar(con, f"SELECT count(*) FROM {table}")
+    return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
+                       bool(segment.phone_region_column))
+
+
 def _load_from_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str, sql: str,
                            segment: SegmentConfig, name: str) -> int:
     """A DuckDB warehouse is attached read-only and queried in place: no rows cross into Python."""
@@ -148,7 +158,7 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list
 def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,
               sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
               suppressed: set[str], channel: str = "ads", consent_marker: bool = False,
-              cache_dir: Path | None = None) -> SyncPlan:
+              cache_dir: Path | None = None, resend_all: bool = False) -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected."""
     started = time.perf_counter()
     kinds = [k for k in sync.identifiers]
@@ -187,7 +197,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         FROM _desired d
         LEFT JOIN _held h ON h.member_key = d.member_key
         LEFT JOIN _rej r ON r.member_key = d.member_key
-        WHERE h.raw_fp IS DISTINCT FROM d.raw_fp AND r.raw_fp IS DISTINCT FROM d.raw_fp
+        WHERE ({'TRUE' if resend_all else 'h.raw_fp IS DISTINCT FROM d.raw_fp'}) AND r.raw_fp IS DISTINCT FROM d.raw_fp
         ORDER BY d.member_key""").to_arrow_table()
     gone = [] if sync.mode != "mirror" else [k for (k,) in con.sql(
         "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
@@ -201,7 +211,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
                     mode=sync.mode, base_version=base_version, members=desired - still_rejected,
                     held_before=held_count, stats=stats)
     _classify_candidates(plan, candidates, kinds, platform=platform, region=region,
-                         has_region=data.has_region, ledger=ledger)
+                         has_region=data.has_region, ledger=ledger, resend_all=resend_all)
     plan.members -= len(plan.rejections)
     held_map = ledger.held_rows(sync_name, gone) if gone else {}
     plan.removes = sorted(plan.removes + [PlannedRow(k, held_map[k].raw_fp, held_map[k].identifiers) for k in gone if k in held_map],
@@ -219,7 +229,7 @@ def _scalar(con: duckdb.DuckDBPyConnection, query: str):
 
 
 def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str], *, platform: str, region: str,
-                         has_region: bool, ledger: Ledger) -> None:
+                         has_region: bool, ledger: Ledger, resend_all: bool = False) -> None:
     """Run identity rules on changed rows only and sort them into adds, removes, refreshes, rejections."""
     if candidates.num_rows == 0:
         return
@@ -245,8 +255,13 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
                 plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
             continue
         row = PlannedRow(key, fp, dict(result.identifiers) | ({"_consent": consents[index]} if consents else {}))
-        if old is not None and (old.identifiers == row.identifiers or plan.mode == "trigger"):
-            # trigger mode: a member who stays in the segment with new identifiers has not re-entered
+        if old is not None and plan.mode == "trigger":
+            plan.refreshes.append(row)  # never re-text a member who is still in the segment
+            continue
+        if old is not None and old.identifiers == row.identifiers:
+            if resend_all:
+                plan.adds.append(row)  # same identifiers: a plain re-add, no remove first
+                continue
             plan.refreshes.append(row)
             continue
         if old is not None and plan.mode == "mirror":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 import duckdb
@@ -14,7 +15,7 @@ import duckdb
 from destinations import build_destination, destination_class
 from destinations.base import Destination
 from syncer.apply import ApplyReport, RetryPolicy, apply_sync
-from syncer.diff import SegmentData, load_segment, plan_sync
+from syncer.diff import SegmentData, load_segment, load_segment_file, plan_sync
 from syncer.errors import ConfigError, SyncError
 from syncer.gates import GateResult, check_gates, held_reason
 from syncer.ledger import Ledger
@@ -79,9 +80,35 @@ class Engine:
             raise ConfigError(f"unknown sync(s): {', '.join(unknown)}; known: {', '.join(sorted(self.project.syncs))}")
         return names
 
-    def build_plan(self, syncs: Iterable[str] | None = None) -> Plan:
-        """Extract each needed segment once and diff every selected sync against the ledger."""
+    def extract_segment(self, name: str, path: Path) -> SegmentData:
+        """Run one segment's query and keep its rows (canonical columns) as Parquet at ``path``."""
+        con = duckdb.connect()
+        try:
+            data = self._load(con, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            con.execute(f"COPY {data.table} TO '{tmp}' (FORMAT parquet)")
+            tmp.replace(path)
+            return data
+        finally:
+            con.close()
+
+    def _load(self, con: duckdb.DuckDBPyConnection, name: str, segment_file: Path | None = None) -> SegmentData:
+        segment = self.project.segments[name]
+        if segment_file is not None:
+            return load_segment_file(con, name, segment, segment_file)
+        return load_segment(con, name, segment, self.project.segment_sql(name),
+                            warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows)
+
+    def build_plan(self, syncs: Iterable[str] | None = None, *, segment_files: dict[str, Path] | None = None,
+                   resend_all: bool = False) -> Plan:
+        """Extract each needed segment once and diff every selected sync against the ledger.
+
+        ``segment_files`` reuses segments already extracted by ``extract_segment``; ``resend_all`` plans
+        every member as an add (a full resync), removes still follow the diff.
+        """
         names = self._select(syncs)
+        segment_files = segment_files or {}
         project = self.project
         con = duckdb.connect()
         try:
@@ -92,16 +119,14 @@ class Engine:
                 sync = project.syncs[name]
                 segment = project.segments[sync.segment]
                 if sync.segment not in loaded:
-                    loaded[sync.segment] = load_segment(
-                        con, sync.segment, segment, project.segment_sql(sync.segment),
-                        warehouse_url=project.warehouse_url(), chunk_rows=project.config.chunk_rows)
+                    loaded[sync.segment] = self._load(con, sync.segment, segment_files.get(sync.segment))
                 capabilities = destination_class(project.destinations[sync.destination].type).capabilities
                 suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
                 sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
                                       region=segment.phone_region or project.config.default_region,
                                       ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
                                       consent_marker=capabilities.consent_marker,
-                                      cache_dir=project.state_dir / "snapshots")
+                                      cache_dir=project.state_dir / "snapshots", resend_all=resend_all)
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())

@@ -195,3 +195,22 @@ def test_consent_aware_destinations_get_the_consent_and_a_change_resends(project
     [report] = make_engine(project).run()
     assert (report.added, report.removed) == (1, 1)
     assert FakeDestination.audiences["1001"]["2"]["_consent"] == "granted"
+
+
+def test_a_full_resync_resends_every_member_and_still_removes_leavers(project: Path) -> None:
+    make_engine(project).run()
+    write_customers(project / "warehouse.duckdb", [person(i) for i in range(1, 21)])
+    FakeDestination.audiences["1001"].clear()  # the platform lost the audience (drift)
+    engine = make_engine(project)
+    [report] = engine.apply_plan(engine.build_plan(resend_all=True))
+    assert (report.added, report.removed) == (20, 5)
+    assert held_keys() == {str(i) for i in range(1, 21)}
+
+
+def test_segments_extracted_once_can_be_planned_from_their_file(project: Path, tmp_path: Path) -> None:
+    engine = make_engine(project)
+    data = engine.extract_segment("buyers", tmp_path / "buyers.parquet")
+    assert data.rows == 25
+    write_customers(project / "warehouse.duckdb", [])  # the warehouse moved on; the file is what we planned from
+    plan = engine.build_plan(segment_files={"buyers": tmp_path / "buyers.parquet"})
+    assert len(plan.syncs[0].adds) == 25
