@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from destinations import build_destination, destination_class
-from destinations.base import Destination
+from destinations.base import AudienceRef, Destination, Member, RowStatus
 from syncer.apply import ApplyReport, RetryPolicy, apply_sync
 from syncer.diff import SegmentData, load_segment, load_segment_file, plan_sync
 from syncer.errors import ConfigError, SyncError
 from syncer.gates import GateResult, check_gates, held_reason
-from syncer.ledger import Ledger
+from syncer.ledger import HeldRow, Ledger
 from syncer.plan import Plan, SyncPlan
 from syncer.project import Project
 
@@ -132,6 +132,38 @@ class Engine:
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())
         finally:
             con.close()
+
+    def replace(self, sync_name: str) -> SyncReport:
+        """Full replace of one audience with the segment, for connectors that offer ``replace``
+        (Meta usersreplace): members the platform holds that we never sent are dropped too."""
+        sync_plan = self.build_plan([sync_name], resend_all=True).syncs[0]
+        destination = self.destination(sync_plan.destination)
+        if not hasattr(destination, "replace"):
+            raise ConfigError(f"destination '{sync_plan.destination}' ({destination.kind}) has no full replace; use mode resend")
+        started = time.perf_counter()
+        run_id = self.ledger.start_run("replace")
+        sync_run_id = self.ledger.start_sync_run(run_id, sync_name, plan_hash=sync_plan.content_hash, members=sync_plan.members)
+        report = SyncReport(sync=sync_name, status="ok", members=sync_plan.members, plan_hash=sync_plan.content_hash)
+        try:
+            result = destination.replace(AudienceRef(sync_name, sync_plan.audience_id),
+                                         [Member(r.member_key, r.identifiers) for r in sync_plan.adds])
+        except SyncError as exc:
+            report.status, report.reason = "failed", exc.message
+        else:
+            sent = {o.member_key for o in result.outcomes if o.status is RowStatus.SENT}
+            keys, _ = self.ledger.held_fingerprints(sync_name)
+            self.ledger.forget_held(sync_name, keys)
+            self.ledger.commit_batch(sync=sync_name, sync_run_id=sync_run_id, op="add", rows=len(sync_plan.adds),
+                                     attempts=1, platform_counts=dict(result.platform_counts),
+                                     landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in sync_plan.adds if r.member_key in sent],
+                                     failed=[(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT])
+            report.added, report.removed = len(sent), len(keys)
+            report.requests, report.platform_counts = result.requests, dict(result.platform_counts)
+        report.duration = round(time.perf_counter() - started, 3)
+        self.ledger.finish_sync_run(sync_run_id, status=report.status, reason=report.reason, added=report.added,
+                                    removed=report.removed, requests=report.requests)
+        self.ledger.finish_run(run_id, report.status)
+        return report
 
     def check_fresh(self, plan: Plan) -> None:
         if plan.project_fingerprint != self.project.fingerprint():

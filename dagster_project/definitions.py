@@ -1,0 +1,31 @@
+"""The Dagster code location: ``dagster dev -m dagster_project.definitions``.
+
+Built from the project's config files (``$SYNCER_PROJECT``, default the demo): an asset per segment, a
+plan and an apply asset per sync grouped per destination, blocking gate checks, freshness checks, a
+schedule per segment cadence, and the ``full_resync`` backfill job. A broken config file fails the load
+with every problem listed by file and line.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from dagster_project import location
+from dagster_project.backfill import backfill_job
+from dagster_project.segments import segment_asset, segment_schedule
+from dagster_project.syncs import destination_definitions
+from syncer.project import load_project
+
+
+def build_definitions(project_dir: Path | str | None = None) -> dg.Definitions:
+    project = load_project(project_dir or location.project_dir())
+    segments = dg.Definitions(
+        assets=[segment_asset(project, name, seg) for name, seg in sorted(project.segments.items())],
+        schedules=[segment_schedule(name, seg) for name, seg in sorted(project.segments.items())],
+        jobs=[backfill_job(project)],
+    )
+    per_destination = [destination_definitions(project, name) for name in sorted(project.destinations)]
+    return dg.Definitions.merge(segments, *per_destination)
+
+
+defs = build_definitions()

@@ -1,0 +1,45 @@
+"""Where the Dagster code location finds its project, and how each asset gets an engine.
+
+The project folder comes from ``$SYNCER_PROJECT`` (default: the demo in ``examples/demo``). Nothing is
+read from the environment at import beyond that path: credentials are resolved by the connectors when
+a run starts, so they never reach run config, tags or metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from syncer.engine import Engine
+from syncer.project import Project
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+APPROVE_TAG = "syncer/approve"
+"""Run tag that lets a held sync through: "true" for every sync, or comma-separated sync names."""
+
+
+def project_dir() -> Path:
+    return Path(os.environ.get("SYNCER_PROJECT") or DEMO)
+
+
+@contextmanager
+def engine(project: Project):
+    eng = Engine(project)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+def segment_file(project: Project, run_id: str, segment: str) -> Path:
+    return project.state_dir / "dagster" / run_id / "segments" / f"{segment}.parquet"
+
+
+def plan_dir(project: Project, run_id: str, sync: str) -> Path:
+    return project.state_dir / "dagster" / run_id / "plans" / sync
+
+
+def approved(tags: dict[str, str], sync: str) -> bool:
+    value = (tags.get(APPROVE_TAG) or "").strip()
+    return value.lower() == "true" or sync in {v.strip() for v in value.split(",")}
