@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench ui install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+
+# Dagster UI on the demo project with the sandbox emulators, both on 127.0.0.1; Ctrl-C stops both.
+ui: $(STAMP)
+	@test -f examples/demo/warehouse.duckdb || $(BIN)/syncer -p examples/demo sample-data --customers 20000
+	@mkdir -p .dagster_home && cp -n dagster_project/dagster.yaml .dagster_home/dagster.yaml || true
+	SANDBOX_META_TOKEN=sandbox-meta-token DAGSTER_HOME=$(CURDIR)/.dagster_home SYNCER_PROJECT=$(CURDIR)/examples/demo \
+	bash -c '$(BIN)/syncer -p examples/demo sandbox & sandbox=$$!; trap "kill $$sandbox" EXIT; \
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions'
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py
