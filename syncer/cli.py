@@ -227,8 +227,11 @@ def status(ctx: click.Context) -> None:
             "pending_retries": len(ledger.pending_keys(name)),
             "rejected": ledger.rejection_summary(name),
         })
+    from syncer.suppress import percentiles
+
+    latency = percentiles(ledger.suppression_latencies(since=time.time() - 86400))
     if ctx.obj["json"]:
-        click.echo(json.dumps({"syncs": rows}))
+        click.echo(json.dumps({"syncs": rows, "time_to_suppression_24h": latency}))
         return
     table = Table(title="status")
     for col in ("sync", "held", "last status", "last success", "pending retries", "rejected"):
@@ -237,6 +240,9 @@ def status(ctx: click.Context) -> None:
         table.add_row(r["sync"], str(r["held"]), r["last_status"] or "-", _ago(r["last_success_at"]),
                       str(r["pending_retries"]), ", ".join(f"{k} x{v}" for k, v in sorted(r["rejected"].items())) or "-")
     console.print(table)
+    if latency:
+        console.print(f"time to suppression, last 24 h ({latency['count']} removes): p50 {latency['p50']:.2f}s, "
+                      f"p95 {latency['p95']:.2f}s, p99 {latency['p99']:.2f}s, max {latency['max']:.2f}s")
 
 
 def _ago(ts: float | None) -> str:
@@ -302,6 +308,66 @@ def sandbox(ctx: click.Context, host: str, port: int, state_file: str | None) ->
         pass
     finally:
         sb.stop()
+
+
+@cli.command()
+@click.option("--follow", is_flag=True, help="Keep polling for conversions until Ctrl-C (lower latency than the Dagster sensor).")
+@click.option("--seconds", type=float, default=None, help="With --follow: stop after this many seconds.")
+@click.pass_context
+def suppress(ctx: click.Context, follow: bool, seconds: float | None) -> None:
+    """Suppress people who converted: remove them from every audience of the segments their rule names."""
+    import signal
+    import threading
+
+    from syncer.suppress import Suppressor
+
+    project = _project(ctx)
+    with _errors():
+        suppressor = Suppressor(project)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deadline = time.monotonic() + seconds if seconds else None
+    handled = []
+
+    def show(result) -> None:
+        handled.append(result)
+        if not ctx.obj["json"] and result.outcomes:
+            done = ", ".join(f"{s}: {o}" + (f" in {result.seconds[s]:.2f}s" if s in result.seconds else "")
+                             for s, o in sorted(result.outcomes.items()))
+            console.print(f"conversion {result.conversion.conversion_id} ({result.conversion.type}) member "
+                          f"{result.conversion.member_key}: {done}", highlight=False)
+
+    try:
+        with _errors():
+            if follow:
+                console.print(f"following {project.config.conversions.table} every "
+                              f"{project.config.conversions.poll_interval_ms} ms; Ctrl-C to stop")
+                suppressor.follow(until=lambda: stop.is_set() or (deadline is not None and time.monotonic() > deadline),
+                                  on_result=show)
+            else:
+                for result in suppressor.step():
+                    show(result)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        suppressor.close()
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"handled": [{"conversion": r.conversion.conversion_id, "member_key": r.conversion.member_key,
+                                            "outcomes": r.outcomes, "seconds": r.seconds} for r in handled]}))
+
+
+@cli.command()
+@click.argument("member_key")
+@click.option("--type", "conversion_type", default="purchase", show_default=True)
+@click.pass_context
+def convert(ctx: click.Context, member_key: str, conversion_type: str) -> None:
+    """Record a conversion in the project's conversions table (for demos and tests of the fast path)."""
+    from syncer.conversions import record_conversion
+
+    project = _project(ctx)
+    with _errors():
+        conversion_id = record_conversion(project, member_key, conversion_type)
+    console.print(f"recorded conversion {conversion_id}: {member_key} {conversion_type}")
 
 
 @cli.command("sample-data")

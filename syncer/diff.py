@@ -199,7 +199,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         LEFT JOIN _rej r ON r.member_key = d.member_key
         WHERE ({'TRUE' if resend_all else 'h.raw_fp IS DISTINCT FROM d.raw_fp'}) AND r.raw_fp IS DISTINCT FROM d.raw_fp
         ORDER BY d.member_key""").to_arrow_table()
-    gone = [] if sync.mode != "mirror" else [k for (k,) in con.sql(
+    gone = [] if sync.mode == "add_only" else [k for (k,) in con.sql(
         "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
     stale_rejections = [k for (k,) in con.sql(
         "SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]

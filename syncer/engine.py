@@ -120,6 +120,7 @@ class Engine:
                 segment = project.segments[sync.segment]
                 if sync.segment not in loaded:
                     loaded[sync.segment] = self._load(con, sync.segment, segment_files.get(sync.segment))
+                    self._release_leavers(con, loaded[sync.segment], suppressions)
                 capabilities = destination_class(project.destinations[sync.destination].type).capabilities
                 suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
                 sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
@@ -132,6 +133,19 @@ class Engine:
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())
         finally:
             con.close()
+
+    def _release_leavers(self, con: duckdb.DuckDBPyConnection, data: SegmentData, suppressions: list[tuple[str, str]]) -> None:
+        """Suppressions that last until the person leaves the segment end when the segment drops them."""
+        keys = [k for k, segment in suppressions if segment == data.name]
+        if not keys:
+            return
+        import pyarrow as pa
+
+        con.register("_suppressed", pa.table({"member_key": pa.array(keys, pa.string())}))
+        left = [k for (k,) in con.sql(f"SELECT member_key FROM _suppressed ANTI JOIN {data.table} USING (member_key)").fetchall()]
+        con.unregister("_suppressed")
+        if left:
+            self.ledger.release_suppressions(data.name, left)
 
     def replace(self, sync_name: str) -> SyncReport:
         """Full replace of one audience with the segment, for connectors that offer ``replace``

@@ -133,6 +133,13 @@ class Project:
         """
         return _absolute_file_url(expand_env(self.config.ledger_url), self.root)
 
+    def conversions_url(self) -> str:
+        """Where the fast path reads conversions: the source's own URL, else the warehouse."""
+        source = self.config.conversions
+        if source is None or not source.url:
+            return self.warehouse_url()
+        return _absolute_file_url(expand_env(source.url), self.root)
+
     def gates_for(self, sync_name: str) -> GateConfig:
         """Gates of a sync: the project's, with every key the sync's ``gates:`` sets taking precedence.
 
@@ -923,6 +930,7 @@ class _ProjectLoader:
             segment = segments.get(sync.segment)
             if segment is not None and segment.model is not None:
                 self._check_identifiers(doc, sync, sync.segment, segment.model)
+            self._check_mode(doc, sync, destinations.get(sync.destination))
             key = (sync.destination, sync.audience_id)
             if key in audiences:
                 message = (
@@ -933,6 +941,17 @@ class _ProjectLoader:
                 self.problems.append(Problem(doc.file, doc.line(("audience_id",)), "audience_id", message))
             else:
                 audiences[key] = doc.file
+
+    def _check_mode(self, doc: _Doc, sync: SyncConfig, destination: "_Loaded | None") -> None:
+        """Sends that cannot be taken back (texts) only make sense once per entry; lists never do."""
+        kind = getattr(getattr(destination, "model", None), "type", None)
+        if kind is None:
+            return
+        if (kind == "twilio_sms") != (sync.mode == "trigger"):
+            expected = ("'trigger' (Twilio has no lists: it texts each member once when they enter the segment)"
+                        if kind == "twilio_sms" else "'mirror' or 'add_only' (only twilio_sms destinations take 'trigger')")
+            self.problems.append(Problem(doc.file, doc.line(("mode",)) or 1, "mode",
+                                         f"mode '{sync.mode}' does not fit a {kind} destination; expected {expected}"))
 
     def _check_reference(self, doc: _Doc, field: str, name: str, kind: _Kind) -> None:
         present = self.present.get(kind.folder, set())

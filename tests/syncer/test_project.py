@@ -638,3 +638,12 @@ def test_write_json_schemas(tmp_path: Path) -> None:
     ]
     sync = json.loads((tmp_path / "schemas" / "sync.schema.json").read_text())
     assert sync["properties"]["segment"]["description"] == "Name of a segment (its file stem)."
+
+
+def test_twilio_syncs_must_trigger_and_lists_must_not(tmp_path):
+    problem = only_problem(tmp_path, {
+        "destinations/sms.yml": "type: twilio_sms\naccount_sid_env: SID\nauth_token_env: TOK\n"
+                                "from_number: '+14155550100'\nmessages: {cart: hi}\n",
+        "syncs/cart_sms.yml": "segment: vip\ndestination: sms\naudience_id: cart\nmode: mirror\nidentifiers: [phone]\n",
+    })
+    assert where(problem) == ("syncs/cart_sms.yml", 4, "mode") and "expected 'trigger'" in problem.message
