@@ -2,7 +2,8 @@
 
 Built from the project's config files (``$SYNCER_PROJECT``, default the demo): an asset per segment, a
 plan and an apply asset per sync grouped per destination, blocking gate checks, freshness checks, a
-schedule per segment cadence, and the ``full_resync`` backfill job. A broken config file fails the load
+schedule per segment cadence, the ``full_resync`` backfill job, and the fast-path suppression sensor when
+the project has a ``conversions:`` source. A broken config file fails the load
 with every problem listed by file and line.
 """
 
@@ -13,6 +14,7 @@ import dagster as dg
 from dagster_project import location
 from dagster_project.backfill import backfill_job
 from dagster_project.segments import segment_asset, segment_schedule
+from dagster_project.sensors import suppression_sensor, suppressions_spec
 from dagster_project.syncs import destination_definitions
 from syncer.project import load_project
 
@@ -25,7 +27,9 @@ def build_definitions(project_dir: Path | str | None = None) -> dg.Definitions:
         jobs=[backfill_job(project)],
     )
     per_destination = [destination_definitions(project, name) for name in sorted(project.destinations)]
-    return dg.Definitions.merge(segments, *per_destination)
+    fast_path = (dg.Definitions(assets=[suppressions_spec()], sensors=[suppression_sensor(project)])
+                 if project.config.conversions else dg.Definitions())
+    return dg.Definitions.merge(segments, fast_path, *per_destination)
 
 
 defs = build_definitions()

@@ -434,12 +434,38 @@ def demo(ctx: click.Context, customers: int, port: int) -> None:
                 engine.close()
             console.print(f"[bold]{title}[/] ({sandbox.meta.request_count - before} requests reached the emulator)")
             codes.append(_summary(reports))
+        _demo_fast_path(project)
     finally:
         sandbox.stop()
     console.print(f"\nledger: {project.ledger_url()}\ntry: syncer -p {project_dir} status | history"
                   f"  (run `syncer sandbox` in another terminal and export SANDBOX_META_TOKEN=sandbox-meta-token"
                   f" before `syncer -p {project_dir} run`)")
     sys.exit(max(codes))
+
+
+def _demo_fast_path(project) -> None:
+    """A cart abandoner buys: show them suppressed from every audience their rule names."""
+    from syncer.conversions import record_conversion
+    from syncer.ledger import Ledger
+    from syncer.suppress import Suppressor
+
+    if project.config.conversions is None:
+        return
+    held = Ledger(project.ledger_url()).held_fingerprints("cart_abandoners_meta")[0] if "cart_abandoners_meta" in project.syncs else []
+    if not held:
+        return
+    member = sorted(held)[0]
+    record_conversion(project, member, "purchase")
+    suppressor = Suppressor(project)
+    try:
+        results = suppressor.step()
+    finally:
+        suppressor.close()
+    console.print(f"[bold]5. member {member} buys: the fast path suppresses them[/]")
+    for result in results:
+        for sync, outcome in sorted(result.outcomes.items()):
+            timing = f" {result.seconds[sync]:.3f}s after the purchase" if sync in result.seconds else ""
+            console.print(f"   {sync}: {outcome}{timing}")
 
 
 def main() -> None:

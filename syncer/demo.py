@@ -18,6 +18,7 @@ def fresh_demo_project(project_dir: Path, *, customers: int, seed: int = 7) -> t
     os.environ.setdefault("SANDBOX_META_TOKEN", DEMO_TOKEN)
     project = load_project(project_dir)
     shutil.rmtree(project.state_dir, ignore_errors=True)
+    (project.root / "events.db").unlink(missing_ok=True)
     project.state_dir.mkdir(parents=True, exist_ok=True)
     counts = sample_data.generate(project.warehouse_url().removeprefix("duckdb:///"), customers, seed=seed)
     return project, counts
