@@ -23,6 +23,12 @@ from syncer.plan import Plan, SyncPlan
 from syncer.project import Project
 
 
+def capabilities_of(config):
+    """What a destination accepts, before building it (a connector may vary it by config, e.g. transport)."""
+    cls = destination_class(config.type)
+    return cls.capabilities_for(config) if hasattr(cls, "capabilities_for") else cls.capabilities
+
+
 class StalePlanError(SyncError):
     """The ledger or the config changed since the plan was made; plan again."""
 
@@ -121,7 +127,7 @@ class Engine:
                 if sync.segment not in loaded:
                     loaded[sync.segment] = self._load(con, sync.segment, segment_files.get(sync.segment))
                     self._release_leavers(con, loaded[sync.segment], suppressions)
-                capabilities = destination_class(project.destinations[sync.destination].type).capabilities
+                capabilities = capabilities_of(project.destinations[sync.destination])
                 suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
                 sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
                                       region=segment.phone_region or project.config.default_region,

@@ -36,7 +36,15 @@ from syncer.sandbox.meta import MetaEmulator
 __all__ = ["EMULATORS", "Sandbox", "main"]
 
 # name -> "module:Class" of each HTTP emulator served under /<name>/ (Meta is served at the root)
-EMULATORS: dict[str, str] = {}
+EMULATORS: dict[str, str] = {
+    "attentive": "syncer.sandbox.attentive:AttentiveEmulator",
+    "twilio": "syncer.sandbox.twilio:TwilioEmulator",
+    "braze": "syncer.sandbox.braze:BrazeEmulator",
+    "iterable": "syncer.sandbox.iterable:IterableEmulator",
+    "klaviyo": "syncer.sandbox.klaviyo:KlaviyoEmulator",
+    "mailchimp": "syncer.sandbox.mailchimp:MailchimpEmulator",
+    "datamanager": "syncer.sandbox.data_manager:DataManagerEmulator",
+}
 
 log = logging.getLogger(__name__)
 DEFAULT_META_TOKEN = "sandbox-meta-token"

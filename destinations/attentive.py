@@ -1,0 +1,294 @@
+"""Attentive (SMS): keep a segment's membership as a custom attribute on each person, never as a subscription.
+
+API flow (REST v1 over our own ``requests`` session; reference: docs.attentive.com/openapi/reference/tag/
+Custom-Attributes, operation ``postCustomAttributes``, and tag Test-Authentication, ``getMe``)::
+
+    add     POST {base}/v1/attributes/custom   {"user": {"phone", "email"}, "properties": {<audience_id>: member_value}}
+    remove  POST {base}/v1/attributes/custom   the same with removed_value ("false")
+    check   GET  {base}/v1/me
+
+- The sync's ``audience_id`` is the attribute name (case-sensitive, at most 200 characters). Build the
+  Attentive segment on "<audience_id> is true".
+- Remove writes ``removed_value``: the API has no call that deletes a custom attribute, so a removed member
+  keeps the attribute with the value "false". Setting a value is idempotent, so every failure of a whole
+  call is retryable and the engine's re-send of a batch is harmless.
+- Never a subscribe or unsubscribe call: ``POST /v1/subscriptions`` texts the person (even "you are already
+  subscribed") and needs a legal disclosure. Setting attributes on an unknown phone or email creates a
+  person with no subscription (Attentive's "user ... does not need to be actively subscribed").
+- One member per request; ``concurrency`` requests in flight, all paced under ``requests_per_second``
+  (Attentive's default limit: 150/s per key). Attentive's bulk endpoint (``POST /v2/bulk/user/attributes``,
+  256 users, asynchronous, beta) carries subscriptions in the same payload; we do not use it.
+- Phones are strict E.164 (``+`` and 7 to 15 digits); anything else is rejected for that row
+  (``invalid_phone``) and never sent. Members arrive normalised by the ``plain`` rule set.
+
+Errors (``classify``): 400 rejects that row (``attentive_invalid_request``); 401 and 403 are ``ConfigError``
+naming the key's environment variable; 404 is a wrong ``endpoint``; 429 is ``RateLimited`` with
+``Retry-After`` (1 s when absent: the limit is per second); 5xx, other codes and network failures are
+``TransientError``.
+
+Config example::
+
+    # destinations/attentive.yml
+    type: attentive
+    api_key_env: ATTENTIVE_API_KEY
+    member_value: "true"                       # optional; removed_value: "false"
+    requests_per_second: 150                   # optional; Attentive's default limit
+    endpoint: http://127.0.0.1:8510/attentive  # optional: the local sandbox
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
+from syncer.config import AttentiveConfig, resolve_secret
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+
+__all__ = ["API_URL", "AttentiveContext", "AttentiveDestination", "DEFAULT_REQUESTS_PER_SECOND", "classify"]
+
+API_URL = "https://api.attentivemobile.com"
+DEFAULT_REQUESTS_PER_SECOND = 150.0
+MAX_ATTRIBUTE_NAME = 200
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_DEFAULT_RETRY_AFTER_S = 1.0
+
+
+@dataclass(frozen=True)
+class AttentiveContext:
+    """What ``classify`` needs to tell the operator what to fix."""
+
+    destination: str = "attentive"
+    key_env: str = "ATTENTIVE_API_KEY"
+    endpoint: str = API_URL
+    attribute: str | None = None
+
+
+def classify(status: int, body: Any, headers: Mapping[str, str] | None = None,
+             ctx: AttentiveContext | None = None) -> SyncError | str | None:
+    """Map one Attentive response to None (success), a row rejection reason (str), or a whole-call failure.
+
+    The only place that reads Attentive's status codes.
+    """
+    ctx = ctx or AttentiveContext()
+    if 200 <= status < 300:
+        return None
+    detail = f"HTTP {status}; body: {_message(body)[:300]}"
+    name = ctx.destination
+    if status == 400:
+        return "attentive_invalid_request"
+    if status == 401:
+        return ConfigError(f"Attentive refused the API key of destination '{name}' (HTTP 401): create a private app key"
+                           f" with the attributes:write scope and export it as {ctx.key_env}", detail=detail)
+    if status == 403:
+        return ConfigError(f"The Attentive key of destination '{name}' lacks the attributes:write scope (HTTP 403):"
+                           f" grant it to the private app, then export the key as {ctx.key_env}", detail=detail)
+    if status == 404:
+        return ConfigError(f"{ctx.endpoint} answered HTTP 404 for the custom attributes call: check 'endpoint' of"
+                           f" destination '{name}'", detail=detail)
+    if status == 429:
+        wait = _retry_after(headers)
+        return RateLimited(f"Attentive throttled destination '{name}' (HTTP 429); retry in {wait:g} s",
+                           retry_after=wait, detail=detail)
+    # 5xx and anything unexpected: setting an attribute is idempotent, so a retry is harmless.
+    return TransientError(f"Attentive answered HTTP {status} for {_what(ctx)}; retrying", detail=detail)
+
+
+class _Pacer:
+    """Spaces request starts at least 1/rate seconds apart across threads."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class AttentiveDestination(Destination):
+    """Marks segment membership as a custom attribute on Attentive people; never subscribes anyone."""
+
+    kind = "attentive"
+    capabilities = Capabilities(
+        platform="plain",
+        identifiers=frozenset({"phone", "email"}),
+        max_batch=100,
+        can_remove=True,
+        requests_per_second=DEFAULT_REQUESTS_PER_SECOND,
+        channel="sms",
+    )
+
+    def __init__(self, config: AttentiveConfig, *, name: str | None = None) -> None:
+        """Read the API key from the environment now.
+
+        Raises:
+            ConfigError: the key's environment variable is not set.
+        """
+        self.config = config
+        self.name = name or "attentive"  # build_destination sets the file stem after construction
+        key = resolve_secret(config.api_key_env, what=f"Attentive destination '{self.name}'").get_secret_value()
+        self._base = (config.endpoint or API_URL).rstrip("/")
+        self._session = requests.Session()
+        self._session.headers.update({"Authorization": f"Bearer {key}", "Accept": "application/json"})
+        self._session.mount(self._base, HTTPAdapter(pool_connections=1, pool_maxsize=config.concurrency))
+        self._pacer = _Pacer(config.requests_per_second or DEFAULT_REQUESTS_PER_SECOND)
+
+    # ----- Destination --------------------------------------------------------------------------
+    def check(self) -> None:
+        """Verify the key with ``GET /v1/me``; raise ``ConfigError`` with what to fix."""
+        status, body, headers = self._request("GET", "/v1/me", None, self._ctx())
+        failure = classify(status, body, headers, self._ctx())
+        if isinstance(failure, SyncError):
+            raise failure
+        if failure is not None:
+            raise ConfigError(f"Attentive refused the key check of destination '{self.name}' (HTTP {status})")
+
+    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        return self._write("add", audience, members)
+
+    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        return self._write("remove", audience, members)
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ----- internals ----------------------------------------------------------------------------
+    def _ctx(self, attribute: str | None = None) -> AttentiveContext:
+        return AttentiveContext(self.name, self.config.api_key_env, self._base, attribute)
+
+    def _write(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        if not members:
+            return BatchResult(op, (), requests=0)
+        if len(members) > self.capabilities.max_batch:
+            raise PermanentError(f"Refusing to send {len(members)} members in one Attentive batch; the limit is"
+                                 f" {self.capabilities.max_batch} (the caller must split batches)")
+        attribute = audience.audience_id
+        if len(attribute) > MAX_ATTRIBUTE_NAME:
+            raise ConfigError(f"Attentive attribute names have at most {MAX_ATTRIBUTE_NAME} characters; shorten the"
+                              f" audience_id of sync '{audience.sync}'")
+        value = self.config.member_value if op == "add" else self.config.removed_value
+        outcomes: dict[str, RowOutcome] = {}
+        sendable: list[Member] = []
+        for member in members:
+            reason = _row_problem(member)
+            if reason:
+                outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, reason)
+            else:
+                sendable.append(member)
+        for key, reason in self._post_all(sendable, attribute, value).items():
+            status = RowStatus.REJECTED if reason else RowStatus.SENT
+            outcomes[key] = RowOutcome(key, status, reason)
+        return BatchResult(op, tuple(outcomes[m.member_key] for m in members), requests=len(sendable))
+
+    def _post_all(self, members: Sequence[Member], attribute: str, value: str) -> dict[str, str | None]:
+        """POST each member (``concurrency`` at a time); return member_key -> rejection reason or None.
+
+        Raises the most serious whole-call failure seen (config before throttling before transient); members
+        not yet sent by then are skipped, and the engine re-sends the whole batch (idempotent).
+        """
+        if not members:
+            return {}
+        ctx = self._ctx(attribute)
+        stop = threading.Event()
+
+        def one(member: Member) -> str | SyncError | None:
+            if stop.is_set():
+                return None
+            self._pacer.wait()
+            payload = {"user": _user(member), "properties": {attribute: value}}
+            status, body, headers = self._request("POST", "/v1/attributes/custom", payload, ctx)
+            result = classify(status, body, headers, ctx)
+            if isinstance(result, SyncError):
+                stop.set()
+            return result
+
+        workers = min(self.config.concurrency, len(members))
+        if workers == 1:
+            results = [one(m) for m in members]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="attentive") as pool:
+                results = list(pool.map(one, members))
+        failures = [r for r in results if isinstance(r, SyncError)]
+        if failures:
+            raise _worst(failures)
+        return {m.member_key: r for m, r in zip(members, results)}  # type: ignore[misc]
+
+    def _request(self, method: str, path: str, payload: Any, ctx: AttentiveContext) -> tuple[int, Any, Mapping[str, str]]:
+        try:
+            response = self._session.request(method, self._base + path, json=payload, timeout=self.config.request_timeout_s)
+        except requests.RequestException as exc:
+            # never chain: the exception's text can hold the request
+            raise TransientError(f"Cannot reach Attentive at {ctx.endpoint} ({type(exc).__name__}): check that the"
+                                 " endpoint is up and reachable; retrying") from None
+        try:
+            body: Any = response.json() if response.content else None
+        except ValueError:
+            body = response.text
+        return response.status_code, body, response.headers
+
+
+def _row_problem(member: Member) -> str | None:
+    phone, email = member.identifiers.get("phone"), member.identifiers.get("email")
+    if phone and not _E164.match(phone):
+        return "invalid_phone"
+    if not phone and not email:
+        return "no_identifier"
+    return None
+
+
+def _user(member: Member) -> dict[str, str]:
+    return {k: member.identifiers[k] for k in ("phone", "email") if member.identifiers.get(k)}
+
+
+def _worst(failures: Sequence[SyncError]) -> SyncError:
+    for kind in (ConfigError, PermanentError, RateLimited):
+        found = [f for f in failures if isinstance(f, kind)]
+        if found:
+            if kind is RateLimited:
+                return max(found, key=lambda f: f.retry_after or 0.0)  # type: ignore[attr-defined]
+            return found[0]
+    return failures[0]
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float:
+    lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    try:
+        return max(float(lowered["retry-after"]), 0.0)
+    except (KeyError, ValueError):
+        return _DEFAULT_RETRY_AFTER_S
+
+
+def _message(body: Any) -> str:
+    """Attentive's error words without PII (it may echo the phone or email we sent)."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        text = "; ".join(str(e.get("message", "")) for e in body["errors"] if isinstance(e, dict))
+    else:
+        text = str(body)
+    return _redact(text)
+
+
+_PII = re.compile(r"\+?\d[\d\s().-]{6,}\d|[^\s@'\"<>]+@[^\s@'\"<>]+")
+
+
+def _redact(text: str) -> str:
+    return _PII.sub("<redacted>", text)
+
+
+def _what(ctx: AttentiveContext) -> str:
+    target = f"attribute '{ctx.attribute}'" if ctx.attribute else "the API"
+    return f"{target} of destination '{ctx.destination}'"
+

@@ -1,0 +1,93 @@
+"""What both Customer Match transports share: member groups, the send result, the call context, redaction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from destinations.base import AudienceRef, Member, Op, RowOutcome
+
+CONSENT_KEY = "_consent"
+"""Member.identifiers key carrying the ads consent marker: "granted", "unknown" (the default) or "denied"."""
+
+Consent = Literal["granted", "unknown"]
+ADS_API_IDENTIFIERS = frozenset({"email", "phone", "first_name", "last_name", "country", "postal_code", "madid", "external_id"})
+DATA_MANAGER_IDENTIFIERS = ADS_API_IDENTIFIERS - {"external_id"}  # no CRM-id field verified in the Data Manager docs
+ADDRESS_KINDS = ("first_name", "last_name", "country", "postal_code")
+FINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "PARTIAL_SUCCESS", "NOT_FOUND"})
+"""Job statuses after which polling a job again changes nothing."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Members sent together: one Ads API job, or one Data Manager request per data type."""
+
+    consent: Consent | None  # None for removes: Google needs no consent to forget someone
+    members: tuple[Member, ...]
+
+
+@dataclass
+class Sent:
+    """What a transport did with the groups of one ``add`` or ``remove``."""
+
+    outcomes: list[RowOutcome] = field(default_factory=list)
+    requests: int = 0
+    jobs: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, value: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + value
+
+
+@dataclass
+class Context:
+    """What error messages name; ``destination`` follows the destination's name when the engine sets it."""
+
+    destination: str
+    customer_id: str
+    login_customer_id: str | None
+    access_token_env: str
+    developer_token_env: str | None
+    endpoint: str
+    transport: str
+    api_version: str = "v26"
+
+
+class Transport(Protocol):
+    """One wire protocol behind ``GoogleCustomerMatchDestination``."""
+
+    identifiers: frozenset[str]
+
+    def sendable(self, member: Member) -> bool: ...
+
+    def send(self, op: Op, audience: AudienceRef, groups: Sequence[Group]) -> Sent: ...
+
+    def poll(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]: ...
+
+    def check(self, audience: AudienceRef | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def has_address(identifiers: Mapping[str, str]) -> bool:
+    """Google matches an address only with first name, last name, country and postal code together."""
+    return all(identifiers.get(kind) for kind in ADDRESS_KINDS)
+
+
+def chunks(items: Sequence[Member], size: int) -> Iterator[Sequence[Member]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def digits(customer_id: str | None) -> str | None:
+    return customer_id.replace("-", "") if customer_id else None
+
+
+_PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>]+@[^\s@'\"<>]+")
+
+
+def redact(text: str) -> str:
+    """Hide hashes and email addresses in text bound for logs or messages."""
+    return _PII.sub("<redacted>", text)

@@ -1,0 +1,524 @@
+"""Klaviyo lists: keep a list's members in sync by profile id, without ever touching consent.
+
+Membership never touches consent. A member joins and leaves the list through the list's profile
+relationships, which Klaviyo documents as leaving consent unchanged; leaving a segment is not an
+unsubscribe. This module never calls the subscription jobs: ``profile-subscription-bulk-delete-jobs``
+(bulk unsubscribe) unsubscribes profiles that are not in the given list globally, and
+``profile-subscription-bulk-create-jobs`` subscribes and lifts suppressions. The profile import sends
+no ``subscriptions`` and no list, so it only creates a profile or updates its identifiers and names.
+
+API flow (our own ``requests`` session: the klaviyo-api SDK retries GET and DELETE on 429 by itself,
+which bypasses our wait accounting, see specs section 9)::
+
+    add     1. profile ids from the ledger (``Destination.id_cache``)
+            2. the others upserted: POST /api/profile-bulk-import-jobs (<= 10,000) -> 202 {data.id}
+               GET  /api/profile-bulk-import-jobs/{id} every import_poll_interval_s until "complete"
+               GET  .../{id}/profiles?page[size]=100 (cursor pages) -> ids, matched back by email,
+                    external_id or phone; GET .../{id}/import-errors when failed_count > 0 -> rejected
+                    rows, by the index in source.pointer; the ids are cached before anything else
+            3. POST   /api/lists/{list_id}/relationships/profiles  {data: [{type: profile, id}]} -> 204
+    remove  1. cached ids; the others looked up, never created: GET /api/profiles?filter=any(email,[...])
+               (50 values a call; then external_id, phone_number). A member Klaviyo does not know is not
+               on the list: SENT without a call.
+            2. DELETE /api/lists/{list_id}/relationships/profiles  (same body) -> 204
+    check   GET /api/lists/{list_id} (GET /api/profiles?page[size]=1 without an audience)
+
+Headers: ``Authorization: Klaviyo-API-Key <key>``, ``revision`` (config), JSON:API content type.
+
+Limits: 1,000 profiles per relationship call (``max_batch``), 10,000 per import job. Rate limits per
+endpoint, a 1-second burst and a 1-minute steady window: list relationships and the import job
+endpoints 10/s and 150/min, GET /api/profiles and GET /api/lists/{id} 75/s and 700/min. Klaviyo counts
+in fixed windows; we keep a sliding window per endpoint (with a small margin), which never exceeds any
+fixed window, where a token bucket as large as the burst can send twice the burst inside one window.
+A 429 raises ``RateLimited`` with its ``Retry-After``; 5xx and lost connections ``TransientError``; 401
+and 403 ``ConfigError`` naming the variable to fix; ``classify`` is the only reader of statuses.
+
+Import jobs are asynchronous: a job still running after ``import_timeout_s`` raises ``TransientError``
+and the retry resumes polling the same job rather than importing again.
+
+Stale ids: when a relationship call names a profile Klaviyo no longer has (a merged or deleted profile),
+the whole call is refused with errors pointing at ``/data/{i}/id``; those members are resolved again
+without the cache and the call is sent once more. (The sandbox answers that way; Klaviyo does not
+document its answer for an unknown id.)
+
+Outcomes: one per member. REJECTED reasons: ``no_supported_identifier`` (no email, phone or external
+id), ``klaviyo_invalid_email`` / ``klaviyo_invalid_phone`` / ``klaviyo_<code>`` (an import error);
+RETRYABLE ``klaviyo_profile_not_returned`` (the job reported neither a profile nor an error).
+``platform_counts``: ``ids_cached``, ``profiles_imported``, ``profiles_looked_up``.
+
+Config example::
+
+    # destinations/klaviyo_main.yml
+    type: klaviyo_list
+    api_key_env: KLAVIYO_API_KEY          # private key: lists:read/write, profiles:read/write
+    revision: "2026-07-15"
+    endpoint: http://127.0.0.1:8510/klaviyo   # optional: the local sandbox
+    # syncs/vip_klaviyo.yml: audience_id is the list id, e.g. "Y6nRLr"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
+from syncer.config import KlaviyoListConfig, resolve_secret
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+
+__all__ = ["API_URL", "KlaviyoContext", "KlaviyoListDestination", "RowErrors", "SlidingWindowLimiter", "classify"]
+
+API_URL = "https://a.klaviyo.com"
+IMPORT_MAX = 10_000
+PAGE_SIZE = 100
+LOOKUP_CHUNK = 50
+# endpoint group -> (burst per second, steady per minute)
+LIMITS = {"relationships": (10, 150), "import": (10, 150), "profiles": (75, 700), "lists": (75, 700)}
+ATTRIBUTES = {"email": "email", "phone": "phone_number", "external_id": "external_id", "first_name": "first_name", "last_name": "last_name"}
+MATCH_ORDER = ("email", "external_id", "phone")  # identifiers Klaviyo matches a profile on, in its order
+_LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_POINTER_ROW = re.compile(r"^/data/(\d+)(/.*)?$")
+_IMPORT_ROW = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/attributes/?([a-z_]*))?")
+_WAIT_HINT = re.compile(r"available in (\d+(?:\.\d+)?) second")
+
+
+@dataclass(frozen=True)
+class KlaviyoContext:
+    """What ``classify`` needs to tell the operator what to fix."""
+
+    destination: str = "klaviyo"
+    key_env: str = "KLAVIYO_API_KEY"
+    endpoint: str = API_URL
+    list_id: str | None = None
+    what: str = "request"  # "list", "import job" or a short description of the call
+
+
+class RowErrors(PermanentError):
+    """Klaviyo refused the whole call because of some of its rows; ``rows`` maps an index to a reason."""
+
+    def __init__(self, message: str, *, rows: Mapping[int, str], detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.rows = dict(rows)
+
+
+class ImportJobLost(TransientError):
+    """The import job is gone (expired or cancelled); the retry starts a new one."""
+
+
+def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, ctx: KlaviyoContext | None = None) -> SyncError | None:
+    """Map one Klaviyo response to the failure to raise, or None when it succeeded.
+
+    ``body`` is the parsed JSON (a dict) or the raw text. The only place that reads Klaviyo's statuses.
+    """
+    ctx = ctx or KlaviyoContext()
+    if 200 <= status < 300:
+        return None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    first = errors[0] if errors else {}
+    code = str(first.get("code") or "")
+    detail = f"HTTP {status}; " + ("; ".join(f"{e.get('code')}: {_redact(str(e.get('detail')))[:200]}" for e in errors[:5])
+                                    or f"body: {_redact(str(body))[:300]}")
+    name, where = ctx.destination, _where(ctx)
+    if status == 429:
+        wait = _retry_after(headers, str(first.get("detail") or ""))
+        return RateLimited(f"Klaviyo throttled {where}" + (f"; retry in {wait:g} s" if wait else ""), retry_after=wait, detail=detail)
+    if status == 401:
+        return ConfigError(f"Klaviyo refused the API key of destination '{name}' ({code or 'unauthorized'}): create a private key"
+                           f" with lists:read, lists:write, profiles:read and profiles:write and export it as {ctx.key_env}", detail=detail)
+    if status == 403:
+        return ConfigError(f"Klaviyo API key of destination '{name}' lacks a scope for {ctx.what}: give the private key lists:read,"
+                           f" lists:write, profiles:read and profiles:write, then export it as {ctx.key_env}", detail=detail)
+    if status == 404 and ctx.what == "import job":
+        return ImportJobLost(f"Klaviyo no longer has the profile import job for {where}; importing again", detail=detail)
+    if status == 404 and code == "not_found" and ctx.list_id:
+        return ConfigError(f"Klaviyo list {ctx.list_id} does not exist (or this key cannot see it): check the sync's audience_id"
+                           f" for destination '{name}'", detail=detail)
+    if status in (404, 405) and not errors:
+        return ConfigError(f"{ctx.endpoint} answered HTTP {status} with a page that is not Klaviyo's API: check 'endpoint' of"
+                           f" destination '{name}'", detail=detail)
+    rows = {int(m.group(1)): _reason(e) for e in errors if (m := _POINTER_ROW.match(str((e.get("source") or {}).get("pointer") or "")))}
+    if status == 400 and rows and len(rows) == len(errors):
+        return RowErrors(f"Klaviyo refused {where} because of {len(rows)} of its rows; nothing was applied", rows=rows, detail=detail)
+    if status >= 500 or status in (408, 409):
+        return TransientError(f"Klaviyo had a temporary failure (HTTP {status}) on {where}; retrying", detail=detail)
+    if 400 <= status < 500:
+        return PermanentError(f"Klaviyo refused {where} (HTTP {status}, {code or 'no code'}); nothing was applied: see the detail",
+                              detail=detail)
+    # Unknown: list adds and removes are idempotent set operations, so a retry is harmless.
+    return TransientError(f"Klaviyo answered HTTP {status} on {where}; retrying", detail=detail)
+
+
+class SlidingWindowLimiter:
+    """At most ``count`` calls in any ``span`` seconds, for each (count, span) window; thread-safe.
+
+    A sliding window never exceeds a server's fixed windows whatever their alignment, which a token
+    bucket as large as the burst does not guarantee. ``margin`` widens each window to absorb latency.
+    """
+
+    def __init__(self, windows: Sequence[tuple[int, float]], *, margin: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._windows = [(count, span * (1 + margin) + margin, deque()) for count, span in windows]
+        self._clock, self._sleep, self._lock = clock, sleep, threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait, full = 0.0, False
+                for count, span, stamps in self._windows:
+                    while stamps and now - stamps[0] >= span:
+                        stamps.popleft()
+                    if len(stamps) >= count:  # the oldest call leaves the window in span - (now - oldest) > 0
+                        full, wait = True, max(wait, span - (now - stamps[0]))
+                if not full:
+                    for _, _, stamps in self._windows:
+                        stamps.append(now)
+                    return
+            self.waited += wait
+            self._sleep(max(wait, 1e-6))
+
+
+class KlaviyoListDestination(Destination):
+    """Adds and removes members of Klaviyo lists by profile id; never changes a profile's consent."""
+
+    kind = "klaviyo_list"
+    capabilities = Capabilities(
+        platform="plain",
+        identifiers=frozenset(ATTRIBUTES),
+        max_batch=1_000,
+        channel="email",
+    )
+
+    def __init__(self, config: KlaviyoListConfig, *, name: str | None = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """Open the HTTP session; reads the API key from the environment now.
+
+        Raises:
+            ConfigError: the environment variable named by ``api_key_env`` is not set.
+        """
+        self.config = config
+        self.name = name or "klaviyo_list"  # build_destination sets the file stem after construction
+        key = resolve_secret(config.api_key_env, what=f"Klaviyo destination '{self.name}'").get_secret_value()
+        self._base = (config.endpoint or API_URL).rstrip("/")
+        self._session = requests.Session()
+        self._session.headers.update({"Authorization": f"Klaviyo-API-Key {key}", "revision": config.revision,
+                                      "Accept": "application/vnd.api+json", "Content-Type": "application/vnd.api+json"})
+        self._sleep, self._clock = sleep, clock
+        self._limiters = {group: SlidingWindowLimiter([(burst, 1.0), (steady, 60.0)], clock=clock, sleep=sleep)
+                          for group, (burst, steady) in LIMITS.items()}
+        if config.requests_per_second:
+            rate = config.requests_per_second
+            self._limiters["account"] = SlidingWindowLimiter([(max(1, int(rate)), max(1, int(rate)) / rate)], clock=clock, sleep=sleep)
+        self._pending_jobs: dict[str, str] = {}  # fingerprint of an import -> job id still running
+        self._local_ids: dict[str, str] = {}  # used when the engine set no id_cache
+        self._calls = 0
+
+    # ----- Destination --------------------------------------------------------------------------
+    def check(self, audience: AudienceRef | None = None) -> None:
+        """Verify the key (and the list when given); raise ``ConfigError`` with what to fix."""
+        if audience is None:
+            self._request("GET", "/api/profiles/", "profiles", self._ctx(what="a profile read"), params={"page[size]": 1})
+        else:
+            list_id = self._list_id(audience)
+            self._request("GET", f"/api/lists/{list_id}/", "lists", self._ctx(list_id, "list"))
+
+    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        return self._apply("add", audience, members)
+
+    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        return self._apply("remove", audience, members)
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ----- flow -----------------------------------------------------------------------------------
+    def _apply(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        if not members:
+            return BatchResult(op, (), requests=0)
+        if len(members) > self.capabilities.max_batch:
+            raise PermanentError(f"Refusing to send {len(members)} members in one Klaviyo call; the limit is"
+                                 f" {self.capabilities.max_batch} (the caller must split batches)")
+        list_id = self._list_id(audience)
+        self._calls = 0
+        counts = {"ids_cached": 0, "profiles_imported": 0, "profiles_looked_up": 0}
+        outcomes: dict[str, RowOutcome] = {}
+        sendable = []
+        for member in members:
+            if any(member.identifiers.get(kind) for kind in MATCH_ORDER):
+                sendable.append(member)
+            else:
+                outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, "no_supported_identifier")
+        ids = self._resolve(op, sendable, outcomes, counts, use_cache=True)
+        if ids:
+            self._send_membership(op, list_id, sendable, ids, outcomes, counts)
+        for member in sendable:  # a remove of someone Klaviyo does not know: not on the list, nothing to do
+            outcomes.setdefault(member.member_key, RowOutcome(member.member_key, RowStatus.SENT))
+        return BatchResult(op, tuple(outcomes[m.member_key] for m in members), requests=self._calls, platform_counts=counts)
+
+    def _send_membership(self, op: Op, list_id: str, members: Sequence[Member], ids: dict[str, str],
+                         outcomes: dict[str, RowOutcome], counts: dict[str, int]) -> None:
+        try:
+            self._relationships(op, list_id, ids)
+        except RowErrors as exc:
+            order = list(dict.fromkeys(ids.values()))
+            stale_ids = {order[i] for i in exc.rows if i < len(order)}
+            stale = [m for m in members if ids.get(m.member_key) in stale_ids]
+            if not stale:
+                raise
+            for member in stale:
+                del ids[member.member_key]
+            ids.update(self._resolve(op, stale, outcomes, counts, use_cache=False))
+            if ids:
+                self._relationships(op, list_id, ids)  # a second refusal raises: stop, the ledger stays as it is
+        for member in members:
+            if member.member_key in ids:
+                outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.SENT)
+
+    def _relationships(self, op: Op, list_id: str, ids: Mapping[str, str]) -> None:
+        data = [{"type": "profile", "id": profile_id} for profile_id in dict.fromkeys(ids.values())]
+        method = "POST" if op == "add" else "DELETE"
+        self._request(method, f"/api/lists/{list_id}/relationships/profiles/", "relationships",
+                      self._ctx(list_id, "list"), body={"data": data})
+
+    def _resolve(self, op: Op, members: Sequence[Member], outcomes: dict[str, RowOutcome], counts: dict[str, int],
+                 *, use_cache: bool) -> dict[str, str]:
+        """Member key -> profile id: from the cache, else imported (add) or looked up (remove)."""
+        cached = dict(self._cache_get([m.member_key for m in members])) if use_cache else {}
+        counts["ids_cached"] += len(cached)
+        missing = [m for m in members if m.member_key not in cached]
+        if not missing:
+            return cached
+        if op == "add":
+            found = self._import(missing, outcomes)
+            counts["profiles_imported"] += len(found)
+        else:
+            found = self._lookup(missing)
+            counts["profiles_looked_up"] += len(found)
+        self._cache_put(found)
+        return cached | found
+
+    # ----- profiles -------------------------------------------------------------------------------
+    def _import(self, members: Sequence[Member], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
+        """Upsert the members' profiles in one bulk import job; return their ids, rejecting failed rows."""
+        rows = [{"type": "profile", "attributes": {ATTRIBUTES[k]: v for k, v in m.identifiers.items() if k in ATTRIBUTES and v}}
+                for m in members]
+        fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+        job_id = self._pending_jobs.get(fingerprint)
+        if job_id is None:
+            body = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": rows}}}}
+            job_id = str(self._request("POST", "/api/profile-bulk-import-jobs/", "import", self._ctx(what="a profile import"),
+                                       body=body)["data"]["id"])
+            self._pending_jobs[fingerprint] = job_id
+        try:
+            found = self._read_job(job_id, members, outcomes)
+        except ImportJobLost:
+            self._pending_jobs.pop(fingerprint, None)
+            raise
+        self._pending_jobs.pop(fingerprint, None)  # kept until read: a throttled page resumes this job, never a new one
+        return found
+
+    def _read_job(self, job_id: str, members: Sequence[Member], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
+        """Wait for the job, then map its profiles and import errors back to the members, in the order sent."""
+        job = self._wait_for_job(job_id)
+        ctx = self._ctx(what="import job")
+        fields = {"page[size]": PAGE_SIZE, "fields[profile]": "email,phone_number,external_id"}
+        index: dict[tuple[str, str], str] = {}
+        for profile in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles/", "import", ctx, fields):
+            _index_profile(index, profile)
+        if int(job.get("failed_count") or 0) > 0:
+            for error in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/import-errors/", "import", ctx, {"page[size]": PAGE_SIZE}):
+                member = _errored_member(error.get("attributes") or {}, members)
+                if member is not None:
+                    outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, _reason(error.get("attributes") or {}))
+        found: dict[str, str] = {}
+        for member in members:
+            if member.member_key in outcomes:
+                continue
+            profile_id = _match(index, member)
+            if profile_id:
+                found[member.member_key] = profile_id
+            else:
+                outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.RETRYABLE, "klaviyo_profile_not_returned")
+        return found
+
+    def _wait_for_job(self, job_id: str) -> dict[str, Any]:
+        deadline = self._clock() + self.config.import_timeout_s
+        ctx = self._ctx(what="import job")
+        while True:
+            self._sleep(self.config.import_poll_interval_s)
+            attributes = self._request("GET", f"/api/profile-bulk-import-jobs/{job_id}/", "import", ctx)["data"]["attributes"]
+            status = attributes.get("status")
+            if status == "complete":
+                return attributes
+            if status == "cancelled":
+                raise ImportJobLost(f"Klaviyo cancelled the profile import job {job_id} of destination '{self.name}'; importing again")
+            if self._clock() >= deadline:
+                raise TransientError(f"Klaviyo's profile import job {job_id} is still {status} after {self.config.import_timeout_s:g} s;"
+                                     " the retry resumes the same job")
+
+    def _lookup(self, members: Sequence[Member]) -> dict[str, str]:
+        """Ids of the members' existing profiles (never creates one); members Klaviyo does not know are left out."""
+        found: dict[str, str] = {}
+        ctx = self._ctx(what="a profile lookup")
+        for kind in MATCH_ORDER:
+            pending = [m for m in members if m.member_key not in found and m.identifiers.get(kind) and '"' not in m.identifiers[kind]]
+            values = list(dict.fromkeys(_folded(kind, m.identifiers[kind]) for m in pending))
+            index: dict[tuple[str, str], str] = {}
+            for start in range(0, len(values), LOOKUP_CHUNK):
+                chunk = values[start:start + LOOKUP_CHUNK]
+                params = {"filter": f"any({ATTRIBUTES[kind]},{json.dumps(chunk, ensure_ascii=False)})", "page[size]": PAGE_SIZE,
+                          "fields[profile]": "email,phone_number,external_id"}
+                for profile in self._pages("/api/profiles/", "profiles", ctx, params):
+                    _index_profile(index, profile)
+            for member in pending:
+                profile_id = index.get((kind, _folded(kind, member.identifiers[kind])))
+                if profile_id:
+                    found[member.member_key] = profile_id
+        return found
+
+    def _cache_get(self, keys: Sequence[str]) -> Mapping[str, str]:
+        if self.id_cache is not None:
+            return self.id_cache.get_many(list(keys))
+        return {k: self._local_ids[k] for k in keys if k in self._local_ids}
+
+    def _cache_put(self, ids: Mapping[str, str]) -> None:
+        if not ids:
+            return
+        if self.id_cache is not None:
+            self.id_cache.put_many(dict(ids))
+        else:
+            self._local_ids.update(ids)
+
+    # ----- HTTP -----------------------------------------------------------------------------------
+    def _pages(self, path: str, group: str, ctx: KlaviyoContext, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a cursor-paginated collection (the cursor is read from ``links.next``)."""
+        params = dict(params)
+        while True:
+            body = self._request("GET", path, group, ctx, params=params)
+            yield from (item for item in body.get("data") or [] if isinstance(item, dict))
+            following = (body.get("links") or {}).get("next")
+            cursor = parse_qs(urlsplit(following).query).get("page[cursor]", [None])[0] if following else None
+            if not cursor:
+                return
+            params["page[cursor]"] = cursor
+
+    def _request(self, method: str, path: str, group: str, ctx: KlaviyoContext, *, params: Mapping[str, Any] | None = None,
+                 body: Any = None) -> dict[str, Any]:
+        """One call, paced by the endpoint's limiter; returns the JSON object or raises the classified failure."""
+        if "account" in self._limiters:
+            self._limiters["account"].acquire()
+        self._limiters[group].acquire()
+        self._calls += 1
+        try:
+            response = self._session.request(method, self._base + path, params=params, timeout=self.config.request_timeout_s,
+                                             data=json.dumps(body) if body is not None else None)
+        except requests.RequestException as exc:
+            raise TransientError(f"Cannot reach Klaviyo at {self._base} ({type(exc).__name__}): check that the endpoint is up"
+                                 " and reachable", detail=_redact(str(exc))[:300]) from None
+        try:
+            parsed: Any = response.json() if response.content else {}
+        except ValueError:
+            parsed = response.text
+        failure = classify(response.status_code, parsed, response.headers, ctx)
+        if failure is not None:
+            raise failure
+        if not isinstance(parsed, dict):
+            raise TransientError(f"Klaviyo sent a response that is not JSON:API (HTTP {response.status_code}) for {_where(ctx)};"
+                                 " retrying", detail=_redact(str(parsed))[:300])
+        return parsed
+
+    def _ctx(self, list_id: str | None = None, what: str = "request") -> KlaviyoContext:
+        return KlaviyoContext(self.name, self.config.api_key_env, self._base, list_id, what)
+
+    def _list_id(self, audience: AudienceRef) -> str:
+        list_id = audience.audience_id.strip()
+        if not _LIST_ID.match(list_id):
+            raise ConfigError(f"Sync '{audience.sync}': audience_id {audience.audience_id!r} is not a Klaviyo list id (like Y6nRLr)")
+        return list_id
+
+
+def _folded(kind: str, value: str) -> str:
+    return value.strip().lower() if kind == "email" else value.strip()
+
+
+def _index_profile(index: dict[tuple[str, str], str], profile: Mapping[str, Any]) -> None:
+    attributes = profile.get("attributes") or {}
+    for kind in MATCH_ORDER:
+        value = attributes.get(ATTRIBUTES[kind])
+        if isinstance(value, str) and value and profile.get("id"):
+            index[(kind, _folded(kind, value))] = str(profile["id"])
+
+
+def _match(index: Mapping[tuple[str, str], str], member: Member) -> str | None:
+    for kind in MATCH_ORDER:
+        value = member.identifiers.get(kind)
+        if value and (kind, _folded(kind, value)) in index:
+            return index[(kind, _folded(kind, value))]
+    return None
+
+
+def _errored_member(error: Mapping[str, Any], members: Sequence[Member]) -> Member | None:
+    """The member an import error is about: by the row index in its pointer, else by its original payload."""
+    match = _IMPORT_ROW.match(str((error.get("source") or {}).get("pointer") or ""))
+    if match and int(match.group(1)) < len(members):
+        return members[int(match.group(1))]
+    payload = error.get("original_payload") or {}
+    for member in members:
+        if any(payload.get(ATTRIBUTES[k]) and _folded(k, str(payload[ATTRIBUTES[k]])) == _folded(k, member.identifiers.get(k) or "")
+               for k in MATCH_ORDER):
+            return member
+    return None
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    """A short code for a row's error, from the field its pointer names (never the value)."""
+    pointer = str((error.get("source") or {}).get("pointer") or "")
+    field = pointer.rstrip("/").rsplit("/", 1)[-1]
+    if field == "email":
+        return "klaviyo_invalid_email"
+    if field == "phone_number":
+        return "klaviyo_invalid_phone"
+    if field == "id":
+        return "klaviyo_unknown_profile"
+    code = re.sub(r"[^a-z0-9_]", "_", str(error.get("code") or "error").lower())[:40]
+    return f"klaviyo_{code}"
+
+
+def _retry_after(headers: Mapping[str, str] | None, detail: str) -> float | None:
+    lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    value = lowered.get("retry-after")
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            try:
+                return max((parsedate_to_datetime(value).timestamp() - time.time()), 0.0)
+            except (TypeError, ValueError):
+                pass
+    hint = _WAIT_HINT.search(detail)
+    return float(hint.group(1)) if hint else None
+
+
+def _where(ctx: KlaviyoContext) -> str:
+    target = f"list {ctx.list_id}" if ctx.list_id else ctx.what
+    return f"{target} of destination '{ctx.destination}'"
+
+
+_PII = re.compile(r"[^\s@'\"<>:,]+@[^\s@'\"<>,]+|\+\d{7,15}")
+
+
+def _redact(text: str) -> str:
+    """Hide email addresses and phone numbers in text bound for logs."""
+    return _PII.sub("<redacted>", text)

@@ -1,0 +1,346 @@
+"""IterableListDestination over real HTTP against the sandbox's strict Iterable emulator."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
+from destinations.iterable import MAX_SUBSCRIBERS, IterableContext, IterableListDestination, _TokenBucket, classify
+from syncer.config import IterableListConfig
+from syncer.engine import Engine
+from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
+from syncer.project import load_project
+from syncer.sandbox import Sandbox
+from tests.conftest import person, write_customers, write_project
+
+KEY = "sandbox-iterable-key"
+LIST_ID = 1001
+AUDIENCE = AudienceRef(sync="vip_sync", audience_id=str(LIST_ID))
+NEWSLETTER = 42  # a message type id
+
+
+@pytest.fixture
+def sandbox():
+    sb = Sandbox(port=0).start()
+    sb.iterable.create_list(LIST_ID, "vip")
+    yield sb
+    sb.stop()
+
+
+def config(url: str, **overrides) -> IterableListConfig:
+    return IterableListConfig(**({"type": "iterable_list", "api_key_env": "ITERABLE_TEST_KEY", "endpoint": url} | overrides))
+
+
+@pytest.fixture
+def make(sandbox, monkeypatch):
+    monkeypatch.setenv("ITERABLE_TEST_KEY", KEY)
+    made: list[IterableListDestination] = []
+
+    def build(**overrides) -> IterableListDestination:
+        made.append(IterableListDestination(config(sandbox.url_for("iterable"), **overrides), name="iterable_main"))
+        return made[-1]
+
+    yield build
+    for destination in made:
+        destination.close()
+
+
+@pytest.fixture
+def dest(make):
+    return make()
+
+
+def by_email(i: int, **extra: str) -> Member:
+    return Member(f"k{i}", {"email": f"person{i}@example.com", **extra})
+
+
+def statuses(result) -> list[tuple[str, RowStatus, str | None]]:
+    return [(o.member_key, o.status, o.reason) for o in result.outcomes]
+
+
+def seed_consent(iterable) -> None:
+    iterable.add_user(email="person1@example.com", subscribed_message_type_ids=[NEWSLETTER])
+    iterable.add_user(email="person2@example.com", unsubscribed_channel_ids=[7], unsubscribed_message_type_ids=[NEWSLETTER])
+    iterable.add_user(email="person3@example.com", user_id="u-3")
+
+
+def test_is_a_destination_with_declared_limits():
+    caps = IterableListDestination.capabilities
+    assert issubclass(IterableListDestination, Destination) and IterableListDestination.kind == "iterable_list"
+    assert (caps.platform, caps.channel, caps.max_batch, caps.can_remove) == ("plain", "email", 1000, True)
+    assert caps.identifiers == {"email", "external_id"} and caps.requests_per_second and not caps.consent_marker
+
+
+def test_adds_and_removes_land_and_consent_never_changes(sandbox, dest):
+    iterable = sandbox.iterable
+    seed_consent(iterable)
+    before = iterable.subscription_states()
+    members = [by_email(1), by_email(2), Member("k3", {"external_id": "u-3"}), by_email(4)]
+    added = dest.add(AUDIENCE, members)
+    assert added.outcomes == tuple(RowOutcome(m.member_key, RowStatus.SENT) for m in members) and added.requests == 1
+    assert iterable.list_members(LIST_ID) == {f"person{i}@example.com" for i in (1, 2, 3, 4)}
+
+    removed = dest.remove(AUDIENCE, members[:3])
+    assert [o.status for o in removed.outcomes] == [RowStatus.SENT] * 3
+    assert iterable.list_members(LIST_ID) == {"person4@example.com"}
+    after = iterable.subscription_states()
+    assert {k: after[k] for k in before} == before
+    assert after["person4@example.com"] == {"unsubscribedChannelIds": [], "unsubscribedMessageTypeIds": [], "subscribedMessageTypeIds": []}
+    unsubscribe = iterable.payloads[-1]
+    assert unsubscribe["channelUnsubscribe"] is False and "campaignId" not in unsubscribe
+    assert unsubscribe["subscribers"] == [{"email": "person1@example.com"}, {"email": "person2@example.com"}, {"userId": "u-3"}]
+
+
+def test_a_channel_unsubscribe_would_have_shown_in_the_emulator(sandbox):
+    """The emulator does record a channel unsubscribe, so the test above proves something."""
+    sandbox.iterable.add_user(email="person1@example.com")
+    body = {"listId": LIST_ID, "subscribers": [{"email": "person1@example.com"}], "channelUnsubscribe": True}
+    response = requests.post(sandbox.url_for("iterable") + "/api/lists/unsubscribe", json=body, headers={"Api-Key": KEY}, timeout=10)
+    assert response.status_code == 200
+    assert sandbox.iterable.subscription_state(email="person1@example.com")["unsubscribedChannelIds"] == [1]
+
+
+def test_user_ids_are_sent_when_preferred_or_when_there_is_no_email(sandbox, make):
+    iterable = sandbox.iterable
+    make().add(AUDIENCE, [Member("k1", {"external_id": "u-1"})])
+    assert iterable.payloads[-1]["subscribers"] == [{"userId": "u-1", "preferUserId": True}]
+    make(prefer_user_id=True).add(AUDIENCE, [Member("k2", {"external_id": "u-2", "email": "person2@example.com"})])
+    assert iterable.payloads[-1]["subscribers"] == [{"userId": "u-2", "preferUserId": True}]
+    assert iterable.list_members(LIST_ID) == {"u-1", "u-2"}
+    make().remove(AUDIENCE, [Member("k1", {"external_id": "u-1"})])
+    assert iterable.payloads[-1]["subscribers"] == [{"userId": "u-1"}]
+    assert iterable.list_members(LIST_ID) == {"u-2"}
+
+
+def test_batches_stay_within_1000_subscribers(sandbox, dest):
+    iterable = sandbox.iterable
+    result = dest.add(AUDIENCE, [by_email(i) for i in range(2001)])
+    assert result.requests == 3 and {o.status for o in result.outcomes} == {RowStatus.SENT}
+    assert [rows for _, _, rows in iterable.requests] == [1000, 1000, 1]
+    assert len(iterable.list_members(LIST_ID)) == 2001
+    assert result.platform_counts == {"successCount": 2001, "failCount": 0, "unmapped_failures": 0}
+
+
+def test_the_emulator_refuses_more_than_1000_subscribers(sandbox):
+    body = {"listId": LIST_ID, "subscribers": [{"email": f"p{i}@example.com"} for i in range(MAX_SUBSCRIBERS + 1)]}
+    response = requests.post(sandbox.url_for("iterable") + "/api/lists/subscribe", json=body, headers={"Api-Key": KEY}, timeout=10)
+    assert response.status_code == 400 and response.json()["code"] == "BatchTooLarge"
+    assert type(classify(response.status_code, response.json(), response.headers)) is PermanentError
+    assert sandbox.iterable.list_members(LIST_ID) == set()
+
+
+def test_429_is_rate_limited_with_the_retry_after_value(sandbox, dest):
+    sandbox.iterable.inject_http(status=429, times=1, retry_after=7)
+    with pytest.raises(RateLimited) as info:
+        dest.add(AUDIENCE, [by_email(1)])
+    assert info.value.retry_after == 7.0
+    assert sandbox.iterable.list_members(LIST_ID) == set()
+    assert dest.add(AUDIENCE, [by_email(1)]).outcomes[0].status is RowStatus.SENT
+
+
+def test_429_without_retry_after_leaves_the_wait_to_the_engine(sandbox, dest):
+    sandbox.iterable.rate_limit = (1, 30.0)
+    dest.add(AUDIENCE, [by_email(1)])
+    with pytest.raises(RateLimited, match="backing off") as info:
+        dest.remove(AUDIENCE, [by_email(1)])
+    assert info.value.retry_after is None
+
+
+def test_client_side_pacing_keeps_under_the_platform_window(sandbox, make):
+    sandbox.iterable.rate_limit = (15, 0.5)  # burst 10 + 10/s x 0.5 s = 15: the emulator must never say 429
+    dest = make()
+    started = time.monotonic()
+    for i in range(18):
+        dest.add(AUDIENCE, [by_email(i)])
+    assert time.monotonic() - started >= 0.7  # (18 - 10 burst) / 10 per s
+    assert len(sandbox.iterable.list_members(LIST_ID)) == 18
+
+
+def test_token_bucket_bursts_then_paces():
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    bucket = _TokenBucket(rate=4.0, burst=2, clock=lambda: now[0], sleep=sleep)
+    assert [bucket.acquire() for _ in range(2)] == [0.0, 0.0]
+    assert [bucket.acquire() for _ in range(2)] == [pytest.approx(0.25)] * 2
+
+
+def test_per_row_rejections_carry_iterable_reasons(sandbox, dest):
+    iterable = sandbox.iterable
+    iterable.add_user(email="person5@example.com", user_id="u-5")
+    iterable.forget(email="gone@example.com")
+    members = [by_email(1), Member("bad", {"email": "not-an-email"}), Member("forgotten", {"email": "gone@example.com"}),
+               Member("padded", {"external_id": " u-9"}), Member("known_id", {"external_id": "u-5"}),
+               Member("unknown_user", {"external_id": "u-new"}), Member("none", {"first_name": "Ann"})]
+    dest.add(AUDIENCE, [by_email(5)])
+    result = dest.add(AUDIENCE, members)
+    assert statuses(result) == [
+        ("k1", RowStatus.SENT, None),
+        ("bad", RowStatus.REJECTED, "iterable: invalidEmails"),
+        ("forgotten", RowStatus.REJECTED, "iterable: forgottenEmails"),
+        ("padded", RowStatus.REJECTED, "iterable: invalidUserIds"),
+        ("known_id", RowStatus.SENT, None),  # u-5 belongs to person5: a plain subscribe
+        ("unknown_user", RowStatus.SENT, None),  # preferUserId creates the user
+        ("none", RowStatus.REJECTED, "no_supported_identifier"),
+    ]
+    assert result.platform_counts == {"successCount": 3, "failCount": 3, "unmapped_failures": 0}
+
+
+def test_update_existing_users_only_rejects_unknown_users_as_not_found(sandbox, make):
+    sandbox.iterable.add_user(email="person1@example.com")
+    result = make(update_existing_users_only=True).add(AUDIENCE, [by_email(1), by_email(2), Member("u", {"external_id": "u-2"})])
+    assert statuses(result) == [("k1", RowStatus.SENT, None), ("k2", RowStatus.REJECTED, "iterable: notFoundEmails"),
+                                ("u", RowStatus.REJECTED, "iterable: notFoundUserIds")]
+    assert sandbox.iterable.payloads[-1]["updateExistingUsersOnly"] is True
+    assert sandbox.iterable.list_members(LIST_ID) == {"person1@example.com"}
+
+
+def test_removing_someone_iterable_does_not_know_is_done_not_rejected(sandbox, dest):
+    sandbox.iterable.forget(email="gone@example.com")
+    result = dest.remove(AUDIENCE, [by_email(8), Member("gone", {"email": "gone@example.com"}), Member("bad", {"email": "x@"})])
+    assert statuses(result) == [("k8", RowStatus.SENT, None), ("gone", RowStatus.SENT, None),
+                                ("bad", RowStatus.REJECTED, "iterable: invalidEmails")]
+    assert result.platform_counts["unmapped_failures"] == 0
+
+
+def test_mixed_case_echoes_still_map_to_their_rows(sandbox, dest):
+    body = {"successCount": 1, "failCount": 1, "failedUpdates": {"invalidUserIds": ["user_999"]}}
+    sandbox.iterable.inject_http(status=200, times=1, body=body)
+    result = dest.add(AUDIENCE, [Member("a", {"external_id": "User_999"}), by_email(1)])
+    assert statuses(result) == [("a", RowStatus.REJECTED, "iterable: invalidUserIds"), ("k1", RowStatus.SENT, None)]
+
+
+def test_failures_the_lists_do_not_name_are_counted(sandbox, dest):
+    sandbox.iterable.inject_http(status=200, times=1, body={"successCount": 1, "failCount": 1, "failedUpdates": {}})
+    result = dest.add(AUDIENCE, [by_email(1), by_email(2)])
+    assert [o.status for o in result.outcomes] == [RowStatus.SENT] * 2 and result.platform_counts["unmapped_failures"] == 1
+
+
+def test_wrong_key_is_a_config_error_naming_the_variable(sandbox, monkeypatch):
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "revoked-key")
+    dest = IterableListDestination(config(sandbox.url_for("iterable")), name="iterable_main")
+    with pytest.raises(ConfigError) as info:
+        dest.add(AUDIENCE, [by_email(1)])
+    text = str(info.value) + (info.value.detail or "")
+    assert "ITERABLE_TEST_KEY" in str(info.value) and "iterable_main" in str(info.value) and "revoked-key" not in text
+    with pytest.raises(ConfigError, match="ITERABLE_TEST_KEY"):
+        dest.check()
+    dest.close()
+
+
+def test_missing_key_variable_fails_at_construction(sandbox, monkeypatch):
+    monkeypatch.delenv("ITERABLE_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="ITERABLE_TEST_KEY"):
+        IterableListDestination(config(sandbox.url_for("iterable")))
+
+
+def test_check_verifies_the_key_and_the_list(sandbox, dest):
+    dest.check()
+    dest.check(AUDIENCE)
+    with pytest.raises(ConfigError, match="list 2002"):
+        dest.check(AudienceRef("s", "2002"))
+
+
+def test_unknown_or_malformed_list_is_a_config_error(sandbox, dest):
+    with pytest.raises(ConfigError, match="list 2002"):
+        dest.add(AudienceRef("s", "2002"), [by_email(1)])
+    count = sandbox.iterable.request_count
+    with pytest.raises(ConfigError, match="not an Iterable list id"):
+        dest.add(AudienceRef("s", "vip-list"), [by_email(1)])
+    assert sandbox.iterable.request_count == count
+
+
+def test_empty_batch_and_unsendable_members_make_no_request(sandbox, dest):
+    assert dest.add(AUDIENCE, []).requests == 0
+    assert dest.remove(AUDIENCE, []).outcomes == ()
+    only_phone = dest.remove(AUDIENCE, [Member("k1", {"phone": "+14155550101"})])
+    assert only_phone.requests == 0 and only_phone.outcomes[0].reason == "no_supported_identifier"
+    assert sandbox.iterable.request_count == 0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_transient(sandbox, dest, status):
+    sandbox.iterable.inject_http(status=status, times=1)
+    with pytest.raises(TransientError) as info:
+        dest.add(AUDIENCE, [by_email(1)])
+    assert not isinstance(info.value, RateLimited) and str(status) in str(info.value)
+
+
+def test_unreachable_endpoint_is_transient_and_names_it(monkeypatch):
+    monkeypatch.setenv("ITERABLE_TEST_KEY", KEY)
+    dest = IterableListDestination(config("http://127.0.0.1:9/iterable"))
+    with pytest.raises(TransientError, match="127.0.0.1:9"):
+        dest.add(AUDIENCE, [by_email(1)])
+
+
+CTX = IterableContext(destination="iterable_main", key_env="ITERABLE_TEST_KEY", endpoint="https://api.iterable.com", list_id=LIST_ID)
+
+
+@pytest.mark.parametrize("status, body, headers, expected, wait", [
+    (200, {"successCount": 1, "failCount": 0, "failedUpdates": {}}, {}, None, None),
+    (200, {"successCount": 0, "failCount": 1, "failedUpdates": {"invalidEmails": ["x@"]}}, {}, None, None),
+    (200, {"lists": []}, {}, None, None),
+    (200, "<html>proxy</html>", {}, TransientError, None),
+    (400, {"code": "BadParams", "msg": "bad"}, {}, PermanentError, None),
+    (400, {"code": "BatchTooLarge", "msg": "too many"}, {}, PermanentError, None),
+    (400, {"code": "BadJsonBody", "msg": "bad json"}, {}, PermanentError, None),
+    (401, {"code": "BadApiKey", "msg": "Invalid API key"}, {}, ConfigError, None),
+    (400, {"code": "BadApiKey", "msg": "Invalid API key"}, {}, ConfigError, None),
+    (403, {"code": "Forbidden", "msg": "no"}, {}, ConfigError, None),
+    (404, {"code": "NotFound", "msg": "List not found"}, {}, ConfigError, None),
+    (400, {"code": "NotFound", "msg": "List not found"}, {}, ConfigError, None),
+    (429, {"code": "RateLimitExceeded", "msg": "Exceeded rate limit"}, {"Retry-After": "9"}, RateLimited, 9.0),
+    (429, "Too Many Requests", {}, RateLimited, None),
+    (400, {"code": "RateLimitExceeded", "msg": "Exceeded rate limit"}, {}, RateLimited, None),
+    (500, {"msg": "Internal server error"}, {}, TransientError, None),
+    (503, "", {}, TransientError, None),
+])
+def test_classify_table(status, body, headers, expected, wait):
+    failure = classify(status, body, headers, CTX)
+    if expected is None:
+        assert failure is None
+        return
+    assert type(failure) is expected
+    assert getattr(failure, "retry_after", None) == wait
+
+
+def test_classify_messages_tell_the_operator_what_to_fix():
+    assert "export it as ITERABLE_TEST_KEY" in str(classify(401, {"code": "BadApiKey"}, {}, CTX))
+    assert "list 1001" in str(classify(404, {"code": "NotFound"}, {}, CTX))
+    assert "a@example.com" not in (classify(400, {"code": "BadParams", "msg": "bad a@example.com"}, {}, CTX).detail or "")
+
+
+def test_engine_run_mirrors_the_segment_into_the_list(tmp_path: Path, sandbox, monkeypatch):
+    monkeypatch.setenv("ITERABLE_TEST_KEY", KEY)
+    iterable = sandbox.iterable
+    iterable.add_user(email="person2@example.com", unsubscribed_message_type_ids=[NEWSLETTER])
+    iterable.add_user(email="person3@example.com", unsubscribed_channel_ids=[1])
+    before = iterable.subscription_states()
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)] + [person(6, in_segment=False)])
+    destination = f"type: iterable_list\napi_key_env: ITERABLE_TEST_KEY\nendpoint: {sandbox.url_for('iterable')}\n"
+    root = write_project(tmp_path, destination=destination, sync_extra="channel: ads\n")
+    [report] = Engine(load_project(root)).run()
+    assert (report.status, report.added, report.removed, report.rejected) == ("ok", 5, 0, 0)
+    assert iterable.list_members(LIST_ID) == {f"person{i}@example.com" for i in range(1, 6)}
+
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in (1, 3, 4, 5, 6)])  # 2 leaves, 6 joins
+    [again] = Engine(load_project(root)).run()
+    assert (again.status, again.added, again.removed) == ("ok", 1, 1)
+    assert iterable.list_members(LIST_ID) == {f"person{i}@example.com" for i in (1, 3, 4, 5, 6)}
+    after = iterable.subscription_states()
+    assert {k: after[k] for k in before} == before
+
+
+def test_emulator_state_survives_a_save_and_load(tmp_path: Path, sandbox, dest):
+    seed_consent(sandbox.iterable)
+    dest.add(AUDIENCE, [by_email(1), Member("k9", {"external_id": "u-9"})])
+    sandbox.save(tmp_path / "state.json")
+    restored = Sandbox(port=0, state_file=tmp_path / "state.json")
+    assert restored.iterable.list_members(LIST_ID) == {"person1@example.com", "u-9"}
+    assert restored.iterable.subscription_states() == sandbox.iterable.subscription_states()

@@ -1,0 +1,501 @@
+"""The Google emulators driven through the clients users run: the google-ads SDK over gRPC (TLS and
+plaintext) and plain HTTP (the Data Manager API, through the shared sandbox server)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import grpc
+import pytest
+import requests
+from google.ads.googleads.client import GoogleAdsClient
+from google.ads.googleads.errors import GoogleAdsException
+from google.ads.googleads.interceptors import ExceptionInterceptor, MetadataInterceptor
+from google.ads.googleads.v26.errors.types import errors as ads_errors
+from google.ads.googleads.v26.services.services.google_ads_service import GoogleAdsServiceClient
+from google.ads.googleads.v26.services.services.google_ads_service.transports import GoogleAdsServiceGrpcTransport
+from google.ads.googleads.v26.services.services.offline_user_data_job_service import OfflineUserDataJobServiceClient
+from google.ads.googleads.v26.services.services.offline_user_data_job_service.transports import (
+    OfflineUserDataJobServiceGrpcTransport,
+)
+from google.api_core import exceptions as core_exceptions
+from google.oauth2.credentials import Credentials
+
+from syncer.sandbox import Sandbox
+from syncer.sandbox.data_manager import Membership, match_rate_bucket
+from syncer.sandbox.google_ads import GoogleAdsEmulator, start_google_ads_emulator, tls_material
+
+TOKEN, DEV = "test-ads-token", "test-dev-token"
+CID = "1234567890"
+FAILURE_KEY = "google.ads.googleads.v26.errors.googleadsfailure-bin"
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# ----- Google Ads over gRPC ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_emulator():
+    emulator = GoogleAdsEmulator(TOKEN, DEV, tls=True).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def emu(tls_emulator, monkeypatch):
+    monkeypatch.setenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", tls_material()[0])  # read when the first TLS channel is built
+    tls_emulator.reset()
+    tls_emulator.latency = 0.0
+    tls_emulator.create_user_list(CID, "555")
+    return tls_emulator
+
+
+def sdk(emulator: GoogleAdsEmulator, token: str = TOKEN, dev: str = DEV, login: str | None = None) -> GoogleAdsClient:
+    return GoogleAdsClient(credentials=Credentials(token=token), developer_token=dev, endpoint=emulator.endpoint,
+                           login_customer_id=login, use_proto_plus=True)
+
+
+class Ads:
+    """The two services a Customer Match client uses, plus request builders."""
+
+    def __init__(self, client: GoogleAdsClient) -> None:
+        self.client = client
+        self.jobs = client.get_service("OfflineUserDataJobService", version="v26")
+        self.search = client.get_service("GoogleAdsService", version="v26")
+
+    def create(self, user_list: str = f"customers/{CID}/userLists/555", consent: bool = False, customer: str = CID) -> str:
+        job = self.client.get_type("OfflineUserDataJob", version="v26")
+        job.type_ = self.client.enums.OfflineUserDataJobTypeEnum.CUSTOMER_MATCH_USER_LIST
+        job.customer_match_user_list_metadata.user_list = user_list
+        if consent:
+            job.customer_match_user_list_metadata.consent.ad_user_data = self.client.enums.ConsentStatusEnum.GRANTED
+        return self.jobs.create_offline_user_data_job(customer_id=customer, job=job).resource_name
+
+    def add(self, job: str, operations: list, partial: bool = True):
+        request = self.client.get_type("AddOfflineUserDataJobOperationsRequest", version="v26")
+        request.resource_name = job
+        request.enable_partial_failure = partial
+        request.operations.extend(operations)
+        return self.jobs.add_offline_user_data_job_operations(request=request)
+
+    def op(self, kind: str = "create", emails: tuple[str, ...] = ("a@x.com",), raw: str | None = None, **address: str):
+        operation = self.client.get_type("OfflineUserDataJobOperation", version="v26")
+        data = getattr(operation, kind)
+        for email in emails:
+            identifier = self.client.get_type("UserIdentifier", version="v26")
+            identifier.hashed_email = raw if raw is not None else sha(email)
+            data.user_identifiers.append(identifier)
+        if address:
+            identifier = self.client.get_type("UserIdentifier", version="v26")
+            for key, value in address.items():
+                setattr(identifier.address_info, key, value)
+            data.user_identifiers.append(identifier)
+        return operation
+
+    def status(self, job: str) -> tuple[str, str]:
+        query = ("SELECT offline_user_data_job.status, offline_user_data_job.operation_metadata.match_rate_range"
+                 f" FROM offline_user_data_job WHERE offline_user_data_job.resource_name = '{job}'")
+        (row,) = list(self.search.search(customer_id=job.split("/")[1], query=query))
+        return row.offline_user_data_job.status.name, row.offline_user_data_job.operation_metadata.match_rate_range.name
+
+
+def failure_codes(exc: GoogleAdsException) -> list[str]:
+    return [getattr(e.error_code, e.error_code._pb.WhichOneof("error_code")).name for e in exc.failure.errors]
+
+
+def partial_failures(response) -> dict[int, str]:
+    found = {}
+    for detail in response.partial_failure_error.details:
+        failure = ads_errors.GoogleAdsFailure.deserialize(detail.value)
+        for error in failure.errors:
+            index = error.location.field_path_elements[0].index
+            found[index] = getattr(error.error_code, error.error_code._pb.WhichOneof("error_code")).name
+    return found
+
+
+def test_a_job_runs_through_the_sdk_over_tls_and_lands_when_it_succeeds(emu):
+    assert emu.tls and emu.tls_cert_path and emu.endpoint.startswith("localhost:")
+    ads = Ads(sdk(emu))
+    job = ads.create(consent=True)
+    response = ads.add(job, [ads.op(emails=("a@x.com",)), ads.op(emails=("b@x.com", "b2@x.com"))])
+    assert response.partial_failure_error.code == 0
+    operation = ads.jobs.run_offline_user_data_job(resource_name=job)
+    assert emu.jobs[job]["status"] == "PENDING" and emu.jobs[job]["consent"] == {"ad_user_data": "GRANTED"}
+    assert emu.user_list_members("555") == []  # nothing lands before the job has run
+    status, estimate = ads.status(job)
+    assert status == "RUNNING" and estimate.startswith("MATCH_RANGE_")
+    assert operation.done()  # GetOperation reads the job like a Search: RUNNING -> SUCCESS
+    assert operation.metadata.match_rate_range.name == estimate
+    assert ads.status(job) == ("SUCCESS", estimate)
+    assert sorted(emu.user_list_members("555"), key=str) == sorted(
+        [{"hashed_email": sha("a@x.com")}, {"hashed_email": (sha("b2@x.com"), sha("b@x.com"))}], key=str)
+
+
+def test_the_plaintext_recipe_works_and_carries_the_metadata(monkeypatch):
+    emulator = GoogleAdsEmulator(TOKEN, DEV, tls=False).start()
+    try:
+        emulator.create_user_list(CID, "555")
+        assert emulator.tls_cert_path is None and emulator.endpoint.startswith("http://127.0.0.1:")
+
+        channel = grpc.intercept_channel(grpc.insecure_channel(emulator.address), MetadataInterceptor(DEV, None, None),
+                                         ExceptionInterceptor("v26", use_proto_plus=True))
+        client = OfflineUserDataJobServiceClient(transport=OfflineUserDataJobServiceGrpcTransport(channel=channel))
+        with pytest.raises(GoogleAdsException) as caught:  # the bare recipe sends no OAuth header: refused
+            client.create_offline_user_data_job(customer_id=CID, job={"type_": 4, "customer_match_user_list_metadata": {
+                "user_list": f"customers/{CID}/userLists/555"}})
+        assert failure_codes(caught.value) == ["OAUTH_TOKEN_HEADER_INVALID"]
+        search = GoogleAdsServiceClient(transport=GoogleAdsServiceGrpcTransport(channel=channel))
+        with pytest.raises(GoogleAdsException):
+            list(search.search(customer_id=CID, query="SELECT customer.id FROM customer"))
+        channel.close()
+    finally:
+        emulator.stop()
+
+
+def test_credentials_are_checked(emu):
+    with pytest.raises(GoogleAdsException) as caught:
+        Ads(sdk(emu, token="wrong")).create()
+    assert failure_codes(caught.value) == ["OAUTH_TOKEN_INVALID"]
+    assert caught.value.error.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(GoogleAdsException) as caught:
+        Ads(sdk(emu, dev="wrong")).create()
+    assert failure_codes(caught.value) == ["DEVELOPER_TOKEN_INVALID"]
+
+
+def test_a_managed_customer_needs_its_manager_as_login_customer_id(emu):
+    emu.link_manager("9999999999", CID)
+    with pytest.raises(GoogleAdsException) as caught:
+        Ads(sdk(emu)).create()
+    assert failure_codes(caught.value) == ["USER_PERMISSION_DENIED"]
+    assert "login-customer-id" in caught.value.failure.errors[0].message
+    with pytest.raises(GoogleAdsException):
+        Ads(sdk(emu, login="1111111111")).create()
+    assert Ads(sdk(emu, login="9999999999")).create().startswith(f"customers/{CID}/offlineUserDataJobs/")
+
+
+def test_create_checks_the_user_list_and_consent(emu):
+    ads = Ads(sdk(emu))
+    with pytest.raises(GoogleAdsException) as caught:
+        ads.create(user_list=f"customers/{CID}/userLists/404")
+    assert failure_codes(caught.value) == ["INVALID_USER_LIST_ID"]
+    job = ads.client.get_type("OfflineUserDataJob", version="v26")
+    job.type_ = ads.client.enums.OfflineUserDataJobTypeEnum.CUSTOMER_MATCH_USER_LIST
+    job.customer_match_user_list_metadata.user_list = f"customers/{CID}/userLists/555"
+    job.customer_match_user_list_metadata.consent.ad_user_data = ads.client.enums.ConsentStatusEnum.DENIED
+    with pytest.raises(GoogleAdsException) as caught:
+        ads.jobs.create_offline_user_data_job(customer_id=CID, job=job)
+    assert failure_codes(caught.value) == ["CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS"]
+
+
+def test_more_than_10000_operations_fail_the_whole_call(emu):
+    ads = Ads(sdk(emu))
+    job = ads.create()
+    assert ads.add(job, [ads.op(emails=(f"p{i}@x.com",)) for i in range(10_000)]).partial_failure_error.code == 0
+    with pytest.raises(GoogleAdsException) as caught:
+        ads.add(job, [ads.op(emails=(f"q{i}@x.com",)) for i in range(10_001)])
+    assert failure_codes(caught.value) == ["TOO_MANY_MUTATE_OPERATIONS"]
+    assert emu.jobs[job]["operations"] == 10_000
+
+
+def test_operation_errors_come_back_as_partial_failures_at_their_index(emu):
+    ads = Ads(sdk(emu))
+    job = ads.create()
+    operations = [
+        ads.op(emails=("ok@x.com",)),
+        ads.op(raw="NOT-A-HASH"),
+        ads.op(emails=tuple(f"m{i}@x.com" for i in range(21))),
+        ads.op(emails=(), hashed_first_name=sha("ann"), hashed_last_name=sha("lee"), country_code="usa", postal_code="94045"),
+        ads.op("remove", emails=("r@x.com",)),
+        ads.op(emails=tuple(f"n{i}@x.com" for i in range(20))),
+    ]
+    response = ads.add(job, operations)
+    assert partial_failures(response) == {1: "INVALID_SHA256_FORMAT", 2: "TOO_MANY_USER_IDENTIFIERS",
+                                          3: "INVALID_COUNTRY_CODE", 4: "CONFLICTING_OPERATION"}
+    assert emu.jobs[job]["operations"] == 2 and emu.jobs[job]["operation"] == "create"
+
+
+def test_without_partial_failure_one_bad_operation_fails_the_call_and_stages_nothing(emu):
+    ads = Ads(sdk(emu))
+    job = ads.create()
+    with pytest.raises(GoogleAdsException) as caught:
+        ads.add(job, [ads.op(emails=("ok@x.com",)), ads.op(raw="bad")], partial=False)
+    assert failure_codes(caught.value) == ["INVALID_SHA256_FORMAT"]
+    assert caught.value.failure.errors[0].location.field_path_elements[0].index == 1
+    assert emu.jobs[job]["operations"] == 0
+
+
+def test_a_run_job_takes_no_more_operations(emu):
+    ads = Ads(sdk(emu))
+    job = ads.create()
+    ads.add(job, [ads.op()])
+    ads.jobs.run_offline_user_data_job(resource_name=job)
+    for call in (lambda: ads.add(job, [ads.op(emails=("late@x.com",))]),
+                 lambda: ads.jobs.run_offline_user_data_job(resource_name=job)):
+        with pytest.raises(GoogleAdsException) as caught:
+            call()
+        assert failure_codes(caught.value) == ["JOB_ALREADY_STARTED"]
+
+
+def test_jobs_of_a_list_complete_in_run_order(emu):
+    ads = Ads(sdk(emu))
+    first, second = ads.create(), ads.create()
+    ads.add(first, [ads.op(emails=("a@x.com",)), ads.op(emails=("b@x.com",))])
+    ads.add(second, [ads.op("remove", emails=("a@x.com",))])
+    ads.jobs.run_offline_user_data_job(resource_name=first)
+    ads.jobs.run_offline_user_data_job(resource_name=second)
+    ads.status(second)
+    assert ads.status(second)[0] == "SUCCESS"
+    assert emu.jobs[first]["status"] == "SUCCESS"  # the earlier job completed first
+    assert emu.user_list_members("555") == [{"hashed_email": sha("b@x.com")}]
+
+
+def test_a_failed_job_changes_nothing(emu):
+    ads = Ads(sdk(emu))
+    job = ads.create()
+    ads.add(job, [ads.op()])
+    ads.jobs.run_offline_user_data_job(resource_name=job)
+    emu.fail_next_job()
+    emu.finish_jobs()
+    assert emu.jobs[job]["status"] == "FAILED" and emu.jobs[job]["failure_reason"] == "UNKNOWN"
+    assert emu.user_list_members("555") == []
+
+
+def test_resource_exhausted_carries_the_retry_delay_in_the_trailing_failure(emu):
+    ads = Ads(sdk(emu))
+    emu.inject("RESOURCE_EXHAUSTED", retry_delay=42, method="CreateOfflineUserDataJob")
+    with pytest.raises(core_exceptions.ResourceExhausted) as caught:  # the SDK does not wrap it
+        ads.create()
+    metadata = dict(caught.value.response.trailing_metadata())
+    failure = ads_errors.GoogleAdsFailure.deserialize(metadata[FAILURE_KEY])
+    assert failure.errors[0].error_code.quota_error.name == "RESOURCE_EXHAUSTED"
+    assert failure.errors[0].details.quota_error_details.retry_delay.seconds == 42
+    assert ads.create()  # one injected fault only
+
+
+@pytest.mark.parametrize("code, exception", [
+    ("INTERNAL", core_exceptions.InternalServerError),
+    ("UNAVAILABLE", core_exceptions.ServiceUnavailable),
+    ("DEADLINE_EXCEEDED", core_exceptions.DeadlineExceeded),
+])
+def test_transient_faults_surface_as_api_core_errors(emu, code, exception):
+    emu.inject(code, times=2)
+    ads = Ads(sdk(emu))
+    for _ in range(2):
+        with pytest.raises(exception):
+            ads.create()
+    assert ads.create()
+
+
+def test_latency_delays_every_answer(emu):
+    import time
+
+    emu.latency = 0.2
+    start = time.perf_counter()
+    Ads(sdk(emu)).create()
+    assert time.perf_counter() - start >= 0.2
+
+
+def test_search_refuses_what_it_does_not_serve(emu):
+    ads = Ads(sdk(emu))
+    with pytest.raises(GoogleAdsException) as caught:
+        list(ads.search.search(customer_id=CID, query="SELECT campaign.id FROM campaign"))
+    assert failure_codes(caught.value) == ["BAD_RESOURCE_TYPE_IN_FROM_CLAUSE"]
+    with pytest.raises(GoogleAdsException) as caught:
+        list(ads.search.search(customer_id=CID, query="SELECT offline_user_data_job.nope FROM offline_user_data_job"))
+    assert failure_codes(caught.value) == ["UNRECOGNIZED_FIELD"]
+    rows = list(ads.search.search(customer_id=CID, query=f"SELECT user_list.id FROM user_list WHERE user_list.id = 555"))
+    assert [r.user_list.resource_name for r in rows] == [f"customers/{CID}/userLists/555"]
+
+
+def test_start_google_ads_emulator_exports_the_certificate(monkeypatch):
+    monkeypatch.delenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", raising=False)
+    emulator = start_google_ads_emulator(tls=True, access_token=TOKEN, developer_token=DEV)
+    try:
+        import os
+
+        assert os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] == emulator.tls_cert_path
+        assert open(emulator.tls_cert_path).read().startswith("-----BEGIN CERTIFICATE-----")
+    finally:
+        emulator.stop()
+
+
+def test_membership_links_members_sharing_an_identifier():
+    members = Membership(match_rate=0.5)
+    members.add([("hashed_email", "a"), ("hashed_phone_number", "p")])
+    members.add([("hashed_email", "b"), ("hashed_phone_number", "p")])  # same phone: one person
+    assert members.members() == [{"hashed_email": ("a", "b"), "hashed_phone_number": "p"}]
+    members.add([("mobile_id", "m")])
+    assert members.remove([("hashed_email", "b")]) == 1
+    assert members.members() == [{"mobile_id": "m"}]
+    assert match_rate_bucket(0.65) == "MATCH_RANGE_61_TO_70" and match_rate_bucket(0.1, "MATCH_RATE_RANGE_") == "MATCH_RATE_RANGE_LESS_THAN_20"
+    # Google's intervals: [20, 31), [31, 41) ... [61, 71), [71, 81) ... [91, 100]
+    assert [match_rate_bucket(r) for r in (0.199, 0.2, 0.305, 0.705, 0.71, 0.95)] == [
+        "MATCH_RANGE_LESS_THAN_20", "MATCH_RANGE_20_TO_30", "MATCH_RANGE_20_TO_30", "MATCH_RANGE_61_TO_70",
+        "MATCH_RANGE_71_TO_80", "MATCH_RANGE_91_TO_100"]
+
+
+# ----- Data Manager over HTTP ---------------------------------------------------------------------
+
+DM_KEY = "test-dm-key"
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    sb = Sandbox(port=0).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def dm(sandbox):
+    emulator = sandbox.datamanager
+    emulator.reset()
+    emulator.key = DM_KEY
+    emulator.create_user_list(CID, "555")
+    return emulator
+
+
+@pytest.fixture
+def http(sandbox):
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {DM_KEY}"
+    base = sandbox.url_for("datamanager")
+
+    def call(method: str, path: str, **kwargs):
+        return session.request(method, base + path, timeout=10, **kwargs)
+
+    yield call
+    session.close()
+
+
+def body(members: list[dict], **extra) -> dict:
+    found = {"destinations": [{"operatingAccount": {"accountType": "GOOGLE_ADS", "accountId": CID}, "productDestinationId": "555"}],
+             "audienceMembers": members, "encoding": "HEX", "termsOfService": {"customerMatchTermsOfServiceStatus": "ACCEPTED"}}
+    found.update(extra)
+    return found
+
+
+def email_member(value: str, **extra) -> dict:
+    return {"userData": {"userIdentifiers": [{"emailAddress": sha(value)}]}, **extra}
+
+
+def reasons(response) -> list[str]:
+    details = response.json()["error"].get("details", [])
+    return [d.get("reason") for d in details if "reason" in d] + [
+        v["reason"] for d in details for v in d.get("fieldViolations", [])]
+
+
+def test_dm_ingest_and_remove_land(dm, http):
+    address = {"address": {"givenName": sha("ann"), "familyName": sha("lee"), "regionCode": "US", "postalCode": "94045"}}
+    answer = http("POST", "/v1/audienceMembers:ingest", json=body([
+        email_member("a@x.com"), {"userData": {"userIdentifiers": [{"phoneNumber": sha("+14155550100")}, address]}}]))
+    assert answer.status_code == 200 and uuid.UUID(answer.json()["requestId"])
+    assert len(dm.members("555")) == 2
+    mobile = http("POST", "/v1/audienceMembers:ingest", json=body([{"mobileData": {"mobileIds": ["6d92078a-8246-4ba4-ae5b-76104861e7dc"]}}]))
+    assert mobile.status_code == 200
+    removed = http("POST", "/v1/audienceMembers:remove", json={k: v for k, v in body([email_member("a@x.com")]).items()
+                                                                  if k != "termsOfService"})
+    assert removed.status_code == 200
+    held = dm.members("555")
+    assert {"hashed_email": sha("a@x.com")} not in held and len(held) == 2
+    assert {"mobile_id": "6d92078a-8246-4ba4-ae5b-76104861e7dc"} in held
+
+
+def test_dm_needs_the_bearer_token(dm, http, sandbox):
+    answer = requests.post(sandbox.url_for("datamanager") + "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")]), timeout=10)
+    assert answer.status_code == 401 and answer.json()["error"]["status"] == "UNAUTHENTICATED"
+    assert dm.members("555") == []
+
+
+@pytest.mark.parametrize("members, extra, status, reason", [
+    ([email_member(f"p{i}@x.com") for i in range(10_001)], {}, 400, "TOO_MANY_AUDIENCE_MEMBERS"),
+    ([{"userData": {"userIdentifiers": [{"emailAddress": sha(f"e{i}@x.com")} for i in range(11)]}}], {}, 400, "TOO_MANY_USER_IDENTIFIERS"),
+    ([email_member("a@x.com"), {"mobileData": {"mobileIds": ["6d92078a-8246-4ba4-ae5b-76104861e7dc"]}}], {}, 400,
+     "MULTIPLE_DATA_TYPES_NOT_ALLOWED"),
+    ([email_member("a@x.com")], {"termsOfService": None}, 400, "TERMS_AND_CONDITIONS_NOT_SIGNED"),
+    ([email_member("a@x.com")], {"encoding": None}, 400, "REQUIRED_FIELD_MISSING"),
+    ([{"userData": {"userIdentifiers": [{"emailAddress": "zz"}]}}], {}, 400, "INVALID_HEX_ENCODING"),
+    ([{"mobileData": {"mobileIds": ["not-a-uuid"]}}], {}, 400, "INVALID_MOBILE_ID_FORMAT"),
+])
+def test_dm_limits_and_formats_fail_the_request(dm, http, members, extra, status, reason):
+    payload = body(members, **extra)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    answer = http("POST", "/v1/audienceMembers:ingest", json=payload)
+    assert answer.status_code == status
+    assert reason in reasons(answer)
+    assert dm.members("555") == []
+
+
+def test_dm_fails_fast_and_names_every_bad_member(dm, http):
+    members = [email_member("a@x.com"), {"userData": {"userIdentifiers": [{"emailAddress": "ab" * 16}]}}, email_member("c@x.com"),
+               {"userData": {"userIdentifiers": [{"emailAddress": "ab" * 20}]}}]
+    answer = http("POST", "/v1/audienceMembers:ingest", json=body(members))
+    assert answer.status_code == 400
+    violations = answer.json()["error"]["details"][1]["fieldViolations"]
+    assert violations == [{"field": "audience_members.audience_members[1]", "reason": "INVALID_SHA256_FORMAT"},
+                          {"field": "audience_members.audience_members[3]", "reason": "INVALID_SHA256_FORMAT"}]
+    assert dm.members("555") == []  # nothing applied
+
+
+def test_dm_refuses_unknown_fields_lists_and_accounts(dm, http):
+    typo = http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")], audience_members=[]))
+    assert typo.status_code == 400 and "Unknown name" in typo.json()["error"]["message"]
+    wrong_list = body([email_member("a@x.com")])
+    wrong_list["destinations"][0]["productDestinationId"] = "404"
+    assert reasons(http("POST", "/v1/audienceMembers:ingest", json=wrong_list)) == ["INVALID_ARGUMENT", "INVALID_USER_LIST_ID"]
+    other_account = body([email_member("a@x.com")])
+    other_account["destinations"][0]["operatingAccount"]["accountId"] = "5555555555"
+    assert http("POST", "/v1/audienceMembers:ingest", json=other_account).status_code == 403
+
+
+def test_dm_managed_account_needs_its_manager_as_login_account(dm, http):
+    dm.link_manager("9999999999", CID)
+    assert http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")])).status_code == 403
+    managed = body([email_member("a@x.com")])
+    managed["destinations"][0]["loginAccount"] = {"accountType": "GOOGLE_ADS", "accountId": "9999999999"}
+    assert http("POST", "/v1/audienceMembers:ingest", json=managed).status_code == 200
+
+
+def test_dm_denied_consent_is_accepted_but_not_added(dm, http):
+    denied = {"adUserData": "CONSENT_DENIED", "adPersonalization": "CONSENT_DENIED"}
+    answer = http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com", consent=denied), email_member("b@x.com")]))
+    assert answer.status_code == 200
+    assert dm.members("555") == [{"hashed_email": sha("b@x.com")}]
+
+
+def test_dm_injected_throttling_looks_like_google(dm, http):
+    dm.inject_http(429, retry_after=17)
+    answer = http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")]))
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "17"
+    error = answer.json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    assert error["details"][0]["metadata"] == {"quota_limit": "IngestionMutateRequestsPerMinutePerProject"}
+    dm.inject_http(503)
+    assert http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")])).json()["error"]["status"] == "UNAVAILABLE"
+    assert http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")])).status_code == 200
+
+
+def test_dm_request_status_moves_from_processing_to_success(dm, http):
+    request_id = http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")])).json()["requestId"]
+    first = http("GET", "/v1/requestStatus:retrieve", params={"requestId": request_id}).json()
+    assert first["requestStatusPerDestination"][0]["requestStatus"] == "PROCESSING"
+    done = http("GET", "/v1/requestStatus:retrieve", params={"requestId": request_id}).json()["requestStatusPerDestination"][0]
+    assert done["requestStatus"] == "SUCCESS"
+    assert done["audienceMembersIngestionStatus"]["userDataIngestionStatus"]["uploadMatchRateRange"].startswith("MATCH_RATE_RANGE_")
+    assert http("GET", "/v1/requestStatus:retrieve", params={"requestId": "nope"}).status_code == 404
+
+
+def test_dm_admin_endpoints_and_state_survive_a_restart(dm, http, sandbox, tmp_path):
+    created = requests.post(sandbox.url + "/datamanager/_sandbox/userLists", json={"accountId": CID, "userListId": "777"}, timeout=10)
+    assert created.json() == {"userListId": "777"}
+    http("POST", "/v1/audienceMembers:ingest", json=body([email_member("a@x.com")]))
+    listed = requests.get(sandbox.url + "/datamanager/_sandbox/userLists/555", timeout=10).json()
+    assert listed["members"] == [{"hashed_email": sha("a@x.com")}]
+    assert requests.get(sandbox.url + "/_sandbox/datamanager", timeout=10).json()["user_lists"][0]["count"] == 1
+    saved = sandbox.save(tmp_path / "state.json")
+    restarted = Sandbox(port=0, state_file=saved)
+    assert restarted.datamanager.members("555") == [{"hashed_email": sha("a@x.com")}]
+    assert sorted(restarted.datamanager.user_lists) == ["555", "777"]
