@@ -113,6 +113,7 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
             "status": report.status, "members": report.members, "added": report.added, "removed": report.removed,
             "rejected": report.rejected, "rejected_reasons": dg.MetadataValue.json(report.reasons or {}),
             "retried": report.retried, "deferred": report.deferred, "requests": report.requests,
+            "deferred_reasons": dg.MetadataValue.json(report.deferred_reasons or {}),
             "plan_hash": report.plan_hash, "duration_seconds": round(time.perf_counter() - started, 3),
             "destination_counts": dg.MetadataValue.json(report.platform_counts or {}),
             **({"note": report.reason} if report.reason else {})})

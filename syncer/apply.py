@@ -40,7 +40,8 @@ class ApplyReport:
     deferred: int = 0
     requests: int = 0
     waits: list[float] = field(default_factory=list)
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # rejected rows by reason
+    deferred_reasons: dict[str, int] = field(default_factory=dict)  # rows left for the next run, by reason
     platform_counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
@@ -139,12 +140,7 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
         report.added += len(landed)
     else:
         report.removed += len(landed)
-    for key, status, reason in failed:
-        if status == "rejected":
-            report.rejected += 1
-            report.reasons[reason] = report.reasons.get(reason, 0) + 1
-        else:
-            report.deferred += 1
+    _count_failures(report, failed)
     for name, value in result.platform_counts.items():
         if isinstance(value, int):
             report.platform_counts[name] = report.platform_counts.get(name, 0) + value
@@ -173,13 +169,17 @@ def _apply_at_most_once(plan: SyncPlan, destination: Destination, ledger: Ledger
     if not_sent:
         ledger.forget_held(plan.sync, not_sent)
     report.added += sum(1 for o in result.outcomes if o.status is RowStatus.SENT)
-    for key, status, reason in failed:
+    _count_failures(report, failed)
+
+
+def _count_failures(report: ApplyReport, failed: Sequence[tuple[str, str, str]]) -> None:
+    for _, status, reason in failed:
         if status == "rejected":
             report.rejected += 1
             report.reasons[reason] = report.reasons.get(reason, 0) + 1
         else:
             report.deferred += 1
-            report.reasons[reason] = report.reasons.get(reason, 0) + 1
+            report.deferred_reasons[reason] = report.deferred_reasons.get(reason, 0) + 1
 
 
 def _defer_rest(ledger: Ledger, plan: SyncPlan, work, index: int, start: int, report: ApplyReport,

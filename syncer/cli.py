@@ -185,6 +185,8 @@ def _summary(reports) -> int:
     for r in reports:
         if r.reasons:
             console.print(f"  {r.sync} rejected: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.reasons.items())))
+        if r.deferred_reasons:
+            console.print(f"  {r.sync} left for the next run: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.deferred_reasons.items())))
         if r.reason:
             console.print(f"  [bold]{r.sync}[/] {r.status}: {r.reason}", highlight=False)
         if r.status == "held":
@@ -426,13 +428,13 @@ def demo(ctx: click.Context, customers: int, port: int) -> None:
             if mutate:
                 changed = mutate_warehouse(project, mutate)
                 console.print("   mutated: " + ", ".join(f"{k} {v:,}" for k, v in changed.items()))
-            before = sandbox.meta.request_count
+            before = _sandbox_requests(sandbox)
             engine = Engine(project)
             try:
                 reports = engine.run()
             finally:
                 engine.close()
-            console.print(f"[bold]{title}[/] ({sandbox.meta.request_count - before} requests reached the emulator)")
+            console.print(f"[bold]{title}[/] ({_sandbox_requests(sandbox) - before} requests reached the emulators)")
             codes.append(_summary(reports))
         _demo_fast_path(project)
     finally:
@@ -441,6 +443,10 @@ def demo(ctx: click.Context, customers: int, port: int) -> None:
                   f"  (run `syncer sandbox` in another terminal and export SANDBOX_META_TOKEN=sandbox-meta-token"
                   f" before `syncer -p {project_dir} run`)")
     sys.exit(max(codes))
+
+
+def _sandbox_requests(sandbox) -> int:
+    return sandbox.meta.request_count + sum(e.request_count for e in sandbox.emulators.values())
 
 
 def _demo_fast_path(project) -> None:

@@ -49,6 +49,7 @@ class SyncReport:
     reason: str | None = None
     gates: list[GateResult] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    deferred_reasons: dict[str, int] = field(default_factory=dict)
     platform_counts: dict[str, int] = field(default_factory=dict)
     plan_seconds: float = 0.0
 
@@ -235,7 +236,7 @@ class Engine:
         self.ledger.finish_sync_run(
             sync_run_id, status=report.status, reason=report.reason, added=report.added, removed=report.removed,
             rejected=report.rejected, retried=report.retried, deferred=report.deferred, requests=report.requests,
-            details={"reasons": report.reasons, "platform_counts": report.platform_counts, "stats": plan.stats,
+            details={"reasons": report.reasons, "deferred_reasons": report.deferred_reasons, "platform_counts": report.platform_counts, "stats": plan.stats,
                      "gates": [asdict(g) for g in report.gates]})
         return report
 
@@ -245,4 +246,5 @@ def _copy(result: ApplyReport, report: SyncReport) -> None:
     report.added, report.removed, report.rejected = result.added, result.removed, result.rejected
     report.retried, report.deferred, report.requests = result.retried, result.deferred, result.requests
     report.reasons, report.platform_counts = result.reasons, result.platform_counts
+    report.deferred_reasons = result.deferred_reasons
     report.reason = result.error

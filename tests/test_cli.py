@@ -175,5 +175,5 @@ def test_demo_shows_adds_then_nothing_then_the_difference(tmp_path: Path) -> Non
     result = syncer("-p", str(project), "demo", "--customers", "3000", "--port", str(port), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "second run: nothing changed" in out and "(0 requests reached the emulator)" in out
+    assert "second run: nothing changed" in out and "(0 requests reached the emulators)" in out
     assert out.count("sync summary") == 3
