@@ -55,8 +55,10 @@ def test_the_demo_definitions_load_with_schedules_pools_and_the_backfill_job() -
     defs = build_definitions(ROOT / "examples" / "demo")
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"segments/high_value", "meta_ads/high_value_meta_plan", "meta_ads/high_value_meta"} <= keys
-    assert defs.resolve_job_def("full_resync").partitions_def.get_partition_keys() == sorted(
-        ["cart_abandoners_meta", "churn_risk_meta", "high_value_meta", "recent_purchasers_meta"])
+    assert set(defs.resolve_job_def("full_resync").partitions_def.get_partition_keys()) == {
+        "cart_abandoners_meta", "cart_abandoners_sms", "churn_risk_klaviyo", "churn_risk_meta", "high_value_google",
+        "high_value_meta", "recent_purchasers_meta"}
+    assert defs.resolve_sensor_def("conversion_suppression").default_status == dg.DefaultSensorStatus.RUNNING
     schedule = defs.resolve_schedule_def("cart_abandoners_schedule")
     assert schedule.cron_schedule == "*/15 * * * *"
     spec = defs.resolve_assets_def(dg.AssetKey(["meta_ads", "high_value_meta"]))
