@@ -281,6 +281,32 @@ def history(ctx: click.Context, sync: str | None, limit: int) -> None:
 
 
 @cli.command()
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def jobs(ctx: click.Context, limit: int) -> None:
+    """Jobs platforms run after a sync (Google Customer Match): status and match-rate range, polled now."""
+    from syncer.engine import Engine
+
+    engine = Engine(_project(ctx))
+    try:
+        with _errors():
+            engine.poll_jobs()
+        rows = engine.ledger.jobs(limit)
+    finally:
+        engine.close()
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"jobs": rows}, default=str))
+        return
+    table = Table(title="platform jobs")
+    for col in ("sync", "job", "submitted", "status", "match rate", "failure"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["sync"], r["job"][-48:], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
+                      r["status"], r["match_rate_range"] or "-", r["failure_reason"] or "")
+    console.print(table)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8510, show_default=True)
 @click.option("--state", "state_file", default=None, help="Where membership is kept across restarts (default: .syncer/sandbox.json in the project).")
@@ -439,9 +465,12 @@ def demo(ctx: click.Context, customers: int, port: int) -> None:
         _demo_fast_path(project)
     finally:
         sandbox.stop()
-    console.print(f"\nledger: {project.ledger_url()}\ntry: syncer -p {project_dir} status | history"
-                  f"  (run `syncer sandbox` in another terminal and export SANDBOX_META_TOKEN=sandbox-meta-token"
-                  f" before `syncer -p {project_dir} run`)")
+    from syncer.demo import SANDBOX_SECRETS
+
+    exports = " ".join(f"{k}={v}" for k, v in SANDBOX_SECRETS.items())
+    console.print(f"\nledger: {project.ledger_url()}\nnext: export {exports}\n"
+                  f"      syncer -p {project_dir} status | history | jobs\n"
+                  f"      syncer -p {project_dir} sandbox   (in another terminal), then: syncer -p {project_dir} run", highlight=False)
     sys.exit(max(codes))
 
 

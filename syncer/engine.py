@@ -154,6 +154,26 @@ class Engine:
         if left:
             self.ledger.release_suppressions(data.name, left)
 
+    def poll_jobs(self) -> int:
+        """Ask platforms about jobs they run later (Google Customer Match); never waits. Returns how many
+        reached a final status."""
+        finished = 0
+        for name, jobs in self.ledger.open_jobs().items():
+            if name not in self.project.destinations:
+                continue
+            destination = self.destination(name)
+            try:
+                statuses = destination.poll_jobs(jobs)
+            except SyncError:
+                continue  # the next run asks again
+            final = getattr(destination, "final_statuses", frozenset())
+            for job, status in statuses.items():
+                done = status.get("status") in final
+                finished += done
+                self.ledger.update_job(job, status=status.get("status", "UNKNOWN"), failure_reason=status.get("failure_reason"),
+                                       match_rate_range=status.get("match_rate_range"), final=done)
+        return finished
+
     def replace(self, sync_name: str) -> SyncReport:
         """Full replace of one audience with the segment, for connectors that offer ``replace``
         (Meta usersreplace): members the platform holds that we never sent are dropped too."""
@@ -209,6 +229,7 @@ class Engine:
 
     def run(self, syncs: Iterable[str] | None = None, *, approve: bool = False,
             on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
+        self.poll_jobs()
         return self.apply_plan(self.build_plan(syncs), approve=approve, command="run", on_batch=on_batch)
 
     def _apply_one(self, run_id: int, plan: SyncPlan, approve: bool,
@@ -224,9 +245,12 @@ class Engine:
             report.rejected = len(plan.rejections)
         else:
             try:
-                result = apply_sync(plan, self.destination(plan.destination), self.ledger, sync_run_id=sync_run_id,
+                destination = self.destination(plan.destination)
+                jobs_before = len(getattr(destination, "jobs", ()))
+                result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id,
                                     policy=self.policy, sleep=self.sleep,
                                     on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None)
+                self.ledger.record_jobs(plan.destination, plan.sync, list(getattr(destination, "jobs", ()))[jobs_before:])
             except ConfigError as exc:
                 result = ApplyReport(status="failed", error=exc.message)
             _copy(result, report)

@@ -15,6 +15,7 @@ Tables (``SCHEMA_VERSION`` bumps with a migration in ``_MIGRATIONS``):
 - ``row_outcomes``  rows that did not land: rejected (with reason) or retryable
 - ``pending``       rows to retry on the next run
 - ``rejected``      rows whose identifiers are unusable, with reason and raw fingerprint
+- ``platform_jobs`` jobs a platform runs later (Google Customer Match), polled until final
 - ``platform_ids``  a platform's own id per member (Klaviyo profile ids), so lookups happen once
 - ``suppressions``, ``cursors``  for the fast path
 """
@@ -155,6 +156,18 @@ suppression_events = sa.Table(
     sa.Column("acked_at", sa.Float, nullable=False),
     sa.Column("outcome", sa.String(32), nullable=False),  # removed | not_held | failed
     sa.UniqueConstraint("conversion_id", "sync", name="uq_suppression_event"),
+)
+platform_jobs = sa.Table(
+    "platform_jobs", metadata,
+    sa.Column("job", sa.String(512), primary_key=True),  # the platform's job name or request id
+    sa.Column("destination", sa.String(128), nullable=False),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(64), nullable=False),
+    sa.Column("failure_reason", sa.String(256)),
+    sa.Column("match_rate_range", sa.String(64)),
+    sa.Column("final", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 cursors = sa.Table(
     "cursors", metadata,
@@ -547,6 +560,36 @@ class Ledger:
             q = sa.select(suppression_events.c.acked_at - suppression_events.c.converted_at).where(
                 suppression_events.c.outcome == "removed", suppression_events.c.acked_at >= since)
             return [float(v) for (v,) in conn.execute(q)]
+
+    # --- platform jobs ----------------------------------------------------------------------------
+
+    def record_jobs(self, destination: str, sync: str, jobs: Sequence[str]) -> None:
+        now = time.time()
+        with self.begin() as conn:
+            for job in jobs:
+                if conn.execute(sa.select(platform_jobs.c.job).where(platform_jobs.c.job == job)).first() is None:
+                    conn.execute(platform_jobs.insert().values(job=job, destination=destination, sync=sync, created_at=now,
+                                                               status="SUBMITTED", final=False, updated_at=now))
+
+    def open_jobs(self) -> dict[str, list[str]]:
+        """destination -> jobs not final yet."""
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for job, destination in conn.execute(sa.select(platform_jobs.c.job, platform_jobs.c.destination).where(
+                    platform_jobs.c.final.is_(False))):
+                out.setdefault(destination, []).append(job)
+        return out
+
+    def update_job(self, job: str, *, status: str, failure_reason: str | None, match_rate_range: str | None, final: bool) -> None:
+        with self.begin() as conn:
+            conn.execute(platform_jobs.update().where(platform_jobs.c.job == job).values(
+                status=status, failure_reason=failure_reason, match_rate_range=match_rate_range, final=final,
+                updated_at=time.time()))
+
+    def jobs(self, limit: int = 50) -> list[dict]:
+        with self.engine.connect() as conn:
+            q = sa.select(platform_jobs).order_by(platform_jobs.c.created_at.desc()).limit(limit)
+            return [dict(row._mapping) for row in conn.execute(q)]
 
     def get_cursor(self, name: str) -> str | None:
         with self.engine.connect() as conn:
