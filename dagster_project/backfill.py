@@ -41,3 +41,21 @@ def backfill_job(project: Project) -> dg.JobDefinition:
         resync()
 
     return full_resync
+
+
+def poll_jobs_job(project: Project) -> dg.JobDefinition:
+    """Platforms that run uploads later (Google Customer Match) are asked for each job's status here,
+    hourly, so no sync run ever waits for one; `syncer jobs` shows the same table."""
+
+    @dg.op(name="poll_open_jobs", description="Poll platform jobs that have not reached a final status")
+    def poll_open_jobs(context: dg.OpExecutionContext) -> None:
+        with location.engine(load_project(project.root)) as eng:
+            finished = eng.poll_jobs()
+            open_jobs = sum(len(v) for v in eng.ledger.open_jobs().values())
+        context.add_output_metadata({"finished": finished, "still_running": open_jobs})
+
+    @dg.job(name="poll_platform_jobs", description="Status and match-rate range of platform jobs (Google Customer Match)")
+    def poll_job() -> None:
+        poll_open_jobs()
+
+    return poll_job

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_project import location
-from dagster_project.backfill import backfill_job
+from dagster_project.backfill import backfill_job, poll_jobs_job
 from dagster_project.segments import segment_asset, segment_schedule
 from dagster_project.sensors import suppression_sensor, suppressions_spec
 from dagster_project.syncs import destination_definitions
@@ -24,8 +24,11 @@ def build_definitions(project_dir: Path | str | None = None) -> dg.Definitions:
     segments = dg.Definitions(
         assets=[segment_asset(project, name, seg) for name, seg in sorted(project.segments.items())],
         schedules=[segment_schedule(name, seg) for name, seg in sorted(project.segments.items())],
-        jobs=[backfill_job(project)],
+        jobs=[backfill_job(project), poll_jobs_job(project)],
     )
+    jobs_schedule = dg.ScheduleDefinition(name="poll_platform_jobs_hourly", job_name="poll_platform_jobs",
+                                          cron_schedule="17 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+    segments = dg.Definitions.merge(segments, dg.Definitions(schedules=[jobs_schedule]))
     per_destination = [destination_definitions(project, name) for name in sorted(project.destinations)]
     fast_path = (dg.Definitions(assets=[suppressions_spec()], sensors=[suppression_sensor(project)])
                  if project.config.conversions else dg.Definitions())

@@ -321,19 +321,33 @@ DestinationConfig = Annotated[
 ]
 
 
+class CreateAudience(_Strict):
+    """Create the audience on the platform the first time the sync runs (opt-in)."""
+
+    name: str = Field(min_length=1, max_length=200, description="Name of the new audience on the platform.")
+    description: str = Field("", description="Description of the new audience.")
+
+
 class SyncConfig(_Strict):
     """syncs/<name>.yml: keep one segment mirrored into one audience of one destination."""
 
     description: str = ""
     segment: str = Field(description="Name of a segment (its file stem).")
     destination: str = Field(description="Name of a destination (its file stem).")
-    audience_id: str = Field(min_length=1, description="Audience / list id on the platform.")
+    audience_id: str | None = Field(None, min_length=1, description="Audience / list id on the platform (omit it with create_audience).")
+    create_audience: CreateAudience | None = Field(None, description="Create the audience on the first run instead of naming an existing one; its id is kept in the ledger.")
     mode: Literal["mirror", "add_only", "trigger"] = Field("mirror", description="mirror sends adds and removes; add_only never removes; trigger sends once per entry into the segment (Twilio).")
     identifiers: list[IdentifierKind] = Field(description="Which of the segment's identifiers to send.")
     channel: Channel | None = Field(None, description="Consent channel that must not be denied for a member to be sent; default: the destination's (ads, email or sms).")
     send_unknown_consent: bool | None = Field(None, description="Send members whose consent column is NULL; default: yes for ads, no for email and sms.")
     gates: GateConfig | None = Field(None, description="Gates for this sync; default: the project's.")
     owners: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> "SyncConfig":
+        if (self.audience_id is None) == (self.create_audience is None):
+            raise ValueError("give exactly one of 'audience_id' (an existing audience) or 'create_audience' (make one on the first run)")
+        return self
 
     @field_validator("identifiers")
     @classmethod

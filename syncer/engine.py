@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from destinations import build_destination, destination_class
-from destinations.base import AudienceRef, Destination, Member, RowStatus
+from destinations.base import AudienceRef, Destination, HasPlatformCounts, Member, RowStatus
 from syncer.apply import ApplyReport, RetryPolicy, apply_sync
 from syncer.diff import SegmentData, load_segment, load_segment_file, plan_sync
 from syncer.errors import ConfigError, SyncError
@@ -135,6 +135,7 @@ class Engine:
                                       ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
                                       consent_marker=capabilities.consent_marker,
                                       cache_dir=project.state_dir / "snapshots", resend_all=resend_all)
+                sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())
@@ -153,6 +154,39 @@ class Engine:
         con.unregister("_suppressed")
         if left:
             self.ledger.release_suppressions(data.name, left)
+
+    def _send_plan(self, plan: SyncPlan, sync_run_id: int,
+                   on_batch: Callable[[str, str, int], None] | None) -> ApplyReport:
+        try:
+            destination = self.destination(plan.destination)
+            self._ensure_audience(plan)
+            jobs_before = len(getattr(destination, "jobs", ()))
+            result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id, policy=self.policy,
+                                sleep=self.sleep, on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None)
+        except SyncError as exc:
+            return ApplyReport(status="failed", error=exc.message)
+        self.ledger.record_jobs(plan.destination, plan.sync, list(getattr(destination, "jobs", ()))[jobs_before:])
+        if (result.added or result.removed) and isinstance(destination, HasPlatformCounts):
+            try:  # the platform's own view of the audience size, after a change only
+                result.platform_counts.update(destination.audience_counts(AudienceRef(plan.sync, plan.audience_id)))
+            except SyncError:
+                result.platform_counts["audience_counts_unavailable"] = 1
+        return result
+
+    def _created_audience(self, sync_name: str) -> str | None:
+        sync = self.project.syncs[sync_name]
+        return self.ledger.id_cache(f"{sync.destination}#audiences").get_many([sync_name]).get(sync_name)
+
+    def _ensure_audience(self, plan: SyncPlan) -> None:
+        """A sync with ``create_audience`` gets its audience on the first apply; the id is kept in the ledger."""
+        if plan.audience_id:
+            return
+        spec = self.project.syncs[plan.sync].create_audience
+        destination = self.destination(plan.destination)
+        if spec is None or not hasattr(destination, "create_audience"):
+            raise ConfigError(f"sync '{plan.sync}': destination '{plan.destination}' cannot create audiences; set audience_id")
+        plan.audience_id = destination.create_audience(spec.name, spec.description)
+        self.ledger.id_cache(f"{plan.destination}#audiences").put_many({plan.sync: plan.audience_id})
 
     def poll_jobs(self) -> int:
         """Ask platforms about jobs they run later (Google Customer Match); never waits. Returns how many
@@ -229,7 +263,6 @@ class Engine:
 
     def run(self, syncs: Iterable[str] | None = None, *, approve: bool = False,
             on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
-        self.poll_jobs()
         return self.apply_plan(self.build_plan(syncs), approve=approve, command="run", on_batch=on_batch)
 
     def _apply_one(self, run_id: int, plan: SyncPlan, approve: bool,
@@ -244,15 +277,7 @@ class Engine:
             report.status, report.reason = "held", reason
             report.rejected = len(plan.rejections)
         else:
-            try:
-                destination = self.destination(plan.destination)
-                jobs_before = len(getattr(destination, "jobs", ()))
-                result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id,
-                                    policy=self.policy, sleep=self.sleep,
-                                    on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None)
-                self.ledger.record_jobs(plan.destination, plan.sync, list(getattr(destination, "jobs", ()))[jobs_before:])
-            except ConfigError as exc:
-                result = ApplyReport(status="failed", error=exc.message)
+            result = self._send_plan(plan, sync_run_id, on_batch)
             _copy(result, report)
             if reason:
                 report.reason = f"approved: {reason}"

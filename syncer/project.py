@@ -932,6 +932,8 @@ class _ProjectLoader:
                 self._check_identifiers(doc, sync, sync.segment, segment.model)
             self._check_mode(doc, sync, destinations.get(sync.destination))
             key = (sync.destination, sync.audience_id)
+            if sync.audience_id is None:
+                continue
             if key in audiences:
                 message = (
                     f"audience '{sync.audience_id}' of destination '{sync.destination}' is already synced by"

@@ -177,3 +177,17 @@ def test_demo_shows_adds_then_nothing_then_the_difference(tmp_path: Path) -> Non
     out = result.stdout
     assert "second run: nothing changed" in out and "(0 requests reached the emulators)" in out
     assert out.count("sync summary") == 3
+
+
+def test_create_audience_makes_it_on_the_first_run_and_reuses_it(tmp_path: Path, sandbox: Sandbox) -> None:
+    write_customers(tmp_path / "warehouse.duckdb", emails(1, 21))
+    meta_project(tmp_path, _port(sandbox))
+    sync_file = tmp_path / "syncs" / "buyers_sync.yml"
+    sync_file.write_text(sync_file.read_text().replace('audience_id: "1001"', "create_audience: {name: Buyers, description: made by syncer}"))
+    first = json.loads(syncer("-p", str(tmp_path), "--json", "run").stdout)["syncs"][0]
+    created = [a for a in sandbox.meta.audiences() if a["name"] == "Buyers"]
+    assert len(created) == 1 and created[0]["count"] == 20 and first["added"] == 20
+    assert first["platform_counts"]["approximate_count_lower_bound"] == 20  # Meta's own view, after the change
+    write_customers(tmp_path / "warehouse.duckdb", emails(1, 26))
+    second = json.loads(syncer("-p", str(tmp_path), "--json", "run").stdout)["syncs"][0]
+    assert second["added"] == 5 and len([a for a in sandbox.meta.audiences() if a["name"] == "Buyers"]) == 1

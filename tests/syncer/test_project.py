@@ -533,7 +533,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 def test_empty_file(tmp_path: Path) -> None:
     problem = only_problem(tmp_path, {"syncs/vip_meta.yml": "# nothing yet\n"})
     assert where(problem) == ("syncs/vip_meta.yml", None, "")
-    assert problem.message == "the file is empty; expected a mapping with at least: segment, destination, audience_id, identifiers"
+    assert problem.message == "the file is empty; expected a mapping with at least: segment, destination, identifiers"
 
 
 def test_a_mapping_where_a_list_is_expected(tmp_path: Path) -> None:
