@@ -70,11 +70,16 @@ class Suppressor:
         self._run_id: int | None = None
         self._sync_runs: dict[str, int] = {}
         self._retry_at: dict[tuple[str, str], tuple[float, float]] = {}  # (conversion, sync) -> (when, backoff)
+        self._seconds: dict[str, list[float]] = {}  # sync -> time to suppression of each remove this session
 
     def close(self) -> None:
         if self._run_id is not None:
-            for sync_run in self._sync_runs.values():
-                self.ledger.finish_sync_run(sync_run, status="ok")
+            for sync, sync_run in self._sync_runs.items():
+                seconds = percentiles(self._seconds.get(sync, []))
+                reason = (f"fast path: {seconds['count']} suppressed; time to suppression p50 {seconds['p50']:.2f}s,"
+                          f" p95 {seconds['p95']:.2f}s, max {seconds['max']:.2f}s") if seconds else "fast path"
+                self.ledger.finish_sync_run(sync_run, status="ok", reason=reason, removed=seconds.get("count", 0),
+                                            details={"time_to_suppression": seconds})
             self.ledger.finish_run(self._run_id, "ok")
         self.engine.close()
         self._db.dispose()
@@ -154,6 +159,7 @@ class Suppressor:
         result.outcomes[sync] = outcome
         if outcome == "removed":
             result.seconds[sync] = round(time.time() - conversion.converted_at, 3)
+            self._seconds.setdefault(sync, []).append(result.seconds[sync])
 
     def _sync_run(self, sync: str) -> int:
         if self._run_id is None:

@@ -159,3 +159,13 @@ def test_status_shows_time_to_suppression_percentiles(setup) -> None:
                          text=True, check=True).stdout
     latency = json.loads(out)["time_to_suppression_24h"]
     assert latency["count"] == 6 and 0 <= latency["p50"] <= latency["p95"] <= latency["max"] < 10
+
+
+def test_history_shows_the_fast_path_with_its_time_to_suppression(setup) -> None:
+    root, _ = setup
+    record_conversion(load_project(root), "7")
+    suppressor = Suppressor(load_project(root))
+    suppressor.step()
+    suppressor.close()
+    [latest] = [r for r in suppressor.ledger.history(limit=5) if r["sync"] == "abandoners_meta"][:1]
+    assert latest["removed"] == 1 and "time to suppression p50" in latest["reason"]
