@@ -59,6 +59,7 @@ def test_the_demo_definitions_load_with_schedules_pools_and_the_backfill_job() -
         "cart_abandoners_meta", "cart_abandoners_sms", "churn_risk_klaviyo", "churn_risk_meta", "high_value_google",
         "high_value_meta", "recent_purchasers_meta"}
     assert defs.resolve_sensor_def("conversion_suppression").default_status == dg.DefaultSensorStatus.RUNNING
+    assert {"full_resync", "poll_platform_jobs", "refresh_high_value"} <= {j.name for j in defs.resolve_all_job_defs()}
     schedule = defs.resolve_schedule_def("cart_abandoners_schedule")
     assert schedule.cron_schedule == "*/15 * * * *"
     spec = defs.resolve_assets_def(dg.AssetKey(["meta_ads", "high_value_meta"]))
