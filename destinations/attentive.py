@@ -40,15 +40,15 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from destinations._http import build_session, read_body, redact, retry_after
+from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
 from syncer.config import AttentiveConfig, resolve_secret
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
@@ -95,28 +95,11 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None,
         return ConfigError(f"{ctx.endpoint} answered HTTP 404 for the custom attributes call: check 'endpoint' of"
                            f" destination '{name}'", detail=detail)
     if status == 429:
-        wait = _retry_after(headers)
+        wait = _wait(headers)
         return RateLimited(f"Attentive throttled destination '{name}' (HTTP 429); retry in {wait:g} s",
                            retry_after=wait, detail=detail)
     # 5xx and anything unexpected: setting an attribute is idempotent, so a retry is harmless.
     return TransientError(f"Attentive answered HTTP {status} for {_what(ctx)}; retrying", detail=detail)
-
-
-class _Pacer:
-    """Spaces request starts at least 1/rate seconds apart across threads."""
-
-    def __init__(self, per_second: float) -> None:
-        self._interval = 1.0 / per_second
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self._interval
-        if slot > now:
-            time.sleep(slot - now)
 
 
 class AttentiveDestination(Destination):
@@ -142,10 +125,10 @@ class AttentiveDestination(Destination):
         self.name = name or "attentive"  # build_destination sets the file stem after construction
         key = resolve_secret(config.api_key_env, what=f"Attentive destination '{self.name}'").get_secret_value()
         self._base = (config.endpoint or API_URL).rstrip("/")
-        self._session = requests.Session()
-        self._session.headers.update({"Authorization": f"Bearer {key}", "Accept": "application/json"})
-        self._session.mount(self._base, HTTPAdapter(pool_connections=1, pool_maxsize=config.concurrency))
-        self._pacer = _Pacer(config.requests_per_second or DEFAULT_REQUESTS_PER_SECOND)
+        self._session = build_session(self._base, pool_maxsize=config.concurrency,
+                                      headers={"Authorization": f"Bearer {key}", "Accept": "application/json"})
+        # burst 1: request starts at least 1/rate seconds apart across all worker threads
+        self._pacer = TokenBucket(config.requests_per_second or DEFAULT_REQUESTS_PER_SECOND, burst=1)
 
     # ----- Destination --------------------------------------------------------------------------
     def check(self) -> None:
@@ -208,7 +191,7 @@ class AttentiveDestination(Destination):
         def one(member: Member) -> str | SyncError | None:
             if stop.is_set():
                 return None
-            self._pacer.wait()
+            self._pacer.acquire()
             payload = {"user": _user(member), "properties": {attribute: value}}
             status, body, headers = self._request("POST", "/v1/attributes/custom", payload, ctx)
             result = classify(status, body, headers, ctx)
@@ -234,11 +217,7 @@ class AttentiveDestination(Destination):
             # never chain: the exception's text can hold the request
             raise TransientError(f"Cannot reach Attentive at {ctx.endpoint} ({type(exc).__name__}): check that the"
                                  " endpoint is up and reachable; retrying") from None
-        try:
-            body: Any = response.json() if response.content else None
-        except ValueError:
-            body = response.text
-        return response.status_code, body, response.headers
+        return response.status_code, read_body(response), response.headers
 
 
 def _row_problem(member: Member) -> str | None:
@@ -264,12 +243,10 @@ def _worst(failures: Sequence[SyncError]) -> SyncError:
     return failures[0]
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float:
-    lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
-    try:
-        return max(float(lowered["retry-after"]), 0.0)
-    except (KeyError, ValueError):
-        return _DEFAULT_RETRY_AFTER_S
+def _wait(headers: Mapping[str, str] | None) -> float:
+    """``Retry-After`` in seconds, else 1 s: Attentive's limit is per second."""
+    wait = retry_after(headers, http_date=False)
+    return _DEFAULT_RETRY_AFTER_S if wait is None else wait
 
 
 def _message(body: Any) -> str:
@@ -281,11 +258,12 @@ def _message(body: Any) -> str:
     return _redact(text)
 
 
+# Phone-like digit runs and emails; an email here runs to the next space or quote, commas included.
 _PII = re.compile(r"\+?\d[\d\s().-]{6,}\d|[^\s@'\"<>]+@[^\s@'\"<>]+")
 
 
 def _redact(text: str) -> str:
-    return _PII.sub("<redacted>", text)
+    return redact(text, _PII)
 
 
 def _what(ctx: AttentiveContext) -> str:

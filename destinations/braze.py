@@ -78,17 +78,16 @@ Config example::
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from destinations._http import build_session, header, read_body, redact, unreachable
+from destinations._http import retry_after as _retry_after_header
+from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
 from syncer.config import BrazeConfig, resolve_secret
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
@@ -152,29 +151,6 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, c
                           f" destination '{name}'; nothing was applied", detail=detail)
 
 
-class _TokenBucket:
-    """Client-side pacing: up to ``burst`` requests at once, refilled at ``rate`` per second."""
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.rate, self.burst = rate, max(burst, 1.0)
-        self._tokens, self._clock, self._sleep = self.burst, clock, sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping until it is there; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait:
-            self._sleep(wait)
-        return wait
-
-
 class BrazeDestination(Destination):
     """Marks audience members with a boolean custom attribute on their Braze profiles."""
 
@@ -194,10 +170,8 @@ class BrazeDestination(Destination):
         self._base = (config.endpoint or config.instance_url).rstrip("/")
         self.capabilities = replace(type(self).capabilities, max_batch=config.max_objects_per_request)
         self._bucket = _bucket(config.requests_per_second)
-        self._session = requests.Session()
-        self._session.mount(self._base, HTTPAdapter(pool_connections=1, pool_maxsize=8, max_retries=0))
-        self._session.headers.update({"Authorization": f"Bearer {key}", "Content-Type": "application/json",
-                                      "User-Agent": "activation-syncer"})
+        self._session = build_session(self._base, pool_maxsize=8, headers={
+            "Authorization": f"Bearer {key}", "Content-Type": "application/json", "User-Agent": "activation-syncer"})
 
     # ----- Destination --------------------------------------------------------------------------
     def check(self, audience: AudienceRef | None = None) -> None:
@@ -265,23 +239,18 @@ class BrazeDestination(Destination):
         try:
             response = self._session.post(f"{self._base}/users/track", json=payload, timeout=self.config.request_timeout_s)
         except requests.RequestException as exc:
-            raise TransientError(f"Cannot reach Braze at {self._base} ({type(exc).__name__}) for destination '{self.name}':"
-                                 " check that the endpoint is up and reachable", detail=redact(str(exc))[:300]) from None
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text[:1000]
-        return response.status_code, body, response.headers
+            raise unreachable("Braze", self._base, exc, destination=self.name) from None
+        return response.status_code, read_body(response, empty="", max_text=1000), response.headers
 
     def _ctx(self) -> BrazeContext:
         return BrazeContext(self.name, self.config.api_key_env, self._base)
 
 
-def _bucket(cap: float | None) -> _TokenBucket:
+def _bucket(cap: float | None) -> TokenBucket:
     """Pacing that never exceeds Braze's window: burst + rate x window <= the window's limit."""
     rate = min(RATE_PER_SECOND, cap or RATE_PER_SECOND)
     burst = BURST if cap is None or cap >= RATE_PER_SECOND else rate
-    return _TokenBucket(rate, max(1.0, min(burst, WINDOW_LIMIT - rate * WINDOW_S)))
+    return TokenBucket(rate, max(1.0, min(burst, WINDOW_LIMIT - rate * WINDOW_S)))
 
 
 def _attribute_name(audience: AudienceRef) -> str:
@@ -312,25 +281,11 @@ def _row_outcomes(members: Sequence[Member], body: Any) -> tuple[dict[str, RowOu
 
 def retry_after(headers: Mapping[str, str] | None, now: Callable[[], float] = time.time) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds or HTTP date), else ``X-RateLimit-Reset`` (epoch s)."""
-    lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
-    value = lowered.get("retry-after")
-    if value is not None:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            try:
-                return max(parsedate_to_datetime(value).timestamp() - now(), 0.0)
-            except (TypeError, ValueError):
-                pass
+    wait = _retry_after_header(headers, now=now)
+    if wait is not None:
+        return wait
+    reset = header(headers, "x-ratelimit-reset")
     try:
-        return max(float(lowered["x-ratelimit-reset"]) - now(), 0.0)
-    except (KeyError, ValueError):
+        return max(float(reset) - now(), 0.0) if reset is not None else None
+    except ValueError:
         return None
-
-
-_PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>,:]+@[^\s@'\"<>,]+|\+?\d[\d\s().-]{6,}\d")
-
-
-def redact(text: str) -> str:
-    """Hide emails, phone numbers and hashes in text bound for reasons, messages and logs."""
-    return _PII.sub("<redacted>", text)

@@ -63,17 +63,14 @@ Config example::
 
 from __future__ import annotations
 
-import re
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from destinations._http import build_session, read_body, redact, retry_after, unreachable
+from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
 from syncer.config import IterableListConfig, resolve_secret
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
@@ -113,7 +110,7 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, c
             return None
         return TransientError(f"Iterable answered HTTP {status} with a body that is not JSON for destination '{name}'; retrying", detail=detail)
     if status == 429 or code == "RateLimitExceeded":
-        wait = _retry_after(headers)
+        wait = retry_after(headers)
         return RateLimited(f"Iterable rate-limited destination '{name}' (HTTP {status}); " + (f"retry in {wait:.0f} s" if wait is not None else "backing off"),
                            retry_after=wait, detail=detail)
     if status == 401 or code in ("BadApiKey", "BadAuthorizationHeader", "InvalidJwtPayload"):
@@ -129,29 +126,6 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, c
         return TransientError(f"Iterable had a server error (HTTP {status}) for {target} of destination '{name}'; retrying", detail=detail)
     return PermanentError(f"Iterable refused the whole request for {target} of destination '{name}' (HTTP {status}"
                           f"{', ' + code if code else ''}); nothing was applied", detail=detail)
-
-
-class _TokenBucket:
-    """Client-side pacing: up to ``burst`` requests at once, refilled at ``rate`` per second."""
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.rate, self.burst = rate, max(burst, 1.0)
-        self._tokens, self._clock, self._sleep = self.burst, clock, sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping until it is there; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait:
-            self._sleep(wait)
-        return wait
 
 
 class IterableListDestination(Destination):
@@ -172,10 +146,8 @@ class IterableListDestination(Destination):
         key = resolve_secret(config.api_key_env, what=f"Iterable destination '{self.name}'").get_secret_value()
         self._base = (config.endpoint or HOSTS[config.data_center]).rstrip("/")
         rate = min(RATE_PER_SECOND, config.requests_per_second or RATE_PER_SECOND)
-        self._bucket = _TokenBucket(rate, rate)
-        self._session = requests.Session()
-        self._session.mount(self._base, HTTPAdapter(pool_connections=1, pool_maxsize=8, max_retries=0))
-        self._session.headers.update({"Api-Key": key, "User-Agent": "activation-syncer"})
+        self._bucket = TokenBucket(rate, rate)
+        self._session = build_session(self._base, pool_maxsize=8, headers={"Api-Key": key, "User-Agent": "activation-syncer"})
         self._order = ("external_id", "email") if config.prefer_user_id else ("email", "external_id")
 
     # ----- Destination --------------------------------------------------------------------------
@@ -246,12 +218,8 @@ class IterableListDestination(Destination):
         try:
             response = self._session.request(method, self._base + path, json=payload, timeout=self.config.request_timeout_s)
         except requests.RequestException as exc:
-            raise TransientError(f"Cannot reach Iterable at {self._base} ({type(exc).__name__}) for destination '{self.name}':"
-                                 " check that the endpoint is up and reachable", detail=redact(str(exc))[:300]) from None
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text[:1000]
+            raise unreachable("Iterable", self._base, exc, destination=self.name) from None
+        body = read_body(response, empty="", max_text=1000)
         failure = classify(response.status_code, body, response.headers,
                            IterableContext(self.name, self.config.api_key_env, self._base, list_id))
         if failure is not None:
@@ -292,25 +260,3 @@ def _row_outcomes(op: Op, chunk: Sequence[tuple[Member, dict[str, Any]]], failed
         else:
             outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, f"iterable: {key}")
     return outcomes, tied
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        try:
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-        except (TypeError, ValueError):
-            return None
-
-
-_PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>,:]+@[^\s@'\"<>,]+|\+?\d[\d\s().-]{6,}\d")
-
-
-def redact(text: str) -> str:
-    """Hide emails, phone numbers and hashes in text bound for messages and logs."""
-    return _PII.sub("<redacted>", text)

@@ -61,22 +61,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from destinations._http import build_session, read_body, redact, retry_after, unreachable
+from destinations._pacing import SlidingWindowLimiter
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
 from syncer.config import KlaviyoListConfig, resolve_secret
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
-__all__ = ["API_URL", "KlaviyoContext", "KlaviyoListDestination", "RowErrors", "SlidingWindowLimiter", "classify"]
+__all__ = ["API_URL", "KlaviyoContext", "KlaviyoListDestination", "RowErrors", "classify"]
 
 API_URL = "https://a.klaviyo.com"
 IMPORT_MAX = 10_000
@@ -131,7 +130,7 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, c
                                     or f"body: {_redact(str(body))[:300]}")
     name, where = ctx.destination, _where(ctx)
     if status == 429:
-        wait = _retry_after(headers, str(first.get("detail") or ""))
+        wait = _wait(headers, str(first.get("detail") or ""))
         return RateLimited(f"Klaviyo throttled {where}" + (f"; retry in {wait:g} s" if wait else ""), retry_after=wait, detail=detail)
     if status == 401:
         return ConfigError(f"Klaviyo refused the API key of destination '{name}' ({code or 'unauthorized'}): create a private key"
@@ -159,37 +158,6 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, c
     return TransientError(f"Klaviyo answered HTTP {status} on {where}; retrying", detail=detail)
 
 
-class SlidingWindowLimiter:
-    """At most ``count`` calls in any ``span`` seconds, for each (count, span) window; thread-safe.
-
-    A sliding window never exceeds a server's fixed windows whatever their alignment, which a token
-    bucket as large as the burst does not guarantee. ``margin`` widens each window to absorb latency.
-    """
-
-    def __init__(self, windows: Sequence[tuple[int, float]], *, margin: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._windows = [(count, span * (1 + margin) + margin, deque()) for count, span in windows]
-        self._clock, self._sleep, self._lock = clock, sleep, threading.Lock()
-        self.waited = 0.0
-
-    def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                wait, full = 0.0, False
-                for count, span, stamps in self._windows:
-                    while stamps and now - stamps[0] >= span:
-                        stamps.popleft()
-                    if len(stamps) >= count:  # the oldest call leaves the window in span - (now - oldest) > 0
-                        full, wait = True, max(wait, span - (now - stamps[0]))
-                if not full:
-                    for _, _, stamps in self._windows:
-                        stamps.append(now)
-                    return
-            self.waited += wait
-            self._sleep(max(wait, 1e-6))
-
-
 class KlaviyoListDestination(Destination):
     """Adds and removes members of Klaviyo lists by profile id; never changes a profile's consent."""
 
@@ -212,15 +180,14 @@ class KlaviyoListDestination(Destination):
         self.name = name or "klaviyo_list"  # build_destination sets the file stem after construction
         key = resolve_secret(config.api_key_env, what=f"Klaviyo destination '{self.name}'").get_secret_value()
         self._base = (config.endpoint or API_URL).rstrip("/")
-        self._session = requests.Session()
-        self._session.headers.update({"Authorization": f"Klaviyo-API-Key {key}", "revision": config.revision,
-                                      "Accept": "application/vnd.api+json", "Content-Type": "application/vnd.api+json"})
+        self._session = build_session(self._base, headers={
+            "Authorization": f"Klaviyo-API-Key {key}", "revision": config.revision,
+            "Accept": "application/vnd.api+json", "Content-Type": "application/vnd.api+json"})
         self._sleep, self._clock = sleep, clock
         self._limiters = {group: SlidingWindowLimiter([(burst, 1.0), (steady, 60.0)], clock=clock, sleep=sleep)
                           for group, (burst, steady) in LIMITS.items()}
         if config.requests_per_second:
-            rate = config.requests_per_second
-            self._limiters["account"] = SlidingWindowLimiter([(max(1, int(rate)), max(1, int(rate)) / rate)], clock=clock, sleep=sleep)
+            self._limiters["account"] = SlidingWindowLimiter.per_second(config.requests_per_second, clock=clock, sleep=sleep)
         self._pending_jobs: dict[str, str] = {}  # fingerprint of an import -> job id still running
         self._local_ids: dict[str, str] = {}  # used when the engine set no id_cache
         self._calls = 0
@@ -425,12 +392,8 @@ class KlaviyoListDestination(Destination):
             response = self._session.request(method, self._base + path, params=params, timeout=self.config.request_timeout_s,
                                              data=json.dumps(body) if body is not None else None)
         except requests.RequestException as exc:
-            raise TransientError(f"Cannot reach Klaviyo at {self._base} ({type(exc).__name__}): check that the endpoint is up"
-                                 " and reachable", detail=_redact(str(exc))[:300]) from None
-        try:
-            parsed: Any = response.json() if response.content else {}
-        except ValueError:
-            parsed = response.text
+            raise unreachable("Klaviyo", self._base, exc, redactor=_redact) from None
+        parsed = read_body(response, empty={})
         failure = classify(response.status_code, parsed, response.headers, ctx)
         if failure is not None:
             raise failure
@@ -496,17 +459,11 @@ def _reason(error: Mapping[str, Any]) -> str:
     return f"klaviyo_{code}"
 
 
-def _retry_after(headers: Mapping[str, str] | None, detail: str) -> float | None:
-    lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
-    value = lowered.get("retry-after")
-    if value:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            try:
-                return max((parsedate_to_datetime(value).timestamp() - time.time()), 0.0)
-            except (TypeError, ValueError):
-                pass
+def _wait(headers: Mapping[str, str] | None, detail: str) -> float | None:
+    """``Retry-After``, else the wait Klaviyo writes in a 429's detail ("available in 12 seconds")."""
+    wait = retry_after(headers)
+    if wait is not None:
+        return wait
     hint = _WAIT_HINT.search(detail)
     return float(hint.group(1)) if hint else None
 
@@ -516,9 +473,11 @@ def _where(ctx: KlaviyoContext) -> str:
     return f"{target} of destination '{ctx.destination}'"
 
 
+# Narrower than the shared default: emails and E.164 phones only, so dates and ids in Klaviyo's error
+# details stay readable.
 _PII = re.compile(r"[^\s@'\"<>:,]+@[^\s@'\"<>,]+|\+\d{7,15}")
 
 
 def _redact(text: str) -> str:
     """Hide email addresses and phone numbers in text bound for logs."""
-    return _PII.sub("<redacted>", text)
+    return redact(text, _PII)

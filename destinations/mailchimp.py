@@ -71,14 +71,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from destinations._http import build_session, read_body, redact, retry_after, unreachable
+from destinations._pacing import SlidingWindowLimiter
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from destinations.klaviyo import SlidingWindowLimiter
 from syncer.config import MailchimpAudienceConfig, resolve_secret
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
@@ -159,7 +158,7 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, c
         detail += "; fields: " + ", ".join(str(e.get("field")) for e in problem["errors"][:5] if isinstance(e, dict))
     name, where = ctx.destination, f"audience {ctx.audience_id or '?'} of destination '{ctx.destination}'"
     if status == 429 or (status == 403 and not problem):  # a bodyless 403 comes from Mailchimp's edge throttle
-        wait_s = _retry_after(headers)
+        wait_s = retry_after(headers)
         return RateLimited(f"Mailchimp throttled {where} (HTTP {status})" + (f"; retry in {wait_s:g} s" if wait_s else ""),
                            retry_after=wait_s, detail=detail)
     if status == 401:
@@ -210,16 +209,11 @@ class MailchimpAudienceDestination(Destination):
         self.name = name or "mailchimp_audience"  # build_destination sets the file stem after construction
         key = resolve_secret(config.api_key_env, what=f"Mailchimp destination '{self.name}'").get_secret_value()
         self._base = _base_url(config, key)
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_connections)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.auth = ("syncer", key)
-        self._session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+        self._session = build_session(self._base, auth=("syncer", key), pool_maxsize=config.max_connections,
+                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
         self._limiter = None
         if config.requests_per_second:
-            burst = max(1, int(config.requests_per_second))
-            self._limiter = SlidingWindowLimiter([(burst, burst / config.requests_per_second)], clock=clock, sleep=sleep)
+            self._limiter = SlidingWindowLimiter.per_second(config.requests_per_second, clock=clock, sleep=sleep)
         self._calls = 0
         self._calls_lock = threading.Lock()
 
@@ -354,12 +348,8 @@ class MailchimpAudienceDestination(Destination):
             response = self._session.request(method, self._base + path, timeout=self.config.request_timeout_s,
                                              data=json.dumps(body) if body is not None else None)
         except requests.RequestException as exc:
-            raise TransientError(f"Cannot reach Mailchimp at {self._base} ({type(exc).__name__}): check that the endpoint is up"
-                                 " and reachable", detail=_redact(str(exc))[:300]) from None
-        try:
-            parsed: Any = response.json() if response.content else {}
-        except ValueError:
-            parsed = response.text
+            raise unreachable("Mailchimp", self._base, exc, redactor=_redact) from None
+        parsed = read_body(response, empty={})
         failure = classify(response.status_code, parsed, response.headers, ctx)
         if failure is not None:
             raise failure
@@ -415,22 +405,11 @@ def _most_severe(failures: Sequence[BaseException]) -> BaseException:
     return failures[0]
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    value = {str(k).lower(): str(v) for k, v in (headers or {}).items()}.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        try:
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-        except (TypeError, ValueError):
-            return None
-
-
+# Emails, E.164 phones and subscriber hashes (the MD5 in member URLs); narrower than the shared default
+# for digit runs, so ids and dates in Mailchimp's problem details stay readable.
 _PII = re.compile(r"[^\s@'\"<>:,]+@[^\s@'\"<>,]+|\+\d{7,15}|\b[0-9a-f]{32}\b")
 
 
 def _redact(text: str) -> str:
     """Hide email addresses, phone numbers and subscriber hashes in text bound for logs."""
-    return _PII.sub("<redacted>", text)
+    return redact(text, _PII)

@@ -38,7 +38,7 @@ points Twilio's inbound-message webhook (or the Messaging Service's opt-out webh
 that calls ``record_opt_out`` for STOP-family keywords and ``record_opt_in`` for START. Without an
 ``id_cache`` (a connector used outside the engine) opt-outs are kept in memory.
 
-Quiet hours (47 CFR 64.1200(c)(1) and state rules; see ``in_quiet_hours``): 08:00-21:00 local, narrowed for
+Quiet hours (47 CFR 64.1200(c)(1) and state rules; ``destinations._quiet_hours``): 08:00-21:00 local, narrowed for
 US numbers whose area code lies in FL, OK, MD, MS, NJ (08-20), CT (09-20), TX (09-21, Sunday 12-21) and RI
 (09-18 weekdays, 10-17 weekends). The time zones come from ``phonenumbers.timezone``; a number that maps
 to several must be inside the window in every one. State holidays are not modelled.
@@ -62,20 +62,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, ClassVar, Literal
-from zoneinfo import ZoneInfo
 
 import phonenumbers
 import requests
-from phonenumbers import geocoder
-from phonenumbers import timezone as phone_timezone
 from urllib3.exceptions import NewConnectionError
 
+from destinations._http import build_session, redact, retry_after
+from destinations._pacing import TokenBucket
+from destinations._quiet_hours import has_time_zone, in_quiet_hours
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, RowOutcome, RowStatus
 from syncer.config import TwilioSmsConfig, resolve_secret
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
@@ -91,70 +89,6 @@ CONFIG_CODES = {20003, 20404, 20005, 10001, 21212, 21602, 21603, 21606, 21617, 2
 _UNSURE_STATUSES = {500, 502, 504}
 _PHONE_RUN = re.compile(r"\+?\d[\d\s().-]{5,}\d")  # Twilio's messages may quote the number
 _CONNECT_TIMEOUT_S = 10.0
-
-
-# --- quiet hours ---------------------------------------------------------------------------------
-
-_FEDERAL = (8 * 60, 21 * 60)  # minutes after local midnight: [start, end)
-_STATE_NAMES = {"Florida": "FL", "Oklahoma": "OK", "Maryland": "MD", "Mississippi": "MS", "New Jersey": "NJ",
-                "Connecticut": "CT", "Texas": "TX", "Rhode Island": "RI"}
-_AREA_CODES = {  # stricter states only; the geocoder's answer is used too, and both apply
-    "FL": "239 305 321 324 352 386 407 448 561 645 656 689 727 728 754 772 786 813 850 863 904 941 954",
-    "OK": "405 539 572 580 918", "MD": "227 240 301 410 443 667", "MS": "228 601 662 769",
-    "NJ": "201 551 609 640 732 848 856 862 908 973", "CT": "203 475 860 959", "RI": "401",
-    "TX": "210 214 254 281 325 346 361 409 430 432 469 512 682 713 726 737 806 817 830 832 903 915 936 940"
-          " 945 956 972 979",
-}
-_STATE_OF_AREA = {code: state for state, codes in _AREA_CODES.items() for code in codes.split()}
-
-
-def _state_window(state: str, weekday: int) -> tuple[int, int]:
-    """Allowed minutes [start, end) in a stricter state; weekday 0 = Monday."""
-    if state in ("FL", "OK", "MD", "MS", "NJ"):
-        return 8 * 60, 20 * 60
-    if state == "CT":
-        return 9 * 60, 20 * 60
-    if state == "TX":
-        return (12 * 60 if weekday == 6 else 9 * 60), 21 * 60
-    if state == "RI":
-        return (10 * 60, 17 * 60) if weekday >= 5 else (9 * 60, 18 * 60)
-    return _FEDERAL
-
-
-@lru_cache(maxsize=65_536)
-def _locate(phone: str) -> tuple[tuple[str, ...], frozenset[str]]:
-    """(IANA time zones, stricter US states) for an E.164 number; zones empty when unknown."""
-    number = phonenumbers.parse(phone, None)
-    zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if z != phone_timezone.UNKNOWN_TIMEZONE)
-    states: set[str] = set()
-    if phonenumbers.region_code_for_number(number) == "US":
-        where = geocoder.description_for_number(number, "en")
-        states.add(_STATE_NAMES.get(where, where[-2:] if where[-4:-2] == ", " else ""))
-        states.add(_STATE_OF_AREA.get(str(number.national_number)[:3], ""))
-    return zones, frozenset(s for s in states if s in _AREA_CODES)
-
-
-def in_quiet_hours(phone: str, now: datetime) -> bool:
-    """True when texting ``phone`` at ``now`` falls outside the allowed window in any of its time zones.
-
-    The window is 08:00-21:00 local, narrowed by every stricter state the number's area code belongs to.
-
-    Raises:
-        ValueError: the number maps to no known time zone (then nobody can say it is daytime there).
-    """
-    zones, states = _locate(phone)
-    if not zones:
-        raise ValueError("no time zone known for this number")
-    moment = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    for zone in zones:
-        local = moment.astimezone(ZoneInfo(zone))
-        start, end = _FEDERAL
-        for state in states:
-            s, e = _state_window(state, local.weekday())
-            start, end = max(start, s), min(end, e)
-        if not start <= local.hour * 60 + local.minute < end:
-            return True
-    return False
 
 
 # --- opt-outs ------------------------------------------------------------------------------------
@@ -201,9 +135,9 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, *
     code = body.get("code") if isinstance(body, dict) else None
     code = code if isinstance(code, int) else None
     message = str(body.get("message", "")) if isinstance(body, dict) else ""
-    detail = f"HTTP {status}; code {code}; message: {_PHONE_RUN.sub('<redacted>', message)[:200]}"
+    detail = f"HTTP {status}; code {code}; message: {redact(message, _PHONE_RUN)[:200]}"
     if status == 429 or code == 20429:
-        wait = _retry_after(headers)
+        wait = retry_after(headers, http_date=False)
         return Verdict("stop", "throttled", RateLimited(
             f"Twilio throttled destination '{destination}' (code {code or 429})", retry_after=wait, detail=detail))
     if code in ROW_CODES:
@@ -224,14 +158,6 @@ def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, *
         return Verdict("unknown", "delivery_unknown")
     # Unknown refusals: a text is not idempotent, so never retry; surface the code.
     return Verdict("rejected", f"twilio_{code}" if code else f"http_{status}")
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
-    try:
-        return max(float(lowered["retry-after"]), 0.0)
-    except (KeyError, ValueError):
-        return None
 
 
 def _never_reached(exc: requests.RequestException) -> bool:
@@ -283,11 +209,11 @@ class TwilioSmsDestination(Destination):
         self._sid = resolve_secret(config.account_sid_env, what=what).get_secret_value()
         token = resolve_secret(config.auth_token_env, what=what).get_secret_value()
         self._base = (config.endpoint or API_URL).rstrip("/")
-        self._session = requests.Session()
-        self._session.auth = (self._sid, token)
+        self._session = build_session(self._base, auth=(self._sid, token))
         self._now = now
         self._memory_opt_outs: dict[str, str] = {}
-        self._next_send = 0.0
+        rate = config.requests_per_second
+        self._pacer = TokenBucket(rate, burst=1) if rate else None  # burst 1: sends at least 1/rate s apart
 
     # ----- Destination --------------------------------------------------------------------------
     def check(self) -> None:
@@ -395,7 +321,8 @@ class TwilioSmsDestination(Destination):
             form["From"] = self.config.from_number or ""
         if self.config.status_callback:
             form["StatusCallback"] = self.config.status_callback
-        self._pace()
+        if self._pacer is not None:
+            self._pacer.acquire()
         url = f"{self._base}/2010-04-01/Accounts/{self._sid}/Messages.json"
         try:
             response = self._session.post(url, data=form, timeout=self._timeout())
@@ -405,15 +332,6 @@ class TwilioSmsDestination(Destination):
                     f"Cannot reach Twilio at {self._base} ({type(exc).__name__}); nothing was sent, retrying"))
             return Verdict("unknown", "delivery_unknown")
         return classify(response.status_code, _json(response), response.headers, **self._names())
-
-    def _pace(self) -> None:
-        rate = self.config.requests_per_second
-        if not rate:
-            return
-        now = time.monotonic()
-        if now < self._next_send:
-            time.sleep(self._next_send - now)
-        self._next_send = max(now, self._next_send) + 1.0 / rate
 
     def _opted_out(self, phones: Sequence[str]) -> set[str]:
         keys = {opt_out_key(p): p for p in phones}
@@ -444,7 +362,7 @@ def _row_problem(member: Member) -> str | None:
     if not phone.startswith("+") or not phonenumbers.is_valid_number(number) or \
             phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != phone:
         return "invalid_phone"
-    if not _locate(phone)[0]:
+    if not has_time_zone(phone):
         return "unknown_timezone"
     return None
 

@@ -19,6 +19,7 @@ from syncer.project import load_project
 from syncer.sandbox import Sandbox
 from syncer.sandbox import server as sandbox_server
 from tests.conftest import person, write_customers, write_project
+from tests.destinations.helpers import only_emulator, read_consent_as_sms
 
 KEY = "attentive-test-key"
 AUDIENCE = AudienceRef(sync="vip_sync", audience_id="vip")
@@ -35,8 +36,7 @@ def member(i: int, **identifiers: str) -> Member:
 
 @pytest.fixture
 def sandbox(monkeypatch):
-    # only this module's emulators: others' registrations must not break these tests
-    monkeypatch.setattr(sandbox_server, "EMULATORS", {"attentive": sandbox_server.EMULATORS["attentive"]})
+    only_emulator(monkeypatch, "attentive")
     monkeypatch.setenv("SANDBOX_ATTENTIVE_KEY", KEY)
     sb = Sandbox(port=0).start()
     yield sb
@@ -49,11 +49,9 @@ def config(sandbox: Sandbox, **overrides) -> AttentiveConfig:
 
 
 @pytest.fixture
-def dest(sandbox, monkeypatch):
+def dest(sandbox, monkeypatch, opened):
     monkeypatch.setenv("ATTENTIVE_KEY", KEY)
-    destination = AttentiveDestination(config(sandbox), name="attentive_vip")
-    yield destination
-    destination.close()
+    return opened(AttentiveDestination(config(sandbox), name="attentive_vip"))
 
 
 def paths(sandbox: Sandbox) -> set[tuple[str, str]]:
@@ -214,8 +212,7 @@ def test_classify_table(status, headers, expected):
 def sms_project(root: Path, destination: str, sync_extra: str = "", identifiers: str = "[phone, email]") -> Path:
     """The conftest project with the segment's consent column read as SMS consent."""
     write_project(root, destination=destination, sync_extra=sync_extra, identifiers=identifiers)
-    segment = root / "segments" / "buyers.yml"
-    segment.write_text(segment.read_text().replace("consent: {ads: ads_consent}", "consent: {sms: ads_consent}"))
+    read_consent_as_sms(root)
     return root
 
 

@@ -8,25 +8,20 @@ from pathlib import Path
 import pytest
 import requests
 
+from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.braze import BURST, RATE_PER_SECOND, WINDOW_LIMIT, WINDOW_S, BrazeContext, BrazeDestination, _TokenBucket, classify
+from destinations.braze import BURST, RATE_PER_SECOND, WINDOW_LIMIT, WINDOW_S, BrazeContext, BrazeDestination, classify
 from syncer.config import BrazeConfig
 from syncer.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project
+from tests.destinations.helpers import assert_classified, by_email, statuses
 
 KEY = "sandbox-braze-key"
 AUDIENCE = AudienceRef(sync="vip_sync", audience_id="in_vip_audience")
 GROUP = "5c4a2b7e-0000-4000-8000-00000000beef"
-
-
-@pytest.fixture
-def sandbox():
-    sb = Sandbox(port=0).start()
-    yield sb
-    sb.stop()
 
 
 def config(url: str, **overrides) -> BrazeConfig:
@@ -34,30 +29,18 @@ def config(url: str, **overrides) -> BrazeConfig:
 
 
 @pytest.fixture
-def make(sandbox, monkeypatch):
+def make(sandbox, monkeypatch, opened):
     monkeypatch.setenv("BRAZE_TEST_KEY", KEY)
-    made: list[BrazeDestination] = []
 
     def build(**overrides) -> BrazeDestination:
-        made.append(BrazeDestination(config(sandbox.url_for("braze"), **overrides), name="braze_main"))
-        return made[-1]
+        return opened(BrazeDestination(config(sandbox.url_for("braze"), **overrides), name="braze_main"))
 
-    yield build
-    for destination in made:
-        destination.close()
+    return build
 
 
 @pytest.fixture
 def dest(make):
     return make()
-
-
-def by_email(i: int, **extra: str) -> Member:
-    return Member(f"k{i}", {"email": f"person{i}@example.com", **extra})
-
-
-def statuses(result) -> list[tuple[str, RowStatus, str | None]]:
-    return [(o.member_key, o.status, o.reason) for o in result.outcomes]
 
 
 def seed_consent(braze) -> None:
@@ -190,7 +173,7 @@ def test_token_bucket_bursts_then_paces():
         slept.append(round(seconds, 6))
         now[0] += seconds
 
-    bucket = _TokenBucket(rate=10.0, burst=3, clock=lambda: now[0], sleep=sleep)
+    bucket = TokenBucket(rate=10.0, burst=3, clock=lambda: now[0], sleep=sleep)
     assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.acquire() == pytest.approx(0.1) and slept == [pytest.approx(0.1)]
     now[0] += 10.0
@@ -311,12 +294,7 @@ CTX = BrazeContext(destination="braze_main", key_env="BRAZE_TEST_KEY", endpoint=
     (502, "<html>bad gateway</html>", {}, TransientError, None),
 ])
 def test_classify_table(status, body, headers, expected, wait):
-    failure = classify(status, body, headers, CTX)
-    if expected is None:
-        assert failure is None
-        return
-    assert type(failure) is expected
-    assert getattr(failure, "retry_after", None) == wait
+    assert_classified(classify(status, body, headers, CTX), expected, wait)
 
 
 def test_classify_reads_the_rate_limit_reset_header_and_names_the_variable():

@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.iterable import MAX_SUBSCRIBERS, IterableContext, IterableListDestination, _TokenBucket, classify
+from destinations.iterable import MAX_SUBSCRIBERS, IterableContext, IterableListDestination, classify
 from syncer.config import IterableListConfig
 from syncer.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project
+from tests.destinations.helpers import assert_classified, by_email, statuses
 
 KEY = "sandbox-iterable-key"
 LIST_ID = 1001
@@ -24,11 +26,9 @@ NEWSLETTER = 42  # a message type id
 
 
 @pytest.fixture
-def sandbox():
-    sb = Sandbox(port=0).start()
-    sb.iterable.create_list(LIST_ID, "vip")
-    yield sb
-    sb.stop()
+def sandbox(sandbox):
+    sandbox.iterable.create_list(LIST_ID, "vip")
+    return sandbox
 
 
 def config(url: str, **overrides) -> IterableListConfig:
@@ -36,30 +36,18 @@ def config(url: str, **overrides) -> IterableListConfig:
 
 
 @pytest.fixture
-def make(sandbox, monkeypatch):
+def make(sandbox, monkeypatch, opened):
     monkeypatch.setenv("ITERABLE_TEST_KEY", KEY)
-    made: list[IterableListDestination] = []
 
     def build(**overrides) -> IterableListDestination:
-        made.append(IterableListDestination(config(sandbox.url_for("iterable"), **overrides), name="iterable_main"))
-        return made[-1]
+        return opened(IterableListDestination(config(sandbox.url_for("iterable"), **overrides), name="iterable_main"))
 
-    yield build
-    for destination in made:
-        destination.close()
+    return build
 
 
 @pytest.fixture
 def dest(make):
     return make()
-
-
-def by_email(i: int, **extra: str) -> Member:
-    return Member(f"k{i}", {"email": f"person{i}@example.com", **extra})
-
-
-def statuses(result) -> list[tuple[str, RowStatus, str | None]]:
-    return [(o.member_key, o.status, o.reason) for o in result.outcomes]
 
 
 def seed_consent(iterable) -> None:
@@ -166,7 +154,7 @@ def test_token_bucket_bursts_then_paces():
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    bucket = _TokenBucket(rate=4.0, burst=2, clock=lambda: now[0], sleep=sleep)
+    bucket = TokenBucket(rate=4.0, burst=2, clock=lambda: now[0], sleep=sleep)
     assert [bucket.acquire() for _ in range(2)] == [0.0, 0.0]
     assert [bucket.acquire() for _ in range(2)] == [pytest.approx(0.25)] * 2
 
@@ -302,12 +290,7 @@ CTX = IterableContext(destination="iterable_main", key_env="ITERABLE_TEST_KEY", 
     (503, "", {}, TransientError, None),
 ])
 def test_classify_table(status, body, headers, expected, wait):
-    failure = classify(status, body, headers, CTX)
-    if expected is None:
-        assert failure is None
-        return
-    assert type(failure) is expected
-    assert getattr(failure, "retry_after", None) == wait
+    assert_classified(classify(status, body, headers, CTX), expected, wait)
 
 
 def test_classify_messages_tell_the_operator_what_to_fix():

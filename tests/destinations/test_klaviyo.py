@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from destinations._pacing import SlidingWindowLimiter
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.klaviyo import (ImportJobLost, KlaviyoContext, KlaviyoListDestination, RowErrors, SlidingWindowLimiter,
-                                 classify)
+from destinations.klaviyo import ImportJobLost, KlaviyoContext, KlaviyoListDestination, RowErrors, classify
 from syncer.config import KlaviyoListConfig
 from syncer.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.project import load_project
-from syncer.sandbox import Sandbox
 from syncer.sandbox.base import Response
 from tests.conftest import person, write_customers, write_project
+from tests.destinations.helpers import assert_classified
 
 LIST = "LsT001"
 AUDIENCE = AudienceRef(sync="vip_klaviyo", audience_id=LIST)
@@ -48,27 +48,21 @@ def config(url: str, **overrides) -> KlaviyoListConfig:
 
 
 @pytest.fixture
-def sandbox():
-    sb = Sandbox(port=0).start()
-    sb.klaviyo.create_list(LIST, name="vip")
-    yield sb
-    sb.stop()
+def sandbox(sandbox):
+    sandbox.klaviyo.create_list(LIST, name="vip")
+    return sandbox
 
 
 @pytest.fixture
-def make_dest(sandbox, monkeypatch):
+def make_dest(sandbox, monkeypatch, opened):
     monkeypatch.setenv("KLAVIYO_KEY", sandbox.klaviyo.key)
-    made = []
 
     def make(cache: DictCache | None = None, **overrides) -> KlaviyoListDestination:
-        destination = KlaviyoListDestination(config(sandbox.url_for("klaviyo"), **overrides), name="klaviyo_vip")
+        destination = opened(KlaviyoListDestination(config(sandbox.url_for("klaviyo"), **overrides), name="klaviyo_vip"))
         destination.id_cache = cache if cache is not None else DictCache()
-        made.append(destination)
         return destination
 
-    yield make
-    for destination in made:
-        destination.close()
+    return make
 
 
 @pytest.fixture
@@ -340,13 +334,7 @@ def errors(status: int, code: str, pointer: str | None = None, detail: str = "d"
     (302, "", {}, CTX, TransientError, None),
 ])
 def test_classify_table(status, body, headers, ctx, expected, retry_after):
-    failure = classify(status, body, headers, ctx)
-    if expected is None:
-        assert failure is None
-        return
-    assert type(failure) is expected
-    if expected is RateLimited:
-        assert failure.retry_after == retry_after
+    assert_classified(classify(status, body, headers, ctx), expected, retry_after)
 
 
 def test_classify_keeps_pii_out_of_messages():

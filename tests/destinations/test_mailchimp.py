@@ -13,8 +13,8 @@ from syncer.config import MailchimpAudienceConfig
 from syncer.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.project import load_project
-from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project
+from tests.destinations.helpers import assert_classified, by_email
 
 LIST = "a1b2c3d4e5"
 SEGMENT = 2001
@@ -22,36 +22,25 @@ TAG = AudienceRef("vip_mc", f"{LIST}:tag:VIP buyers")
 STATIC = AudienceRef("vip_mc", f"{LIST}:segment:{SEGMENT}")
 
 
-def member(i: int, **identifiers: str) -> Member:
-    return Member(f"k{i}", {"email": f"person{i}@example.com"} | identifiers)
-
-
 def config(url: str, **overrides) -> MailchimpAudienceConfig:
     return MailchimpAudienceConfig(**({"type": "mailchimp_audience", "api_key_env": "MAILCHIMP_KEY", "endpoint": url} | overrides))
 
 
 @pytest.fixture
-def sandbox():
-    sb = Sandbox(port=0).start()
-    sb.mailchimp.create_list(LIST, name="Customers")
-    sb.mailchimp.create_segment(LIST, "vip static", segment_id=SEGMENT)
-    yield sb
-    sb.stop()
+def sandbox(sandbox):
+    sandbox.mailchimp.create_list(LIST, name="Customers")
+    sandbox.mailchimp.create_segment(LIST, "vip static", segment_id=SEGMENT)
+    return sandbox
 
 
 @pytest.fixture
-def make_dest(sandbox, monkeypatch):
+def make_dest(sandbox, monkeypatch, opened):
     monkeypatch.setenv("MAILCHIMP_KEY", sandbox.mailchimp.key)
-    made = []
 
     def make(**overrides) -> MailchimpAudienceDestination:
-        destination = MailchimpAudienceDestination(config(sandbox.url_for("mailchimp"), **overrides), name="mailchimp_main")
-        made.append(destination)
-        return destination
+        return opened(MailchimpAudienceDestination(config(sandbox.url_for("mailchimp"), **overrides), name="mailchimp_main"))
 
-    yield make
-    for destination in made:
-        destination.close()
+    return make
 
 
 @pytest.fixture
@@ -90,7 +79,7 @@ def test_audience_ids_that_name_no_membership_are_config_errors(audience_id):
 @pytest.mark.parametrize("audience", [TAG, STATIC], ids=["tag", "segment"])
 def test_adds_and_removes_land(sandbox, dest, audience):
     mc = sandbox.mailchimp
-    members = [member(1, first_name="Ann", _consent="granted"), member(2, last_name="Lee", _consent="unknown"), member(3)]
+    members = [by_email(1, first_name="Ann", _consent="granted"), by_email(2, last_name="Lee", _consent="unknown"), by_email(3)]
     result = dest.add(audience, members)
     assert result.outcomes == tuple(RowOutcome(f"k{i}", RowStatus.SENT) for i in (1, 2, 3))
     assert result.platform_counts == {"contacts_created": 3, "contacts_existing": 0}
@@ -130,7 +119,7 @@ def test_no_sync_ever_changes_a_contacts_status(sandbox, dest, audience):
 def test_batches_at_the_limits(sandbox, make_dest):
     mc = sandbox.mailchimp
     mc.latency = 0.002  # let calls overlap, so the connection cap is really exercised
-    members = [member(i) for i in range(500)]
+    members = [by_email(i) for i in range(500)]
     result = make_dest().add(TAG, members)
     assert {o.status for o in result.outcomes} == {RowStatus.SENT} and result.requests == 501
     assert mc.requests[0] == ("POST", f"/3.0/lists/{LIST}", 500)
@@ -141,43 +130,43 @@ def test_batches_at_the_limits(sandbox, make_dest):
     make_dest().add(STATIC, members)
     assert [r for r in mc.requests] == [("POST", f"/3.0/lists/{LIST}", 500), ("POST", f"/3.0/lists/{LIST}/segments/{SEGMENT}", 500)]
     with pytest.raises(PermanentError, match="500"):
-        make_dest().add(STATIC, [member(i) for i in range(501)])
+        make_dest().add(STATIC, [by_email(i) for i in range(501)])
     assert len(mc.requests) == 2
 
 
 def test_connection_cap_is_respected_and_excess_is_rate_limited(sandbox, make_dest):
     mc = sandbox.mailchimp
     mc.latency, mc.max_connections = 0.005, 3
-    make_dest(max_connections=3).add(TAG, [member(i) for i in range(40)])
+    make_dest(max_connections=3).add(TAG, [by_email(i) for i in range(40)])
     assert mc.throttled == 0 and mc.peak_connections <= 3
     with pytest.raises(RateLimited):  # a client opening more than the account allows is told to wait
-        make_dest(max_connections=10).remove(TAG, [member(i) for i in range(40)])
+        make_dest(max_connections=10).remove(TAG, [by_email(i) for i in range(40)])
 
 
 def test_throttling_raises_rate_limited_with_the_wait_asked_for(sandbox, dest):
     sandbox.mailchimp.inject_http(status=429, times=1, retry_after=5)
     with pytest.raises(RateLimited) as info:
-        dest.add(TAG, [member(1)])
+        dest.add(TAG, [by_email(1)])
     assert info.value.retry_after == 5.0
     sandbox.mailchimp.inject_http(status=429, times=1)
     with pytest.raises(RateLimited) as info:
-        dest.add(TAG, [member(1)])
+        dest.add(TAG, [by_email(1)])
     assert info.value.retry_after is None  # Mailchimp sends no wait: the engine backs off
-    assert dest.add(TAG, [member(1)]).outcomes[0].status is RowStatus.SENT
+    assert dest.add(TAG, [by_email(1)]).outcomes[0].status is RowStatus.SENT
 
 
 @pytest.mark.parametrize("status, body, expected", [(500, None, TransientError), (503, None, TransientError), (403, b"", RateLimited)])
 def test_server_errors_and_edge_throttles_are_transient(sandbox, dest, status, body, expected):
     sandbox.mailchimp.inject_http(status=status, times=1, body=body)
     with pytest.raises(expected) as info:
-        dest.add(TAG, [member(1)])
+        dest.add(TAG, [by_email(1)])
     assert str(status) in str(info.value)
 
 
 def test_rows_mailchimp_rejects_carry_its_reason(sandbox, make_dest):
     dest = make_dest(merge_fields={"phone": "MOBILE"})  # an audience without that merge field
-    result = dest.add(TAG, [member(1), member(2, email="nobody@nowhere"), Member("k3", {"phone": "+14155550103"}),
-                            member(4, phone="+14155550104")])
+    result = dest.add(TAG, [by_email(1), by_email(2, email="nobody@nowhere"), Member("k3", {"phone": "+14155550103"}),
+                            by_email(4, phone="+14155550104")])
     assert [(o.member_key, o.status, o.reason) for o in result.outcomes] == [
         ("k1", RowStatus.SENT, None),
         ("k2", RowStatus.REJECTED, "mailchimp_invalid_email"),
@@ -190,7 +179,7 @@ def test_rows_mailchimp_rejects_carry_its_reason(sandbox, make_dest):
 def test_removing_someone_mailchimp_does_not_have_is_a_no_op(sandbox, dest):
     sandbox.mailchimp.seed_member(LIST, "person1@example.com", tags=("VIP buyers",))
     for audience in (TAG, STATIC):
-        result = dest.remove(audience, [member(1), member(2)])
+        result = dest.remove(audience, [by_email(1), by_email(2)])
         assert [o.status for o in result.outcomes] == [RowStatus.SENT, RowStatus.SENT]
     assert sandbox.mailchimp.list_members(LIST) == {"person1@example.com": "subscribed"}  # nobody created or changed
     assert sandbox.mailchimp.tag_members(LIST, "VIP buyers") == set()
@@ -200,7 +189,7 @@ def test_wrong_key_is_a_config_error_naming_the_variable(sandbox, monkeypatch):
     monkeypatch.setenv("MAILCHIMP_KEY", "0123456789abcdef-us9")
     dest = MailchimpAudienceDestination(config(sandbox.url_for("mailchimp")), name="mailchimp_main")
     with pytest.raises(ConfigError) as info:
-        dest.add(TAG, [member(1)])
+        dest.add(TAG, [by_email(1)])
     assert "MAILCHIMP_KEY" in str(info.value) and "mailchimp_main" in str(info.value)
     assert "0123456789abcdef" not in str(info.value) + (info.value.detail or "")
     with pytest.raises(ConfigError, match="MAILCHIMP_KEY"):
@@ -220,13 +209,13 @@ def test_key_names_the_data_center_and_must_be_set(monkeypatch):
 
 def test_unknown_audience_or_segment_is_a_config_error(sandbox, dest):
     with pytest.raises(ConfigError, match="nosuchlist"):
-        dest.add(AudienceRef("s", "nosuchlist:tag:vip"), [member(1)])
+        dest.add(AudienceRef("s", "nosuchlist:tag:vip"), [by_email(1)])
     with pytest.raises(ConfigError, match="nosuchlist"):
-        dest.remove(AudienceRef("s", "nosuchlist:tag:vip"), [member(1)])
+        dest.remove(AudienceRef("s", "nosuchlist:tag:vip"), [by_email(1)])
     with pytest.raises(ConfigError):
-        dest.add(AudienceRef("s", f"{LIST}:segment:999"), [member(1)])
+        dest.add(AudienceRef("s", f"{LIST}:segment:999"), [by_email(1)])
     with pytest.raises(ConfigError, match="LIST_ID:tag:NAME"):
-        dest.add(AudienceRef("s", LIST), [member(1)])
+        dest.add(AudienceRef("s", LIST), [by_email(1)])
     dest.check()
     dest.check(STATIC)
     with pytest.raises(ConfigError):
@@ -276,13 +265,7 @@ def problem(status: int, title: str, detail: str = "d") -> dict:
     (302, "", {}, CTX, TransientError, None),
 ])
 def test_classify_table(status, body, headers, ctx, expected, retry_after):
-    failure = classify(status, body, headers, ctx)
-    if expected is None:
-        assert failure is None
-        return
-    assert type(failure) is expected
-    if expected is RateLimited:
-        assert failure.retry_after == retry_after
+    assert_classified(classify(status, body, headers, ctx), expected, retry_after)
 
 
 def test_classify_messages_name_the_fix_and_no_pii():

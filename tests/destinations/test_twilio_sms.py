@@ -32,6 +32,7 @@ from syncer.sandbox import Sandbox
 from syncer.sandbox import server as sandbox_server
 from syncer.sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_FROM
 from tests.conftest import person, write_customers, write_project
+from tests.destinations.helpers import only_emulator, read_consent_as_sms
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "twilio-test-token"
@@ -56,8 +57,7 @@ def frozen_clock():
 
 @pytest.fixture
 def sandbox(monkeypatch):
-    # only this module's emulator: others' registrations must not break these tests
-    monkeypatch.setattr(sandbox_server, "EMULATORS", {"twilio": sandbox_server.EMULATORS["twilio"]})
+    only_emulator(monkeypatch, "twilio")
     monkeypatch.setenv("SANDBOX_TWILIO_KEY", TOKEN)
     monkeypatch.setenv("TWILIO_SID", DEFAULT_ACCOUNT_SID)
     monkeypatch.setenv("TWILIO_TOKEN", TOKEN)
@@ -84,8 +84,7 @@ def sms_project(root: Path, sandbox: Sandbox, rows: list[tuple], extra: str = ""
     """The conftest project as a trigger sync on phones, its consent column read as SMS consent."""
     write_customers(root / "warehouse.duckdb", rows)
     write_project(root, destination=destination_yaml(sandbox, extra), sync_extra="mode: trigger\n", identifiers="[phone]")
-    segment = root / "segments" / "buyers.yml"
-    segment.write_text(segment.read_text().replace("consent: {ads: ads_consent}", "consent: {sms: ads_consent}"))
+    read_consent_as_sms(root)
     return root
 
 
@@ -97,6 +96,18 @@ def run(root: Path, sleeps: list[float] | None = None) -> SyncReport:
     finally:
         engine.close()
         engine.ledger.close()
+
+
+def run_second_campaign(root: Path) -> SyncReport:
+    """Add a second trigger sync on the same destination (message "2002") and run only that one."""
+    (root / "syncs" / "second.yml").write_text(
+        "segment: buyers\ndestination: dest\naudience_id: '2002'\nidentifiers: [phone]\nmode: trigger\n")
+    engine = Engine(load_project(root), policy=FAST, sleep=lambda s: None)
+    try:
+        [report] = engine.run(["second"])
+        return report
+    finally:
+        engine.close()
 
 
 def texts(sandbox: Sandbox) -> dict[str, int]:
@@ -150,7 +161,7 @@ def test_throttling_after_a_send_defers_the_rest_and_nobody_gets_two(tmp_path, s
     sms_project(tmp_path, sandbox, [person(i) for i in range(1, 4)])
     sandbox.twilio.fail_message(2, status=429, code=20429, retry_after=5)
     report = run(tmp_path)
-    assert (report.added, report.deferred, report.reasons) == (1, 2, {"throttled": 2})
+    assert (report.added, report.deferred, report.reasons, report.deferred_reasons) == (1, 2, {}, {"throttled": 2})
     assert texts(sandbox) == {phone(1): 1}
     report = run(tmp_path)  # the next run sends what was held back, and only that
     assert report.added == 2
@@ -171,7 +182,7 @@ def test_a_timeout_counts_as_sent_and_is_never_resent(tmp_path, sandbox):
     sandbox.twilio.hold_message(1)  # Twilio takes the request but answers too late
     report = run(tmp_path)
     assert (report.added, report.deferred) == (1, 2)
-    assert report.reasons == {"twilio_unavailable": 2}
+    assert (report.reasons, report.deferred_reasons) == ({}, {"twilio_unavailable": 2})
     sandbox.twilio.release()
     wait_for(lambda: len(sandbox.twilio.messages) == 1)  # the text did go out
     assert run(tmp_path).added == 2
@@ -226,7 +237,7 @@ def test_never_in_quiet_hours_and_the_next_run_sends(tmp_path, sandbox):
     sms_project(tmp_path, sandbox, [person(i) for i in range(1, 4)])
     TwilioSmsDestination.clock = lambda: WED_22_LA
     report = run(tmp_path)
-    assert (report.added, report.deferred, report.reasons) == (0, 3, {"quiet_hours": 3})
+    assert (report.added, report.deferred, report.reasons, report.deferred_reasons) == (0, 3, {}, {"quiet_hours": 3})
     assert sandbox.twilio.request_count == 0
     TwilioSmsDestination.clock = lambda: WED_10_LA
     assert run(tmp_path).added == 3
@@ -238,7 +249,7 @@ def test_texas_waits_until_sunday_noon_while_california_is_texted(tmp_path, sand
     sms_project(tmp_path, sandbox, rows)
     TwilioSmsDestination.clock = lambda: datetime(2025, 6, 15, 10, 0, tzinfo=CHICAGO)  # Sunday; 08:00 in California
     report = run(tmp_path)
-    assert (report.added, report.reasons) == (1, {"quiet_hours": 2})
+    assert (report.added, report.reasons, report.deferred_reasons) == (1, {}, {"quiet_hours": 2})
     assert texts(sandbox) == {phone(1): 1}
     TwilioSmsDestination.clock = lambda: datetime(2025, 6, 15, 12, 30, tzinfo=CHICAGO)  # 11:30 in El Paso
     assert run(tmp_path).added == 1
@@ -257,11 +268,7 @@ def test_an_opted_out_number_is_rejected_remembered_and_never_tried_again(tmp_pa
     assert ledger.id_cache("dest").get_many([opt_out_key(phone(2))]) == {opt_out_key(phone(2)): "opted_out"}
     ledger.close()
     # a second campaign on the same account: the opted-out number is not even attempted
-    (tmp_path / "syncs" / "second.yml").write_text(
-        "segment: buyers\ndestination: dest\naudience_id: '2002'\nidentifiers: [phone]\nmode: trigger\n")
-    engine = Engine(load_project(tmp_path), policy=FAST, sleep=lambda s: None)
-    [report] = engine.run(["second"])
-    engine.close()
+    report = run_second_campaign(tmp_path)
     assert (report.added, report.reasons) == (2, {"opted_out": 1})
     assert sandbox.twilio.attempted[3:] == [phone(1), phone(3)]
 
@@ -275,11 +282,7 @@ def test_a_recorded_stop_is_honoured_without_asking_twilio_and_start_lifts_it(tm
     assert sandbox.twilio.attempted == [phone(2)]
     record_opt_in(ledger, "dest", phone(1))
     ledger.close()
-    (tmp_path / "syncs" / "second.yml").write_text(
-        "segment: buyers\ndestination: dest\naudience_id: '2002'\nidentifiers: [phone]\nmode: trigger\n")
-    engine = Engine(load_project(tmp_path), policy=FAST, sleep=lambda s: None)
-    [report] = engine.run(["second"])
-    engine.close()
+    report = run_second_campaign(tmp_path)
     assert report.added == 2
 
 
@@ -293,12 +296,10 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 # --- the connector alone -----------------------------------------------------------------------------
 
 @pytest.fixture
-def dest(sandbox):
+def dest(sandbox, opened):
     config = TwilioSmsConfig(type="twilio_sms", account_sid_env="TWILIO_SID", auth_token_env="TWILIO_TOKEN",
                              from_number=DEFAULT_FROM, messages={"1001": BODY}, endpoint=sandbox.url_for("twilio"))
-    destination = TwilioSmsDestination(config, name="dest", now=lambda: WED_10_LA)
-    yield destination
-    destination.close()
+    return opened(TwilioSmsDestination(config, name="dest", now=lambda: WED_10_LA))
 
 
 def members(*numbers: int) -> list[Member]:
