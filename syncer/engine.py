@@ -20,6 +20,7 @@ from syncer.errors import ConfigError, SyncError
 from syncer.gates import GateResult, check_gates, held_reason
 from syncer.ledger import HeldRow, Ledger
 from syncer.plan import Plan, SyncPlan
+from syncer.snapshot import refresh_snapshot
 from syncer.project import Project
 
 
@@ -279,6 +280,9 @@ class Engine:
         else:
             result = self._send_plan(plan, sync_run_id, on_batch)
             _copy(result, report)
+            if report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1):
+                # a large change (an initial sync): catch the snapshot up now rather than in the next plan
+                refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots")
             if reason:
                 report.reason = f"approved: {reason}"
         report.duration = round(time.perf_counter() - started, 3)

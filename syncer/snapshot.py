@@ -74,3 +74,12 @@ def _write_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, v
     version_tmp = version_file.with_name(f".{version_file.name}.{os.getpid()}.tmp")
     version_tmp.write_text(str(version))
     os.replace(version_tmp, version_file)
+
+
+def refresh_snapshot(ledger: Ledger, sync: str, cache_dir: Path) -> None:
+    """Bring the snapshot up to date now (after a large change), so the next plan reads it in one scan."""
+    con = duckdb.connect()
+    try:
+        load_held(con, "_held", ledger, sync, cache_dir)
+    finally:
+        con.close()
