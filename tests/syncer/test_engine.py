@@ -214,3 +214,27 @@ def test_segments_extracted_once_can_be_planned_from_their_file(project: Path, t
     write_customers(project / "warehouse.duckdb", [])  # the warehouse moved on; the file is what we planned from
     plan = engine.build_plan(segment_files={"buyers": tmp_path / "buyers.parquet"})
     assert len(plan.syncs[0].adds) == 25
+
+
+def test_any_sqlalchemy_warehouse_is_streamed_in_chunks(tmp_path: Path) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "warehouse.sqlite")
+    con.execute("CREATE TABLE customers (customer_id INTEGER, email TEXT, phone TEXT, country TEXT, first_name TEXT,"
+                " last_name TEXT, ads_consent BOOLEAN, in_segment BOOLEAN)")
+    con.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [person(i) for i in range(1, 2501)])
+    con.commit()
+    con.close()
+    write_project(tmp_path, destination=FAKE)
+    config = (tmp_path / "syncer.yml").read_text().replace("duckdb:///warehouse.duckdb", "sqlite:///warehouse.sqlite")
+    (tmp_path / "syncer.yml").write_text(config)  # chunk_rows is 1000: three chunks
+    [report] = make_engine(tmp_path).run()
+    assert report.added == 2500 and len(held_keys()) == 2500
+
+
+def test_the_cli_never_imports_dagster() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, syncer.cli, syncer.engine, syncer.suppress; print('dagster' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
