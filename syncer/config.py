@@ -66,7 +66,8 @@ class ConversionSource(_Strict):
 
     url: str | None = Field(None, description="SQLAlchemy URL of the database holding the table; default: the warehouse. ${VAR} is read from the environment; relative sqlite/duckdb paths are relative to the project.")
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="Table (or view) of conversions.")
-    cursor_column: str = Field("conversion_id", description="Strictly increasing column (an id) read past the last one seen.")
+    cursor_column: str = Field("conversion_id", description="Increasing column read past the last one seen: an id, or a timestamp with tiebreak_column.")
+    tiebreak_column: str | None = Field(None, description="With a timestamp cursor_column: a unique id ordering rows that share a timestamp.")
     member_key_column: str = Field("customer_id", description="Column holding the member key (as in the segments).")
     type_column: str = Field("type", description="Column holding the conversion type.")
     time_column: str = Field("converted_at", description="Column holding when the conversion happened (UTC); time-to-suppression is measured from it.")

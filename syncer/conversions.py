@@ -14,11 +14,16 @@ from syncer.errors import ConfigError
 from syncer.project import Project
 
 
+def _id_column(project: Project) -> str:
+    s = project.config.conversions
+    return s.tiebreak_column or s.cursor_column  # with a timestamp cursor, the tiebreak is the id
+
+
 def ensure_table(engine: sa.Engine, project: Project) -> None:
     s = project.config.conversions
     with engine.begin() as conn:
         conn.execute(sa.text(
-            f"CREATE TABLE IF NOT EXISTS {s.table} ({s.cursor_column} INTEGER PRIMARY KEY, {s.member_key_column} TEXT NOT NULL,"
+            f"CREATE TABLE IF NOT EXISTS {s.table} ({_id_column(project)} INTEGER PRIMARY KEY, {s.member_key_column} TEXT NOT NULL,"
             f" {s.type_column} TEXT NOT NULL, {s.time_column} DOUBLE PRECISION NOT NULL)"))
 
 
@@ -33,9 +38,10 @@ def record_conversion(project: Project, member_key: str, conversion_type: str = 
     try:
         ensure_table(engine, project)
         with engine.begin() as conn:
-            next_id = conn.execute(sa.text(f"SELECT coalesce(max({s.cursor_column}), 0) + 1 FROM {s.table}")).scalar()
+            id_column = _id_column(project)
+            next_id = conn.execute(sa.text(f"SELECT coalesce(max({id_column}), 0) + 1 FROM {s.table}")).scalar()
             conn.execute(sa.text(
-                f"INSERT INTO {s.table} ({s.cursor_column}, {s.member_key_column}, {s.type_column}, {s.time_column})"
+                f"INSERT INTO {s.table} ({id_column}, {s.member_key_column}, {s.type_column}, {s.time_column})"
                 " VALUES (:id, :key, :type, :at)"), {"id": next_id, "key": member_key, "type": conversion_type,
                                                    "at": at if at is not None else time.time()})
         return int(next_id)

@@ -16,6 +16,7 @@ removes the member too, since suppressed members are never in a plan's audience.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,23 @@ def _epoch(value) -> float:
     return float(value)
 
 
+def _dump_cursor(position: list) -> str:
+    """A cursor as JSON; timestamps keep their type through an ISO string."""
+    return json.dumps([{"t": v.isoformat()} if isinstance(v, dt.datetime) else v for v in position])
+
+
+def _load_cursor(text: str | None) -> list | None:
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = [text]  # a plain id written by hand
+    if not isinstance(values, list):
+        values = [values]
+    return [dt.datetime.fromisoformat(v["t"]) if isinstance(v, dict) else v for v in values]
+
+
 class Suppressor:
     """Reads conversions and suppresses people; the sensor and `syncer suppress --follow` share it."""
 
@@ -86,17 +104,27 @@ class Suppressor:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def poll(self, limit: int = 500) -> list[tuple[object, Conversion]]:
-        """New conversions after the ledger's cursor, oldest first, as (cursor value, conversion)."""
+    def poll(self, limit: int = 500) -> list[tuple[str, Conversion]]:
+        """New conversions after the ledger's cursor, oldest first, as (cursor to save, conversion)."""
         s = self.source
-        after = self.ledger.get_cursor(CURSOR)
-        query = (f"SELECT {s.cursor_column}, {s.member_key_column}, {s.type_column}, {s.time_column} FROM {s.table}"
-                 + (f" WHERE {s.cursor_column} > :after" if after is not None else "")
-                 + f" ORDER BY {s.cursor_column} LIMIT {int(limit)}")
-        params = {"after": int(after) if after is not None and after.lstrip("-").isdigit() else after}
+        after = _load_cursor(self.ledger.get_cursor(CURSOR))
+        order = [s.cursor_column] + ([s.tiebreak_column] if s.tiebreak_column else [])
+        where, params = "", {}
+        if after is not None and s.tiebreak_column:
+            where = f" WHERE {s.cursor_column} > :a OR ({s.cursor_column} = :a AND {s.tiebreak_column} > :b)"
+            params = {"a": after[0], "b": after[1]}
+        elif after is not None:
+            where, params = f" WHERE {s.cursor_column} > :a", {"a": after[0]}
+        query = (f"SELECT {', '.join(order)}, {s.member_key_column}, {s.type_column}, {s.time_column} FROM {s.table}"
+                 f"{where} ORDER BY {', '.join(order)} LIMIT {int(limit)}")
         with self._db.connect() as conn:
-            rows = conn.execute(sa.text(query), params if after is not None else {}).all()
-        return [(cur, Conversion(str(cur), str(key), str(kind), _epoch(at))) for cur, key, kind, at in rows if key is not None]
+            rows = conn.execute(sa.text(query), params).all()
+        out = []
+        for row in rows:
+            position, (key, kind, at) = list(row[:len(order)]), row[len(order):]
+            if key is not None:
+                out.append((_dump_cursor(position), Conversion(":".join(map(str, position)), str(key), str(kind), _epoch(at))))
+        return out
 
     # --- acting ----------------------------------------------------------------------------
 
@@ -106,7 +134,7 @@ class Suppressor:
         batch = self.poll()
         for cursor, conversion in batch:
             results.append(self.handle(conversion))
-            self.ledger.set_cursor(CURSOR, str(cursor))
+            self.ledger.set_cursor(CURSOR, cursor)
         return results
 
     def segments_for(self, conversion_type: str) -> list[str]:

@@ -39,7 +39,7 @@ def test_the_sensor_suppresses_within_its_tick_and_reports_runless_events(projec
     assert event.asset_key == dg.AssetKey(["suppressions"])
     assert event.metadata["outcomes"].value == {"abandoners_meta": "removed", "lapsed_meta": "removed"}
     assert 0 <= event.metadata["seconds_to_suppression"].value < 5
-    assert result.cursor == "1" and not result.run_requests
+    assert result.cursor == "[1]" and not result.run_requests
 
 
 def test_a_redelivered_tick_sends_nothing_twice(project) -> None:

@@ -169,3 +169,19 @@ def test_history_shows_the_fast_path_with_its_time_to_suppression(setup) -> None
     suppressor.close()
     [latest] = [r for r in suppressor.ledger.history(limit=5) if r["sync"] == "abandoners_meta"][:1]
     assert latest["removed"] == 1 and "time to suppression p50" in latest["reason"]
+
+
+def test_a_timestamp_cursor_with_a_tiebreak_id_loses_no_conversion_sharing_a_timestamp(setup) -> None:
+    root, sandbox = setup
+    config = (root / "syncer.yml").read_text().replace("  table: conversions\n",
+                                                      "  table: conversions\n  cursor_column: converted_at\n  tiebreak_column: conversion_id\n")
+    (root / "syncer.yml").write_text(config)
+    project = load_project(root)
+    same = time.time()
+    for key in ("6", "7"):
+        record_conversion(project, key, at=same)  # two conversions in the same instant
+    suppressor = Suppressor(project)
+    assert [r.conversion.member_key for r in suppressor.step()] == ["6", "7"]
+    record_conversion(project, "8", at=same)  # late-arriving row with the same timestamp, a higher id
+    assert [r.conversion.member_key for r in suppressor.step()] == ["8"]
+    assert not {email_hash(6), email_hash(7), email_hash(8)} & held(sandbox, "1")
