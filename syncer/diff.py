@@ -161,18 +161,38 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
               cache_dir: Path | None = None, resend_all: bool = False) -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected."""
     started = time.perf_counter()
-    kinds = [k for k in sync.identifiers]
+    kinds = list(sync.identifiers)
     channel = sync.channel or channel
-    consent_column = f"consent_{channel}" if consent_marker and getattr(segment.consent, channel) else None
-    consent_sql = (f"CASE WHEN {consent_column} THEN 'granted' ELSE 'unknown' END" if consent_column
-                   else "'unknown'" if consent_marker else None)
-    fp_parts = [f"coalesce(k_{k}, chr(0))" for k in kinds] + (["coalesce(region, chr(0))"] if data.has_region else [])
-    fp_parts += [consent_sql] if consent_sql else []
     base_version = ledger.state_version(sync_name)
     held_count = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
     rejected = ledger.rejected_fingerprints(sync_name)
     _register(con, "_rej", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
     _register(con, "_supp", {"member_key": sorted(suppressed)})
+    try:
+        distinct_keys = _build_desired(con, data, segment, sync, kinds, channel, consent_marker)
+        desired, still_rejected, candidates, gone, stale_rejections = _diff(con, sync, resend_all)
+    finally:
+        for name in ("_rej", "_supp"):
+            con.unregister(name)
+    plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
+                    mode=sync.mode, base_version=base_version, members=desired - still_rejected,
+                    held_before=held_count, stats={"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - distinct_keys})
+    _classify_candidates(plan, candidates, kinds, platform=platform, region=region,
+                         has_region=data.has_region, ledger=ledger, resend_all=resend_all)
+    _finish(plan, ledger, gone, stale_rejections)
+    plan.stats["plan_seconds"] = round(time.perf_counter() - started, 3)
+    return plan
+
+
+def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync: SyncConfig,
+                   kinds: list[str], channel: str, consent_marker: bool) -> int:
+    """Create ``_desired``: one row per member the audience should hold, with a fingerprint of the raw
+    identifiers (and consent, for consent-aware connectors). Returns the number of distinct member keys."""
+    consent_column = f"consent_{channel}" if consent_marker and getattr(segment.consent, channel) else None
+    consent_sql = (f"CASE WHEN {consent_column} THEN 'granted' ELSE 'unknown' END" if consent_column
+                   else "'unknown'" if consent_marker else None)
+    fp_parts = [f"coalesce(k_{k}, chr(0))" for k in kinds] + (["coalesce(region, chr(0))"] if data.has_region else [])
+    fp_parts += [consent_sql] if consent_sql else []
     valid_keys = "member_key IS NOT NULL AND member_key <> ''"
     distinct_keys = _scalar(con, f"SELECT count(DISTINCT member_key) FROM {data.table} WHERE {valid_keys}")
     valid_rows = _scalar(con, f"SELECT count(*) FROM {data.table} WHERE {valid_keys}")
@@ -189,6 +209,11 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
           AND {_consent_filter(segment, sync, channel)}
           AND member_key NOT IN (SELECT member_key FROM _supp)
         {dedupe}""")
+    return distinct_keys
+
+
+def _diff(con: duckdb.DuckDBPyConnection, sync: SyncConfig, resend_all: bool):
+    """The set work: (desired, still rejected, changed rows, members who left, rejections now moot)."""
     desired = _scalar(con, "SELECT count(*) FROM _desired")
     still_rejected = _scalar(
         con, "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.raw_fp = d.raw_fp")
@@ -201,27 +226,20 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         ORDER BY d.member_key""").to_arrow_table()
     gone = [] if sync.mode == "add_only" else [k for (k,) in con.sql(
         "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
-    stale_rejections = [k for (k,) in con.sql(
-        "SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
-    stats = {"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - distinct_keys}
-    for name in ("_rej", "_supp"):
-        con.unregister(name)
+    stale_rejections = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
+    return desired, still_rejected, candidates, gone, stale_rejections
 
-    plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
-                    mode=sync.mode, base_version=base_version, members=desired - still_rejected,
-                    held_before=held_count, stats=stats)
-    _classify_candidates(plan, candidates, kinds, platform=platform, region=region,
-                         has_region=data.has_region, ledger=ledger, resend_all=resend_all)
+
+def _finish(plan: SyncPlan, ledger: Ledger, gone: list[str], stale_rejections: list[str]) -> None:
+    """Removes of members who left (with the identifiers they were sent with), counts and retries."""
     plan.members -= len(plan.rejections)
-    held_map = ledger.held_rows(sync_name, gone) if gone else {}
+    held_map = ledger.held_rows(plan.sync, gone) if gone else {}
     plan.removes = sorted(plan.removes + [PlannedRow(k, held_map[k].raw_fp, held_map[k].identifiers) for k in gone if k in held_map],
                           key=lambda r: r.member_key)
     plan.cleared_rejections = sorted(set(stale_rejections) | set(plan.cleared_rejections))
-    pending = ledger.pending_keys(sync_name)
+    pending = ledger.pending_keys(plan.sync)
     plan.retried = sum(1 for r in plan.adds if pending.get(r.member_key) == "add") + sum(
         1 for r in plan.removes if pending.get(r.member_key) == "remove")
-    plan.stats["plan_seconds"] = round(time.perf_counter() - started, 3)
-    return plan
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str):
