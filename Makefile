@@ -22,11 +22,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
+# the credentials the demo's destinations name and the sandbox accepts (syncer/demo.py SANDBOX_SECRETS)
+SANDBOX_SECRETS := SANDBOX_META_TOKEN=sandbox-meta-token SANDBOX_DATAMANAGER_KEY=sandbox-datamanager-key \
+	SANDBOX_KLAVIYO_KEY=sandbox-klaviyo-key SANDBOX_TWILIO_ACCOUNT_SID=AC00000000000000000000000000000001 \
+	SANDBOX_TWILIO_KEY=sandbox-twilio-key
+
 # Dagster UI on the demo project with the sandbox emulators, both on 127.0.0.1; Ctrl-C stops both.
 ui: $(STAMP)
 	@test -f examples/demo/warehouse.duckdb || $(BIN)/syncer -p examples/demo sample-data --customers 20000
 	@mkdir -p .dagster_home && cp -n dagster_project/dagster.yaml .dagster_home/dagster.yaml || true
-	SANDBOX_META_TOKEN=sandbox-meta-token DAGSTER_HOME=$(CURDIR)/.dagster_home SYNCER_PROJECT=$(CURDIR)/examples/demo \
+	$(SANDBOX_SECRETS) DAGSTER_HOME=$(CURDIR)/.dagster_home SYNCER_PROJECT=$(CURDIR)/examples/demo \
 	bash -c '$(BIN)/syncer -p examples/demo sandbox & sandbox=$$!; trap "kill $$sandbox" EXIT; \
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions'
 
