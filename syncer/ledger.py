@@ -4,7 +4,7 @@ SQLAlchemy Core over SQLite (WAL mode, safe for several processes: Dagster runs,
 or Postgres. Writes happen per acknowledged batch, in one transaction, so a crash at any moment
 leaves the ledger describing exactly what the platform confirmed; the next plan re-sends the rest.
 
-Tables (``SCHEMA_VERSION`` bumps with a migration in ``_MIGRATIONS``):
+Tables (defined, with their migrations, in ``syncer.ledger_tables``; re-exported here):
 
 - ``held``          sync, member_key -> raw fingerprint and the identifiers sent (needed to remove)
 - ``sync_state``    a version counter per sync, bumped by every committed batch (stale-plan check)
@@ -17,7 +17,12 @@ Tables (``SCHEMA_VERSION`` bumps with a migration in ``_MIGRATIONS``):
 - ``rejected``      rows whose identifiers are unusable, with reason and raw fingerprint
 - ``platform_jobs`` jobs a platform runs later (Google Customer Match), polled until final
 - ``platform_ids``  a platform's own id per member (Klaviyo profile ids), so lookups happen once
-- ``suppressions``, ``cursors``  for the fast path
+- ``suppressions``, ``suppression_events``, ``cursors``  for the fast path
+
+This module keeps the audience bookkeeping (held rows, runs, per-batch commits, snapshot log,
+rejections and retries). The fast path's records live in ``syncer.ledger_suppressions`` and what we
+keep for platforms (their ids, their jobs) in ``syncer.ledger_platform``; both are mixed into
+``Ledger`` so every caller still holds one object.
 """
 
 from __future__ import annotations
@@ -32,180 +37,29 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-SCHEMA_VERSION = 1
-
-metadata = sa.MetaData()
-
-schema_version = sa.Table(
-    "schema_version", metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.Float, nullable=False),
+from syncer.ledger_platform import PlatformIdCache, PlatformJobs
+from syncer.ledger_suppressions import SuppressionRecords
+from syncer.ledger_tables import (  # noqa: F401  (re-exported: callers import the tables from here)
+    SCHEMA_VERSION,
+    _MIGRATIONS,
+    batches,
+    cursors,
+    held,
+    held_log,
+    metadata,
+    migrate,
+    pending,
+    platform_ids,
+    platform_jobs,
+    rejected,
+    row_outcomes,
+    runs,
+    schema_version,
+    suppression_events,
+    suppressions,
+    sync_runs,
+    sync_state,
 )
-held = sa.Table(
-    "held", metadata,
-    sa.Column("sync", sa.String(128), primary_key=True),
-    sa.Column("member_key", sa.String(256), primary_key=True),
-    sa.Column("raw_fp", sa.String(32), nullable=False),
-    sa.Column("identifiers", sa.Text, nullable=False),  # JSON: kind -> encoded value as sent
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-sync_state = sa.Table(
-    "sync_state", metadata,
-    sa.Column("sync", sa.String(128), primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("last_success_at", sa.Float),
-    sa.Column("log_floor", sa.Integer, nullable=False, server_default="0"),  # held_log holds every change after this
-)
-held_log = sa.Table(
-    "held_log", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("sync", sa.String(128), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("member_key", sa.String(256), nullable=False),
-    sa.Column("raw_fp", sa.String(32)),  # NULL: the member left the audience
-    sa.Index("ix_held_log_sync_version", "sync", "version"),
-)
-runs = sa.Table(
-    "runs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("command", sa.String(64), nullable=False),
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("status", sa.String(16), nullable=False),  # running | ok | held | failed
-)
-sync_runs = sa.Table(
-    "sync_runs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
-    sa.Column("sync", sa.String(128), nullable=False, index=True),
-    sa.Column("status", sa.String(16), nullable=False),  # running | ok | held | failed | partial
-    sa.Column("plan_hash", sa.String(64)),
-    sa.Column("members", sa.Integer),
-    sa.Column("added", sa.Integer, default=0),
-    sa.Column("removed", sa.Integer, default=0),
-    sa.Column("rejected", sa.Integer, default=0),
-    sa.Column("retried", sa.Integer, default=0),
-    sa.Column("deferred", sa.Integer, default=0),
-    sa.Column("requests", sa.Integer, default=0),
-    sa.Column("reason", sa.Text),  # held reason or error message (operator words, no PII)
-    sa.Column("details", sa.Text),  # JSON: platform counts, sample reasons, timings
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float),
-)
-batches = sa.Table(
-    "batches", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("sync_run_id", sa.Integer, sa.ForeignKey("sync_runs.id"), nullable=False, index=True),
-    sa.Column("op", sa.String(8), nullable=False),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("sent", sa.Integer, nullable=False),
-    sa.Column("rejected", sa.Integer, nullable=False),
-    sa.Column("retryable", sa.Integer, nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("platform_counts", sa.Text),
-    sa.Column("at", sa.Float, nullable=False),
-)
-row_outcomes = sa.Table(
-    "row_outcomes", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("sync_run_id", sa.Integer, sa.ForeignKey("sync_runs.id"), nullable=False, index=True),
-    sa.Column("member_key", sa.String(256), nullable=False),
-    sa.Column("op", sa.String(8), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(256)),
-)
-pending = sa.Table(
-    "pending", metadata,
-    sa.Column("sync", sa.String(128), primary_key=True),
-    sa.Column("member_key", sa.String(256), primary_key=True),
-    sa.Column("op", sa.String(8), nullable=False),
-    sa.Column("reason", sa.String(256)),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("last_at", sa.Float, nullable=False),
-)
-rejected = sa.Table(
-    "rejected", metadata,
-    sa.Column("sync", sa.String(128), primary_key=True),
-    sa.Column("member_key", sa.String(256), primary_key=True),
-    sa.Column("raw_fp", sa.String(32), nullable=False),
-    sa.Column("reason", sa.String(256), nullable=False),
-    sa.Column("at", sa.Float, nullable=False),
-)
-suppressions = sa.Table(
-    "suppressions", metadata,
-    sa.Column("member_key", sa.String(256), primary_key=True),
-    sa.Column("segment", sa.String(128), primary_key=True),  # "*" = every segment
-    sa.Column("reason", sa.String(256), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float),
-)
-platform_ids = sa.Table(
-    "platform_ids", metadata,
-    sa.Column("destination", sa.String(128), primary_key=True),
-    sa.Column("member_key", sa.String(256), primary_key=True),
-    sa.Column("platform_id", sa.String(256), nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-suppression_events = sa.Table(
-    "suppression_events", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("conversion_id", sa.String(128), nullable=False),
-    sa.Column("member_key", sa.String(256), nullable=False),
-    sa.Column("sync", sa.String(128), nullable=False),
-    sa.Column("converted_at", sa.Float, nullable=False),
-    sa.Column("acked_at", sa.Float, nullable=False),
-    sa.Column("outcome", sa.String(32), nullable=False),  # removed | not_held | failed
-    sa.UniqueConstraint("conversion_id", "sync", name="uq_suppression_event"),
-)
-platform_jobs = sa.Table(
-    "platform_jobs", metadata,
-    sa.Column("job", sa.String(512), primary_key=True),  # the platform's job name or request id
-    sa.Column("destination", sa.String(128), nullable=False),
-    sa.Column("sync", sa.String(128), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("status", sa.String(64), nullable=False),
-    sa.Column("failure_reason", sa.String(256)),
-    sa.Column("match_rate_range", sa.String(64)),
-    sa.Column("final", sa.Boolean, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-cursors = sa.Table(
-    "cursors", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-_MIGRATIONS: dict[int, Sequence[str]] = {}  # version -> SQL run to reach it from version - 1
-
-
-class PlatformIdCache:
-    """A destination's own ids for our members, kept in the ledger (``Destination.id_cache``)."""
-
-    def __init__(self, ledger: "Ledger", destination: str) -> None:
-        self._ledger, self._destination = ledger, destination
-
-    def get_many(self, member_keys: Sequence[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        with self._ledger.engine.connect() as conn:
-            for start in range(0, len(member_keys), 900):
-                chunk = list(member_keys[start:start + 900])
-                q = sa.select(platform_ids.c.member_key, platform_ids.c.platform_id).where(
-                    platform_ids.c.destination == self._destination, platform_ids.c.member_key.in_(chunk))
-                out.update({k: v for k, v in conn.execute(q)})
-        return out
-
-    def put_many(self, ids: dict[str, str]) -> None:
-        if not ids:
-            return
-        now = time.time()
-        with self._ledger.begin() as conn:
-            keys = list(ids)
-            for start in range(0, len(keys), 900):
-                conn.execute(platform_ids.delete().where(platform_ids.c.destination == self._destination,
-                                                         platform_ids.c.member_key.in_(keys[start:start + 900])))
-            conn.execute(platform_ids.insert(), [dict(destination=self._destination, member_key=k, platform_id=v, updated_at=now)
-                                                 for k, v in ids.items()])
 
 
 @dataclass(frozen=True)
@@ -224,7 +78,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class Ledger:
+class Ledger(SuppressionRecords, PlatformJobs):
     """Every read and write of the state store goes through here."""
 
     def __init__(self, url: str) -> None:
@@ -248,19 +102,7 @@ class Ledger:
 
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
-            metadata.create_all(conn)
-            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
-            if current is None:
-                conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=time.time()))
-                return
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"ledger schema version {current} is newer than this syncer knows ({SCHEMA_VERSION}); upgrade syncer"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS.get(version, ()):
-                    conn.execute(sa.text(statement))
-                conn.execute(schema_version.insert().values(version=version, applied_at=time.time()))
+            migrate(conn)
 
     # --- what each audience holds -------------------------------------------------------------
 
@@ -498,112 +340,3 @@ class Ledger:
         with self.engine.connect() as conn:
             q = sa.select(rejected.c.reason, sa.func.count()).where(rejected.c.sync == sync).group_by(rejected.c.reason)
             return {reason: int(n) for reason, n in conn.execute(q)}
-
-    # --- suppressions (fast path) -------------------------------------------------------------
-
-    def suppress(self, member_key: str, segments: Sequence[str], reason: str, expires_at: float | None) -> None:
-        """Record (or extend) a suppression of a member from segments; idempotent."""
-        now = time.time()
-        with self.begin() as conn:
-            for segment in segments:
-                row = conn.execute(sa.select(suppressions.c.expires_at).where(
-                    suppressions.c.member_key == member_key, suppressions.c.segment == segment)).first()
-                if row is None:
-                    conn.execute(suppressions.insert().values(member_key=member_key, segment=segment, reason=reason,
-                                                              created_at=now, expires_at=expires_at))
-                elif row[0] is not None and (expires_at is None or expires_at > row[0]):
-                    conn.execute(suppressions.update().where(
-                        suppressions.c.member_key == member_key, suppressions.c.segment == segment).values(
-                        expires_at=expires_at, reason=reason))
-
-    def release_suppressions(self, segment: str, member_keys: Sequence[str]) -> int:
-        """Drop until-they-leave suppressions of members who left the segment; returns how many."""
-        gone = 0
-        with self.begin() as conn:
-            for start in range(0, len(member_keys), 900):
-                result = conn.execute(suppressions.delete().where(
-                    suppressions.c.segment == segment, suppressions.c.expires_at.is_(None),
-                    suppressions.c.member_key.in_(list(member_keys[start:start + 900]))))
-                gone += result.rowcount or 0
-        return gone
-
-    def record_suppression_event(self, *, conversion_id: str, member_key: str, sync: str, converted_at: float,
-                                 outcome: str) -> None:
-        """Store the outcome of one (conversion, sync): removed | not_held | cancelled | pending | failed.
-
-        A ``pending`` one (the destination failed for now) is retried by ``pending_suppressions``."""
-        with self.begin() as conn:
-            where = (suppression_events.c.conversion_id == conversion_id) & (suppression_events.c.sync == sync)
-            if conn.execute(sa.select(suppression_events.c.id).where(where)).first():
-                conn.execute(suppression_events.update().where(where).values(outcome=outcome, acked_at=time.time()))
-            else:
-                conn.execute(suppression_events.insert().values(
-                    conversion_id=conversion_id, member_key=member_key, sync=sync, converted_at=converted_at,
-                    acked_at=time.time(), outcome=outcome))
-
-    def suppression_done(self, conversion_id: str, sync: str) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(suppression_events.c.id).where(
-                suppression_events.c.conversion_id == conversion_id, suppression_events.c.sync == sync,
-                suppression_events.c.outcome != "pending")).first() is not None
-
-    def pending_suppressions(self) -> list[tuple[str, str, str, float]]:
-        """(conversion_id, member_key, sync, converted_at) whose remove has not been acknowledged yet."""
-        with self.engine.connect() as conn:
-            q = sa.select(suppression_events.c.conversion_id, suppression_events.c.member_key, suppression_events.c.sync,
-                          suppression_events.c.converted_at).where(suppression_events.c.outcome == "pending")
-            return [tuple(row) for row in conn.execute(q)]
-
-    def suppression_latencies(self, since: float = 0.0) -> list[float]:
-        """Seconds from conversion to the destination's acknowledgement, for removes that happened."""
-        with self.engine.connect() as conn:
-            q = sa.select(suppression_events.c.acked_at - suppression_events.c.converted_at).where(
-                suppression_events.c.outcome == "removed", suppression_events.c.acked_at >= since)
-            return [float(v) for (v,) in conn.execute(q)]
-
-    # --- platform jobs ----------------------------------------------------------------------------
-
-    def record_jobs(self, destination: str, sync: str, jobs: Sequence[str]) -> None:
-        now = time.time()
-        with self.begin() as conn:
-            for job in jobs:
-                if conn.execute(sa.select(platform_jobs.c.job).where(platform_jobs.c.job == job)).first() is None:
-                    conn.execute(platform_jobs.insert().values(job=job, destination=destination, sync=sync, created_at=now,
-                                                               status="SUBMITTED", final=False, updated_at=now))
-
-    def open_jobs(self) -> dict[str, list[str]]:
-        """destination -> jobs not final yet."""
-        out: dict[str, list[str]] = {}
-        with self.engine.connect() as conn:
-            for job, destination in conn.execute(sa.select(platform_jobs.c.job, platform_jobs.c.destination).where(
-                    platform_jobs.c.final.is_(False))):
-                out.setdefault(destination, []).append(job)
-        return out
-
-    def update_job(self, job: str, *, status: str, failure_reason: str | None, match_rate_range: str | None, final: bool) -> None:
-        with self.begin() as conn:
-            conn.execute(platform_jobs.update().where(platform_jobs.c.job == job).values(
-                status=status, failure_reason=failure_reason, match_rate_range=match_rate_range, final=final,
-                updated_at=time.time()))
-
-    def jobs(self, limit: int = 50) -> list[dict]:
-        with self.engine.connect() as conn:
-            q = sa.select(platform_jobs).order_by(platform_jobs.c.created_at.desc()).limit(limit)
-            return [dict(row._mapping) for row in conn.execute(q)]
-
-    def get_cursor(self, name: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(cursors.c.value).where(cursors.c.name == name)).scalar()
-
-    def set_cursor(self, name: str, value: str) -> None:
-        with self.begin() as conn:
-            updated = conn.execute(cursors.update().where(cursors.c.name == name).values(value=value, updated_at=time.time()))
-            if not updated.rowcount:
-                conn.execute(cursors.insert().values(name=name, value=value, updated_at=time.time()))
-
-    def active_suppressions(self, now: float | None = None) -> list[tuple[str, str]]:
-        now = now or time.time()
-        with self.engine.connect() as conn:
-            q = sa.select(suppressions.c.member_key, suppressions.c.segment).where(
-                sa.or_(suppressions.c.expires_at.is_(None), suppressions.c.expires_at > now))
-            return [(k, s) for k, s in conn.execute(q)]
