@@ -205,9 +205,10 @@ class Ledger(SuppressionRecords, PlatformJobs):
 
     @staticmethod
     def _log(conn: Connection, sync: str, version: int, rows: Iterable[tuple[str, str | None]]) -> None:
-        values = [dict(sync=sync, version=version, member_key=k, raw_fp=fp) for k, fp in rows]
+        values = [(sync, version, k, fp) for k, fp in rows]
         if values:
-            conn.execute(held_log.insert(), values)
+            p = "?" if conn.dialect.name == "sqlite" else "%s"
+            conn.exec_driver_sql(f"INSERT INTO held_log (sync, version, member_key, raw_fp) VALUES ({p}, {p}, {p}, {p})", values)
 
     def commit_batch(
         self,
@@ -236,7 +237,8 @@ class Ledger(SuppressionRecords, PlatformJobs):
                 else:
                     self._delete_keys(conn, held, sync, landed_keys)
                     self._log(conn, sync, version, ((k, None) for k in landed_keys))
-                self._delete_keys(conn, pending, sync, landed_keys)
+                if conn.execute(sa.select(pending.c.member_key).where(pending.c.sync == sync).limit(1)).first():
+                    self._delete_keys(conn, pending, sync, landed_keys)
             if failed:
                 conn.execute(row_outcomes.insert(), [
                     dict(sync_run_id=sync_run_id, member_key=k, op=op, status=s, reason=r) for k, s, r in failed])
@@ -286,18 +288,14 @@ class Ledger(SuppressionRecords, PlatformJobs):
             conn.execute(sync_state.update().where(sync_state.c.sync == sync, sync_state.c.log_floor < up_to).values(log_floor=up_to))
 
     def _upsert_held(self, conn: Connection, sync: str, rows: Sequence[HeldRow], now: float) -> None:
-        values = [dict(sync=sync, member_key=r.member_key, raw_fp=r.raw_fp,
-                       identifiers=json.dumps(r.identifiers, sort_keys=True, separators=(",", ":")), updated_at=now)
-                  for r in rows]
-        if self._is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        stmt = insert(held)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[held.c.sync, held.c.member_key],
-            set_={"raw_fp": stmt.excluded.raw_fp, "identifiers": stmt.excluded.identifiers, "updated_at": stmt.excluded.updated_at})
-        conn.execute(stmt, values)
+        # the driver's own executemany: a 10,000-row batch through Core's per-row compilation cost ~0.2 s
+        dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+        p = "?" if self._is_sqlite else "%s"
+        conn.exec_driver_sql(
+            f"INSERT INTO held (sync, member_key, raw_fp, identifiers, updated_at) VALUES ({p}, {p}, {p}, {p}, {p})"
+            " ON CONFLICT (sync, member_key) DO UPDATE SET raw_fp = excluded.raw_fp,"
+            " identifiers = excluded.identifiers, updated_at = excluded.updated_at",
+            [(sync, r.member_key, r.raw_fp, dumps(r.identifiers), now) for r in rows])
 
     def _record_pending(self, conn: Connection, sync: str, op: str, rows: Sequence[tuple[str, str]], now: float) -> None:
         if self._is_sqlite:

@@ -53,9 +53,9 @@ class SyncPlan:
         header = [self.sync, self.segment, self.destination, self.audience_id, self.mode, self.members]
         digest.update(json.dumps(header).encode())
         for op, rows in (("add", self.adds), ("remove", self.removes), ("refresh", self.refreshes)):
-            for row in rows:
-                digest.update(f"\n{op}\x1f{row.member_key}\x1f{row.raw_fp}\x1f".encode())
-                digest.update(json.dumps(row.identifiers, sort_keys=True, separators=(",", ":")).encode())
+            digest.update("".join(
+                f"\n{op}\x1f{row.member_key}\x1f{row.raw_fp}\x1f" + "\x1e".join(f"{k}\x1d{v}" for k, v in sorted(row.identifiers.items()))
+                for row in rows).encode())
         for key, fp, reason in self.rejections:
             digest.update(f"\nreject\x1f{key}\x1f{fp}\x1f{reason}".encode())
         return digest.hexdigest()
