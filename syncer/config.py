@@ -83,6 +83,7 @@ class ProjectConfig(_Strict):
     ledger_url: str = Field("sqlite:///.syncer/ledger.db", description="SQLAlchemy URL of the ledger (SQLite in WAL mode or Postgres).")
     default_region: str = Field("US", min_length=2, max_length=2, description="Region used to parse phone numbers written without a country code.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Rows per extraction chunk (bounds memory).")
+    memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description="Most memory the in-process diff may use; beyond it DuckDB spills to .syncer/tmp.")
     gates: GateConfig = Field(default_factory=GateConfig, description="Default gates for every sync.")
     owners: list[str] = Field(default_factory=list, description="Owners shown in Dagster (emails or team:name).")
     conversions: ConversionSource | None = Field(None, description="The fast path: conversions that suppress people from segments within seconds.")

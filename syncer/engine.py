@@ -90,7 +90,7 @@ class Engine:
 
     def extract_segment(self, name: str, path: Path) -> SegmentData:
         """Run one segment's query and keep its rows (canonical columns) as Parquet at ``path``."""
-        con = duckdb.connect()
+        con = self._duckdb()
         try:
             data = self._load(con, name)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +100,12 @@ class Engine:
             return data
         finally:
             con.close()
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        """The in-process diff database: memory capped, spilling to the project's state folder."""
+        spill = self.project.state_dir / "tmp"
+        spill.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(config={"memory_limit": self.project.config.memory_limit, "temp_directory": str(spill)})
 
     def _load(self, con: duckdb.DuckDBPyConnection, name: str, segment_file: Path | None = None) -> SegmentData:
         segment = self.project.segments[name]
@@ -118,7 +124,7 @@ class Engine:
         names = self._select(syncs)
         segment_files = segment_files or {}
         project = self.project
-        con = duckdb.connect()
+        con = self._duckdb()
         try:
             loaded: dict[str, SegmentData] = {}
             plans: list[SyncPlan] = []

@@ -238,3 +238,13 @@ def test_the_cli_never_imports_dagster() -> None:
 
     code = "import sys, syncer.cli, syncer.engine, syncer.suppress; print('dagster' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_the_diff_database_is_capped_and_spills_to_the_state_folder(project: Path) -> None:
+    (project / "syncer.yml").write_text((project / "syncer.yml").read_text() + "memory_limit: 256MB\n")
+    engine = make_engine(project)
+    con = engine._duckdb()
+    limit, spill = con.sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()[0]
+    assert limit.replace(" ", "") in ("256.0MB", "244.1MiB") and spill == str(project / ".syncer" / "tmp")
+    [report] = engine.run()
+    assert report.added == 25
