@@ -9,6 +9,7 @@ the platform holds that we never knew about.
 import dagster as dg
 
 from dagster_project import location
+from syncer.engine import Engine
 from syncer.project import Project, load_project
 
 
@@ -24,7 +25,7 @@ def backfill_job(project: Project) -> dg.JobDefinition:
     def resync(context: dg.OpExecutionContext, config: ResyncConfig) -> None:
         name = context.partition_key
         proj = load_project(project.root)
-        with location.engine(proj) as eng:
+        with Engine(proj) as eng:
             if config.mode == "replace":
                 report = eng.replace(name)
             else:
@@ -49,7 +50,7 @@ def poll_jobs_job(project: Project) -> dg.JobDefinition:
 
     @dg.op(name="poll_open_jobs", description="Poll platform jobs that have not reached a final status")
     def poll_open_jobs(context: dg.OpExecutionContext) -> None:
-        with location.engine(load_project(project.root)) as eng:
+        with Engine(load_project(project.root)) as eng:
             finished = eng.poll_jobs()
             open_jobs = sum(len(v) for v in eng.ledger.open_jobs().values())
         context.add_output_metadata({"finished": finished, "still_running": open_jobs})

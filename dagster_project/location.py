@@ -8,10 +8,8 @@ a run starts, so they never reach run config, tags or metadata.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
-from syncer.engine import Engine
 from syncer.project import Project
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
@@ -21,15 +19,6 @@ APPROVE_TAG = "syncer/approve"
 
 def project_dir() -> Path:
     return Path(os.environ.get("SYNCER_PROJECT") or DEMO)
-
-
-@contextmanager
-def engine(project: Project):
-    eng = Engine(project)
-    try:
-        yield eng
-    finally:
-        eng.close()
 
 
 def segment_file(project: Project, run_id: str, segment: str) -> Path:

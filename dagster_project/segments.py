@@ -6,6 +6,7 @@ import time
 import dagster as dg
 
 from dagster_project import location
+from syncer.engine import Engine
 from syncer.config import SegmentConfig
 from syncer.project import Project, load_project
 
@@ -34,7 +35,7 @@ def segment_asset(project: Project, name: str, segment: SegmentConfig) -> dg.Ass
     def _segment(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         proj = load_project(project.root)
         started = time.perf_counter()
-        with location.engine(proj) as eng:
+        with Engine(proj) as eng:
             data = eng.extract_segment(name, location.segment_file(proj, context.run.run_id, name))
         previous = _previous_rows(proj, name)
         _remember_rows(proj, name, data.rows)

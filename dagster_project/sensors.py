@@ -41,14 +41,11 @@ def suppression_sensor(project: Project) -> dg.SensorDefinition:
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         window = float(os.environ.get(WINDOW_ENV, DEFAULT_WINDOW_S))
         deadline = time.monotonic() + window
-        suppressor = Suppressor(load_project(project.root))
         events: list[dg.AssetMaterialization] = []
-        try:
+        with Suppressor(load_project(project.root)) as suppressor:
             suppressor.follow(until=lambda: time.monotonic() > deadline,
                               on_result=lambda r: events.append(_event(r)) if r.outcomes else None)
             cursor = suppressor.ledger.get_cursor(CURSOR)
-        finally:
-            suppressor.close()
         return dg.SensorResult(asset_events=events, cursor=cursor)
 
     return _sensor

@@ -14,6 +14,7 @@ from dataclasses import asdict
 import dagster as dg
 
 from dagster_project import location
+from syncer.engine import Engine
 from dagster_project.segments import segment_key
 from syncer.config import SyncConfig
 from syncer.gates import check_gates, held_reason
@@ -51,7 +52,7 @@ def _plan_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefin
     def _plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         proj = load_project(project.root)
         segment_file = location.segment_file(proj, context.run.run_id, sync.segment)
-        with location.engine(proj) as eng:
+        with Engine(proj) as eng:
             plan = eng.build_plan([name], segment_files={sync.segment: segment_file} if segment_file.exists() else None,
                                   resend_all=context.run.tags.get("syncer/resend_all") == "true")
         save_plan(plan, location.plan_dir(proj, context.run.run_id, name))
@@ -81,7 +82,7 @@ def _gate_check(project: Project, name: str, sync: SyncConfig) -> dg.AssetChecks
         approved = location.approved(context.run.tags, name)
         metadata = {"gates": [asdict(r) for r in results], "approved": approved}
         if reason and not approved:
-            with location.engine(proj) as eng:  # the hold is history too, as `syncer history` shows it
+            with Engine(proj) as eng:  # the hold is history too, as `syncer history` shows it
                 run_id = eng.ledger.start_run("dagster")
                 sync_run = eng.ledger.start_sync_run(run_id, name, plan_hash=p.content_hash, members=p.members)
                 eng.ledger.finish_sync_run(sync_run, status="held", reason=reason, rejected=len(p.rejections))
@@ -104,7 +105,7 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
     def _apply(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         proj, plan = _saved_plan(project, context, name)
         started = time.perf_counter()
-        with location.engine(proj) as eng:
+        with Engine(proj) as eng:
             [report] = eng.apply_plan(plan, approve=True, command="dagster")  # the blocking gate check already ruled
         if report.status == "failed":
             raise dg.Failure(description=f"sync {name} failed: {report.reason}",
@@ -130,7 +131,7 @@ def _freshness_check(project: Project, name: str, sync: SyncConfig) -> dg.AssetC
                     description=f"The sync succeeded within its segment's cadence ({cadence}) plus one period of grace")
     def _fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         proj = load_project(project.root)
-        with location.engine(proj) as eng:
+        with Engine(proj) as eng:
             last = eng.ledger.last_success(name)
         allowed = 2 * _period_seconds(cron_for(cadence))
         age = None if last is None else time.time() - last

@@ -52,7 +52,7 @@ class _Deferred(Exception):
         self.cause = cause
 
 
-def _wait_for(policy: RetryPolicy, report: ApplyReport, sleep: Callable[[float], None]):
+def _wait_for(policy: RetryPolicy, report: ApplyReport):
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         asked = getattr(exc, "retry_after", None)
@@ -70,7 +70,7 @@ def _wait_for(policy: RetryPolicy, report: ApplyReport, sleep: Callable[[float],
 def _send(destination: Destination, op: str, audience: AudienceRef, members: Sequence[Member], policy: RetryPolicy,
           report: ApplyReport, sleep: Callable[[float], None]) -> tuple[BatchResult, int]:
     call = destination.add if op == "add" else destination.remove
-    retrying = Retrying(stop=stop_after_attempt(policy.attempts), wait=_wait_for(policy, report, sleep),
+    retrying = Retrying(stop=stop_after_attempt(policy.attempts), wait=_wait_for(policy, report),
                         retry=retry_if_exception_type(TransientError), reraise=True, sleep=sleep)
     attempts = 0
     for attempt in retrying:

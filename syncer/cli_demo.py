@@ -120,11 +120,8 @@ def _demo_step(project, sandbox, title: str, mutate: float | None) -> int:
         changed = mutate_warehouse(project, mutate)
         console.print("   mutated: " + ", ".join(f"{k} {v:,}" for k, v in changed.items()))
     before = _sandbox_requests(sandbox)
-    engine = Engine(project)
-    try:
+    with Engine(project) as engine:
         reports = engine.run()
-    finally:
-        engine.close()
     console.print(f"[bold]{title}[/] ({_sandbox_requests(sandbox) - before} requests reached the emulators)")
     return print_summary(reports)
 
@@ -146,11 +143,8 @@ def _demo_fast_path(project) -> None:
         return
     member = sorted(held)[0]
     record_conversion(project, member, "purchase")
-    suppressor = Suppressor(project)
-    try:
+    with Suppressor(project) as suppressor:
         results = suppressor.step()
-    finally:
-        suppressor.close()
     console.print(f"[bold]5. member {member} buys: the fast path suppresses them[/]")
     for result in results:
         for sync, outcome in sorted(result.outcomes.items()):

@@ -71,13 +71,10 @@ def jobs(ctx: click.Context, limit: int) -> None:
     """Jobs platforms run after a sync (Google Customer Match): status and match-rate range, polled now."""
     from syncer.engine import Engine
 
-    engine = Engine(project_from(ctx))
-    try:
+    with Engine(project_from(ctx)) as engine:
         with exit_on_sync_error():
             engine.poll_jobs()
         rows = engine.ledger.jobs(limit)
-    finally:
-        engine.close()
     if ctx.obj["json"]:
         click.echo(json.dumps({"jobs": rows}, default=str))
         return

@@ -74,6 +74,12 @@ class Engine:
             destination.close()
         self._destinations.clear()
 
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def destination(self, name: str) -> Destination:
         if name not in self._destinations:
             destination = build_destination(name, self.project.destinations[name])

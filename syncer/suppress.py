@@ -102,6 +102,12 @@ class Suppressor:
         self.engine.close()
         self._db.dispose()
 
+    def __enter__(self) -> "Suppressor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- reading ---------------------------------------------------------------------------
 
     def poll(self, limit: int = 500) -> list[tuple[str, Conversion]]:
