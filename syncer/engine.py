@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import duckdb
 
@@ -35,23 +35,15 @@ class StalePlanError(SyncError):
 
 
 @dataclass
-class SyncReport:
-    sync: str
-    status: str  # ok | held | failed | partial
+class SyncReport(ApplyReport):
+    """What happened to one sync in a run: the apply figures plus the plan and gates around them."""
+
+    sync: str = ""
     members: int = 0
-    added: int = 0
-    removed: int = 0
-    rejected: int = 0
-    retried: int = 0
-    deferred: int = 0
-    requests: int = 0
     duration: float = 0.0
     plan_hash: str = ""
-    reason: str | None = None
+    reason: str | None = None  # held reason, error, or "approved: ..." (the operator's words)
     gates: list[GateResult] = field(default_factory=list)
-    reasons: dict[str, int] = field(default_factory=dict)
-    deferred_reasons: dict[str, int] = field(default_factory=dict)
-    platform_counts: dict[str, int] = field(default_factory=dict)
     plan_seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -308,9 +300,6 @@ class Engine:
 
 
 def _copy(result: ApplyReport, report: SyncReport) -> None:
-    report.status = result.status
-    report.added, report.removed, report.rejected = result.added, result.removed, result.rejected
-    report.retried, report.deferred, report.requests = result.retried, result.deferred, result.requests
-    report.reasons, report.platform_counts = result.reasons, result.platform_counts
-    report.deferred_reasons = result.deferred_reasons
+    for figure in fields(ApplyReport):
+        setattr(report, figure.name, getattr(result, figure.name))
     report.reason = result.error
