@@ -194,8 +194,8 @@ def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: S
     fp_parts = [f"coalesce(k_{k}, chr(0))" for k in kinds] + (["coalesce(region, chr(0))"] if data.has_region else [])
     fp_parts += [consent_sql] if consent_sql else []
     valid_keys = "member_key IS NOT NULL AND member_key <> ''"
-    distinct_keys = _scalar(con, f"SELECT count(DISTINCT member_key) FROM {data.table} WHERE {valid_keys}")
-    valid_rows = _scalar(con, f"SELECT count(*) FROM {data.table} WHERE {valid_keys}")
+    valid_rows, distinct_keys = con.sql(
+        f"SELECT count(*), count(DISTINCT member_key) FROM {data.table} WHERE {valid_keys}").fetchall()[0]
     # a duplicated member key keeps one row, chosen by content so the plan stays deterministic;
     # the window costs a sort, so it only runs when there are duplicates
     dedupe = "QUALIFY row_number() OVER (PARTITION BY member_key ORDER BY raw_fp) = 1" if valid_rows > distinct_keys else ""
