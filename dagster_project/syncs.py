@@ -68,7 +68,7 @@ def _plan_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefin
 def _saved_plan(project: Project, context, name: str):
     proj = load_project(project.root)
     folder = location.plan_dir(proj, context.run.run_id, name)
-    return proj, load_plan(next(folder.iterdir()))
+    return proj, load_plan(next(folder.iterdir()), spill_dir=proj.state_dir / "tmp")
 
 
 def _gate_check(project: Project, name: str, sync: SyncConfig) -> dg.AssetChecksDefinition:

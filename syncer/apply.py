@@ -22,6 +22,9 @@ from syncer.ledger import HeldRow, Ledger
 from syncer.plan import PlannedRow, SyncPlan
 
 
+_REFRESH_BATCH = 50_000  # ledger-only rows per transaction
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5
@@ -91,9 +94,9 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
         report.reasons[reason] = report.reasons.get(reason, 0) + 1
     if plan.rejections or plan.cleared_rejections:
         ledger.replace_rejections(plan.sync, plan.rejections, plan.cleared_rejections)
-    if plan.refreshes:
+    for start in range(0, len(plan.refreshes), _REFRESH_BATCH):
         ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
-                            landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in plan.refreshes])
+                            landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in plan.refreshes[start:start + _REFRESH_BATCH]])
     audience = AudienceRef(plan.sync, plan.audience_id)
     size = destination.capabilities.max_batch
     work = [("remove", plan.removes), ("add", plan.adds)]

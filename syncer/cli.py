@@ -110,7 +110,7 @@ def apply(ctx: click.Context, plan_path: str, approve: bool) -> None:
 
     engine = engine_from(ctx)
     with exit_on_sync_error():
-        the_plan = load_plan(Path(plan_path))
+        the_plan = load_plan(Path(plan_path), spill_dir=engine.spill_dir)
         reports = _apply_with_progress(engine, the_plan, approve=approve, command="apply", quiet=ctx.obj["json"])
     _finish(ctx, reports)
 

@@ -1,9 +1,11 @@
 """Set-based diff of a segment against what each audience holds, producing a ``SyncPlan``.
 
-The heavy work runs in an in-process DuckDB database: the segment is streamed in as Arrow chunks,
-fingerprinted in SQL (md5 of the raw identifier values), and joined against the ledger's fingerprints.
-Only rows whose fingerprint changed (new, changed or previously failed members) go through the
-Python identity rules, so a run's cost follows the churn, not the audience size.
+The heavy work runs in an in-process DuckDB database (memory-capped, spilling to disk). A DuckDB
+warehouse is attached read-only and read in place through a view; any other warehouse is streamed in
+as Arrow chunks. Each row is fingerprinted in SQL (``syncer.fingerprints``) and one full join against
+the audience's snapshot finds the members who are new, changed or gone. Only those rows come back to
+Python, chunk by chunk, for the identity rules, so a run's cost and memory follow the churn, not the
+audience size.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncer import identity
+from syncer.fingerprints import concat_sql, number_from_hex
 from syncer.config import SegmentConfig, SyncConfig
 from syncer.errors import ConfigError
 from syncer.ledger import Ledger
-from syncer.plan import PlannedRow, SyncPlan
+from syncer.plan import PlannedRow, PlanRows, SyncPlan
 from syncer.snapshot import load_held
 from syncer.warehouse import extract
 
@@ -30,11 +33,12 @@ CHANNELS = ("ads", "email", "sms")
 @dataclass
 class SegmentData:
     name: str
-    table: str
+    table: str  # a DuckDB table or view with the canonical columns (see ``_wanted_columns``)
     rows: int
     extract_seconds: float
     kinds: tuple[str, ...]
     has_region: bool
+    null_keys: int = 0  # rows without a member key
 
 
 def _wanted_columns(segment: SegmentConfig) -> dict[str, tuple[str, pa.DataType]]:
@@ -88,56 +92,61 @@ def _empty_columns(segment: SegmentConfig) -> str:
 
 def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConfig, sql: str, *,
                  warehouse_url: str, chunk_rows: int) -> SegmentData:
-    """Stream the segment query into the DuckDB table ``seg_<name>``."""
+    """Make ``seg_<name>`` readable in ``con``: a view over an attached DuckDB warehouse, else a table
+    streamed in from the warehouse."""
     started = time.perf_counter()
     table = f"seg_{name}"
     if warehouse_url.startswith("duckdb:///") and warehouse_url != "duckdb:///:memory:":
-        rows = _load_from_duckdb_file(con, table, warehouse_url.removeprefix("duckdb:///"), sql, segment, name)
-        return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
-                           bool(segment.phone_region_column))
-    con.execute(f"CREATE OR REPLACE TABLE {table} ({_empty_columns(segment)})")
-    rows = 0
-    for batch in extract(warehouse_url, sql, chunk_rows=chunk_rows):
-        chunk = _canonical_batch(batch, segment, name)
-        con.register("_chunk", chunk)
-        con.execute(f"INSERT INTO {table} SELECT * FROM _chunk")
-        con.unregister("_chunk")
-        rows += chunk.num_rows
-    return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
-                       bool(segment.phone_region_column))
+        _view_over_duckdb_file(con, table, warehouse_url.removeprefix("duckdb:///"), sql, segment, name)
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({_empty_columns(segment)})")
+        for batch in extract(warehouse_url, sql, chunk_rows=chunk_rows):
+            con.register("_chunk", _canonical_batch(batch, segment, name))
+            con.execute(f"INSERT INTO {table} SELECT * FROM _chunk")
+            con.unregister("_chunk")
+    return _segment_data(con, name, table, segment, started)
 
 
 def load_segment_file(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConfig, path: Path) -> SegmentData:
-    """Load a segment kept by ``Engine.extract_segment`` (canonical columns, Parquet)."""
+    """Read a segment kept by ``Engine.extract_segment`` (canonical columns, Parquet) in place."""
     started = time.perf_counter()
     table = f"seg_{name}"
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet('{path}')")
-    rows = _scalar(con, f"SELECT count(*) FROM {table}")
-    return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
-                       bool(segment.phone_region_column))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM read_parquet('{path}')")
+    return _segment_data(con, name, table, segment, started)
 
 
-def _load_from_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str, sql: str,
-                           segment: SegmentConfig, name: str) -> int:
-    """A DuckDB warehouse is attached read-only and queried in place: no rows cross into Python."""
+def _segment_data(con: duckdb.DuckDBPyConnection, name: str, table: str, segment: SegmentConfig, started: float) -> SegmentData:
     try:
-        con.execute(f"ATTACH '{path}' AS _wh (READ_ONLY)")
+        rows, null_keys = con.sql(
+            f"SELECT count(*), count(*) FILTER (WHERE member_key IS NULL OR member_key = '') FROM {table}").fetchall()[0]
     except duckdb.Error as exc:
-        raise ConfigError(f"cannot open the DuckDB warehouse {path}: {exc}") from exc
-    try:
-        con.execute("USE _wh")
+        raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc}") from exc
+    return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
+                       bool(segment.phone_region_column), null_keys)
+
+
+WAREHOUSE_ALIAS = "_wh"
+
+
+def _view_over_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str, sql: str,
+                           segment: SegmentConfig, name: str) -> None:
+    """A DuckDB warehouse is attached read-only and stays the default catalog while ``con`` lives, so the
+    segment's SQL can name its tables unqualified; our own tables are TEMP and never touch it."""
+    attached = {n for (n,) in con.sql("SELECT database_name FROM duckdb_databases()").fetchall()}
+    if WAREHOUSE_ALIAS not in attached:
         try:
-            returned = [d[0] for d in con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").description]
-            columns = _resolve_columns(returned, segment, name)
-            casts = ", ".join(f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
-                              for canonical, (actual, dtype) in columns.items())
-            con.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS SELECT {casts} FROM ({sql}) AS _q")
+            con.execute(f"ATTACH '{path}' AS {WAREHOUSE_ALIAS} (READ_ONLY)")
         except duckdb.Error as exc:
-            raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc}") from exc
-    finally:
-        con.execute("USE memory")
-        con.execute("DETACH _wh")
-    return _scalar(con, f"SELECT count(*) FROM {table}")
+            raise ConfigError(f"cannot open the DuckDB warehouse {path}: {exc}") from exc
+        con.execute(f"USE {WAREHOUSE_ALIAS}")
+    try:
+        returned = [d[0] for d in con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").description]
+        columns = _resolve_columns(returned, segment, name)
+        casts = ", ".join(f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
+                          for canonical, (actual, dtype) in columns.items())
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT {casts} FROM ({sql}) AS _q")
+    except duckdb.Error as exc:
+        raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc}") from exc
 
 
 def _consent_filter(segment: SegmentConfig, sync: SyncConfig, default_channel: str) -> str:
@@ -155,91 +164,155 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list
     con.register(name, pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}))
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """How one sync reads its segment: the fingerprinted text, the row filter and the columns it needs."""
+
+    kinds: list[str]
+    has_region: bool
+    concat: str  # SQL: the text whose md5 is the row's fingerprint
+    wanted: str  # SQL: the row may be sent (consent)
+    consent_sql: str | None  # SQL: the consent marker sent to consent-aware connectors
+
+    @property
+    def columns(self) -> str:
+        cols = [f"s.k_{k}" for k in self.kinds] + (["s.region"] if self.has_region else [])
+        return ", ".join(cols + ([f"{self.consent_sql} AS consent"] if self.consent_sql else []))
+
+
+def _shape(data: SegmentData, segment: SegmentConfig, sync: SyncConfig, channel: str, consent_marker: bool) -> _Shape:
+    kinds = list(sync.identifiers)
+    consent_column = f"consent_{channel}" if consent_marker and getattr(segment.consent, channel) else None
+    consent_sql = (f"CASE WHEN s.{consent_column} THEN 'granted' ELSE 'unknown' END" if consent_column
+                   else "'unknown'" if consent_marker else None)
+    parts = [f"s.k_{k}" for k in kinds] + (["s.region"] if data.has_region else []) + ([consent_sql] if consent_sql else [])
+    return _Shape(kinds, data.has_region, concat_sql(parts), _consent_filter(segment, sync, channel), consent_sql)
+
+
 def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,
               sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
               suppressed: set[str], channel: str = "ads", consent_marker: bool = False,
-              cache_dir: Path | None = None, resend_all: bool = False) -> SyncPlan:
-    """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected."""
+              cache_dir: Path | None = None, resend_all: bool = False, spill_dir: Path | None = None,
+              chunk_rows: int = 50_000) -> SyncPlan:
+    """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected.
+
+    ``spill_dir`` keeps planned rows beyond ``chunk_rows`` on disk (see ``PlanRows``)."""
     started = time.perf_counter()
-    kinds = list(sync.identifiers)
     channel = sync.channel or channel
+    shape = _shape(data, segment, sync, channel, consent_marker)
     base_version = ledger.state_version(sync_name)
     held_count = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
     rejected = ledger.rejected_fingerprints(sync_name)
-    _register(con, "_rej", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
+    _register(con, "_rej_hex", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rej AS SELECT member_key, {number_from_hex('raw_fp')} AS fp FROM _rej_hex")
+    con.unregister("_rej_hex")
     _register(con, "_supp", {"member_key": sorted(suppressed)})
-    try:
-        distinct_keys = _build_desired(con, data, segment, sync, kinds, channel, consent_marker)
-        desired, still_rejected, candidates, gone, stale_rejections = _diff(con, sync, resend_all)
-    finally:
-        for name in ("_rej", "_supp"):
-            con.unregister(name)
     plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
-                    mode=sync.mode, base_version=base_version, members=desired - still_rejected,
-                    held_before=held_count, stats={"segment_rows": data.rows, "null_or_duplicate_keys": data.rows - distinct_keys})
-    _classify_candidates(plan, candidates, kinds, platform=platform, region=region,
-                         has_region=data.has_region, ledger=ledger, resend_all=resend_all)
-    _finish(plan, ledger, gone, stale_rejections)
+                    mode=sync.mode, base_version=base_version, members=0, held_before=held_count,
+                    **{op: PlanRows(spill_dir=spill_dir, chunk_rows=chunk_rows) for op in ("adds", "removes", "refreshes")})
+    try:
+        _build_desired(con, data, shape)
+        duplicates, still_rejected = _diff(con, resend_all)
+        plan.members = _scalar(con, "SELECT count(*) FROM _desired") - still_rejected
+        plan.stats.update(segment_rows=data.rows, null_or_duplicate_keys=data.null_keys + duplicates)
+        pending = ledger.pending_keys(sync_name)
+        dropped: dict[str, int] = {}
+        for batch in _candidates(con, data, shape, duplicates > 0, chunk_rows):
+            _classify_candidates(plan, batch, shape.kinds, platform=platform, region=region, has_region=data.has_region,
+                                 ledger=ledger, resend_all=resend_all, pending=pending, dropped=dropped)
+        plan.stats["dropped_identifiers"] = dropped
+        if sync.mode != "add_only":
+            for keys in _batches(con, "SELECT member_key FROM _changes WHERE fp IS NULL ORDER BY member_key", chunk_rows):
+                _add_removes(plan, ledger, keys, pending)
+        stale = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
+    finally:
+        con.unregister("_supp")
+        _drop_work_tables(con)
+    plan.members -= len(plan.rejections)
+    plan.cleared_rejections = sorted(set(stale) | set(plan.cleared_rejections))
     plan.stats["plan_seconds"] = round(time.perf_counter() - started, 3)
     return plan
 
 
-def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync: SyncConfig,
-                   kinds: list[str], channel: str, consent_marker: bool) -> int:
-    """Create ``_desired``: one row per member the audience should hold, with a fingerprint of the raw
-    identifiers (and consent, for consent-aware connectors). Returns the number of distinct member keys."""
-    consent_column = f"consent_{channel}" if consent_marker and getattr(segment.consent, channel) else None
-    consent_sql = (f"CASE WHEN {consent_column} THEN 'granted' ELSE 'unknown' END" if consent_column
-                   else "'unknown'" if consent_marker else None)
-    fp_parts = [f"coalesce(k_{k}, chr(0))" for k in kinds] + (["coalesce(region, chr(0))"] if data.has_region else [])
-    fp_parts += [consent_sql] if consent_sql else []
-    valid_keys = "member_key IS NOT NULL AND member_key <> ''"
-    valid_rows, distinct_keys = con.sql(
-        f"SELECT count(*), count(DISTINCT member_key) FROM {data.table} WHERE {valid_keys}").fetchall()[0]
-    # a duplicated member key keeps one row, chosen by content so the plan stays deterministic;
-    # the window costs a sort, so it only runs when there are duplicates
-    dedupe = "QUALIFY row_number() OVER (PARTITION BY member_key ORDER BY raw_fp) = 1" if valid_rows > distinct_keys else ""
+def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape) -> None:
+    """Create ``_rows(member_key, fp)``: every row that the audience should hold, before de-duplication."""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _desired AS
-        SELECT member_key, md5(concat_ws(chr(31), {', '.join(fp_parts)})) AS raw_fp,
-               {', '.join(f'k_{k}' for k in kinds)}{', region' if data.has_region else ''}
-               {f', {consent_sql} AS consent' if consent_sql else ''}
-        FROM {data.table}
-        WHERE {valid_keys}
-          AND {_consent_filter(segment, sync, channel)}
-          AND member_key NOT IN (SELECT member_key FROM _supp)
-        {dedupe}""")
-    return distinct_keys
+        CREATE OR REPLACE TEMP TABLE _rows AS
+        SELECT s.member_key, md5_number({shape.concat}) AS fp
+        FROM {data.table} s
+        WHERE s.member_key IS NOT NULL AND s.member_key <> '' AND ({shape.wanted})
+          AND s.member_key NOT IN (SELECT member_key FROM _supp)""")
 
 
-def _diff(con: duckdb.DuckDBPyConnection, sync: SyncConfig, resend_all: bool):
-    """The set work: (desired, still rejected, changed rows, members who left, rejections now moot)."""
-    desired = _scalar(con, "SELECT count(*) FROM _desired")
-    still_rejected = _scalar(
-        con, "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.raw_fp = d.raw_fp")
-    candidates = con.sql(f"""
-        SELECT d.*, h.raw_fp AS held_fp, r.member_key IS NOT NULL AS was_rejected
-        FROM _desired d
-        LEFT JOIN _held h ON h.member_key = d.member_key
-        LEFT JOIN _rej r ON r.member_key = d.member_key
-        WHERE ({'TRUE' if resend_all else 'h.raw_fp IS DISTINCT FROM d.raw_fp'}) AND r.raw_fp IS DISTINCT FROM d.raw_fp
-        ORDER BY d.member_key""").to_arrow_table()
-    gone = [] if sync.mode == "add_only" else [k for (k,) in con.sql(
-        "SELECT member_key FROM _held ANTI JOIN _desired USING (member_key) ORDER BY member_key").fetchall()]
-    stale_rejections = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
-    return desired, still_rejected, candidates, gone, stale_rejections
+_CHECKSUM = "SELECT count(*), bit_xor(hash(member_key, fp)), sum(hash(member_key, fp)) FROM {}"
 
 
-def _finish(plan: SyncPlan, ledger: Ledger, gone: list[str], stale_rejections: list[str]) -> None:
-    """Removes of members who left (with the identifiers they were sent with), counts and retries."""
-    plan.members -= len(plan.rejections)
-    held_map = ledger.held_rows(plan.sync, gone) if gone else {}
-    plan.removes = sorted(plan.removes + [PlannedRow(k, held_map[k].raw_fp, held_map[k].identifiers) for k in gone if k in held_map],
-                          key=lambda r: r.member_key)
-    plan.cleared_rejections = sorted(set(stale_rejections) | set(plan.cleared_rejections))
-    pending = ledger.pending_keys(plan.sync)
-    plan.retried = sum(1 for r in plan.adds if pending.get(r.member_key) == "add") + sum(
-        1 for r in plan.removes if pending.get(r.member_key) == "remove")
+def _diff(con: duckdb.DuckDBPyConnection, resend_all: bool) -> tuple[int, int]:
+    """Create ``_desired(member_key, fp, n)`` (one row per member; a duplicated key keeps its smallest
+    fingerprint, so the choice is stable) and ``_changes(member_key, fp, held_fp)``: every member whose
+    fingerprint differs from what the audience holds (``fp`` NULL: the member left).
+
+    Returns (duplicate rows, members still rejected)."""
+    if not resend_all and con.sql(_CHECKSUM.format("_rows")).fetchall() == con.sql(_CHECKSUM.format("_held")).fetchall():
+        # the same (member, fingerprint) pairs as held: nothing changed, and no key repeats since held's
+        # keys are unique; the odds of equal count, xor and sum of 64-bit hashes otherwise are ~2^-64
+        con.execute("CREATE OR REPLACE TEMP VIEW _desired AS SELECT member_key, fp, 1 AS n FROM _rows")
+        con.execute("CREATE OR REPLACE TEMP TABLE _changes (member_key VARCHAR, fp UHUGEINT, held_fp UHUGEINT)")
+    else:
+        con.execute("""CREATE OR REPLACE TEMP TABLE _desired AS
+                       SELECT member_key, min(fp) AS fp, count(*) AS n FROM _rows GROUP BY member_key""")
+        con.execute("DROP TABLE _rows")  # its memory is needed by the join
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _changes AS
+            SELECT coalesce(d.member_key, h.member_key) AS member_key, d.fp, h.fp AS held_fp
+            FROM _desired d FULL JOIN _held h ON h.member_key = d.member_key
+            WHERE d.fp IS DISTINCT FROM h.fp {'OR d.fp IS NOT NULL' if resend_all else ''}""")
+    duplicates = int(_scalar(con, "SELECT coalesce(sum(n - 1), 0) FROM _desired"))
+    still_rejected = _scalar(con, "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.fp = d.fp")
+    return duplicates, still_rejected
+
+
+def _candidates(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape, duplicates: bool, chunk_rows: int):
+    """The changed members' rows, read back from the segment, in member-key order, in Arrow batches."""
+    one_per_key = "QUALIFY row_number() OVER (PARTITION BY c.member_key ORDER BY c.member_key) = 1" if duplicates else ""
+    query = f"""
+        SELECT c.member_key, md5({shape.concat}) AS raw_fp, {shape.columns},
+               c.held_fp IS NOT NULL AS was_held, r.member_key IS NOT NULL AS was_rejected
+        FROM _changes c
+        JOIN {data.table} s ON s.member_key = c.member_key
+        LEFT JOIN _rej r ON r.member_key = c.member_key
+        WHERE c.fp IS NOT NULL AND md5_number({shape.concat}) = c.fp AND ({shape.wanted})
+          AND r.fp IS DISTINCT FROM c.fp
+        {one_per_key}
+        ORDER BY c.member_key"""
+    reader = con.sql(query).to_arrow_reader(chunk_rows)
+    for batch in reader:
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+def _batches(con: duckdb.DuckDBPyConnection, query: str, chunk_rows: int):
+    for batch in con.sql(query).to_arrow_reader(chunk_rows):
+        if batch.num_rows:
+            yield batch.column(0).to_pylist()
+
+
+def _add_removes(plan: SyncPlan, ledger: Ledger, keys: list[str], pending: dict[str, str]) -> None:
+    """Members who left: removed with the identifiers they were sent with."""
+    held_map = ledger.held_rows(plan.sync, keys)
+    for key in keys:
+        old = held_map.get(key)
+        if old is not None:
+            plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
+            plan.retried += pending.get(key) == "remove"
+
+
+def _drop_work_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Free one sync's work before the next (a work table may be a view or a table, depending on the path)."""
+    kinds = con.sql("""SELECT table_name, table_type FROM information_schema.tables
+                       WHERE table_catalog = 'temp' AND table_name IN ('_rows', '_desired', '_changes', '_rej')""").fetchall()
+    for name, kind in sorted(kinds, key=lambda k: k[1] != "VIEW"):  # views first: they read the tables
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str):
@@ -247,10 +320,9 @@ def _scalar(con: duckdb.DuckDBPyConnection, query: str):
 
 
 def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str], *, platform: str, region: str,
-                         has_region: bool, ledger: Ledger, resend_all: bool = False) -> None:
-    """Run identity rules on changed rows only and sort them into adds, removes, refreshes, rejections."""
-    if candidates.num_rows == 0:
-        return
+                         has_region: bool, ledger: Ledger, resend_all: bool, pending: dict[str, str],
+                         dropped: dict[str, int]) -> None:
+    """Run identity rules on one chunk of changed rows and sort them into adds, removes, refreshes, rejections."""
     rows = candidates.rename_columns([n.removeprefix("k_") for n in candidates.column_names])
     results = identity.identify_many(rows.select(kinds + (["region"] if has_region else [])), kinds,
                                      platform=platform, region=region,
@@ -258,11 +330,18 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
     consents = rows.column("consent").to_pylist() if "consent" in rows.column_names else None
     keys = rows.column("member_key").to_pylist()
     fps = rows.column("raw_fp").to_pylist()
-    held_fps = rows.column("held_fp").to_pylist()
     plan.cleared_rejections.extend(k for k, was in zip(keys, rows.column("was_rejected").to_pylist()) if was)
-    was_held = [k for k, h in zip(keys, held_fps) if h is not None]
+    was_held = [k for k, h in zip(keys, rows.column("was_held").to_pylist()) if h]
     held_map = ledger.held_rows(plan.sync, was_held) if was_held else {}
-    dropped: dict[str, int] = {}
+
+    def add(row: PlannedRow) -> None:
+        plan.adds.append(row)
+        plan.retried += pending.get(row.member_key) == "add"
+
+    def remove(row: PlannedRow) -> None:
+        plan.removes.append(row)
+        plan.retried += pending.get(row.member_key) == "remove"
+
     for index, (key, fp, result) in enumerate(zip(keys, fps, results)):
         for reason in result.dropped.values():
             dropped[reason] = dropped.get(reason, 0) + 1
@@ -270,7 +349,7 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
         if result.reason is not None:
             plan.rejections.append((key, fp, result.reason))
             if old is not None and plan.mode == "mirror":
-                plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
+                remove(PlannedRow(key, old.raw_fp, old.identifiers))
             continue
         row = PlannedRow(key, fp, dict(result.identifiers) | ({"_consent": consents[index]} if consents else {}))
         if old is not None and plan.mode == "trigger":
@@ -278,11 +357,10 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
             continue
         if old is not None and old.identifiers == row.identifiers:
             if resend_all:
-                plan.adds.append(row)  # same identifiers: a plain re-add, no remove first
+                add(row)  # same identifiers: a plain re-add, no remove first
                 continue
             plan.refreshes.append(row)
             continue
         if old is not None and plan.mode == "mirror":
-            plan.removes.append(PlannedRow(key, old.raw_fp, old.identifiers))
-        plan.adds.append(row)
-    plan.stats["dropped_identifiers"] = dropped
+            remove(PlannedRow(key, old.raw_fp, old.identifiers))
+        add(row)

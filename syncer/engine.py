@@ -99,11 +99,15 @@ class Engine:
         finally:
             con.close()
 
+    @property
+    def spill_dir(self) -> Path:
+        """Where large plans keep their rows and DuckDB spills (the project's state folder)."""
+        return self.project.state_dir / "tmp"
+
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
         """The in-process diff database: memory capped, spilling to the project's state folder."""
-        spill = self.project.state_dir / "tmp"
-        spill.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(config={"memory_limit": self.project.config.memory_limit, "temp_directory": str(spill)})
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(config={"memory_limit": self.project.config.memory_limit, "temp_directory": str(self.spill_dir)})
 
     def _load(self, con: duckdb.DuckDBPyConnection, name: str, segment_file: Path | None = None) -> SegmentData:
         segment = self.project.segments[name]
@@ -139,7 +143,8 @@ class Engine:
                                       region=segment.phone_region or project.config.default_region,
                                       ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
                                       consent_marker=capabilities.consent_marker,
-                                      cache_dir=project.state_dir / "snapshots", resend_all=resend_all)
+                                      cache_dir=project.state_dir / "snapshots", resend_all=resend_all,
+                                      spill_dir=self.spill_dir)
                 sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)

@@ -2,29 +2,27 @@
 
 ``syncer plan`` saves one to ``.syncer/plans/<id>/`` (``plan.json`` header + one Parquet file per sync);
 ``syncer apply`` loads it and refuses it when the ledger or the config moved on since (stale).
-Rows are sorted by member key, so the same inputs always give the same bytes and the same hash.
+Rows come in member-key order, so the same inputs always give the same bytes and the same hash. Adds,
+removes and refreshes are ``PlanRows``: a plan of ten million adds keeps one chunk in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from syncer.errors import SyncError
+from syncer.plan_rows import PlannedRow, PlanRows, dumps
 
-
-@dataclass(frozen=True)
-class PlannedRow:
-    member_key: str
-    raw_fp: str
-    identifiers: dict[str, str]
+__all__ = ["Plan", "PlanRows", "PlannedRow", "SyncPlan", "load_plan", "save_plan", "summarise"]
 
 
 @dataclass
@@ -39,9 +37,9 @@ class SyncPlan:
     base_version: int  # ledger version of the sync when planned
     members: int  # members the audience should hold after apply
     held_before: int
-    adds: list[PlannedRow] = field(default_factory=list)
-    removes: list[PlannedRow] = field(default_factory=list)  # identifiers as held (what was sent)
-    refreshes: list[PlannedRow] = field(default_factory=list)  # new raw data, same identifiers: ledger only
+    adds: PlanRows = field(default_factory=PlanRows)
+    removes: PlanRows = field(default_factory=PlanRows)  # identifiers as held (what was sent)
+    refreshes: PlanRows = field(default_factory=PlanRows)  # new raw data, same identifiers: ledger only
     rejections: list[tuple[str, str, str]] = field(default_factory=list)  # (member_key, raw_fp, reason)
     cleared_rejections: list[str] = field(default_factory=list)
     retried: int = 0
@@ -53,9 +51,9 @@ class SyncPlan:
         header = [self.sync, self.segment, self.destination, self.audience_id, self.mode, self.members]
         digest.update(json.dumps(header).encode())
         for op, rows in (("add", self.adds), ("remove", self.removes), ("refresh", self.refreshes)):
-            digest.update("".join(
-                f"\n{op}\x1f{row.member_key}\x1f{row.raw_fp}\x1f" + "\x1e".join(f"{k}\x1d{v}" for k, v in sorted(row.identifiers.items()))
-                for row in rows).encode())
+            if not isinstance(rows, PlanRows):
+                rows = PlanRows(rows)
+            rows.hash_into(digest, op)
         for key, fp, reason in self.rejections:
             digest.update(f"\nreject\x1f{key}\x1f{fp}\x1f{reason}".encode())
         return digest.hexdigest()
@@ -87,28 +85,29 @@ class Plan:
         return self.content_hash[:12]
 
 
-def _rows_table(sync_plan: SyncPlan) -> pa.Table:
-    ops, keys, fps, idents, reasons = [], [], [], [], []
-    for op, rows in (("add", sync_plan.adds), ("remove", sync_plan.removes), ("refresh", sync_plan.refreshes)):
-        for row in rows:
-            ops.append(op)
-            keys.append(row.member_key)
-            fps.append(row.raw_fp)
-            idents.append(json.dumps(row.identifiers, sort_keys=True, separators=(",", ":")))
-            reasons.append(None)
-    for key, fp, reason in sync_plan.rejections:
-        ops.append("reject")
-        keys.append(key)
-        fps.append(fp)
-        idents.append("{}")
-        reasons.append(reason)
-    for key in sync_plan.cleared_rejections:
-        ops.append("unreject")
-        keys.append(key)
-        fps.append("")
-        idents.append("{}")
-        reasons.append(None)
-    return pa.table({"op": ops, "member_key": keys, "raw_fp": fps, "identifiers": idents, "reason": pa.array(reasons, pa.string())})
+_ROW_SCHEMA = pa.schema([("op", pa.string()), ("member_key", pa.string()), ("raw_fp", pa.string()),
+                         ("identifiers", pa.string()), ("reason", pa.string())])
+_ROW_FIELDS = ("adds", "removes", "refreshes", "rejections", "cleared_rejections")
+
+
+def _row_batches(sync_plan: SyncPlan, size: int = 50_000):
+    """The plan's rows as Arrow batches of at most ``size`` rows: adds, removes, refreshes, rejections, un-rejections."""
+    def batches(op: str, rows):
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
+            if op in ("add", "remove", "refresh"):
+                columns = [[op] * len(chunk), [r.member_key for r in chunk], [r.raw_fp for r in chunk],
+                           [dumps(r.identifiers) for r in chunk], [None] * len(chunk)]
+            elif op == "reject":
+                columns = [[op] * len(chunk), [k for k, _, _ in chunk], [f for _, f, _ in chunk], ["{}"] * len(chunk),
+                           [r for _, _, r in chunk]]
+            else:
+                columns = [[op] * len(chunk), list(chunk), [""] * len(chunk), ["{}"] * len(chunk), [None] * len(chunk)]
+            yield pa.record_batch(columns, schema=_ROW_SCHEMA)
+
+    for op, rows in (("add", sync_plan.adds), ("remove", sync_plan.removes), ("refresh", sync_plan.refreshes),
+                     ("reject", sync_plan.rejections), ("unreject", sync_plan.cleared_rejections)):
+        yield from batches(op, rows)
 
 
 def save_plan(plan: Plan, plans_dir: Path) -> Path:
@@ -124,34 +123,40 @@ def save_plan(plan: Plan, plans_dir: Path) -> Path:
         "syncs": [],
     }
     for sync_plan in plan.syncs:
-        meta = {k: v for k, v in asdict(sync_plan).items() if k not in ("adds", "removes", "refreshes", "rejections", "cleared_rejections")}
+        meta = {f.name: getattr(sync_plan, f.name) for f in fields(sync_plan) if f.name not in _ROW_FIELDS}
         meta["content_hash"] = sync_plan.content_hash
         header["syncs"].append(meta)
-        pq.write_table(_rows_table(sync_plan), folder / f"{sync_plan.sync}.parquet")
+        with pq.ParquetWriter(folder / f"{sync_plan.sync}.parquet", _ROW_SCHEMA) as writer:
+            for batch in _row_batches(sync_plan):
+                writer.write_batch(batch)
     (folder / "plan.json").write_text(json.dumps(header, indent=2, sort_keys=True))
     return folder
 
 
-def load_plan(path: Path) -> Plan:
-    """Read a saved plan and check that its content still matches its hash."""
+def load_plan(path: Path, *, spill_dir: Path | None = None) -> Plan:
+    """Read a saved plan and check that its content still matches its hash; rows beyond a chunk are
+    kept in ``spill_dir`` (default: the system's temporary folder)."""
     folder = path if path.is_dir() else path.parent
     try:
         header = json.loads((folder / "plan.json").read_text())
     except (OSError, ValueError) as exc:
         raise SyncError(f"{folder}: not a saved plan ({exc}); create one with `syncer plan`") from exc
+    spill = spill_dir or Path(tempfile.gettempdir())
     syncs: list[SyncPlan] = []
     for meta in header["syncs"]:
         expected = meta.pop("content_hash")
-        sync_plan = SyncPlan(**meta)
-        table = pq.read_table(folder / f"{sync_plan.sync}.parquet").to_pydict()
-        for op, key, fp, ident, reason in zip(table["op"], table["member_key"], table["raw_fp"], table["identifiers"], table["reason"]):
-            if op == "reject":
-                sync_plan.rejections.append((key, fp, reason))
-            elif op == "unreject":
-                sync_plan.cleared_rejections.append(key)
-            else:
-                getattr(sync_plan, {"add": "adds", "remove": "removes", "refresh": "refreshes"}[op]).append(
-                    PlannedRow(key, fp, json.loads(ident)))
+        sync_plan = SyncPlan(**meta, adds=PlanRows(spill_dir=spill), removes=PlanRows(spill_dir=spill),
+                             refreshes=PlanRows(spill_dir=spill))
+        targets = {"add": sync_plan.adds, "remove": sync_plan.removes, "refresh": sync_plan.refreshes}
+        for batch in pq.ParquetFile(folder / f"{sync_plan.sync}.parquet").iter_batches(batch_size=50_000):
+            table = batch.to_pydict()
+            for op, key, fp, ident, reason in zip(table["op"], table["member_key"], table["raw_fp"], table["identifiers"], table["reason"]):
+                if op == "reject":
+                    sync_plan.rejections.append((key, fp, reason))
+                elif op == "unreject":
+                    sync_plan.cleared_rejections.append(key)
+                else:
+                    targets[op].append(PlannedRow(key, fp, json.loads(ident)))
         if sync_plan.content_hash != expected:
             raise SyncError(f"{folder}: the rows of sync '{sync_plan.sync}' do not match the plan's hash; the plan was altered")
         syncs.append(sync_plan)

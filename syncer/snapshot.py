@@ -14,11 +14,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from syncer.fingerprints import from_halves, halves, number_from_hex
 from syncer.ledger import Ledger
 
 
 def _paths(cache_dir: Path, sync: str) -> tuple[Path, Path]:
-    return cache_dir / f"{sync}.parquet", cache_dir / f"{sync}.version"
+    return cache_dir / f"{sync}.fp.parquet", cache_dir / f"{sync}.version"
 
 
 def _read_version(path: Path) -> int | None:
@@ -29,25 +30,37 @@ def _read_version(path: Path) -> int | None:
 
 
 def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: str, cache_dir: Path) -> int:
-    """Create DuckDB table ``table(member_key, raw_fp)`` with what ``sync`` holds; return the row count."""
+    """Make ``table(member_key, fp)`` in ``con`` what ``sync`` holds (``fp`` as ``md5_number``, see
+    ``syncer.fingerprints``): a view over the snapshot, caught up first if the ledger moved on. Returns
+    the row count."""
     parquet, version_file = _paths(cache_dir, sync)
     snap_version = _read_version(version_file) if parquet.exists() else None
     caught_up = ledger.held_changes_since(sync, snap_version) if snap_version is not None else None
+    build = f"{table}_build"
     if caught_up is not None:
         current, changes = caught_up
         try:
-            _from_snapshot(con, table, parquet, changes)
+            if changes:
+                _from_snapshot(con, build, parquet, changes)
+            else:
+                return _view(con, table, parquet)
         except duckdb.Error:
             caught_up = None
     if caught_up is None:
         current = ledger.state_version(sync)
         keys, fps = ledger.held_fingerprints(sync)
         rows = pa.table({"member_key": pa.array(keys, pa.string()), "raw_fp": pa.array(fps, pa.string())})
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM rows")
-        changes = None
-    if changes is None or changes:
-        _write_snapshot(con, table, parquet, version_file, current)
-        ledger.truncate_log(sync, current)
+        con.register("_ledger_rows", rows)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {build} AS SELECT member_key, {number_from_hex('raw_fp')} AS fp FROM _ledger_rows")
+        con.unregister("_ledger_rows")
+    _write_snapshot(con, build, parquet, version_file, current)
+    con.execute(f"DROP TABLE {build}")
+    ledger.truncate_log(sync, current)
+    return _view(con, table, parquet)
+
+
+def _view(con: duckdb.DuckDBPyConnection, table: str, parquet: Path) -> int:
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT member_key, {from_halves()} AS fp FROM read_parquet('{parquet}')")
     return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
@@ -56,17 +69,21 @@ def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, ch
     for key, fp in changes:  # in commit order: the last change of a member wins
         latest[key] = fp
     delta = pa.table({"member_key": pa.array(list(latest), pa.string()), "raw_fp": pa.array(list(latest.values()), pa.string())})
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT s.member_key, s.raw_fp FROM read_parquet('{parquet}') s ANTI JOIN delta d USING (member_key)
-        UNION ALL
-        SELECT member_key, raw_fp FROM delta WHERE raw_fp IS NOT NULL""")
+    con.register("_delta", delta)
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT s.member_key, {from_halves()} AS fp FROM read_parquet('{parquet}') s ANTI JOIN _delta d USING (member_key)
+            UNION ALL
+            SELECT member_key, {number_from_hex('raw_fp')} FROM _delta WHERE raw_fp IS NOT NULL""")
+    finally:
+        con.unregister("_delta")
 
 
 def _write_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, version_file: Path, version: int) -> None:
     parquet.parent.mkdir(parents=True, exist_ok=True)
     tmp = parquet.with_name(f".{parquet.name}.{os.getpid()}.tmp")
-    con.execute(f"COPY {table} TO '{tmp}' (FORMAT parquet)")
+    con.execute(f"COPY (SELECT member_key, {halves('fp')} FROM {table}) TO '{tmp}' (FORMAT parquet)")
     # version first as "unknown", then the data, then the version: a crash in between leaves a
     # snapshot that is ignored (no readable version) rather than one that lies
     version_file.unlink(missing_ok=True)

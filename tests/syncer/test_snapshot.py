@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import duckdb
@@ -10,13 +11,20 @@ from syncer.ledger import HeldRow, Ledger
 from syncer.snapshot import load_held
 
 
+def fp(label: str) -> str:
+    """A fingerprint as the ledger keeps it (md5 hex) of a short label."""
+    return hashlib.md5(label.encode()).hexdigest()
+
+
 def held(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    return dict(con.sql("SELECT member_key, raw_fp FROM _held").fetchall())
+    """What the snapshot table holds, as {member_key: label} (the diff keeps fingerprints as md5_number)."""
+    by_number = {int.from_bytes(bytes.fromhex(fp(label)), "little"): label for label in "abcz123"}
+    return {k: by_number[n] for k, n in con.sql("SELECT member_key, fp FROM _held").fetchall()}
 
 
 def commit(ledger: Ledger, op: str, rows: list[tuple[str, str]]) -> None:
     run = ledger.start_sync_run(ledger.start_run("test"), "s", plan_hash=None, members=None)
-    ledger.commit_batch(sync="s", sync_run_id=run, op=op, landed=[HeldRow(k, fp, {"email": k}) for k, fp in rows],
+    ledger.commit_batch(sync="s", sync_run_id=run, op=op, landed=[HeldRow(k, fp(label), {"email": k}) for k, label in rows],
                         failed=[], attempts=1, rows=len(rows))
 
 
@@ -36,7 +44,7 @@ def test_snapshot_plus_log_equals_the_ledger_after_adds_changes_and_removes(tmp_
     assert held(con) == expected
     assert (cache / "s.version").read_text() == "5"
     keys, fps = ledger.held_fingerprints("s")
-    assert dict(zip(keys, fps)) == expected
+    assert dict(zip(keys, fps)) == {k: fp(label) for k, label in expected.items()}
 
 
 def test_a_damaged_or_outdated_snapshot_falls_back_to_the_ledger(tmp_path: Path) -> None:
@@ -45,7 +53,7 @@ def test_a_damaged_or_outdated_snapshot_falls_back_to_the_ledger(tmp_path: Path)
     commit(ledger, "add", [("a", "1"), ("b", "2")])
     con = duckdb.connect()
     load_held(con, "_held", ledger, "s", cache)
-    (cache / "s.parquet").write_bytes(b"not parquet")
+    (cache / "s.fp.parquet").write_bytes(b"not parquet")
     commit(ledger, "add", [("c", "3")])
     assert load_held(con, "_held", ledger, "s", cache) == 3 and held(con) == {"a": "1", "b": "2", "c": "3"}
     (cache / "s.version").write_text("0")  # older than the log keeps (the log was truncated at 2)

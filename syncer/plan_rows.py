@@ -1,0 +1,138 @@
+"""The rows of one plan operation (adds, removes or refreshes), in plan order, with memory bounded by a chunk.
+
+An initial sync of ten million members plans ten million adds; as Python objects they would take
+gigabytes. ``PlanRows`` keeps at most one chunk in memory and writes full chunks to Arrow IPC files in
+a private folder (removed when the rows are dropped). It is a read-only ``Sequence`` for everything
+downstream: ``len``, iteration, and the slices ``apply`` sends batch by batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from dataclasses import dataclass
+from typing import overload
+
+import pyarrow as pa
+
+_SCHEMA = pa.schema([("member_key", pa.string()), ("raw_fp", pa.string()), ("identifiers", pa.string())])
+dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    member_key: str
+    raw_fp: str
+    identifiers: dict[str, str]
+
+
+class PlanRows(Sequence[PlannedRow]):
+    """Append-only rows; with ``spill_dir`` every full chunk of ``chunk_rows`` goes to disk."""
+
+    def __init__(self, rows: Iterable[PlannedRow] = (), *, spill_dir: Path | None = None, chunk_rows: int = 50_000) -> None:
+        self._spill_dir = spill_dir
+        self._chunk_rows = chunk_rows
+        self._folder: Path | None = None
+        self._files: list[Path] = []
+        self._tail: list[PlannedRow] = []
+        self._loaded: tuple[int, list[PlannedRow]] | None = None  # the last chunk read back, for sequential slicing
+        self.extend(rows)
+
+    def append(self, row: PlannedRow) -> None:
+        self._tail.append(row)
+        if self._spill_dir is not None and len(self._tail) >= self._chunk_rows:
+            self._spill()
+
+    def extend(self, rows: Iterable[PlannedRow]) -> None:
+        for row in rows:
+            self.append(row)
+
+    def __len__(self) -> int:
+        return len(self._files) * self._chunk_rows + len(self._tail)
+
+    def __bool__(self) -> bool:
+        return bool(self._files or self._tail)
+
+    def __iter__(self) -> Iterator[PlannedRow]:
+        for index in range(len(self._files)):
+            yield from self._chunk(index)
+        yield from self._tail
+
+    @overload
+    def __getitem__(self, index: int) -> PlannedRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PlannedRow]: ...
+
+    def __getitem__(self, index: int | slice) -> PlannedRow | list[PlannedRow]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return list(self)[index]
+            out: list[PlannedRow] = []
+            position = start
+            while position < stop:
+                chunk, offset = self._locate(position)
+                taken = chunk[offset:offset + stop - position]
+                out.extend(taken)
+                position += len(taken)
+            return out
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("plan row index out of range")
+        chunk, offset = self._locate(index)
+        return chunk[offset]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return f"PlanRows({len(self)} rows, {len(self._files)} chunks on disk)"
+
+    def hash_into(self, digest: hashlib._Hash, op: str) -> None:
+        """Feed the rows' canonical text to ``digest`` (the plan's content hash), chunk by chunk."""
+        for index in range(len(self._files)):
+            table = self._read(index)
+            keys, fps, idents = (table.column(n).to_pylist() for n in _SCHEMA.names)
+            digest.update("".join(f"\n{op}\x1f{k}\x1f{f}\x1f{i}" for k, f, i in zip(keys, fps, idents)).encode())
+        digest.update("".join(f"\n{op}\x1f{r.member_key}\x1f{r.raw_fp}\x1f{dumps(r.identifiers)}" for r in self._tail).encode())
+
+    def _locate(self, position: int) -> tuple[list[PlannedRow], int]:
+        index, offset = divmod(position, self._chunk_rows)
+        if index < len(self._files):
+            return self._chunk(index), offset
+        return self._tail, position - len(self._files) * self._chunk_rows
+
+    def _chunk(self, index: int) -> list[PlannedRow]:
+        if self._loaded is None or self._loaded[0] != index:
+            table = self._read(index)
+            keys, fps, idents = (table.column(n).to_pylist() for n in _SCHEMA.names)
+            loads = json.loads
+            self._loaded = (index, [PlannedRow(k, f, loads(i)) for k, f, i in zip(keys, fps, idents)])
+        return self._loaded[1]
+
+    def _read(self, index: int) -> pa.Table:
+        with pa.memory_map(str(self._files[index])) as source:
+            return pa.ipc.open_file(source).read_all()
+
+    def _spill(self) -> None:
+        if self._folder is None:
+            self._spill_dir.mkdir(parents=True, exist_ok=True)
+            self._folder = Path(tempfile.mkdtemp(prefix="plan-rows-", dir=self._spill_dir))
+            weakref.finalize(self, shutil.rmtree, self._folder, True)
+        rows = self._tail
+        table = pa.table([[r.member_key for r in rows], [r.raw_fp for r in rows], [dumps(r.identifiers) for r in rows]],
+                         schema=_SCHEMA)
+        path = self._folder / f"{len(self._files):06d}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, _SCHEMA) as writer:
+            writer.write_table(table)
+        self._files.append(path)
+        self._tail = []
