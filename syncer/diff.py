@@ -13,19 +13,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncer import identity
-from syncer.fingerprints import concat_sql, number_from_hex
 from syncer.config import SegmentConfig, SyncConfig
 from syncer.errors import ConfigError
+from syncer.fingerprints import concat_sql, number_from_hex
+from syncer.identity_columnar import identify_columns, to_identified
 from syncer.ledger import Ledger
 from syncer.plan import PlannedRow, PlanRows, SyncPlan
 from syncer.snapshot import load_held
 from syncer.warehouse import extract
+
+if TYPE_CHECKING:
+    from syncer.warehouse_diff import WarehouseDiff
 
 CHANNELS = ("ads", "email", "sms")
 
@@ -55,7 +59,7 @@ def _wanted_columns(segment: SegmentConfig) -> dict[str, tuple[str, pa.DataType]
     return wanted
 
 
-def _resolve_columns(returned: list[str], segment: SegmentConfig, name: str) -> dict[str, tuple[str, pa.DataType]]:
+def resolve_columns(returned: list[str], segment: SegmentConfig, name: str) -> dict[str, tuple[str, pa.DataType]]:
     """canonical name -> (the column as the query spells it, type); ConfigError naming a missing one."""
     lower = {n.lower(): n for n in returned}
     resolved = {}
@@ -71,7 +75,7 @@ def _resolve_columns(returned: list[str], segment: SegmentConfig, name: str) -> 
 
 def _canonical_batch(batch: pa.RecordBatch, segment: SegmentConfig, name: str) -> pa.Table:
     arrays, names = [], []
-    for canonical, (actual, dtype) in _resolve_columns(batch.schema.names, segment, name).items():
+    for canonical, (actual, dtype) in resolve_columns(batch.schema.names, segment, name).items():
         column = actual
         array = batch.column(actual)
         try:
@@ -141,7 +145,7 @@ def _view_over_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str
         con.execute(f"USE {WAREHOUSE_ALIAS}")
     try:
         returned = [d[0] for d in con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").description]
-        columns = _resolve_columns(returned, segment, name)
+        columns = resolve_columns(returned, segment, name)
         casts = ", ".join(f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
                           for canonical, (actual, dtype) in columns.items())
         con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT {casts} FROM ({sql}) AS _q")
@@ -193,38 +197,51 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
               sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
               suppressed: set[str], channel: str = "ads", consent_marker: bool = False,
               cache_dir: Path | None = None, resend_all: bool = False, spill_dir: Path | None = None,
-              chunk_rows: int = 50_000) -> SyncPlan:
+              chunk_rows: int = 50_000, warehouse: WarehouseDiff | None = None) -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected.
 
-    ``spill_dir`` keeps planned rows beyond ``chunk_rows`` on disk (see ``PlanRows``)."""
+    The set work runs in ``con`` (the ``local`` mode) or, given ``warehouse``, in the warehouse
+    (``syncer.warehouse_diff``); either way the changed rows are finished here. ``spill_dir`` keeps
+    planned rows beyond ``chunk_rows`` on disk (see ``PlanRows``)."""
     started = time.perf_counter()
     channel = sync.channel or channel
     shape = _shape(data, segment, sync, channel, consent_marker)
     base_version = ledger.state_version(sync_name)
-    held_count = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
     rejected = ledger.rejected_fingerprints(sync_name)
     _register(con, "_rej_hex", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rej AS SELECT member_key, {number_from_hex('raw_fp')} AS fp FROM _rej_hex")
     con.unregister("_rej_hex")
     _register(con, "_supp", {"member_key": sorted(suppressed)})
     plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
-                    mode=sync.mode, base_version=base_version, members=0, held_before=held_count,
+                    mode=sync.mode, base_version=base_version, members=0, held_before=0,
                     **{op: PlanRows(spill_dir=spill_dir, chunk_rows=chunk_rows) for op in ("adds", "removes", "refreshes")})
     try:
-        _build_desired(con, data, shape)
-        duplicates, still_rejected = _diff(con, resend_all)
-        plan.members = _scalar(con, "SELECT count(*) FROM _desired") - still_rejected
-        plan.stats.update(segment_rows=data.rows, null_or_duplicate_keys=data.null_keys + duplicates)
+        if warehouse is None:
+            plan.held_before = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
+            _build_desired(con, data, shape)
+            members, duplicates = _diff(con, plan.held_before, resend_all)
+            candidates = _candidates(con, data, shape, duplicates > 0, chunk_rows)
+            stale = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _rows USING (member_key)").fetchall()]
+            segment_rows, null_keys = data.rows, data.null_keys
+        else:
+            plan.held_before = warehouse.catch_up(ledger, sync_name)
+            found = warehouse.diff(con, source=data.table, sync_name=sync_name, shape=shape, suppressed=suppressed,
+                                   rejected=rejected, held_count=plan.held_before, resend_all=resend_all, chunk_rows=chunk_rows)
+            members, duplicates, stale = found.members, found.duplicates, found.stale_rejections
+            candidates = _warehouse_candidates(con, shape, chunk_rows)
+            segment_rows, null_keys = found.segment_rows, found.null_keys
+        still_rejected = _scalar(con, "SELECT count(*) FROM _changes c JOIN _rej r ON r.member_key = c.member_key AND r.fp = c.fp")
+        plan.members = members - still_rejected
+        plan.stats.update(segment_rows=segment_rows, null_or_duplicate_keys=null_keys + duplicates)
         pending = ledger.pending_keys(sync_name)
         dropped: dict[str, int] = {}
-        for batch in _candidates(con, data, shape, duplicates > 0, chunk_rows):
+        for batch in candidates:
             _classify_candidates(plan, batch, shape.kinds, platform=platform, region=region, has_region=data.has_region,
                                  ledger=ledger, resend_all=resend_all, pending=pending, dropped=dropped)
         plan.stats["dropped_identifiers"] = dropped
         if sync.mode != "add_only":
             for keys in _batches(con, "SELECT member_key FROM _changes WHERE fp IS NULL ORDER BY member_key", chunk_rows):
                 _add_removes(plan, ledger, keys, pending)
-        stale = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _desired USING (member_key)").fetchall()]
     finally:
         con.unregister("_supp")
         _drop_work_tables(con)
@@ -235,7 +252,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
 
 
 def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape) -> None:
-    """Create ``_rows(member_key, fp)``: every row that the audience should hold, before de-duplication."""
+    """Create ``_rows(member_key, fp)``: every row the audience should hold, before de-duplication."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _rows AS
         SELECT s.member_key, md5_number({shape.concat}) AS fp
@@ -247,29 +264,38 @@ def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Sh
 _CHECKSUM = "SELECT count(*), bit_xor(hash(member_key, fp)), sum(hash(member_key, fp)) FROM {}"
 
 
-def _diff(con: duckdb.DuckDBPyConnection, resend_all: bool) -> tuple[int, int]:
-    """Create ``_desired(member_key, fp, n)`` (one row per member; a duplicated key keeps its smallest
-    fingerprint, so the choice is stable) and ``_changes(member_key, fp, held_fp)``: every member whose
-    fingerprint differs from what the audience holds (``fp`` NULL: the member left).
+def _diff(con: duckdb.DuckDBPyConnection, held_count: int, resend_all: bool) -> tuple[int, int]:
+    """Create ``_changes(member_key, fp, held_fp)``: every member whose fingerprint differs from what the
+    audience holds (``fp`` NULL: the member left). A key on several rows keeps its smallest fingerprint,
+    so the choice is stable; it is settled among the changed keys only, as a repeated key with differing
+    rows always shows up there, and the audience-wide ``GROUP BY`` would cost a second pass.
 
-    Returns (duplicate rows, members still rejected)."""
+    Returns (members the audience should hold, duplicate rows)."""
+    rows = _scalar(con, "SELECT count(*) FROM _rows")
     if not resend_all and con.sql(_CHECKSUM.format("_rows")).fetchall() == con.sql(_CHECKSUM.format("_held")).fetchall():
         # the same (member, fingerprint) pairs as held: nothing changed, and no key repeats since held's
         # keys are unique; the odds of equal count, xor and sum of 64-bit hashes otherwise are ~2^-64
-        con.execute("CREATE OR REPLACE TEMP VIEW _desired AS SELECT member_key, fp, 1 AS n FROM _rows")
         con.execute("CREATE OR REPLACE TEMP TABLE _changes (member_key VARCHAR, fp UHUGEINT, held_fp UHUGEINT)")
-    else:
-        con.execute("""CREATE OR REPLACE TEMP TABLE _desired AS
-                       SELECT member_key, min(fp) AS fp, count(*) AS n FROM _rows GROUP BY member_key""")
-        con.execute("DROP TABLE _rows")  # its memory is needed by the join
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _changes AS
-            SELECT coalesce(d.member_key, h.member_key) AS member_key, d.fp, h.fp AS held_fp
-            FROM _desired d FULL JOIN _held h ON h.member_key = d.member_key
-            WHERE d.fp IS DISTINCT FROM h.fp {'OR d.fp IS NOT NULL' if resend_all else ''}""")
-    duplicates = int(_scalar(con, "SELECT coalesce(sum(n - 1), 0) FROM _desired"))
-    still_rejected = _scalar(con, "SELECT count(*) FROM _desired d JOIN _rej r ON r.member_key = d.member_key AND r.fp = d.fp")
-    return duplicates, still_rejected
+        return rows, 0
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _raw_changes AS
+        SELECT coalesce(d.member_key, h.member_key) AS member_key, d.fp, h.fp AS held_fp
+        FROM _rows d FULL JOIN _held h ON h.member_key = d.member_key
+        WHERE d.fp IS DISTINCT FROM h.fp {'OR d.fp IS NOT NULL' if resend_all else ''}""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _dups AS
+        SELECT member_key, min(fp) AS fp FROM _rows
+        WHERE member_key IN (SELECT member_key FROM _raw_changes WHERE fp IS NOT NULL)
+        GROUP BY member_key HAVING count(*) > 1""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _changes AS
+        SELECT * FROM _raw_changes WHERE member_key NOT IN (SELECT member_key FROM _dups)
+        UNION ALL
+        SELECT d.member_key, d.fp, h.fp FROM _dups d LEFT JOIN _held h USING (member_key)
+        WHERE d.fp IS DISTINCT FROM h.fp {'OR TRUE' if resend_all else ''}""")
+    gone, new = con.sql("SELECT count(*) FILTER (WHERE fp IS NULL), count(*) FILTER (WHERE held_fp IS NULL) FROM _changes").fetchall()[0]
+    members = held_count - gone + new
+    return members, rows - members
 
 
 def _candidates(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape, duplicates: bool, chunk_rows: int):
@@ -287,6 +313,21 @@ def _candidates(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape
         ORDER BY c.member_key"""
     reader = con.sql(query).to_arrow_reader(chunk_rows)
     for batch in reader:
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+def _warehouse_candidates(con: duckdb.DuckDBPyConnection, shape: _Shape, chunk_rows: int):
+    """The changed members the warehouse sent back (``_wchanges``), in the local mode's shape and order."""
+    columns = [f"w.k_{k}" for k in shape.kinds] + (["w.region"] if shape.has_region else []) + (
+        ["w.consent"] if shape.consent_sql else [])
+    query = f"""
+        SELECT w.member_key, w.raw_fp, {', '.join(columns)},
+               w.held_raw_fp IS NOT NULL AS was_held, r.member_key IS NOT NULL AS was_rejected
+        FROM _wchanges w LEFT JOIN _rej r ON r.member_key = w.member_key
+        WHERE w.raw_fp IS NOT NULL AND r.fp IS DISTINCT FROM {number_from_hex('w.raw_fp')}
+        ORDER BY w.member_key"""
+    for batch in con.sql(query).to_arrow_reader(chunk_rows):
         if batch.num_rows:
             yield pa.Table.from_batches([batch])
 
@@ -310,7 +351,7 @@ def _add_removes(plan: SyncPlan, ledger: Ledger, keys: list[str], pending: dict[
 def _drop_work_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Free one sync's work before the next (a work table may be a view or a table, depending on the path)."""
     kinds = con.sql("""SELECT table_name, table_type FROM information_schema.tables
-                       WHERE table_catalog = 'temp' AND table_name IN ('_rows', '_desired', '_changes', '_rej')""").fetchall()
+                       WHERE table_catalog = 'temp' AND table_name IN ('_rows', '_raw_changes', '_dups', '_changes', '_wchanges', '_rej')""").fetchall()
     for name, kind in sorted(kinds, key=lambda k: k[1] != "VIEW"):  # views first: they read the tables
         con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
 
@@ -324,9 +365,9 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
                          dropped: dict[str, int]) -> None:
     """Run identity rules on one chunk of changed rows and sort them into adds, removes, refreshes, rejections."""
     rows = candidates.rename_columns([n.removeprefix("k_") for n in candidates.column_names])
-    results = identity.identify_many(rows.select(kinds + (["region"] if has_region else [])), kinds,
-                                     platform=platform, region=region,
-                                     region_column="region" if has_region else None)
+    results = to_identified(identify_columns(rows.select(kinds + (["region"] if has_region else [])), kinds,
+                                             platform=platform, region=region,
+                                             region_column="region" if has_region else None))
     consents = rows.column("consent").to_pylist() if "consent" in rows.column_names else None
     keys = rows.column("member_key").to_pylist()
     fps = rows.column("raw_fp").to_pylist()

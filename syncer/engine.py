@@ -6,9 +6,10 @@ Nothing here prints; it returns ``SyncReport`` values and records everything in 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import duckdb
 
@@ -20,8 +21,9 @@ from syncer.errors import ConfigError, SyncError
 from syncer.gates import GateResult, check_gates, held_reason
 from syncer.ledger import HeldRow, Ledger
 from syncer.plan import Plan, SyncPlan
-from syncer.snapshot import refresh_snapshot
 from syncer.project import Project
+from syncer.snapshot import refresh_snapshot
+from syncer.warehouse_diff import WarehouseDiff
 
 
 def capabilities_of(config):
@@ -88,6 +90,9 @@ class Engine:
 
     def extract_segment(self, name: str, path: Path) -> SegmentData:
         """Run one segment's query and keep its rows (canonical columns) as Parquet at ``path``."""
+        if self.project.config.diff_mode == "warehouse":
+            with self._warehouse() as warehouse:  # the rows stay in the warehouse; only count them
+                return self._warehouse_segment(warehouse, name)
         con = self._duckdb()
         try:
             data = self._load(con, name)
@@ -109,6 +114,23 @@ class Engine:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         return duckdb.connect(config={"memory_limit": self.project.config.memory_limit, "temp_directory": str(self.spill_dir)})
 
+    @contextmanager
+    def _warehouse(self) -> Iterator[WarehouseDiff]:
+        warehouse = WarehouseDiff(self.project.warehouse_url(), self.project.config.bookkeeping_schema)
+        try:
+            yield warehouse
+        finally:
+            warehouse.close()
+
+    def _warehouse_segment(self, warehouse: WarehouseDiff, name: str) -> SegmentData:
+        """A segment read in the warehouse: ``table`` is its query with the canonical columns."""
+        started = time.perf_counter()
+        segment = self.project.segments[name]
+        source = warehouse.source(self.project.segment_sql(name), segment, name)
+        rows, null_keys = warehouse.segment_counts(source)
+        return SegmentData(name, source, rows, time.perf_counter() - started, tuple(segment.identifiers),
+                           bool(segment.phone_region_column), null_keys)
+
     def _load(self, con: duckdb.DuckDBPyConnection, name: str, segment_file: Path | None = None) -> SegmentData:
         segment = self.project.segments[name]
         if segment_file is not None:
@@ -127,7 +149,9 @@ class Engine:
         segment_files = segment_files or {}
         project = self.project
         con = self._duckdb()
-        try:
+        with ExitStack() as stack:
+            stack.callback(con.close)
+            warehouse = stack.enter_context(self._warehouse()) if project.config.diff_mode == "warehouse" else None
             loaded: dict[str, SegmentData] = {}
             plans: list[SyncPlan] = []
             suppressions = self.ledger.active_suppressions()
@@ -135,8 +159,9 @@ class Engine:
                 sync = project.syncs[name]
                 segment = project.segments[sync.segment]
                 if sync.segment not in loaded:
-                    loaded[sync.segment] = self._load(con, sync.segment, segment_files.get(sync.segment))
-                    self._release_leavers(con, loaded[sync.segment], suppressions)
+                    loaded[sync.segment] = (self._warehouse_segment(warehouse, sync.segment) if warehouse else
+                                            self._load(con, sync.segment, segment_files.get(sync.segment)))
+                    self._release_leavers(con, warehouse, loaded[sync.segment], suppressions)
                 capabilities = capabilities_of(project.destinations[sync.destination])
                 suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
                 sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
@@ -144,24 +169,26 @@ class Engine:
                                       ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
                                       consent_marker=capabilities.consent_marker,
                                       cache_dir=project.state_dir / "snapshots", resend_all=resend_all,
-                                      spill_dir=self.spill_dir)
+                                      spill_dir=self.spill_dir, warehouse=warehouse)
                 sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())
-        finally:
-            con.close()
 
-    def _release_leavers(self, con: duckdb.DuckDBPyConnection, data: SegmentData, suppressions: list[tuple[str, str]]) -> None:
+    def _release_leavers(self, con: duckdb.DuckDBPyConnection, warehouse: WarehouseDiff | None, data: SegmentData,
+                         suppressions: list[tuple[str, str]]) -> None:
         """Suppressions that last until the person leaves the segment end when the segment drops them."""
         keys = [k for k, segment in suppressions if segment == data.name]
         if not keys:
             return
-        import pyarrow as pa
+        if warehouse is not None:
+            left = warehouse.left_segment(data.table, keys)
+        else:
+            import pyarrow as pa
 
-        con.register("_suppressed", pa.table({"member_key": pa.array(keys, pa.string())}))
-        left = [k for (k,) in con.sql(f"SELECT member_key FROM _suppressed ANTI JOIN {data.table} USING (member_key)").fetchall()]
-        con.unregister("_suppressed")
+            con.register("_suppressed", pa.table({"member_key": pa.array(keys, pa.string())}))
+            left = [k for (k,) in con.sql(f"SELECT member_key FROM _suppressed ANTI JOIN {data.table} USING (member_key)").fetchall()]
+            con.unregister("_suppressed")
         if left:
             self.ledger.release_suppressions(data.name, left)
 
@@ -290,7 +317,8 @@ class Engine:
         else:
             result = self._send_plan(plan, sync_run_id, on_batch)
             _copy(result, report)
-            if report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1):
+            large = report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1)
+            if large and self.project.config.diff_mode == "local":
                 # a large change (an initial sync): catch the snapshot up now rather than in the next plan
                 refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots")
             if reason:
