@@ -51,9 +51,7 @@ class SyncPlan:
         header = [self.sync, self.segment, self.destination, self.audience_id, self.mode, self.members]
         digest.update(json.dumps(header).encode())
         for op, rows in (("add", self.adds), ("remove", self.removes), ("refresh", self.refreshes)):
-            if not isinstance(rows, PlanRows):
-                rows = PlanRows(rows)
-            rows.hash_into(digest, op)
+            digest.update((rows if isinstance(rows, PlanRows) else PlanRows(rows)).digest(op))
         for key, fp, reason in self.rejections:
             digest.update(f"\nreject\x1f{key}\x1f{fp}\x1f{reason}".encode())
         return digest.hexdigest()
@@ -91,33 +89,32 @@ _ROW_FIELDS = ("adds", "removes", "refreshes", "rejections", "cleared_rejections
 
 
 def _row_batches(sync_plan: SyncPlan, size: int = 50_000):
-    """The plan's rows as Arrow batches of at most ``size`` rows: adds, removes, refreshes, rejections, un-rejections."""
-    def batches(op: str, rows):
+    """The plan's rows as Arrow batches: adds, removes, refreshes, rejections, un-rejections."""
+    for op, rows in (("add", sync_plan.adds), ("remove", sync_plan.removes), ("refresh", sync_plan.refreshes)):
+        for table in (rows if isinstance(rows, PlanRows) else PlanRows(rows)).tables():
+            for batch in table.to_batches():
+                n = batch.num_rows
+                yield pa.record_batch([pa.array([op] * n, pa.string()), *batch.columns, pa.nulls(n, pa.string())],
+                                      schema=_ROW_SCHEMA)
+    for op, rows in (("reject", sync_plan.rejections), ("unreject", sync_plan.cleared_rejections)):
         for start in range(0, len(rows), size):
             chunk = rows[start:start + size]
-            if op in ("add", "remove", "refresh"):
-                columns = [[op] * len(chunk), [r.member_key for r in chunk], [r.raw_fp for r in chunk],
-                           [dumps(r.identifiers) for r in chunk], [None] * len(chunk)]
-            elif op == "reject":
-                columns = [[op] * len(chunk), [k for k, _, _ in chunk], [f for _, f, _ in chunk], ["{}"] * len(chunk),
-                           [r for _, _, r in chunk]]
+            if op == "reject":
+                columns = [[k for k, _, _ in chunk], [f for _, f, _ in chunk], ["{}"] * len(chunk), [r for _, _, r in chunk]]
             else:
-                columns = [[op] * len(chunk), list(chunk), [""] * len(chunk), ["{}"] * len(chunk), [None] * len(chunk)]
-            yield pa.record_batch(columns, schema=_ROW_SCHEMA)
-
-    for op, rows in (("add", sync_plan.adds), ("remove", sync_plan.removes), ("refresh", sync_plan.refreshes),
-                     ("reject", sync_plan.rejections), ("unreject", sync_plan.cleared_rejections)):
-        yield from batches(op, rows)
+                columns = [list(chunk), [""] * len(chunk), ["{}"] * len(chunk), [None] * len(chunk)]
+            yield pa.record_batch([[op] * len(chunk), *columns], schema=_ROW_SCHEMA)
 
 
 def save_plan(plan: Plan, plans_dir: Path) -> Path:
     """Write the plan; return its folder. The identifiers are hashed values, never raw PII
     (apart from platforms that take raw emails, whose plans hold what the platform would get)."""
-    folder = plans_dir / plan.plan_id
+    content_hash = plan.content_hash  # hashing every row is not free: once
+    folder = plans_dir / content_hash[:12]
     folder.mkdir(parents=True, exist_ok=True)
     header = {
-        "plan_id": plan.plan_id,
-        "content_hash": plan.content_hash,
+        "plan_id": content_hash[:12],
+        "content_hash": content_hash,
         "project_fingerprint": plan.project_fingerprint,
         "created_at": plan.created_at,
         "syncs": [],

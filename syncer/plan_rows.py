@@ -41,6 +41,7 @@ class PlanRows(Sequence[PlannedRow]):
         self._files: list[Path] = []
         self._tail: list[PlannedRow] = []
         self._loaded: tuple[int, list[PlannedRow]] | None = None  # the last chunk read back, for sequential slicing
+        self._digest: tuple[str, int, bytes] | None = None
         self.extend(rows)
 
     def append(self, row: PlannedRow) -> None:
@@ -97,13 +98,23 @@ class PlanRows(Sequence[PlannedRow]):
     def __repr__(self) -> str:
         return f"PlanRows({len(self)} rows, {len(self._files)} chunks on disk)"
 
-    def hash_into(self, digest: hashlib._Hash, op: str) -> None:
-        """Feed the rows' canonical text to ``digest`` (the plan's content hash), chunk by chunk."""
+    def tables(self) -> Iterator[pa.Table]:
+        """The rows as Arrow tables (member_key, raw_fp, identifiers as canonical JSON), chunk by chunk."""
         for index in range(len(self._files)):
-            table = self._read(index)
-            keys, fps, idents = (table.column(n).to_pylist() for n in _SCHEMA.names)
-            digest.update("".join(f"\n{op}\x1f{k}\x1f{f}\x1f{i}" for k, f, i in zip(keys, fps, idents)).encode())
-        digest.update("".join(f"\n{op}\x1f{r.member_key}\x1f{r.raw_fp}\x1f{dumps(r.identifiers)}" for r in self._tail).encode())
+            yield self._read(index)
+        if self._tail:
+            yield _table(self._tail)
+
+    def digest(self, op: str) -> bytes:
+        """SHA-256 of the rows' canonical text under ``op``, for the plan's content hash; remembered until a
+        row is appended (the rows are append-only, so the length says whether it is still right)."""
+        if self._digest is None or self._digest[:2] != (op, len(self)):
+            digest = hashlib.sha256()
+            for table in self.tables():
+                keys, fps, idents = (table.column(n).to_pylist() for n in _SCHEMA.names)
+                digest.update("".join(f"\n{op}\x1f{k}\x1f{f}\x1f{i}" for k, f, i in zip(keys, fps, idents)).encode())
+            self._digest = (op, len(self), digest.digest())
+        return self._digest[2]
 
     def _locate(self, position: int) -> tuple[list[PlannedRow], int]:
         index, offset = divmod(position, self._chunk_rows)
@@ -128,11 +139,14 @@ class PlanRows(Sequence[PlannedRow]):
             self._spill_dir.mkdir(parents=True, exist_ok=True)
             self._folder = Path(tempfile.mkdtemp(prefix="plan-rows-", dir=self._spill_dir))
             weakref.finalize(self, shutil.rmtree, self._folder, True)
-        rows = self._tail
-        table = pa.table([[r.member_key for r in rows], [r.raw_fp for r in rows], [dumps(r.identifiers) for r in rows]],
-                         schema=_SCHEMA)
+        table = _table(self._tail)
         path = self._folder / f"{len(self._files):06d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, _SCHEMA) as writer:
             writer.write_table(table)
         self._files.append(path)
         self._tail = []
+
+
+def _table(rows: Sequence[PlannedRow]) -> pa.Table:
+    return pa.table([[r.member_key for r in rows], [r.raw_fp for r in rows], [dumps(r.identifiers) for r in rows]],
+                    schema=_SCHEMA)
