@@ -1,9 +1,10 @@
 """Plan + apply benchmark against the Meta emulator: `make bench` or `python bench/run_bench.py [SIZES...]`.
 
-For each size it builds a warehouse of N members (valid emails and phones), then times three
-`syncer run` invocations, each in a fresh process (so wall time includes start-up, and peak memory is
-that process's own maximum RSS): the initial sync, a run with no change, and a run after 1% adds and
-1% removes. Prints a table; `--markdown` prints it as Markdown for bench/RESULTS.md.
+For each size (default 100k, 1M and 10M members) it builds a DuckDB warehouse of N members (valid
+emails and phones), then times three `syncer run` invocations, each in a fresh process (so wall time
+includes start-up, and peak memory is that process's own maximum RSS): the initial sync, a run with no
+change, and a run after 1% adds and 1% removes. `--diff-mode warehouse` runs the diff inside the
+warehouse instead of in-process. Prints a table; `--markdown` prints it as Markdown for bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def churn(path: Path, members: int, pct: float) -> None:
     con.close()
 
 
-def write_project(root: Path, port: int) -> None:
+def write_project(root: Path, port: int, diff_mode: str = "local") -> None:
     for sub in ("segments", "destinations", "syncs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "syncer.yml").write_text("name: bench\nwarehouse_url: duckdb:///warehouse.duckdb\nchunk_rows: 200000\n")
+    (root / "syncer.yml").write_text(f"name: bench\nwarehouse_url: duckdb:///warehouse.duckdb\ndiff_mode: {diff_mode}\n")
     (root / "segments" / "members.yml").write_text(textwrap.dedent("""\
         sql: SELECT customer_id, email, phone, country FROM members
         member_key: customer_id
@@ -89,9 +90,9 @@ def run_once(root: Path) -> tuple[dict, float]:
     return {"wall_s": wall, "report": json.loads(out)["syncs"][0]}, usage.ru_maxrss / 1024
 
 
-def bench_size(members: int, sandbox: Sandbox, workdir: Path) -> list[dict]:
+def bench_size(members: int, sandbox: Sandbox, workdir: Path, diff_mode: str) -> list[dict]:
     root = workdir / f"n{members}"
-    write_project(root, int(sandbox.url.rsplit(':', 1)[1]))
+    write_project(root, int(sandbox.url.rsplit(':', 1)[1]), diff_mode)
     sandbox.meta.create_audience("777", name="bench")
     t0 = time.perf_counter()
     build_warehouse(root / "warehouse.duckdb", members)
@@ -104,8 +105,8 @@ def bench_size(members: int, sandbox: Sandbox, workdir: Path) -> list[dict]:
         result, rss = run_once(root)
         r = result["report"]
         rows.append({"members": members, "run": label, "wall_s": round(result["wall_s"], 2), "plan_s": r["plan_seconds"],
-                     "apply_s": r["duration"], "peak_mb": round(rss), "added": r["added"], "removed": r["removed"],
-                     "requests": sandbox.meta.request_count - before, "status": r["status"]})
+                     "apply_s": r["duration"], "peak_mb": round(rss), "sent": r["added"] + r["removed"], "added": r["added"],
+                     "removed": r["removed"], "requests": sandbox.meta.request_count - before, "status": r["status"]})
     held = len(sandbox.meta.members("777"))
     rows[-1]["emulator_holds"] = held
     print(f"# n={members:,}: warehouse built in {build_s:.1f}s; emulator holds {held:,}", file=sys.stderr)
@@ -115,17 +116,18 @@ def bench_size(members: int, sandbox: Sandbox, workdir: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sizes", nargs="*", type=int, default=[100_000, 1_000_000])
+    parser.add_argument("sizes", nargs="*", type=int, default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--diff-mode", choices=["local", "warehouse"], default="local")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     sandbox = Sandbox(host="127.0.0.1", port=0, meta_token=TOKEN)
     sandbox.start()
     try:
         with tempfile.TemporaryDirectory(prefix="syncer-bench-") as tmp:
-            rows = [row for size in args.sizes for row in bench_size(size, sandbox, Path(tmp))]
+            rows = [row for size in args.sizes for row in bench_size(size, sandbox, Path(tmp), args.diff_mode)]
     finally:
         sandbox.stop()
-    cols = ["members", "run", "wall_s", "plan_s", "apply_s", "peak_mb", "added", "removed", "requests", "status"]
+    cols = ["members", "run", "wall_s", "plan_s", "apply_s", "peak_mb", "sent", "added", "removed", "requests", "status"]
     if args.markdown:
         print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
         for row in rows:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import overload
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _SCHEMA = pa.schema([("member_key", pa.string()), ("raw_fp", pa.string()), ("identifiers", pa.string())])
 dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
@@ -111,8 +112,8 @@ class PlanRows(Sequence[PlannedRow]):
         if self._digest is None or self._digest[:2] != (op, len(self)):
             digest = hashlib.sha256()
             for table in self.tables():
-                keys, fps, idents = (table.column(n).to_pylist() for n in _SCHEMA.names)
-                digest.update("".join(f"\n{op}\x1f{k}\x1f{f}\x1f{i}" for k, f, i in zip(keys, fps, idents)).encode())
+                lines = pc.binary_join_element_wise(f"\n{op}", *table.columns, "\x1f")  # "\n{op}\x1f{key}\x1f{fp}\x1f{json}"
+                digest.update("".join(lines.to_pylist()).encode())
             self._digest = (op, len(self), digest.digest())
         return self._digest[2]
 
