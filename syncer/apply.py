@@ -22,7 +22,7 @@ from syncer.ledger import HeldRow, Ledger
 from syncer.plan import PlannedRow, SyncPlan
 
 
-_REFRESH_BATCH = 50_000  # ledger-only rows per transaction
+_LEDGER_CHUNK = 50_000  # rows per ledger-only transaction (refreshes, deferrals): bounds memory
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,9 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
         report.reasons[reason] = report.reasons.get(reason, 0) + 1
     if plan.rejections or plan.cleared_rejections:
         ledger.replace_rejections(plan.sync, plan.rejections, plan.cleared_rejections)
-    for start in range(0, len(plan.refreshes), _REFRESH_BATCH):
+    for start in range(0, len(plan.refreshes), _LEDGER_CHUNK):
         ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
-                            landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in plan.refreshes[start:start + _REFRESH_BATCH]])
+                            landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in plan.refreshes[start:start + _LEDGER_CHUNK]])
     audience = AudienceRef(plan.sync, plan.audience_id)
     size = destination.capabilities.max_batch
     work = [("remove", plan.removes), ("add", plan.adds)]
@@ -190,8 +190,8 @@ def _defer_rest(ledger: Ledger, plan: SyncPlan, work, index: int, start: int, re
     """The platform kept failing: park every unsent row as pending so the next run retries it."""
     for op_index in range(index, len(work)):
         op, rows = work[op_index]
-        rest = rows[start:] if op_index == index else rows
-        if rest:
+        for first in range(start if op_index == index else 0, len(rows), _LEDGER_CHUNK):  # bounded memory
+            rest = rows[first:first + _LEDGER_CHUNK]
             ledger.record_deferred(sync=plan.sync, op=op, member_keys=[r.member_key for r in rest], reason="deferred: " + cause.message[:200])
             report.deferred += len(rest)
     report.status = "partial"
