@@ -42,7 +42,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -58,6 +58,9 @@ _UNHASHED = {"EXTERN_ID", "MADID"}
 _HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
 _MADID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}").fullmatch
 _PATH = re.compile(r"^/v\d+\.\d+/([^/]+)(?:/([^/]+))?/?$")
+_HEX_LINES = re.compile(r"[0-9a-f\n]*").fullmatch
+_BOUNDARY = re.compile(r';\s*boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))', re.IGNORECASE)
+_DISPOSITION_PARAM = re.compile(r';?\s*([\w*-]+)=(?:"([^"]*)"|([^\s;"]*))')
 _FILE_SOURCES = {"USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED"}
 _AUDIENCE_FIELDS = {
     "id", "name", "description", "subtype", "customer_file_source", "account_id", "operation_status",
@@ -172,6 +175,41 @@ class _Store:
             self._drop(pid)
         self._link(min(found), person)
 
+    def add_many(self, rows: list[tuple[str, ...]]) -> None:
+        """``add`` each row in turn; a batch of new people all of one shape goes in at once."""
+        if not self._add_new(rows):
+            for row in rows:
+                self.add(row)
+
+    def _add_new(self, rows: list[tuple[str, ...]]) -> bool:
+        """Add ``rows`` as new people, in order, when every identifier is unknown and distinct, so no row
+        links to another person; returns False (adding nothing) otherwise."""
+        columns = _strong_columns(rows)
+        if columns is None:
+            return False
+        for key, values in columns:
+            if len(set(values)) != len(values) or not self.index[key].keys().isdisjoint(values):
+                return False
+        pids = range(self.next_pid, self.next_pid + len(rows))
+        self.persons.update(zip(pids, rows))
+        for key, values in columns:
+            self.index[key].update(zip(values, pids))
+        self.next_pid += len(rows)
+        return True
+
+    def remove_many(self, rows: list[tuple[str, ...]]) -> None:
+        """``remove`` each row in turn. Removing only unlinks, so the people found by looking every row up
+        first are exactly those the rows remove one by one."""
+        columns = _strong_columns(rows)
+        if columns is None:
+            columns = [(key, [value]) for row in rows for key, value in self._ids(row)]
+        found = set()
+        for key, values in columns:
+            found.update(map(self.index[key].get, values))
+        found.discard(None)
+        for pid in found:
+            self._drop(pid)
+
     def remove(self, row: tuple[str, ...]) -> None:
         for key, value in self._ids(row):
             pid = self.index[key].get(value)
@@ -183,6 +221,17 @@ class _Store:
 
 
 _ORDER = {k: i for i, k in enumerate(MULTI_KEYS)}
+
+
+def _strong_columns(rows: list[tuple[str, ...]]) -> list[tuple[str, tuple[str, ...]]] | None:
+    """[(key, values)] when every row holds the same strong keys and nothing else, else None."""
+    if not rows or len(set(map(len, rows))) != 1:
+        return None
+    columns = list(zip(*rows))
+    keys = [column[0] for column in columns[::2]]
+    if not _STRONG.issuperset(keys) or any(len(set(column)) != 1 for column in columns[::2]):
+        return None  # weak fields link by the whole row (or not at all): the general path
+    return list(zip(keys, columns[1::2]))
 
 
 def _flat(member: Mapping[str, str]) -> tuple[str, ...]:
@@ -466,9 +515,10 @@ class MetaEmulator:
             raise _session_error(1870145, "An update is in progress for this audience; try again later", transient=True)
         rows, invalid, samples = _validate(_json_param(params, "payload"))
         session = self._session(audience, _json_param(params, "session"), required=False, replace=False)
-        apply = audience.store.add if op == "add" else audience.store.remove
-        for row in rows:
-            apply(row)
+        if op == "add":
+            audience.store.add_many(rows)
+        else:
+            audience.store.remove_many(rows)
         return self._result(audience, session, len(rows) + invalid, invalid, samples, "audience_id", audience.id)
 
     def _replace(self, audience: _Audience, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -477,8 +527,7 @@ class MetaEmulator:
         assert session is not None and session[1].staging is not None
         state = session[1]
         staging = state.staging
-        for row in rows:
-            staging.add(row)
+        staging.add_many(rows)
         if state.finished:  # the replace ends: members not sent in it are gone
             audience.store, state.staging, audience.replace = staging, None, None
         return self._result(audience, session, len(rows) + invalid, invalid, samples, "account_id", audience.account_id)
@@ -571,7 +620,26 @@ def _check(key: str, value: Any) -> str | None:
     return None if _HEX64(value) else f"{key}: not a lowercase hex SHA-256"
 
 
+def _column_valid(key: str, values: Sequence[Any]) -> bool:
+    """Whether every value is a string that is "" or valid for ``key``, checked over the whole column at once.
+
+    True means no value has a reason from ``_check``; False means look value by value.
+    """
+    try:
+        joined = "\n".join(values)
+    except TypeError:  # a value that is not a string
+        return False
+    if key == "EXTERN_ID":
+        return True
+    if key == "MADID":
+        return all(not v or _MADID(v) for v in values)
+    # no value holds "\n" (the count), so each is "" or 64 characters, all lowercase hex
+    return joined.count("\n") == len(values) - 1 and set(map(len, values)) <= {0, 64} and _HEX_LINES(joined) is not None
+
+
 def _validate_single(key: str, data: list[Any]) -> tuple[list[tuple[str, ...]], int, dict[str, str]]:
+    if _column_valid(key, data) and "" not in data:  # the usual batch: every value valid
+        return list(zip(itertools.repeat(key), data)), 0, {}
     rows: list[tuple[str, ...]] = []
     invalid = 0
     samples: dict[str, str] = {}
@@ -591,13 +659,17 @@ def _validate_single(key: str, data: list[Any]) -> tuple[list[tuple[str, ...]], 
 
 
 def _validate_multi(schema: list[str], data: list[Any]) -> tuple[list[tuple[str, ...]], int, dict[str, str]]:
-    order = sorted(range(len(schema)), key=lambda i: _ORDER[schema[i]])
+    width = len(schema)
+    if set(map(type, data)) != {list} or set(map(len, data)) != {width}:  # JSON arrays are exactly list
+        raise _invalid(f"Each payload.data row must be an array of {width} values aligned to the schema")
+    order = sorted(range(width), key=lambda i: _ORDER[schema[i]])
+    columns = list(zip(*data))
+    if all(_column_valid(schema[i], columns[i]) for i in order):
+        return _rows_of_valid(schema, order, columns)
     rows: list[tuple[str, ...]] = []
     invalid = 0
     samples: dict[str, str] = {}
     for row in data:
-        if not isinstance(row, list) or len(row) != len(schema):
-            raise _invalid(f"Each payload.data row must be an array of {len(schema)} values aligned to the schema")
         flat: list[str] = []
         bad: tuple[str, str] | None = None
         for i in order:
@@ -620,6 +692,23 @@ def _validate_multi(schema: list[str], data: list[Any]) -> tuple[list[tuple[str,
             continue
         rows.append(tuple(flat))
     return rows, invalid, samples
+
+
+def _rows_of_valid(schema: list[str], order: list[int], columns: list[tuple[str, ...]]) -> tuple[list[tuple[str, ...]], int, dict[str, str]]:
+    """What ``_validate_multi`` returns for columns whose values are all valid or "": only empty rows fail."""
+    interleaved = [part for i in order for part in (itertools.repeat(schema[i]), columns[i])]
+    if not any("" in columns[i] for i in order):
+        return list(zip(*interleaved)), 0, {}
+    rows: list[tuple[str, ...]] = []
+    invalid = 0
+    for flat in zip(*interleaved):
+        if "" in flat:
+            flat = tuple(itertools.chain.from_iterable((k, v) for k, v in zip(flat[::2], flat[1::2]) if v))
+            if not flat:
+                invalid += 1
+                continue
+        rows.append(flat)
+    return rows, invalid, {"": "all values empty"} if invalid else {}
 
 
 def _audience_fields(audience: _Audience, fields: Any) -> dict[str, Any]:
@@ -653,11 +742,51 @@ def _parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
                 params.update(loaded)
             elif kind in ("application/x-www-form-urlencoded", ""):
                 params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            elif kind == "multipart/form-data":
+                params.update(_parse_multipart(body, content_type))
             else:
                 raise ValueError(kind)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _invalid(f"Could not parse the request body ({type(exc).__name__})") from None
     return params
+
+
+def _parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    """The form fields of a multipart/form-data body (RFC 7578), as ``curl -F`` and the SDK's ``files`` send them.
+
+    A part with a ``filename`` is an uploaded file, not a parameter, so it is left out. Raises ValueError
+    (or UnicodeDecodeError) on a body that does not follow the format.
+    """
+    match = _BOUNDARY.search(content_type)
+    if match is None:
+        raise ValueError("multipart body without a boundary")
+    delimiter = b"\r\n--" + (match.group(1) or match.group(2)).encode("ascii")
+    parts = (b"\r\n" + body).split(delimiter)  # parts[0] is the preamble, which RFC 2046 says to ignore
+    if len(parts) < 2 or not parts[-1].startswith(b"--"):
+        raise ValueError("multipart body without its closing delimiter")
+    fields: list[tuple[str, str]] = []
+    for part in parts[1:-1]:
+        head, end, value = part.partition(b"\r\n\r\n")
+        padding, *headers = head.split(b"\r\n")
+        if not end or padding.strip(b" \t"):
+            raise ValueError("malformed multipart part")
+        disposition = {}
+        for line in headers:
+            name, colon, text = line.partition(b":")
+            if colon and name.strip().lower() == b"content-disposition":
+                disposition = _form_data_params(text.decode("utf-8"))
+        if "name" not in disposition:
+            raise ValueError("multipart part without Content-Disposition: form-data; name=...")
+        if "filename" not in disposition:
+            fields.append((disposition["name"], value.decode("utf-8")))
+    return fields
+
+
+def _form_data_params(disposition: str) -> dict[str, str]:
+    kind, _, rest = disposition.strip().partition(";")
+    if kind.strip().lower() != "form-data":
+        raise ValueError("multipart part is not form-data")
+    return {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3) for m in _DISPOSITION_PARAM.finditer(rest)}
 
 
 def _row_count(params: dict[str, Any]) -> int:
