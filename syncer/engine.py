@@ -320,7 +320,8 @@ class Engine:
             large = report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1)
             if large and self.project.config.diff_mode == "local":
                 # a large change (an initial sync): catch the snapshot up now rather than in the next plan
-                refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots")
+                refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots",
+                                 memory_limit=self.project.config.memory_limit)
             if reason:
                 report.reason = f"approved: {reason}"
         report.duration = round(time.perf_counter() - started, 3)

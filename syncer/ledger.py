@@ -70,6 +70,7 @@ class HeldRow:
     identifiers: dict[str, str]
 
 
+_READ_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 parameters, few round trips
 _to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # held.identifiers, as syncer.plan hashes it
 # Postgres gets a batch's columns as one JSON array each, zipped back into rows by the server: one
 # statement instead of one per row (executemany: ~30 us a row). JSON rather than arrays because psycopg
@@ -140,33 +141,50 @@ class Ledger(SuppressionRecords, PlatformJobs):
 
     def held_fingerprints(self, sync: str) -> tuple[list[str], list[str]]:
         """(member_keys, raw_fps) of every member the audience holds, as two columns."""
+        keys: list[str] = []
+        fps: list[str] = []
+        for chunk_keys, chunk_fps in self.held_fingerprint_chunks(sync):
+            keys += chunk_keys
+            fps += chunk_fps
+        return keys, fps
+
+    def held_fingerprint_chunks(self, sync: str, size: int = 200_000) -> Iterator[tuple[list[str], list[str]]]:
+        """What ``held_fingerprints`` returns, ``size`` rows at a time (an audience of millions in bounded memory)."""
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
-            cur.execute("SELECT member_key, raw_fp FROM held WHERE sync = ?" if self._is_sqlite else
-                        "SELECT member_key, raw_fp FROM held WHERE sync = %s", (sync,))
-            rows = cur.fetchall()
+            cur.execute(f"SELECT member_key, raw_fp FROM held WHERE sync = {self._mark}", (sync,))
+            while rows := cur.fetchmany(size):
+                keys, fps = zip(*rows)
+                yield list(keys), list(fps)
         finally:
             raw.close()
-        if not rows:
-            return [], []
-        keys, fps = zip(*rows)
-        return list(keys), list(fps)
 
     def held_rows(self, sync: str, member_keys: Sequence[str]) -> dict[str, HeldRow]:
+        """The held rows (identifiers as sent) of ``member_keys``, read with the driver in large chunks."""
         out: dict[str, HeldRow] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(member_keys), 900):
-                chunk = list(member_keys[start:start + 900])
-                query = sa.select(held.c.member_key, held.c.raw_fp, held.c.identifiers).where(
-                    held.c.sync == sync, held.c.member_key.in_(chunk))
-                for key, fp, idents in conn.execute(query):
-                    out[key] = HeldRow(key, fp, json.loads(idents))
+        loads = json.loads
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for start in range(0, len(member_keys), _READ_CHUNK):
+                chunk = list(member_keys[start:start + _READ_CHUNK])
+                cur.execute(f"SELECT member_key, raw_fp, identifiers FROM held WHERE sync = {self._mark}"
+                            f" AND member_key IN ({', '.join([self._mark] * len(chunk))})", [sync, *chunk])
+                for key, fp, idents in cur.fetchall():
+                    out[key] = HeldRow(key, fp, loads(idents))
+        finally:
+            raw.close()
         return out
 
     def held_count(self, sync: str) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(held).where(held.c.sync == sync)).scalar() or 0)
+
+    @property
+    def _mark(self) -> str:
+        """The driver's parameter marker."""
+        return "?" if self._is_sqlite else "%s"
 
     @property
     def _is_sqlite(self) -> bool:

@@ -48,11 +48,11 @@ def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: 
             caught_up = None
     if caught_up is None:
         current = ledger.state_version(sync)
-        keys, fps = ledger.held_fingerprints(sync)
-        rows = pa.table({"member_key": pa.array(keys, pa.string()), "raw_fp": pa.array(fps, pa.string())})
-        con.register("_ledger_rows", rows)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {build} AS SELECT member_key, {number_from_hex('raw_fp')} AS fp FROM _ledger_rows")
-        con.unregister("_ledger_rows")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {build} (member_key VARCHAR, fp UHUGEINT)")
+        for keys, fps in ledger.held_fingerprint_chunks(sync):
+            con.register("_ledger_rows", pa.table({"member_key": pa.array(keys, pa.string()), "raw_fp": pa.array(fps, pa.string())}))
+            con.execute(f"INSERT INTO {build} SELECT member_key, {number_from_hex('raw_fp')} FROM _ledger_rows")
+            con.unregister("_ledger_rows")
     _write_snapshot(con, build, parquet, version_file, current)
     con.execute(f"DROP TABLE {build}")
     ledger.truncate_log(sync, current)
@@ -93,9 +93,9 @@ def _write_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, v
     os.replace(version_tmp, version_file)
 
 
-def refresh_snapshot(ledger: Ledger, sync: str, cache_dir: Path) -> None:
+def refresh_snapshot(ledger: Ledger, sync: str, cache_dir: Path, *, memory_limit: str = "1GB") -> None:
     """Bring the snapshot up to date now (after a large change), so the next plan reads it in one scan."""
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": memory_limit})
     try:
         load_held(con, "_held", ledger, sync, cache_dir)
     finally:
