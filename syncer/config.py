@@ -83,7 +83,7 @@ class ProjectConfig(_Strict):
     ledger_url: str = Field("sqlite:///.syncer/ledger.db", description="SQLAlchemy URL of the ledger (SQLite in WAL mode or Postgres).")
     default_region: str = Field("US", min_length=2, max_length=2, description="Region used to parse phone numbers written without a country code.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Rows per extraction chunk (bounds memory).")
-    memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description="Most memory the in-process diff may use; beyond it DuckDB spills to .syncer/tmp.")
+    memory_limit: str = Field("600MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description="Most memory the in-process diff (DuckDB) may use; beyond it DuckDB spills to .syncer/tmp. The default keeps a 10M-member plan under 1 GB of process memory.")
     diff_mode: Literal["local", "warehouse"] = Field("local", description="Where the diff runs: 'local' (read-only warehouse credentials; members streamed into an in-process DuckDB) or 'warehouse' (snapshots kept in bookkeeping_schema and the diff run there as SQL, so only changed rows leave; DuckDB and PostgreSQL warehouses).")
     bookkeeping_schema: str = Field("syncer", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="With diff_mode: warehouse, the warehouse schema the syncer may write its snapshots to.")
     gates: GateConfig = Field(default_factory=GateConfig, description="Default gates for every sync.")
