@@ -38,6 +38,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncer.json_rows import dumps_many, loads
 from syncer.ledger_platform import PlatformIdCache, PlatformJobs
 from syncer.ledger_suppressions import SuppressionRecords
 from syncer.ledger_tables import (  # noqa: F401  (re-exported: callers import the tables from here)
@@ -71,7 +72,6 @@ class HeldRow:
 
 
 _READ_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 parameters, few round trips
-_to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # held.identifiers, as syncer.plan hashes it
 # Postgres gets a batch's columns as one JSON array each, zipped back into rows by the server: one
 # statement instead of one per row (executemany: ~30 us a row). JSON rather than arrays because psycopg
 # adapts a list of 10,000 strings in Python, slower than the rows it saves. Non-ASCII goes as is, so the
@@ -81,20 +81,6 @@ _pg_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _pg_columns(n: int) -> str:
     return "ROWS FROM (" + ", ".join(["json_array_elements_text(%s::json)"] * n) + ")"
-
-
-def _encode_identifiers(rows: Sequence[HeldRow]) -> list[str]:
-    """Each row's identifiers as the JSON ``held.identifiers`` stores (sorted keys, compact), in row order.
-
-    One encode for the batch, cut at the "},{" between its objects: a row whose own JSON holds "},{" gives
-    more pieces than rows, and then each row is encoded alone.
-    """
-    if not rows:
-        return []
-    pieces = _to_json([r.identifiers for r in rows])[2:-2].split("},{")
-    if len(pieces) != len(rows):
-        return [_to_json(r.identifiers) for r in rows]
-    return ["{" + piece + "}" for piece in pieces]
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -163,7 +149,6 @@ class Ledger(SuppressionRecords, PlatformJobs):
     def held_rows(self, sync: str, member_keys: Sequence[str]) -> dict[str, HeldRow]:
         """The held rows (identifiers as sent) of ``member_keys``, read with the driver in large chunks."""
         out: dict[str, HeldRow] = {}
-        loads = json.loads
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
@@ -287,7 +272,7 @@ class Ledger(SuppressionRecords, PlatformJobs):
             if landed:
                 if op in ("add", "refresh"):
                     fps = [r.raw_fp for r in landed]
-                    self._upsert_held(conn, sync, landed_keys, fps, _encode_identifiers(landed), now)
+                    self._upsert_held(conn, sync, landed_keys, fps, dumps_many([r.identifiers for r in landed]), now)
                     self._log(conn, sync, version, landed_keys, fps)
                 else:
                     self._delete_keys(conn, held, sync, landed_keys)

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from syncer.errors import SyncError
-from syncer.plan_rows import PlannedRow, PlanRows, dumps
+from syncer.json_rows import loads
+from syncer.plan_rows import PlannedRow, PlanRows
 
 __all__ = ["Plan", "PlanRows", "PlannedRow", "SyncPlan", "load_plan", "save_plan", "summarise"]
 
@@ -153,7 +154,7 @@ def load_plan(path: Path, *, spill_dir: Path | None = None) -> Plan:
                 elif op == "unreject":
                     sync_plan.cleared_rejections.append(key)
                 else:
-                    targets[op].append(PlannedRow(key, fp, json.loads(ident)))
+                    targets[op].append(PlannedRow(key, fp, loads(ident)))
         if sync_plan.content_hash != expected:
             raise SyncError(f"{folder}: the rows of sync '{sync_plan.sync}' do not match the plan's hash; the plan was altered")
         syncs.append(sync_plan)

@@ -9,7 +9,6 @@ downstream: ``len``, iteration, and the slices ``apply`` sends batch by batch.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 import weakref
@@ -21,8 +20,9 @@ from typing import overload
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from syncer.json_rows import dumps_many, loads
+
 _SCHEMA = pa.schema([("member_key", pa.string()), ("raw_fp", pa.string()), ("identifiers", pa.string())])
-dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,6 @@ class PlanRows(Sequence[PlannedRow]):
         if self._loaded is None or self._loaded[0] != index:
             table = self._read(index)
             keys, fps, idents = (table.column(n).to_pylist() for n in _SCHEMA.names)
-            loads = json.loads
             self._loaded = (index, [PlannedRow(k, f, loads(i)) for k, f, i in zip(keys, fps, idents)])
         return self._loaded[1]
 
@@ -149,5 +148,5 @@ class PlanRows(Sequence[PlannedRow]):
 
 
 def _table(rows: Sequence[PlannedRow]) -> pa.Table:
-    return pa.table([[r.member_key for r in rows], [r.raw_fp for r in rows], [dumps(r.identifiers) for r in rows]],
+    return pa.table([[r.member_key for r in rows], [r.raw_fp for r in rows], dumps_many([r.identifiers for r in rows])],
                     schema=_SCHEMA)
