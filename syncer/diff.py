@@ -11,6 +11,7 @@ audience size.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from syncer.config import SegmentConfig, SyncConfig
 from syncer.errors import ConfigError
 from syncer.fingerprints import concat_sql, number_from_hex
 from syncer.identity_columnar import identify_columns, to_identified
+from syncer.json_rows import dumps_many
 from syncer.ledger import Ledger
 from syncer.plan import PlannedRow, PlanRows, SyncPlan
 from syncer.snapshot import load_held
@@ -235,13 +237,15 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         plan.stats.update(segment_rows=segment_rows, null_or_duplicate_keys=null_keys + duplicates)
         pending = ledger.pending_keys(sync_name)
         dropped: dict[str, int] = {}
-        for batch in candidates:
-            _classify_candidates(plan, batch, shape.kinds, platform=platform, region=region, has_region=data.has_region,
-                                 ledger=ledger, resend_all=resend_all, pending=pending, dropped=dropped)
+        with closing(candidates):
+            for batch in candidates:
+                _classify_candidates(plan, batch, shape.kinds, platform=platform, region=region, has_region=data.has_region,
+                                     ledger=ledger, resend_all=resend_all, pending=pending, dropped=dropped)
         plan.stats["dropped_identifiers"] = dropped
         if sync.mode != "add_only":
-            for keys in _batches(con, "SELECT member_key FROM _changes WHERE fp IS NULL ORDER BY member_key", chunk_rows):
-                _add_removes(plan, ledger, keys, pending)
+            with closing(_batches(con, "SELECT member_key FROM _changes WHERE fp IS NULL ORDER BY member_key", chunk_rows)) as leavers:
+                for keys in leavers:
+                    _add_removes(plan, ledger, keys, pending)
     finally:
         con.unregister("_supp")
         _drop_work_tables(con)
@@ -311,10 +315,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape
           AND r.fp IS DISTINCT FROM c.fp
         {one_per_key}
         ORDER BY c.member_key"""
-    reader = con.sql(query).to_arrow_reader(chunk_rows)
-    for batch in reader:
-        if batch.num_rows:
-            yield pa.Table.from_batches([batch])
+    yield from _tables(con, query, chunk_rows)
 
 
 def _warehouse_candidates(con: duckdb.DuckDBPyConnection, shape: _Shape, chunk_rows: int):
@@ -327,15 +328,22 @@ def _warehouse_candidates(con: duckdb.DuckDBPyConnection, shape: _Shape, chunk_r
         FROM _wchanges w LEFT JOIN _rej r ON r.member_key = w.member_key
         WHERE w.raw_fp IS NOT NULL AND r.fp IS DISTINCT FROM {number_from_hex('w.raw_fp')}
         ORDER BY w.member_key"""
-    for batch in con.sql(query).to_arrow_reader(chunk_rows):
-        if batch.num_rows:
-            yield pa.Table.from_batches([batch])
+    yield from _tables(con, query, chunk_rows)
+
+
+def _tables(con: duckdb.DuckDBPyConnection, query: str, chunk_rows: int):
+    reader = con.sql(query).to_arrow_reader(chunk_rows)
+    try:
+        for batch in reader:
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
+    finally:
+        reader.close()  # an abandoned reader keeps the connection busy
 
 
 def _batches(con: duckdb.DuckDBPyConnection, query: str, chunk_rows: int):
-    for batch in con.sql(query).to_arrow_reader(chunk_rows):
-        if batch.num_rows:
-            yield batch.column(0).to_pylist()
+    for table in _tables(con, query, chunk_rows):
+        yield table.column(0).to_pylist()
 
 
 def _add_removes(plan: SyncPlan, ledger: Ledger, keys: list[str], pending: dict[str, str]) -> None:
@@ -360,32 +368,68 @@ def _scalar(con: duckdb.DuckDBPyConnection, query: str):
     return con.sql(query).fetchall()[0][0]
 
 
+_JSON_SAFE = r"^[ !#-\[\]-~]*$"  # printable ASCII without '"' or '\': its JSON text is the value in quotes
+
+
 def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str], *, platform: str, region: str,
                          has_region: bool, ledger: Ledger, resend_all: bool, pending: dict[str, str],
                          dropped: dict[str, int]) -> None:
-    """Run identity rules on one chunk of changed rows and sort them into adds, removes, refreshes, rejections."""
+    """Run identity rules on one chunk of changed rows and sort them into adds, removes, refreshes, rejections.
+
+    A new member with usable identifiers is a plain add: those (every row of an initial sync) stay in
+    Arrow, their identifiers JSON built by column. The rest, a member who was held or is rejected, go
+    through the rules below row by row. Adds keep the chunk's member-key order either way."""
     rows = candidates.rename_columns([n.removeprefix("k_") for n in candidates.column_names])
-    results = to_identified(identify_columns(rows.select(kinds + (["region"] if has_region else [])), kinds,
-                                             platform=platform, region=region,
-                                             region_column="region" if has_region else None))
+    found = identify_columns(rows.select(kinds + (["region"] if has_region else [])), kinds,
+                             platform=platform, region=region, region_column="region" if has_region else None)
+    plan.cleared_rejections.extend(rows.column("member_key").filter(rows.column("was_rejected")).to_pylist())
+    for text in found.column("dropped").drop_null().to_pylist():
+        for pair in text.split(","):
+            reason = pair.split(":", 1)[1]
+            dropped[reason] = dropped.get(reason, 0) + 1
+    values = {kind: found.column(kind) for kind in kinds}
+    if "consent" in rows.column_names:
+        values["_consent"] = rows.column("consent")
+    quick = pc.and_(pc.invert(rows.column("was_held")), pc.is_null(found.column("reason")))
+    for column in values.values():
+        quick = pc.and_(quick, pc.fill_null(pc.match_substring_regex(column, _JSON_SAFE), True))
+    position = pa.array(range(rows.num_rows), pa.int64())
+    # ',"kind":"value"' per present value, concatenated, the first comma cut ("skip" nulls drops all-null rows)
+    pieces = [pc.binary_join_element_wise(f',"{name}":"', values[name], '"', "") for name in sorted(values)]
+    joined = pc.binary_join_element_wise(*pieces, "", null_handling="replace", null_replacement="")
+    identifiers = pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(joined, 1), "}", "")
+    adds = pa.table({"position": position, "member_key": rows.column("member_key"), "raw_fp": rows.column("raw_fp"),
+                     "identifiers": identifiers}).filter(quick)
+    slow = pc.indices_nonzero(pc.invert(quick))
+    slow_adds = _classify_rows(plan, rows.take(slow), to_identified(found.take(slow)), slow.to_pylist(), ledger,
+                               resend_all, pending)
+    if slow_adds:
+        adds = pa.concat_tables([adds, pa.table({
+            "position": pa.array([i for i, _ in slow_adds], pa.int64()), "member_key": [r.member_key for _, r in slow_adds],
+            "raw_fp": [r.raw_fp for _, r in slow_adds], "identifiers": dumps_many([r.identifiers for _, r in slow_adds])})
+        ]).sort_by("position")
+    plan.adds.append_table(adds.drop_columns(["position"]))
+    if pending:
+        wanted_again = pa.array([k for k, op in pending.items() if op == "add"], pa.string())
+        plan.retried += pc.sum(pc.is_in(adds.column("member_key"), value_set=wanted_again)).as_py() or 0
+
+
+def _classify_rows(plan: SyncPlan, rows: pa.Table, results: list, positions: list[int], ledger: Ledger,
+                   resend_all: bool, pending: dict[str, str]) -> list[tuple[int, PlannedRow]]:
+    """The row-by-row rules for members who were held or are rejected; returns the adds, with their
+    positions in the chunk (removes, refreshes and rejections go straight to the plan)."""
     consents = rows.column("consent").to_pylist() if "consent" in rows.column_names else None
     keys = rows.column("member_key").to_pylist()
     fps = rows.column("raw_fp").to_pylist()
-    plan.cleared_rejections.extend(k for k, was in zip(keys, rows.column("was_rejected").to_pylist()) if was)
     was_held = [k for k, h in zip(keys, rows.column("was_held").to_pylist()) if h]
     held_map = ledger.held_rows(plan.sync, was_held) if was_held else {}
-
-    def add(row: PlannedRow) -> None:
-        plan.adds.append(row)
-        plan.retried += pending.get(row.member_key) == "add"
+    adds: list[tuple[int, PlannedRow]] = []
 
     def remove(row: PlannedRow) -> None:
         plan.removes.append(row)
         plan.retried += pending.get(row.member_key) == "remove"
 
     for index, (key, fp, result) in enumerate(zip(keys, fps, results)):
-        for reason in result.dropped.values():
-            dropped[reason] = dropped.get(reason, 0) + 1
         old = held_map.get(key)
         if result.reason is not None:
             plan.rejections.append((key, fp, result.reason))
@@ -398,10 +442,11 @@ def _classify_candidates(plan: SyncPlan, candidates: pa.Table, kinds: list[str],
             continue
         if old is not None and old.identifiers == row.identifiers:
             if resend_all:
-                add(row)  # same identifiers: a plain re-add, no remove first
+                adds.append((positions[index], row))  # same identifiers: a plain re-add, no remove first
                 continue
             plan.refreshes.append(row)
             continue
         if old is not None and plan.mode == "mirror":
             remove(PlannedRow(key, old.raw_fp, old.identifiers))
-        add(row)
+        adds.append((positions[index], row))
+    return adds

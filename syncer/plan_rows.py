@@ -8,6 +8,7 @@ downstream: ``len``, iteration, and the slices ``apply`` sends batch by batch.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import shutil
 import tempfile
@@ -33,13 +34,16 @@ class PlannedRow:
 
 
 class PlanRows(Sequence[PlannedRow]):
-    """Append-only rows; with ``spill_dir`` every full chunk of ``chunk_rows`` goes to disk."""
+    """Append-only rows; with ``spill_dir`` every full chunk of ``chunk_rows`` goes to disk, and a table
+    appended whole (``append_table``) becomes a chunk of its own, never turned into Python objects."""
 
     def __init__(self, rows: Iterable[PlannedRow] = (), *, spill_dir: Path | None = None, chunk_rows: int = 50_000) -> None:
         self._spill_dir = spill_dir
         self._chunk_rows = chunk_rows
         self._folder: Path | None = None
         self._files: list[Path] = []
+        self._starts: list[int] = []  # the position of each file's first row
+        self._spilled = 0
         self._tail: list[PlannedRow] = []
         self._loaded: tuple[int, list[PlannedRow]] | None = None  # the last chunk read back, for sequential slicing
         self._digest: tuple[str, int, bytes] | None = None
@@ -54,8 +58,20 @@ class PlanRows(Sequence[PlannedRow]):
         for row in rows:
             self.append(row)
 
+    def append_table(self, table: pa.Table) -> None:
+        """Append rows given as a table of (member_key, raw_fp, identifiers as canonical JSON)."""
+        if not table.num_rows:
+            return
+        if self._spill_dir is None:
+            keys, fps, idents = (table.column(i).to_pylist() for i in range(3))
+            self.extend(PlannedRow(k, f, loads(i)) for k, f, i in zip(keys, fps, idents))
+            return
+        if self._tail:
+            self._spill()
+        self._write(table.rename_columns(_SCHEMA.names).cast(_SCHEMA))
+
     def __len__(self) -> int:
-        return len(self._files) * self._chunk_rows + len(self._tail)
+        return self._spilled + len(self._tail)
 
     def __bool__(self) -> bool:
         return bool(self._files or self._tail)
@@ -118,10 +134,10 @@ class PlanRows(Sequence[PlannedRow]):
         return self._digest[2]
 
     def _locate(self, position: int) -> tuple[list[PlannedRow], int]:
-        index, offset = divmod(position, self._chunk_rows)
-        if index < len(self._files):
-            return self._chunk(index), offset
-        return self._tail, position - len(self._files) * self._chunk_rows
+        if position >= self._spilled:
+            return self._tail, position - self._spilled
+        index = bisect.bisect_right(self._starts, position) - 1
+        return self._chunk(index), position - self._starts[index]
 
     def _chunk(self, index: int) -> list[PlannedRow]:
         if self._loaded is None or self._loaded[0] != index:
@@ -135,16 +151,21 @@ class PlanRows(Sequence[PlannedRow]):
             return pa.ipc.open_file(source).read_all()
 
     def _spill(self) -> None:
+        table = _table(self._tail)
+        self._tail = []
+        self._write(table)
+
+    def _write(self, table: pa.Table) -> None:
         if self._folder is None:
             self._spill_dir.mkdir(parents=True, exist_ok=True)
             self._folder = Path(tempfile.mkdtemp(prefix="plan-rows-", dir=self._spill_dir))
             weakref.finalize(self, shutil.rmtree, self._folder, True)
-        table = _table(self._tail)
         path = self._folder / f"{len(self._files):06d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, _SCHEMA) as writer:
             writer.write_table(table)
         self._files.append(path)
-        self._tail = []
+        self._starts.append(self._spilled)
+        self._spilled += table.num_rows
 
 
 def _table(rows: Sequence[PlannedRow]) -> pa.Table:

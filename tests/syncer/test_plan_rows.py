@@ -25,6 +25,20 @@ def test_rows_beyond_a_chunk_go_to_disk_and_read_back_in_order(tmp_path: Path) -
     assert spilled == rows(2_345) and spilled != rows(2_344)
 
 
+def test_a_table_appended_whole_is_a_chunk_of_its_own(tmp_path: Path) -> None:
+    from syncer.plan_rows import _table
+
+    mixed = PlanRows(rows(120), spill_dir=tmp_path, chunk_rows=100)
+    mixed.append_table(_table(rows(777, start=120)))  # the 20-row tail is spilled first, keeping the order
+    mixed.extend(rows(250, start=897))
+    assert len(mixed) == 1_147 and list(mixed) == rows(1_147)
+    assert mixed[95:905] == rows(810, start=95) and mixed[-1] == rows(1, start=1_146)[0]
+    assert PlanRows(rows(1_147)).digest("add") == mixed.digest("add")
+    small = PlanRows(rows(3))  # no spill folder: the table becomes rows in memory
+    small.append_table(_table(rows(2, start=3)))
+    assert list(small) == rows(5)
+
+
 def test_spilled_and_in_memory_rows_hash_the_same(tmp_path: Path) -> None:
     def plan(adds: PlanRows) -> SyncPlan:
         return SyncPlan(sync="s", segment="g", destination="d", audience_id="1", mode="mirror", base_version=3,
