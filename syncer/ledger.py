@@ -309,16 +309,19 @@ class Ledger(SuppressionRecords, PlatformJobs):
 
     # --- snapshot support ---------------------------------------------------------------------
 
-    def held_changes_since(self, sync: str, version: int) -> tuple[int, list[tuple[str, str | None]]] | None:
+    def held_changes_since(self, sync: str, version: int, *, limit: int | None = None) -> tuple[int, list[tuple[str, str | None]]] | None:
         """(current version, [(member_key, raw_fp or None)] in commit order) for changes after ``version``;
-        None when the log no longer reaches back that far."""
+        None when the log no longer reaches back that far, or holds more than ``limit`` changes (after an
+        initial sync, re-reading the audience in chunks costs less memory than replaying its log)."""
         with self.engine.connect() as conn:
             state = conn.execute(sa.select(sync_state.c.version, sync_state.c.log_floor).where(sync_state.c.sync == sync)).first()
             current, floor = (state[0], state[1]) if state else (0, 0)
             if version < floor or version > current:
                 return None
-            rows = conn.execute(sa.select(held_log.c.member_key, held_log.c.raw_fp).where(
-                held_log.c.sync == sync, held_log.c.version > version, held_log.c.version <= current).order_by(held_log.c.id)).all()
+            since = sa.and_(held_log.c.sync == sync, held_log.c.version > version, held_log.c.version <= current)
+            if limit is not None and conn.execute(sa.select(sa.func.count()).where(since)).scalar() > limit:
+                return None
+            rows = conn.execute(sa.select(held_log.c.member_key, held_log.c.raw_fp).where(since).order_by(held_log.c.id)).all()
         return current, [(k, fp) for k, fp in rows]
 
     def truncate_log(self, sync: str, up_to: int) -> None:

@@ -18,6 +18,9 @@ from syncer.fingerprints import from_halves, halves, number_from_hex
 from syncer.ledger import Ledger
 
 
+MAX_REPLAY = 500_000  # more changes than this since the snapshot: re-read the audience in chunks instead
+
+
 def _paths(cache_dir: Path, sync: str) -> tuple[Path, Path]:
     return cache_dir / f"{sync}.fp.parquet", cache_dir / f"{sync}.version"
 
@@ -35,7 +38,7 @@ def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: 
     the row count."""
     parquet, version_file = _paths(cache_dir, sync)
     snap_version = _read_version(version_file) if parquet.exists() else None
-    caught_up = ledger.held_changes_since(sync, snap_version) if snap_version is not None else None
+    caught_up = ledger.held_changes_since(sync, snap_version, limit=MAX_REPLAY) if snap_version is not None else None
     build = f"{table}_build"
     if caught_up is not None:
         current, changes = caught_up

@@ -25,6 +25,7 @@ from syncer.diff import resolve_columns
 from syncer.errors import ConfigError
 from syncer.fingerprints import concat_sql, number_from_hex
 from syncer.ledger import Ledger
+from syncer.snapshot import MAX_REPLAY
 
 SUPPORTED_DIALECTS = ("duckdb", "postgresql")
 _UPLOAD_ROWS = 50_000
@@ -79,12 +80,12 @@ class WarehouseDiff:
         """Bring ``held_snapshot`` for ``sync`` up to the ledger; return how many members it holds."""
         version = self.conn.execute(sa.text(f"SELECT version FROM {self.schema}.snapshot_version WHERE sync = :s"),
                                     {"s": sync}).scalar()
-        caught_up = ledger.held_changes_since(sync, version) if version is not None else None
+        caught_up = ledger.held_changes_since(sync, version, limit=MAX_REPLAY) if version is not None else None
         if caught_up is None:
             current = ledger.state_version(sync)
-            keys, fps = ledger.held_fingerprints(sync)
             self.conn.execute(sa.text(f"DELETE FROM {self.schema}.held_snapshot WHERE sync = :s"), {"s": sync})
-            self._insert(sync, keys, fps)
+            for keys, fps in ledger.held_fingerprint_chunks(sync):
+                self._insert(sync, keys, fps)
         else:
             current, changes = caught_up
             latest: dict[str, str | None] = {}

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from syncer import identity
-from syncer.diff import _classify_candidates
+from syncer.classify import classify_chunk
 from syncer.ledger import Ledger
 from syncer.plan import PlanRows, SyncPlan
 
@@ -32,7 +32,7 @@ def test_column_built_adds_equal_the_row_rules_in_key_order(tmp_path: Path, plat
     plan = SyncPlan(sync="s", segment="g", destination="d", audience_id="1", mode="mirror", base_version=0,
                     members=0, held_before=0, adds=PlanRows(spill_dir=tmp_path, chunk_rows=2))
     dropped: dict[str, int] = {}
-    _classify_candidates(plan, candidates, KINDS, platform=platform, region="US", has_region=False,
+    classify_chunk(plan, candidates, KINDS, platform=platform, region="US", has_region=False,
                          ledger=Ledger(f"sqlite:///{tmp_path}/ledger.db"), resend_all=False,
                          pending={"a2": "add"}, dropped=dropped)
     expected = identity.identify_many([dict(zip(KINDS, (e, n, p))) for e, n, p in zip(emails, names, phones)], KINDS,

@@ -58,3 +58,20 @@ def test_a_damaged_or_outdated_snapshot_falls_back_to_the_ledger(tmp_path: Path)
     assert load_held(con, "_held", ledger, "s", cache) == 3 and held(con) == {"a": "1", "b": "2", "c": "3"}
     (cache / "s.version").write_text("0")  # older than the log keeps (the log was truncated at 2)
     assert load_held(con, "_held", ledger, "s", cache) == 3 and held(con) == {"a": "1", "b": "2", "c": "3"}
+
+
+def test_a_log_longer_than_the_replay_limit_is_read_back_from_held_instead(tmp_path: Path, monkeypatch) -> None:
+    import syncer.snapshot
+
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    cache = tmp_path / "snapshots"
+    con = duckdb.connect()
+    load_held(con, "_held", ledger, "s", cache)  # an empty snapshot at version 0, as before an initial sync
+    commit(ledger, "add", [(f"k{i}", "a") for i in range(30)])
+    commit(ledger, "remove", [("k1", "a")])
+    commit(ledger, "add", [("k2", "b")])
+    monkeypatch.setattr(syncer.snapshot, "MAX_REPLAY", 5)
+    assert ledger.held_changes_since("s", 0, limit=5) is None and ledger.held_changes_since("s", 0) is not None
+    assert load_held(con, "_held", ledger, "s", cache) == 29
+    assert held(con) == {f"k{i}": "a" for i in range(30) if i != 1} | {"k2": "b"}
+    assert (cache / "s.version").read_text() == "3"
