@@ -19,23 +19,26 @@ import textwrap
 import time
 from pathlib import Path
 
+import urllib.request
+
 import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from syncer.sandbox import Sandbox  # noqa: E402
-
 TOKEN = "bench-token"
+AUDIENCE = "777"
+
+
+def _phone(i: str, area_codes: str) -> str:
+    """SQL: a valid US number unique per i (8M per area code), so every member is a different person."""
+    return (f"'+1 ' || {area_codes}[1 + {i} // 8000000] || ' ' || CAST(200 + ({i} // 10000) % 800 AS VARCHAR)"
+            f" || ' ' || lpad(CAST({i} % 10000 AS VARCHAR), 4, '0')")
 
 
 def build_warehouse(path: Path, members: int) -> None:
     con = duckdb.connect(str(path))
     con.execute(f"""
         CREATE OR REPLACE TABLE members AS
-        SELECT i AS customer_id,
-               'member' || i || '@example.com' AS email,
-               '+1 415 ' || lpad(CAST(200 + (i // 10000) % 800 AS VARCHAR), 3, '0') || ' ' || lpad(CAST(i % 10000 AS VARCHAR), 4, '0') AS phone,
+        SELECT i AS customer_id, 'member' || i || '@example.com' AS email, {_phone('i', "['415', '212', '312']")} AS phone,
                'US' AS country
         FROM range(1, {members} + 1) t(i)""")
     con.close()
@@ -45,9 +48,35 @@ def churn(path: Path, members: int, pct: float) -> None:
     n = int(members * pct / 100)
     con = duckdb.connect(str(path))
     con.execute(f"DELETE FROM members WHERE customer_id <= {n}")
-    con.execute(f"""INSERT INTO members SELECT i, 'new' || i || '@example.com', '+1 646 555 ' || lpad(CAST(i % 10000 AS VARCHAR), 4, '0'), 'US'
+    con.execute(f"""INSERT INTO members SELECT i, 'new' || i || '@example.com', {_phone('i', "['646', '617', '213']")}, 'US'
                     FROM range({members} + 1, {members} + {n} + 1) t(i)""")
     con.close()
+
+
+class SandboxProcess:
+    """The emulators in their own process, driven through the sandbox's admin API: the benchmark's own
+    process stays small, so a child's peak RSS (which counts the parent's pages until exec) is its own."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "syncer.sandbox.server", "--port", "0", "--meta-token", TOKEN],
+                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.url = self.proc.stdout.readline().strip().rsplit(" ", 1)[1]
+
+    def admin(self, method: str, path: str, body: dict | None = None):
+        request = urllib.request.Request(self.url + path, method=method, data=json.dumps(body or {}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.loads(response.read())
+
+    def requests(self) -> int:
+        return self.admin("GET", "/_sandbox/stats")["meta"]["requests"]
+
+    def holds(self) -> int:
+        return next(a["count"] for a in self.admin("GET", "/_sandbox/meta/audiences") if a["id"] == AUDIENCE)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
 
 
 def write_project(root: Path, port: int, diff_mode: str = "local") -> None:
@@ -77,7 +106,7 @@ def write_project(root: Path, port: int, diff_mode: str = "local") -> None:
 
 def run_once(root: Path) -> tuple[dict, float]:
     """One `syncer run` in a fresh process; returns its report and its own peak RSS in MB (wait4)."""
-    env = dict(os.environ, BENCH_META_TOKEN=TOKEN)
+    env = dict(os.environ, BENCH_META_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "syncer.cli", "-p", str(root), "--json", "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -90,10 +119,10 @@ def run_once(root: Path) -> tuple[dict, float]:
     return {"wall_s": wall, "report": json.loads(out)["syncs"][0]}, usage.ru_maxrss / 1024
 
 
-def bench_size(members: int, sandbox: Sandbox, workdir: Path, diff_mode: str) -> list[dict]:
+def bench_size(members: int, sandbox: SandboxProcess, workdir: Path, diff_mode: str) -> list[dict]:
     root = workdir / f"n{members}"
     write_project(root, int(sandbox.url.rsplit(':', 1)[1]), diff_mode)
-    sandbox.meta.create_audience("777", name="bench")
+    sandbox.admin("POST", "/_sandbox/meta/audiences", {"id": AUDIENCE, "name": "bench"})
     t0 = time.perf_counter()
     build_warehouse(root / "warehouse.duckdb", members)
     build_s = time.perf_counter() - t0
@@ -101,16 +130,17 @@ def bench_size(members: int, sandbox: Sandbox, workdir: Path, diff_mode: str) ->
     for label, prepare in (("initial", None), ("no change", None), ("1% adds + 1% removes", lambda: churn(root / "warehouse.duckdb", members, 1.0))):
         if prepare:
             prepare()
-        before = sandbox.meta.request_count
+        before = sandbox.requests()
         result, rss = run_once(root)
         r = result["report"]
         rows.append({"members": members, "run": label, "wall_s": round(result["wall_s"], 2), "plan_s": r["plan_seconds"],
                      "apply_s": r["duration"], "peak_mb": round(rss), "sent": r["added"] + r["removed"], "added": r["added"],
-                     "removed": r["removed"], "requests": sandbox.meta.request_count - before, "status": r["status"]})
-    held = len(sandbox.meta.members("777"))
-    rows[-1]["emulator_holds"] = held
-    print(f"# n={members:,}: warehouse built in {build_s:.1f}s; emulator holds {held:,}", file=sys.stderr)
-    sandbox.reset()
+                     "removed": r["removed"], "requests": sandbox.requests() - before, "status": r["status"]})
+        held = sandbox.holds()
+        if held != members:
+            raise SystemExit(f"after the {label} run the Meta emulator holds {held:,} members, not {members:,}")
+    print(f"# n={members:,}: warehouse built in {build_s:.1f}s; the emulator held {members:,} after each run", file=sys.stderr)
+    sandbox.admin("POST", "/_sandbox/reset")
     return rows
 
 
@@ -120,8 +150,7 @@ def main() -> None:
     parser.add_argument("--diff-mode", choices=["local", "warehouse"], default="local")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    sandbox = Sandbox(host="127.0.0.1", port=0, meta_token=TOKEN)
-    sandbox.start()
+    sandbox = SandboxProcess()
     try:
         with tempfile.TemporaryDirectory(prefix="syncer-bench-") as tmp:
             rows = [row for size in args.sizes for row in bench_size(size, sandbox, Path(tmp), args.diff_mode)]
