@@ -116,7 +116,9 @@ class Engine:
 
     @contextmanager
     def _warehouse(self) -> Iterator[WarehouseDiff]:
-        warehouse = WarehouseDiff(self.project.warehouse_url(), self.project.config.bookkeeping_schema)
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        warehouse = WarehouseDiff(self.project.warehouse_url(), self.project.config.bookkeeping_schema,
+                                  memory_limit=self.project.config.memory_limit, temp_directory=str(self.spill_dir))
         try:
             yield warehouse
         finally:
@@ -317,11 +319,14 @@ class Engine:
         else:
             result = self._send_plan(plan, sync_run_id, on_batch)
             _copy(result, report)
-            large = report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1)
-            if large and self.project.config.diff_mode == "local":
+            if report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1):
                 # a large change (an initial sync): catch the snapshot up now rather than in the next plan
-                refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots",
-                                 memory_limit=self.project.config.memory_limit)
+                if self.project.config.diff_mode == "warehouse":
+                    with self._warehouse() as warehouse:
+                        warehouse.catch_up(self.ledger, plan.sync)
+                else:
+                    refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots",
+                                     memory_limit=self.project.config.memory_limit)
             if reason:
                 report.reason = f"approved: {reason}"
         report.duration = round(time.perf_counter() - started, 3)

@@ -23,12 +23,19 @@ import sqlalchemy as sa
 from syncer.config import SegmentConfig
 from syncer.diff import resolve_columns
 from syncer.errors import ConfigError
-from syncer.fingerprints import concat_sql, number_from_hex
+from syncer.fingerprints import number_from_hex
 from syncer.ledger import Ledger
 from syncer.snapshot import MAX_REPLAY
 
 SUPPORTED_DIALECTS = ("duckdb", "postgresql")
 _UPLOAD_ROWS = 50_000
+
+
+def _inline(query: str, params: dict[str, str]) -> str:
+    """``query`` with its ``:name`` parameters written as SQL string literals (for the engine's own API)."""
+    for name, value in params.items():
+        query = query.replace(f":{name}", "'" + str(value).replace("'", "''") + "'")
+    return query
 
 
 def byte_reversed_hex(expr: str) -> str:
@@ -49,7 +56,7 @@ class WarehouseChanges:
 class WarehouseDiff:
     """One connection to the warehouse for a plan: the snapshot tables, the catch-up and the diff queries."""
 
-    def __init__(self, url: str, schema: str) -> None:
+    def __init__(self, url: str, schema: str, *, memory_limit: str | None = None, temp_directory: str | None = None) -> None:
         self.engine = sa.create_engine(url)
         self.schema = schema
         self.conn = self.engine.connect()
@@ -57,11 +64,18 @@ class WarehouseDiff:
         if dialect not in SUPPORTED_DIALECTS:
             raise ConfigError(f"diff_mode: warehouse supports {', '.join(SUPPORTED_DIALECTS)} warehouses, not {dialect}; use diff_mode: local")
         self.dialect = dialect
+        # Postgres deletes by key through the primary key's index; DuckDB joins without one, and its
+        # in-memory key index on ten million rows would cost more memory than the table
+        key = ", PRIMARY KEY (sync, member_key)" if dialect == "postgresql" else ""
         try:
+            if dialect == "duckdb":  # an embedded warehouse: held to the project's memory cap
+                if memory_limit:
+                    self.conn.execute(sa.text(f"SET memory_limit = '{memory_limit}'"))
+                if temp_directory:
+                    self.conn.execute(sa.text(f"SET temp_directory = '{temp_directory}'"))
             self.conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
             self.conn.execute(sa.text(f"""CREATE TABLE IF NOT EXISTS {schema}.held_snapshot (
-                sync VARCHAR(128) NOT NULL, member_key VARCHAR(256) NOT NULL, fp CHAR(32) NOT NULL,
-                PRIMARY KEY (sync, member_key))"""))
+                sync VARCHAR(128) NOT NULL, member_key VARCHAR(256) NOT NULL, fp CHAR(32) NOT NULL{key})"""))
             self.conn.execute(sa.text(f"""CREATE TABLE IF NOT EXISTS {schema}.snapshot_version (
                 sync VARCHAR(128) PRIMARY KEY, version INTEGER NOT NULL)"""))
             self.conn.commit()
@@ -196,6 +210,12 @@ class WarehouseDiff:
             con.unregister("_batch")
 
     def _stream(self, query: str, params: dict, chunk_rows: int) -> Iterator[list[pa.Array]]:
+        if self.dialect == "duckdb":  # the engine hands out Arrow itself: no rows through Python
+            raw = self.conn.connection.driver_connection
+            reader = raw.sql(_inline(query, params)).to_arrow_reader(chunk_rows)
+            for batch in reader:
+                yield [column.cast(pa.string()) for column in batch.columns]
+            return
         try:
             # per statement: Connection.execution_options would make every later statement a server-side cursor
             result = self.conn.execute(sa.text(query).execution_options(stream_results=True, yield_per=chunk_rows), params)

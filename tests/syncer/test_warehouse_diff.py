@@ -114,7 +114,7 @@ def test_postgres_warehouse_mode_plans_like_the_local_mode_on_duckdb(tmp_path: P
                          [dict(zip(names, row)) for row in rows])
 
     local = project(tmp_path / "local", first_rows())
-    inside = project(tmp_path / "pg", first_rows(), f"diff_mode: warehouse\nbookkeeping_schema: syncer_test\n")
+    inside = project(tmp_path / "pg", first_rows(), "diff_mode: warehouse\nbookkeeping_schema: syncer_test\n")
     (inside / "syncer.yml").write_text((inside / "syncer.yml").read_text().replace("duckdb:///warehouse.duckdb", postgres_url))
     try:
         load_postgres(first_rows())
