@@ -220,7 +220,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         if warehouse is None:
             plan.held_before = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
             _build_desired(con, data, shape)
-            members, duplicates = _diff(con, plan.held_before, resend_all)
+            members, duplicates, unchanged = _diff(con, plan.held_before, resend_all)
             candidates = _candidates(con, data, shape, duplicates > 0, chunk_rows)
             stale = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _rows USING (member_key)").fetchall()]
             segment_rows, null_keys = data.rows, data.null_keys
@@ -228,12 +228,12 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
             plan.held_before = warehouse.catch_up(ledger, sync_name)
             found = warehouse.diff(con, source=data.table, sync_name=sync_name, shape=shape, suppressed=suppressed,
                                    rejected=rejected, held_count=plan.held_before, resend_all=resend_all, chunk_rows=chunk_rows)
-            members, duplicates, stale = found.members, found.duplicates, found.stale_rejections
+            members, duplicates, stale, unchanged = found.members, found.duplicates, found.stale_rejections, found.unchanged
             candidates = _warehouse_candidates(con, shape, chunk_rows)
             segment_rows, null_keys = found.segment_rows, found.null_keys
         still_rejected = _scalar(con, "SELECT count(*) FROM _changes c JOIN _rej r ON r.member_key = c.member_key AND r.fp = c.fp")
         plan.members = members - still_rejected
-        plan.stats.update(segment_rows=segment_rows, null_or_duplicate_keys=null_keys + duplicates)
+        plan.stats.update(segment_rows=segment_rows, null_or_duplicate_keys=null_keys + duplicates, unchanged_by_checksum=unchanged)
         pending = ledger.pending_keys(sync_name)
         dropped: dict[str, int] = {}
         with closing(candidates):
@@ -267,19 +267,19 @@ def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Sh
 _CHECKSUM = "SELECT count(*), bit_xor(hash(member_key, fp)), sum(hash(member_key, fp)) FROM {}"
 
 
-def _diff(con: duckdb.DuckDBPyConnection, held_count: int, resend_all: bool) -> tuple[int, int]:
+def _diff(con: duckdb.DuckDBPyConnection, held_count: int, resend_all: bool) -> tuple[int, int, bool]:
     """Create ``_changes(member_key, fp, held_fp)``: every member whose fingerprint differs from what the
     audience holds (``fp`` NULL: the member left). A key on several rows keeps its smallest fingerprint,
     so the choice is stable; it is settled among the changed keys only, as a repeated key with differing
     rows always shows up there, and the audience-wide ``GROUP BY`` would cost a second pass.
 
-    Returns (members the audience should hold, duplicate rows)."""
+    Returns (members the audience should hold, duplicate rows, whether the checksums proved no change)."""
     rows = _scalar(con, "SELECT count(*) FROM _rows")
     if not resend_all and con.sql(_CHECKSUM.format("_rows")).fetchall() == con.sql(_CHECKSUM.format("_held")).fetchall():
         # the same (member, fingerprint) pairs as held: nothing changed, and no key repeats since held's
         # keys are unique; the odds of equal count, xor and sum of 64-bit hashes otherwise are ~2^-64
         con.execute("CREATE OR REPLACE TEMP TABLE _changes (member_key VARCHAR, fp UHUGEINT, held_fp UHUGEINT)")
-        return rows, 0
+        return rows, 0, True
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _raw_changes AS
         SELECT coalesce(d.member_key, h.member_key) AS member_key, d.fp, h.fp AS held_fp
@@ -298,7 +298,7 @@ def _diff(con: duckdb.DuckDBPyConnection, held_count: int, resend_all: bool) -> 
         WHERE d.fp IS DISTINCT FROM h.fp {'OR TRUE' if resend_all else ''}""")
     gone, new = con.sql("SELECT count(*) FILTER (WHERE fp IS NULL), count(*) FILTER (WHERE held_fp IS NULL) FROM _changes").fetchall()[0]
     members = held_count - gone + new
-    return members, rows - members
+    return members, rows - members, False
 
 
 def _candidates(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape, duplicates: bool, chunk_rows: int):

@@ -31,6 +31,10 @@ SUPPORTED_DIALECTS = ("duckdb", "postgresql")
 _UPLOAD_ROWS = 50_000
 
 
+def _int(value: object) -> int | None:
+    return None if value is None else int(value)
+
+
 def _inline(query: str, params: dict[str, str]) -> str:
     """``query`` with its ``:name`` parameters written as SQL string literals (for the engine's own API)."""
     for name, value in params.items():
@@ -51,6 +55,7 @@ class WarehouseChanges:
     segment_rows: int
     null_keys: int
     stale_rejections: list[str]
+    unchanged: bool = False  # proven by checksums, without ranking or joining
 
 
 class WarehouseDiff:
@@ -169,10 +174,22 @@ class WarehouseDiff:
         self._upload("syncer_supp", ["member_key"], [sorted(suppressed)])
         valid = "s.member_key IS NOT NULL AND s.member_key <> ''"
         desired = f"{valid} AND ({shape.wanted}) AND s.member_key NOT IN (SELECT member_key FROM syncer_supp)"
+        pair = self._hash64(f"s.member_key || '|' || md5({shape.concat})")
         stats = self.conn.execute(sa.text(f"""
-            SELECT count(*), sum(CASE WHEN {valid} THEN 0 ELSE 1 END), sum(CASE WHEN {desired} THEN 1 ELSE 0 END)
+            SELECT count(*), sum(CASE WHEN {valid} THEN 0 ELSE 1 END), sum(CASE WHEN {desired} THEN 1 ELSE 0 END),
+                   sum(CASE WHEN {desired} THEN {pair} END), bit_xor(CASE WHEN {desired} THEN {pair} END)
             FROM {source} s""")).one()
         segment_rows, null_keys, rows = int(stats[0]), int(stats[1] or 0), int(stats[2] or 0)
+        held = self.conn.execute(sa.text(f"""
+            SELECT count(*), sum({self._hash64("member_key || '|' || fp")}), bit_xor({self._hash64("member_key || '|' || fp")})
+            FROM {self.schema}.held_snapshot WHERE sync = :sync"""), {"sync": sync_name}).one()
+        stale = self._stale(source, desired, rejected)
+        if not resend_all and (rows, _int(stats[3]), _int(stats[4])) == (int(held[0]), _int(held[1]), _int(held[2])):
+            # the same (member, fingerprint) pairs as held, as in the local mode's short-cut: no ranking, no join
+            self._land(con, None, {}, shape, chunk_rows)
+            con.execute("CREATE OR REPLACE TEMP TABLE _changes (member_key VARCHAR, fp UHUGEINT, held_fp UHUGEINT)")
+            return WarehouseChanges(members=held_count, duplicates=0, segment_rows=segment_rows, null_keys=null_keys,
+                                    stale_rejections=stale, unchanged=True)
         columns = ", ".join([f"d.k_{k}" for k in shape.kinds] + (["d.region"] if shape.has_region else [])
                             + (["d.consent"] if shape.consent_sql else []))
         consent = f", {shape.consent_sql} AS consent" if shape.consent_sql else ""
@@ -192,19 +209,29 @@ class WarehouseDiff:
                         SELECT member_key, {number_from_hex('raw_fp')} AS fp, {number_from_hex('held_raw_fp')} AS held_fp FROM _wchanges""")
         gone, new = con.sql("SELECT count(*) FILTER (WHERE fp IS NULL), count(*) FILTER (WHERE held_fp IS NULL) FROM _changes").fetchall()[0]
         members = held_count - gone + new
-        stale: list[str] = []
-        if rejected:
-            self._upload("syncer_rej", ["member_key"], [list(rejected)])
-            stale = [k for (k,) in self.conn.execute(sa.text(
-                f"SELECT r.member_key FROM syncer_rej r WHERE r.member_key NOT IN (SELECT s.member_key FROM {source} s WHERE {desired})"))]
         return WarehouseChanges(members=members, duplicates=rows - members, segment_rows=segment_rows, null_keys=null_keys,
                                 stale_rejections=stale)
 
-    def _land(self, con: duckdb.DuckDBPyConnection, query: str, params: dict, shape, chunk_rows: int) -> None:
+    def _stale(self, source: str, desired: str, rejected: dict[str, str]) -> list[str]:
+        """Rejected members the segment no longer wants (their rejection is moot)."""
+        if not rejected:
+            return []
+        self._upload("syncer_rej", ["member_key"], [list(rejected)])
+        return [k for (k,) in self.conn.execute(sa.text(
+            f"SELECT r.member_key FROM syncer_rej r WHERE r.member_key NOT IN (SELECT s.member_key FROM {source} s WHERE {desired})"))]
+
+    def _hash64(self, text: str) -> str:
+        """SQL: the first 60 bits of md5(``text``) as a BIGINT, in this warehouse's dialect."""
+        if self.dialect == "duckdb":
+            return f"('0x' || substr(md5({text}), 1, 15))::BIGINT"
+        return f"('x' || substr(md5({text}), 1, 15))::bit(60)::bigint"
+
+    def _land(self, con: duckdb.DuckDBPyConnection, query: str | None, params: dict, shape, chunk_rows: int) -> None:
+        """Create ``_wchanges`` in ``con`` with the rows ``query`` returns (none without a query)."""
         names = ["member_key", "raw_fp", "held_raw_fp"] + [f"k_{k}" for k in shape.kinds] + (
             ["region"] if shape.has_region else []) + (["consent"] if shape.consent_sql else [])
         con.execute(f"CREATE OR REPLACE TEMP TABLE _wchanges ({', '.join(f'{n} VARCHAR' for n in names)})")
-        for batch in self._stream(query, params, chunk_rows):
+        for batch in self._stream(query, params, chunk_rows) if query else ():
             con.register("_batch", pa.table(batch, names=names))
             con.execute("INSERT INTO _wchanges SELECT * FROM _batch")
             con.unregister("_batch")

@@ -68,7 +68,7 @@ def same(local: SyncPlan, warehouse: SyncPlan) -> None:
     assert warehouse.content_hash == local.content_hash
     assert (warehouse.members, warehouse.held_before, warehouse.retried) == (local.members, local.held_before, local.retried)
     assert warehouse.rejections == local.rejections and warehouse.cleared_rejections == local.cleared_rejections
-    for figure in ("segment_rows", "null_or_duplicate_keys", "dropped_identifiers"):
+    for figure in ("segment_rows", "null_or_duplicate_keys", "dropped_identifiers", "unchanged_by_checksum"):
         assert warehouse.stats[figure] == local.stats[figure], figure
 
 
@@ -94,11 +94,22 @@ def test_duckdb_warehouse_mode_plans_exactly_like_the_local_mode(tmp_path: Path)
     third_local, third_inside = plan_of(local), plan_of(inside)
     same(third_local, third_inside)
     assert third_local.is_empty and third_inside.is_empty
+    assert not third_local.stats["unchanged_by_checksum"]  # key 44 repeats: the rows differ from what is held
+
+    # without repeated keys an unchanged segment is proven by checksums, with no join, in both modes
+    unique = [row for row in second_rows() if row[0] not in (44, 45)]
+    write_customers(local / "warehouse.duckdb", unique)
+    write_customers(inside / "warehouse.duckdb", unique)
+    apply(local)
+    apply(inside)
+    fourth_local, fourth_inside = plan_of(local), plan_of(inside)
+    same(fourth_local, fourth_inside)
+    assert fourth_local.is_empty and fourth_local.stats["unchanged_by_checksum"]
     # the warehouse mode kept its snapshot in the warehouse, none on the machine
     con = duckdb.connect(str(inside / "warehouse.duckdb"), read_only=True)
     held = con.sql("SELECT count(*) FROM syncer.held_snapshot WHERE sync = 'buyers_sync'").fetchall()[0][0]
     con.close()
-    assert held == third_local.held_before == 47
+    assert held == fourth_local.held_before == 45
     assert not (inside / ".syncer" / "snapshots").exists()
 
 
