@@ -144,7 +144,7 @@ class WarehouseDiff:
             raw.unregister("_syncer_upload")
             return
         raw = self.conn.connection.driver_connection
-        if hasattr(raw, "cursor") and hasattr(raw.cursor(), "copy"):  # psycopg 3: COPY, far faster than executemany
+        if type(raw).__module__.split(".")[0] == "psycopg":  # psycopg 3: COPY, far faster than executemany
             with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in zip(*values):
                     copy.write_row(row)
