@@ -223,17 +223,15 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
             members, duplicates, unchanged = _diff(con, plan.held_before, resend_all)
             candidates = _candidates(con, data, shape, duplicates > 0, chunk_rows)
             stale = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _rows USING (member_key)").fetchall()]
-            segment_rows, null_keys = data.rows, data.null_keys
         else:
             plan.held_before = warehouse.catch_up(ledger, sync_name)
             found = warehouse.diff(con, source=data.table, sync_name=sync_name, shape=shape, suppressed=suppressed,
                                    rejected=rejected, held_count=plan.held_before, resend_all=resend_all, chunk_rows=chunk_rows)
             members, duplicates, stale, unchanged = found.members, found.duplicates, found.stale_rejections, found.unchanged
             candidates = _warehouse_candidates(con, shape, chunk_rows)
-            segment_rows, null_keys = found.segment_rows, found.null_keys
         still_rejected = _scalar(con, "SELECT count(*) FROM _changes c JOIN _rej r ON r.member_key = c.member_key AND r.fp = c.fp")
         plan.members = members - still_rejected
-        plan.stats.update(segment_rows=segment_rows, null_or_duplicate_keys=null_keys + duplicates, unchanged_by_checksum=unchanged)
+        plan.stats.update(segment_rows=data.rows, null_or_duplicate_keys=data.null_keys + duplicates, unchanged_by_checksum=unchanged)
         pending = ledger.pending_keys(sync_name)
         dropped: dict[str, int] = {}
         with closing(candidates):

@@ -23,6 +23,12 @@ def number_from_hex(expr: str) -> str:
     return f"((('0x' || {high})::UBIGINT::UHUGEINT << 64) | ('0x' || {low})::UBIGINT::UHUGEINT)"
 
 
+def byte_reversed_hex(expr: str) -> str:
+    """SQL: the md5 hex ``expr`` with its bytes reversed, which sorts like ``md5_number`` (a warehouse
+    without it keeps the same row of a repeated key as the local mode: the smallest ``md5_number``)."""
+    return " || ".join(f"substr({expr}, {i}, 2)" for i in range(31, 0, -2))
+
+
 def halves(expr: str) -> str:
     return f"({expr} >> 64)::UBIGINT AS fp_hi, ({expr} & {_MASK64}::UHUGEINT)::UBIGINT AS fp_lo"
 

@@ -346,7 +346,7 @@ class Ledger(SuppressionRecords, PlatformJobs):
                 (sync, now, _pg_json(list(keys)), _pg_json(list(fps)), _pg_json(list(identifiers))))
             return
         # the driver's own executemany: a 10,000-row batch through Core's per-row compilation cost ~0.2 s
-        p = "?" if self._is_sqlite else "%s"
+        p = self._mark
         conn.exec_driver_sql(
             f"INSERT INTO held (sync, member_key, raw_fp, identifiers, updated_at) VALUES ({p}, {p}, {p}, {p}, {p})" + upsert,
             list(zip(repeat(sync), keys, fps, identifiers, repeat(now))))

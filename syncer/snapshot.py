@@ -67,10 +67,13 @@ def _view(con: duckdb.DuckDBPyConnection, table: str, parquet: Path) -> int:
     return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
+def latest_fingerprints(changes: list[tuple[str, str | None]]) -> dict[str, str | None]:
+    """Each member's last change (its raw_fp, or None: it left), from ``held_changes_since`` in commit order."""
+    return dict(changes)
+
+
 def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, changes: list[tuple[str, str | None]]) -> None:
-    latest: dict[str, str | None] = {}
-    for key, fp in changes:  # in commit order: the last change of a member wins
-        latest[key] = fp
+    latest = latest_fingerprints(changes)
     delta = pa.table({"member_key": pa.array(list(latest), pa.string()), "raw_fp": pa.array(list(latest.values()), pa.string())})
     con.register("_delta", delta)
     try:

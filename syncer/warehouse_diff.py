@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from syncer.config import SegmentConfig
 from syncer.diff import resolve_columns
 from syncer.errors import ConfigError
-from syncer.fingerprints import number_from_hex
+from syncer.fingerprints import byte_reversed_hex, number_from_hex
 from syncer.ledger import Ledger
-from syncer.snapshot import MAX_REPLAY
+from syncer.snapshot import MAX_REPLAY, latest_fingerprints
 
 SUPPORTED_DIALECTS = ("duckdb", "postgresql")
 _UPLOAD_ROWS = 50_000
@@ -42,18 +42,10 @@ def _inline(query: str, params: dict[str, str]) -> str:
     return query
 
 
-def byte_reversed_hex(expr: str) -> str:
-    """SQL: the md5 hex ``expr`` with its bytes reversed, which sorts like DuckDB's ``md5_number``
-    (the local mode keeps the smallest ``md5_number`` of a repeated key; this keeps the same row)."""
-    return " || ".join(f"substr({expr}, {i}, 2)" for i in range(31, 0, -2))
-
-
 @dataclass
 class WarehouseChanges:
     members: int
     duplicates: int
-    segment_rows: int
-    null_keys: int
     stale_rejections: list[str]
     unchanged: bool = False  # proven by checksums, without ranking or joining
 
@@ -107,9 +99,7 @@ class WarehouseDiff:
                 self._insert(sync, keys, fps)
         else:
             current, changes = caught_up
-            latest: dict[str, str | None] = {}
-            for key, fp in changes:  # in commit order: the last change of a member wins
-                latest[key] = fp
+            latest = latest_fingerprints(changes)
             self._delete(sync, list(latest))
             present = [(k, fp) for k, fp in latest.items() if fp is not None]
             self._insert(sync, [k for k, _ in present], [fp for _, fp in present])
@@ -176,20 +166,17 @@ class WarehouseDiff:
         desired = f"{valid} AND ({shape.wanted}) AND s.member_key NOT IN (SELECT member_key FROM syncer_supp)"
         pair = self._hash64(f"s.member_key || '|' || md5({shape.concat})")
         stats = self.conn.execute(sa.text(f"""
-            SELECT count(*), sum(CASE WHEN {valid} THEN 0 ELSE 1 END), sum(CASE WHEN {desired} THEN 1 ELSE 0 END),
-                   sum(CASE WHEN {desired} THEN {pair} END), bit_xor(CASE WHEN {desired} THEN {pair} END)
-            FROM {source} s""")).one()
-        segment_rows, null_keys, rows = int(stats[0]), int(stats[1] or 0), int(stats[2] or 0)
+            SELECT count(*), sum({pair}), bit_xor({pair}) FROM {source} s WHERE {desired}""")).one()
+        rows = int(stats[0])
         held = self.conn.execute(sa.text(f"""
             SELECT count(*), sum({self._hash64("member_key || '|' || fp")}), bit_xor({self._hash64("member_key || '|' || fp")})
             FROM {self.schema}.held_snapshot WHERE sync = :sync"""), {"sync": sync_name}).one()
         stale = self._stale(source, desired, rejected)
-        if not resend_all and (rows, _int(stats[3]), _int(stats[4])) == (int(held[0]), _int(held[1]), _int(held[2])):
+        if not resend_all and (rows, _int(stats[1]), _int(stats[2])) == (int(held[0]), _int(held[1]), _int(held[2])):
             # the same (member, fingerprint) pairs as held, as in the local mode's short-cut: no ranking, no join
             self._land(con, None, {}, shape, chunk_rows)
             con.execute("CREATE OR REPLACE TEMP TABLE _changes (member_key VARCHAR, fp UHUGEINT, held_fp UHUGEINT)")
-            return WarehouseChanges(members=held_count, duplicates=0, segment_rows=segment_rows, null_keys=null_keys,
-                                    stale_rejections=stale, unchanged=True)
+            return WarehouseChanges(members=held_count, duplicates=0, stale_rejections=stale, unchanged=True)
         columns = ", ".join([f"d.k_{k}" for k in shape.kinds] + (["d.region"] if shape.has_region else [])
                             + (["d.consent"] if shape.consent_sql else []))
         consent = f", {shape.consent_sql} AS consent" if shape.consent_sql else ""
@@ -209,8 +196,7 @@ class WarehouseDiff:
                         SELECT member_key, {number_from_hex('raw_fp')} AS fp, {number_from_hex('held_raw_fp')} AS held_fp FROM _wchanges""")
         gone, new = con.sql("SELECT count(*) FILTER (WHERE fp IS NULL), count(*) FILTER (WHERE held_fp IS NULL) FROM _changes").fetchall()[0]
         members = held_count - gone + new
-        return WarehouseChanges(members=members, duplicates=rows - members, segment_rows=segment_rows, null_keys=null_keys,
-                                stale_rejections=stale)
+        return WarehouseChanges(members=members, duplicates=rows - members, stale_rejections=stale)
 
     def _stale(self, source: str, desired: str, rejected: dict[str, str]) -> list[str]:
         """Rejected members the segment no longer wants (their rejection is moot)."""
