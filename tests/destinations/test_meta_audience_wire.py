@@ -8,37 +8,19 @@ receives exactly the payload and session the SDK would have sent.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 
 import pytest
 
-from destinations.base import AudienceRef, Member, RowStatus
+from destinations.base import Member, RowStatus
 from destinations.meta_audience import MetaAudienceDestination
-from syncer.config import MetaAudienceConfig
-from syncer.sandbox import Sandbox
-
-TOKEN = "sandbox-wire-token"
-AUDIENCE = AudienceRef(sync="vip_sync", audience_id="1001")
-
-
-def sha(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-@pytest.fixture
-def sandbox():
-    sb = Sandbox(port=0, meta_token=TOKEN).start()
-    sb.meta.create_audience(AUDIENCE.audience_id, name="vip", ad_account_id="act_77")
-    yield sb
-    sb.stop()
+from tests.destinations.test_meta_audience import AUDIENCE, TOKEN, config, sandbox, sha  # noqa: F401  (sandbox: the fixture)
 
 
 @pytest.fixture
 def dest(sandbox, monkeypatch):
     monkeypatch.setenv("META_TOKEN", TOKEN)
-    config = MetaAudienceConfig(type="meta_audience", ad_account_id="act_77", access_token_env="META_TOKEN", endpoint=sandbox.url)
-    destination = MetaAudienceDestination(config, name="meta_vip")
+    destination = MetaAudienceDestination(config(sandbox.url), name="meta_vip")
     yield destination
     destination.close()
 
