@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
-# the credentials the demo's destinations name and the sandbox accepts (syncer/demo.py SANDBOX_SECRETS)
+# the credentials the demo's destinations name and the sandbox accepts (syncer/demo/setup.py SANDBOX_SECRETS)
 SANDBOX_SECRETS := SANDBOX_META_TOKEN=sandbox-meta-token SANDBOX_DATAMANAGER_KEY=sandbox-datamanager-key \
 	SANDBOX_KLAVIYO_KEY=sandbox-klaviyo-key SANDBOX_TWILIO_ACCOUNT_SID=AC00000000000000000000000000000001 \
 	SANDBOX_TWILIO_KEY=sandbox-twilio-key

@@ -18,8 +18,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from syncer.identity import identify_many  # noqa: E402
-from syncer.identity_columnar import fallback_rows, identify_columns, to_identified  # noqa: E402
+from syncer.identity.columnar import fallback_rows, identify_columns, to_identified  # noqa: E402
+from syncer.identity.rows import identify_many  # noqa: E402
 
 _MIXED_PHONES = ["+1 415 {a} {b}", "(650) {a}-{b}", "1-212-{a}-{b}", "07911 {a}{b}", "+44 20 7946 {b}",
                  "030 {a}{b}", "+49 151 {a}{b}", "06 12 {a} {b}", "0412 {a} {b}", "(11) 9{a}-{b}",

@@ -7,7 +7,7 @@ Each platform gets N adds in batches of its limit, then N removes.
 Options for the cost of applying a plan (see bench/RESULTS.md):
   --platforms meta             only these platforms (comma-separated: meta, google data manager, google ads api)
   --identifiers email,phone    what each member carries (default email; Meta then sends its multi-key schema)
-  --ledger sqlite|URL          also commit each batch to a ledger, as ``syncer.apply`` does, so the figure is
+  --ledger sqlite|URL          also commit each batch to a ledger, as ``syncer.delivery.apply`` does, so the figure is
                                connector + emulator + ledger; ``sqlite`` is a fresh file in a temporary folder
 Members are in member_key order, as a plan sends them.
 """
@@ -70,8 +70,8 @@ def push(destination, audience: AudienceRef, batch: list[Member], size: int, op:
 
 
 def _commit(ledger, sync_run: int, op: str, chunk: list[Member], result) -> None:
-    """What syncer.apply records for one acknowledged batch."""
-    from syncer.ledger import HeldRow
+    """What syncer.delivery.apply records for one acknowledged batch."""
+    from syncer.ledger.store import HeldRow
 
     by_key = {o.member_key: o for o in result.outcomes}
     landed = [HeldRow(m.member_key, m.member_key.rjust(32, "0"), m.identifiers) for m in chunk
@@ -107,7 +107,7 @@ def run(n: int, wanted: list[str], kinds: list[str], ledger_url: str | None) -> 
         batch = members(n, tuple(kinds))
         ledger = None
         if ledger_url:
-            from syncer.ledger import Ledger
+            from syncer.ledger.store import Ledger
 
             ledger = Ledger(ledger_url)
             print(f"# each batch also committed to the ledger ({ledger.engine.dialect.name}); identifiers: {', '.join(kinds)}")
@@ -132,7 +132,7 @@ def _destinations(urls: dict[str, str]) -> list[tuple[str, object, str]]:
     """(name, destination, audience id) of each platform, pointed at the emulators."""
     from destinations.google_customer_match import GoogleCustomerMatchDestination
     from destinations.meta_audience import MetaAudienceDestination
-    from syncer.config import GoogleCustomerMatchConfig, MetaAudienceConfig
+    from syncer.project.config import GoogleCustomerMatchConfig, MetaAudienceConfig
 
     return [
         ("meta", MetaAudienceDestination(MetaAudienceConfig(type="meta_audience", ad_account_id="act_1", access_token_env="BENCH_META",

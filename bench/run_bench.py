@@ -17,9 +17,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from pathlib import Path
-
 import urllib.request
+from pathlib import Path
 
 import duckdb
 
@@ -108,7 +107,7 @@ def run_once(root: Path) -> tuple[dict, float]:
     """One `syncer run` in a fresh process; returns its report and its own peak RSS in MB (wait4)."""
     env = dict(os.environ, BENCH_META_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "syncer.cli", "-p", str(root), "--json", "run"],
+    proc = subprocess.Popen([sys.executable, "-m", "syncer.cli.main", "-p", str(root), "--json", "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = proc.stdout.read()
     errout = proc.stderr.read()

@@ -29,12 +29,12 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from syncer.conversions import record_conversion  # noqa: E402
-from syncer.engine import Engine  # noqa: E402
-from syncer.ledger import Ledger, suppression_events  # noqa: E402
-from syncer.project import load_project  # noqa: E402
+from syncer.delivery.conversions import record_conversion  # noqa: E402
+from syncer.delivery.engine import Engine  # noqa: E402
+from syncer.delivery.fast_path import percentiles  # noqa: E402
+from syncer.ledger.store import Ledger, suppression_events  # noqa: E402
+from syncer.project.project import load_project  # noqa: E402
 from syncer.sandbox import Sandbox  # noqa: E402
-from syncer.suppress import percentiles  # noqa: E402
 
 TOKEN = "latency-bench-token"
 
@@ -58,7 +58,7 @@ def build_project(root: Path, port: int, members: int) -> None:
 
 def start(mode: str, root: Path, env: dict) -> subprocess.Popen:
     if mode == "follow":
-        args = [sys.executable, "-m", "syncer.cli", "-p", str(root), "suppress", "--follow"]
+        args = [sys.executable, "-m", "syncer.cli.main", "-p", str(root), "suppress", "--follow"]
     else:
         home = root / "dagster_home"
         home.mkdir(exist_ok=True)

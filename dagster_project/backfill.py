@@ -9,8 +9,8 @@ the platform holds that we never knew about.
 import dagster as dg
 
 from dagster_project import location
-from syncer.engine import Engine
-from syncer.project import Project, load_project
+from syncer.delivery.engine import Engine
+from syncer.project.project import Project, load_project
 
 
 class ResyncConfig(dg.Config):

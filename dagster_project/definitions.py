@@ -16,7 +16,7 @@ from dagster_project.backfill import backfill_job, poll_jobs_job
 from dagster_project.segments import segment_asset, segment_schedule
 from dagster_project.sensors import suppression_sensor, suppressions_spec
 from dagster_project.syncs import destination_definitions
-from syncer.project import load_project
+from syncer.project.project import load_project
 
 
 def build_definitions(project_dir: Path | str | None = None) -> dg.Definitions:

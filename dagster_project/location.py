@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from syncer.project import Project
+from syncer.project.project import Project
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 APPROVE_TAG = "syncer/approve"

@@ -6,9 +6,9 @@ import time
 import dagster as dg
 
 from dagster_project import location
-from syncer.engine import Engine
-from syncer.config import SegmentConfig
-from syncer.project import Project, load_project
+from syncer.delivery.engine import Engine
+from syncer.project.config import SegmentConfig
+from syncer.project.project import Project, load_project
 
 
 def segment_key(name: str) -> dg.AssetKey:

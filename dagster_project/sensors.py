@@ -12,8 +12,8 @@ import time
 
 import dagster as dg
 
-from syncer.project import Project, load_project
-from syncer.suppress import CURSOR, SuppressionResult, Suppressor
+from syncer.delivery.fast_path import CURSOR, SuppressionResult, Suppressor
+from syncer.project.project import Project, load_project
 
 SUPPRESSIONS = dg.AssetKey(["suppressions"])
 WINDOW_ENV = "SYNCER_SENSOR_WINDOW_S"

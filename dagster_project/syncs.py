@@ -14,12 +14,12 @@ from dataclasses import asdict
 import dagster as dg
 
 from dagster_project import location
-from syncer.engine import Engine
 from dagster_project.segments import segment_key
-from syncer.config import SyncConfig
-from syncer.gates import check_gates, held_reason
-from syncer.plan import load_plan, save_plan
-from syncer.project import Project, load_project
+from syncer.delivery.engine import Engine
+from syncer.planning.gates import check_gates, held_reason
+from syncer.planning.plan import load_plan, save_plan
+from syncer.project.config import SyncConfig
+from syncer.project.project import Project, load_project
 
 
 def plan_key(destination: str, sync: str) -> dg.AssetKey:

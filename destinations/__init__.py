@@ -43,7 +43,7 @@ def destination_class(type_name: str) -> type[Destination]:
 
 def build_destination(name: str, config) -> Destination:
     """Instantiate the connector for a destination config; secrets are read from the environment now."""
-    from syncer.config import expand_env
+    from syncer.project.config import expand_env
 
     cls = destination_class(config.type)
     if config.endpoint:

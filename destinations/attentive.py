@@ -49,9 +49,24 @@ import requests
 
 from destinations._http import build_session, read_body, redact, retry_after
 from destinations._pacing import TokenBucket
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from syncer.config import AttentiveConfig, resolve_secret
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    Op,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import AttentiveConfig, resolve_secret
 
 __all__ = ["API_URL", "AttentiveContext", "AttentiveDestination", "DEFAULT_REQUESTS_PER_SECOND", "classify"]
 

@@ -3,7 +3,7 @@
 Contract:
 
 - ``add`` and ``remove`` take members whose identifiers are already normalised and hashed for the
-  platform (``syncer.identity``), and return a ``BatchResult`` holding exactly one ``RowOutcome`` per
+  platform (``syncer.identity.rows``), and return a ``BatchResult`` holding exactly one ``RowOutcome`` per
   member, keyed by ``member_key`` (never by position).
 - An empty sequence makes no network call.
 - A row the platform refuses for good is ``RowOutcome(REJECTED, reason)``; it never raises.
@@ -51,7 +51,7 @@ class BatchResult:
 class Member:
     """One member as a destination sees it: our key plus identifiers ready to send.
 
-    ``identifiers`` maps an identifier kind (``syncer.identity.IDENTIFIER_KINDS``) to the value in the
+    ``identifiers`` maps an identifier kind (``syncer.identity.rows.IDENTIFIER_KINDS``) to the value in the
     platform's format (hashed where the platform asks for hashes).
     """
 
@@ -70,7 +70,7 @@ class Capabilities:
     """What a destination accepts, declared as data."""
 
     platform: str
-    """Identity rule set to normalise and hash with (``syncer.identity.PLATFORM_RULES``)."""
+    """Identity rule set to normalise and hash with (``syncer.identity.rows.PLATFORM_RULES``)."""
     identifiers: frozenset[str]
     max_batch: int
     can_remove: bool = True

@@ -88,9 +88,24 @@ import requests
 from destinations._http import build_session, header, read_body, redact, unreachable
 from destinations._http import retry_after as _retry_after_header
 from destinations._pacing import TokenBucket
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from syncer.config import BrazeConfig, resolve_secret
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    Op,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import BrazeConfig, resolve_secret
 
 __all__ = ["BURST", "WINDOW_LIMIT", "WINDOW_S", "BrazeContext", "BrazeDestination", "MAX_OBJECTS", "RATE_PER_SECOND", "classify", "redact", "retry_after"]
 

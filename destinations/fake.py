@@ -14,8 +14,16 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar
 
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, RowOutcome, RowStatus
-from syncer.config import FakeConfig
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.project.config import FakeConfig
 
 
 class FakeDestination(Destination):

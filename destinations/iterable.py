@@ -69,11 +69,32 @@ from typing import Any
 
 import requests
 
-from destinations._http import build_session, read_body, redact, retry_after, unreachable
+from destinations._http import (
+    build_session,
+    read_body,
+    redact,
+    retry_after,
+    unreachable,
+)
 from destinations._pacing import TokenBucket
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from syncer.config import IterableListConfig, resolve_secret
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    Op,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import IterableListConfig, resolve_secret
 
 __all__ = ["HOSTS", "IterableContext", "IterableListDestination", "MAX_SUBSCRIBERS", "RATE_PER_SECOND", "classify", "redact"]
 

@@ -69,11 +69,32 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from destinations._http import build_session, read_body, redact, retry_after, unreachable
+from destinations._http import (
+    build_session,
+    read_body,
+    redact,
+    retry_after,
+    unreachable,
+)
 from destinations._pacing import SlidingWindowLimiter
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from syncer.config import KlaviyoListConfig, resolve_secret
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    Op,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import KlaviyoListConfig, resolve_secret
 
 __all__ = ["API_URL", "KlaviyoContext", "KlaviyoListDestination", "RowErrors", "classify"]
 

@@ -75,11 +75,32 @@ from typing import Any
 
 import requests
 
-from destinations._http import build_session, read_body, redact, retry_after, unreachable
+from destinations._http import (
+    build_session,
+    read_body,
+    redact,
+    retry_after,
+    unreachable,
+)
 from destinations._pacing import SlidingWindowLimiter
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from syncer.config import MailchimpAudienceConfig, resolve_secret
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    Op,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import MailchimpAudienceConfig, resolve_secret
 
 __all__ = ["MailchimpAudienceDestination", "MailchimpContext", "Membership", "RowRejected", "classify", "parse_audience",
            "subscriber_hash"]

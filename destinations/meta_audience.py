@@ -1,7 +1,7 @@
 """Meta Custom Audiences: keep a customer-file audience's members in sync through the Graph API.
 
 API flow (official facebook-business SDK, ``FacebookAdsApi.call`` with params we build, so the SDK never
-re-hashes; members arrive normalised and hashed by ``syncer.identity``)::
+re-hashes; members arrive normalised and hashed by ``syncer.identity.rows``)::
 
     add      POST {graph}/{version}/{audience_id}/users           payload={schema, data}, session={...}
     remove   POST {graph}/{version}/{audience_id}/users           same, plus method=DELETE
@@ -58,9 +58,24 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from syncer.config import MetaAudienceConfig, resolve_secret
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    Op,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import MetaAudienceConfig, resolve_secret
 
 __all__ = ["DEFAULT_RETRY_AFTER_S", "MetaAudienceDestination", "MetaContext", "classify"]
 

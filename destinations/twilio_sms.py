@@ -74,9 +74,23 @@ from urllib3.exceptions import NewConnectionError
 from destinations._http import build_session, redact, retry_after
 from destinations._pacing import TokenBucket
 from destinations._quiet_hours import has_time_zone, in_quiet_hours
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, RowOutcome, RowStatus
-from syncer.config import TwilioSmsConfig, resolve_secret
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    RowOutcome,
+    RowStatus,
+)
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import TwilioSmsConfig, resolve_secret
 
 __all__ = ["API_URL", "TwilioSmsDestination", "Verdict", "classify", "in_quiet_hours", "opt_out_key",
            "record_opt_in", "record_opt_out"]

@@ -9,7 +9,7 @@ Every failure answers two questions: what to do, and whose fault it is.
         └── RateLimited    the platform throttled us; wait what it asked for
 
 Row-level rejects are never exceptions: they are ``RowOutcome(REJECTED)`` in a ``BatchResult``.
-Project-file problems are ``InvalidProjectError`` (defined in ``syncer.project``), raised before any
+Project-file problems are ``InvalidProjectError`` (defined in ``syncer.project.project``), raised before any
 work starts.
 """
 

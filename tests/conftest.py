@@ -55,7 +55,7 @@ def write_project(root: Path, *, destination: str, sync_extra: str = "", identif
     (root / "segments").mkdir(parents=True, exist_ok=True)
     (root / "destinations").mkdir(exist_ok=True)
     (root / "syncs").mkdir(exist_ok=True)
-    (root / "syncer.yml").write_text(textwrap.dedent(f"""\
+    (root / "syncer.yml").write_text(textwrap.dedent("""\
         name: test
         warehouse_url: duckdb:///warehouse.duckdb
         chunk_rows: 1000

@@ -1,6 +1,6 @@
 """Google Ads Customer Match: keep a Customer Match user list's members in sync, over one of two transports.
 
-Members arrive normalised and hashed by ``syncer.identity``: email, phone, first and last name as
+Members arrive normalised and hashed by ``syncer.identity.rows``: email, phone, first and last name as
 SHA-256 hex; country and postal code plain; madid and external_id as they are. The rule set is
 ``google`` for google_ads_api and ``google_data_manager`` for data_manager
 (``GoogleCustomerMatchDestination.capabilities_for(config)``; the class attribute is google_ads_api's).
@@ -97,6 +97,9 @@ Sources (read for this package)
   ``ErrorInfo.metadata.quota_limit``), ``devguides/concepts/destinations`` (loginAccount for managers).
 """
 
-from destinations.google_customer_match.destination import GoogleCustomerMatchDestination, JobStatus
+from destinations.google_customer_match.destination import (
+    GoogleCustomerMatchDestination,
+    JobStatus,
+)
 
 __all__ = ["GoogleCustomerMatchDestination", "JobStatus"]

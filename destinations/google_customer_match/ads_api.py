@@ -23,10 +23,23 @@ from google.api_core import exceptions as core_exceptions
 
 from destinations.base import AudienceRef, Member, Op, RowOutcome, RowStatus
 from destinations.google_customer_match._common import (
-    ADS_API_IDENTIFIERS, Context, Group, Sent, chunks, digits, has_address, redact,
+    ADS_API_IDENTIFIERS,
+    Context,
+    Group,
+    Sent,
+    chunks,
+    digits,
+    has_address,
+    redact,
 )
-from syncer.config import GoogleCustomerMatchConfig
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import GoogleCustomerMatchConfig
 
 __all__ = ["IDENTIFIERS", "MAX_IDENTIFIERS_PER_OPERATION", "MAX_OPERATIONS_PER_ADD", "AdsApiTransport", "classify"]
 
@@ -377,7 +390,10 @@ def _clients(config: GoogleCustomerMatchConfig, token: str, developer_token: str
     version, login = config.api_version, digits(config.login_customer_id)
     endpoint = config.endpoint or ""
     if endpoint.startswith("http://"):
-        from google.ads.googleads.interceptors import ExceptionInterceptor, MetadataInterceptor
+        from google.ads.googleads.interceptors import (
+            ExceptionInterceptor,
+            MetadataInterceptor,
+        )
 
         channel = grpc.intercept_channel(
             grpc.insecure_channel(endpoint.removeprefix("http://").rstrip("/"),

@@ -26,10 +26,22 @@ from requests.adapters import HTTPAdapter
 
 from destinations.base import AudienceRef, Member, Op, RowOutcome, RowStatus
 from destinations.google_customer_match._common import (
-    DATA_MANAGER_IDENTIFIERS, Context, Group, Sent, digits, has_address, redact,
+    DATA_MANAGER_IDENTIFIERS,
+    Context,
+    Group,
+    Sent,
+    digits,
+    has_address,
+    redact,
 )
-from syncer.config import GoogleCustomerMatchConfig
-from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
+from syncer.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    SyncError,
+    TransientError,
+)
+from syncer.project.config import GoogleCustomerMatchConfig
 
 __all__ = ["DATA_MANAGER_URL", "IDENTIFIERS", "MAX_MEMBERS_PER_REQUEST", "DataManagerTransport", "classify"]
 

@@ -5,12 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from destinations.google_customer_match._common import (
-    ADS_API_IDENTIFIERS, CONSENT_KEY, DATA_MANAGER_IDENTIFIERS, FINAL_STATUSES, Context, Group, Transport, digits,
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Capabilities,
+    Destination,
+    Member,
+    Op,
+    RowOutcome,
+    RowStatus,
 )
-from syncer.config import GoogleCustomerMatchConfig, resolve_secret
+from destinations.google_customer_match._common import (
+    ADS_API_IDENTIFIERS,
+    CONSENT_KEY,
+    DATA_MANAGER_IDENTIFIERS,
+    FINAL_STATUSES,
+    Context,
+    Group,
+    Transport,
+    digits,
+)
 from syncer.errors import ConfigError, PermanentError
+from syncer.project.config import GoogleCustomerMatchConfig, resolve_secret
 
 __all__ = ["GoogleCustomerMatchDestination", "JobStatus"]
 
@@ -66,7 +82,9 @@ class GoogleCustomerMatchDestination(Destination):
 
             self._transport = AdsApiTransport(config, self._ctx, token, developer_token)
         else:
-            from destinations.google_customer_match.data_manager import DataManagerTransport
+            from destinations.google_customer_match.data_manager import (
+                DataManagerTransport,
+            )
 
             self._transport = DataManagerTransport(config, self._ctx, token)
 

@@ -56,10 +56,10 @@ Membership follows ``syncer.sandbox.data_manager.Membership``: a member is the s
 from __future__ import annotations
 
 import atexit
-import logging
 import datetime as _dt
 import ipaddress
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -75,7 +75,9 @@ import grpc
 from google.ads.googleads.v26.errors.types import errors as _errors
 from google.ads.googleads.v26.resources.types import offline_user_data_job as _job_types
 from google.ads.googleads.v26.services.types import google_ads_service as _search_types
-from google.ads.googleads.v26.services.types import offline_user_data_job_service as _job_service
+from google.ads.googleads.v26.services.types import (
+    offline_user_data_job_service as _job_service,
+)
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, duration_pb2, empty_pb2
 

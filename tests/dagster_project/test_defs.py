@@ -1,13 +1,12 @@
 """The Dagster code location built from config files: load, materialize, gates, approval, backfill."""
 
-import os
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from dagster_project.definitions import build_definitions
-from syncer.project import InvalidProjectError
+from syncer.project.project import InvalidProjectError
 from syncer.sandbox import Sandbox
 from tests.conftest import write_customers, write_project
 

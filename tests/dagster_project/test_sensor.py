@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 from dagster_project.definitions import build_definitions
-from syncer.conversions import record_conversion
-from syncer.engine import Engine
-from syncer.project import load_project
+from syncer.delivery.conversions import record_conversion
+from syncer.delivery.engine import Engine
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import write_customers
 from tests.syncer.test_suppress import TOKEN, email_hash, held, rows, write

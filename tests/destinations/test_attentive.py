@@ -11,11 +11,11 @@ import requests
 from destinations import DESTINATION_TYPES
 from destinations.attentive import AttentiveDestination, classify
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from syncer.apply import RetryPolicy
-from syncer.config import AttentiveConfig
-from syncer.engine import Engine
+from syncer.delivery.apply import RetryPolicy
+from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project import load_project
+from syncer.project.config import AttentiveConfig
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from syncer.sandbox import server as sandbox_server
 from tests.conftest import person, write_customers, write_project

@@ -10,11 +10,19 @@ import requests
 
 from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.braze import BURST, RATE_PER_SECOND, WINDOW_LIMIT, WINDOW_S, BrazeContext, BrazeDestination, classify
-from syncer.config import BrazeConfig
-from syncer.engine import Engine
+from destinations.braze import (
+    BURST,
+    RATE_PER_SECOND,
+    WINDOW_LIMIT,
+    WINDOW_S,
+    BrazeContext,
+    BrazeDestination,
+    classify,
+)
+from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project import load_project
+from syncer.project.config import BrazeConfig
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified, by_email, statuses

@@ -14,13 +14,20 @@ import pytest
 
 import destinations.google_customer_match as package
 from destinations import build_destination
-from destinations.base import AudienceRef, BatchResult, Destination, Member, RowOutcome, RowStatus
+from destinations.base import (
+    AudienceRef,
+    BatchResult,
+    Destination,
+    Member,
+    RowOutcome,
+    RowStatus,
+)
 from destinations.google_customer_match import GoogleCustomerMatchDestination, ads_api
 from destinations.google_customer_match._common import Context
 from destinations.google_customer_match.data_manager import PER_MINUTE_WAIT_S
 from destinations.google_customer_match.data_manager import classify as dm_classify
-from syncer.config import GoogleCustomerMatchConfig
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
+from syncer.project.config import GoogleCustomerMatchConfig
 from syncer.sandbox import Sandbox
 from syncer.sandbox.google_ads import GoogleAdsEmulator, tls_material
 
@@ -593,9 +600,9 @@ def test_google_ads_classify_uses_the_quota_retry_delay():
 # ----- through the engine ---------------------------------------------------------------------------
 
 def test_the_engine_syncs_a_segment_into_a_user_list(target, tmp_path: Path, monkeypatch):
-    from syncer.apply import RetryPolicy
-    from syncer.engine import Engine
-    from syncer.project import load_project
+    from syncer.delivery.apply import RetryPolicy
+    from syncer.delivery.engine import Engine
+    from syncer.project.project import load_project
     from tests.conftest import person, write_customers, write_project
 
     write_customers(tmp_path / "warehouse.duckdb", [person(i, ads_consent=None if i > 20 else True) for i in range(1, 26)]

@@ -10,11 +10,16 @@ import requests
 
 from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.iterable import MAX_SUBSCRIBERS, IterableContext, IterableListDestination, classify
-from syncer.config import IterableListConfig
-from syncer.engine import Engine
+from destinations.iterable import (
+    MAX_SUBSCRIBERS,
+    IterableContext,
+    IterableListDestination,
+    classify,
+)
+from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project import load_project
+from syncer.project.config import IterableListConfig
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified, by_email, statuses

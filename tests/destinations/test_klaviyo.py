@@ -9,11 +9,17 @@ import pytest
 
 from destinations._pacing import SlidingWindowLimiter
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.klaviyo import ImportJobLost, KlaviyoContext, KlaviyoListDestination, RowErrors, classify
-from syncer.config import KlaviyoListConfig
-from syncer.engine import Engine
+from destinations.klaviyo import (
+    ImportJobLost,
+    KlaviyoContext,
+    KlaviyoListDestination,
+    RowErrors,
+    classify,
+)
+from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project import load_project
+from syncer.project.config import KlaviyoListConfig
+from syncer.project.project import load_project
 from syncer.sandbox.base import Response
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified

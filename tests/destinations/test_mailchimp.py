@@ -7,12 +7,19 @@ from pathlib import Path
 import pytest
 
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.mailchimp import (MailchimpAudienceDestination, MailchimpContext, Membership, RowRejected, classify,
-                                    parse_audience, subscriber_hash)
-from syncer.config import MailchimpAudienceConfig
-from syncer.engine import Engine
+from destinations.mailchimp import (
+    MailchimpAudienceDestination,
+    MailchimpContext,
+    Membership,
+    RowRejected,
+    classify,
+    parse_audience,
+    subscriber_hash,
+)
+from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project import load_project
+from syncer.project.config import MailchimpAudienceConfig
+from syncer.project.project import load_project
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified, by_email
 

@@ -8,10 +8,22 @@ import socket
 
 import pytest
 
-from destinations.base import AudienceRef, Destination, HasPlatformCounts, Member, RowOutcome, RowStatus
-from destinations.meta_audience import DEFAULT_RETRY_AFTER_S, MetaAudienceDestination, MetaContext, classify
-from syncer.config import MetaAudienceConfig
+from destinations.base import (
+    AudienceRef,
+    Destination,
+    HasPlatformCounts,
+    Member,
+    RowOutcome,
+    RowStatus,
+)
+from destinations.meta_audience import (
+    DEFAULT_RETRY_AFTER_S,
+    MetaAudienceDestination,
+    MetaContext,
+    classify,
+)
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
+from syncer.project.config import MetaAudienceConfig
 from syncer.sandbox import Sandbox
 
 TOKEN = "sandbox-test-token"

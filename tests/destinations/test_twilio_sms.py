@@ -20,14 +20,20 @@ import pytest
 
 from destinations import DESTINATION_TYPES
 from destinations.base import AudienceRef, Member, RowOutcome, RowStatus
-from destinations.twilio_sms import (TwilioSmsDestination, classify, in_quiet_hours, opt_out_key, record_opt_in,
-                                     record_opt_out)
-from syncer.apply import RetryPolicy
-from syncer.config import TwilioSmsConfig
-from syncer.engine import Engine, SyncReport
+from destinations.twilio_sms import (
+    TwilioSmsDestination,
+    classify,
+    in_quiet_hours,
+    opt_out_key,
+    record_opt_in,
+    record_opt_out,
+)
+from syncer.delivery.apply import RetryPolicy
+from syncer.delivery.engine import Engine, SyncReport
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.ledger import Ledger
-from syncer.project import load_project
+from syncer.ledger.store import Ledger
+from syncer.project.config import TwilioSmsConfig
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from syncer.sandbox import server as sandbox_server
 from syncer.sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_FROM
@@ -195,13 +201,13 @@ def test_kill_9_mid_batch_never_texts_anyone_twice(tmp_path, sandbox, in_flight)
     sms_project(tmp_path, sandbox, [person(i) for i in range(1, 5)])
     sandbox.twilio.hold_message(in_flight)
     script = tmp_path / "run_engine.py"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(textwrap.dedent("""\
         import sys
         from datetime import datetime
         from zoneinfo import ZoneInfo
         from destinations.twilio_sms import TwilioSmsDestination
-        from syncer.engine import Engine
-        from syncer.project import load_project
+        from syncer.delivery.engine import Engine
+        from syncer.project.project import load_project
         TwilioSmsDestination.clock = lambda: datetime(2025, 6, 11, 10, 0, tzinfo=ZoneInfo("America/Los_Angeles"))
         Engine(load_project(sys.argv[1]), sleep=lambda s: None).run()
         """))

@@ -13,9 +13,15 @@ from google.ads.googleads.client import GoogleAdsClient
 from google.ads.googleads.errors import GoogleAdsException
 from google.ads.googleads.interceptors import ExceptionInterceptor, MetadataInterceptor
 from google.ads.googleads.v26.errors.types import errors as ads_errors
-from google.ads.googleads.v26.services.services.google_ads_service import GoogleAdsServiceClient
-from google.ads.googleads.v26.services.services.google_ads_service.transports import GoogleAdsServiceGrpcTransport
-from google.ads.googleads.v26.services.services.offline_user_data_job_service import OfflineUserDataJobServiceClient
+from google.ads.googleads.v26.services.services.google_ads_service import (
+    GoogleAdsServiceClient,
+)
+from google.ads.googleads.v26.services.services.google_ads_service.transports import (
+    GoogleAdsServiceGrpcTransport,
+)
+from google.ads.googleads.v26.services.services.offline_user_data_job_service import (
+    OfflineUserDataJobServiceClient,
+)
 from google.ads.googleads.v26.services.services.offline_user_data_job_service.transports import (
     OfflineUserDataJobServiceGrpcTransport,
 )
@@ -24,7 +30,11 @@ from google.oauth2.credentials import Credentials
 
 from syncer.sandbox import Sandbox
 from syncer.sandbox.data_manager import Membership, match_rate_bucket
-from syncer.sandbox.google_ads import GoogleAdsEmulator, start_google_ads_emulator, tls_material
+from syncer.sandbox.google_ads import (
+    GoogleAdsEmulator,
+    start_google_ads_emulator,
+    tls_material,
+)
 
 TOKEN, DEV = "test-ads-token", "test-dev-token"
 CID = "1234567890"
@@ -306,7 +316,7 @@ def test_search_refuses_what_it_does_not_serve(emu):
     with pytest.raises(GoogleAdsException) as caught:
         list(ads.search.search(customer_id=CID, query="SELECT offline_user_data_job.nope FROM offline_user_data_job"))
     assert failure_codes(caught.value) == ["UNRECOGNIZED_FIELD"]
-    rows = list(ads.search.search(customer_id=CID, query=f"SELECT user_list.id FROM user_list WHERE user_list.id = 555"))
+    rows = list(ads.search.search(customer_id=CID, query="SELECT user_list.id FROM user_list WHERE user_list.id = 555"))
     assert [r.user_list.resource_name for r in rows] == [f"customers/{CID}/userLists/555"]
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from syncer import identity
-from syncer.classify import classify_chunk
-from syncer.ledger import Ledger
-from syncer.plan import PlanRows, SyncPlan
+from syncer.identity import rows as identity
+from syncer.ledger.store import Ledger
+from syncer.planning.classify import classify_chunk
+from syncer.planning.plan import PlanRows, SyncPlan
 
 KINDS = ["email", "first_name", "phone"]
 ROWS = [  # member_key, email, first_name, phone, consent

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from destinations.fake import FakeDestination
-from syncer.apply import RetryPolicy
-from syncer.engine import Engine, StalePlanError
+from syncer.delivery.apply import RetryPolicy
+from syncer.delivery.engine import Engine, StalePlanError
 from syncer.errors import ConfigError, RateLimited, TransientError
-from syncer.plan import load_plan, save_plan
-from syncer.project import load_project
+from syncer.planning.plan import load_plan, save_plan
+from syncer.project.project import load_project
 from tests.conftest import FAKE, person, write_customers, write_project
 
 FAST = RetryPolicy(attempts=3, base_wait=0.0, max_wait=60.0, jitter=0.0)
@@ -176,7 +176,7 @@ def test_suppressed_members_are_removed_and_not_re_added(project: Path) -> None:
     engine = make_engine(project)
     engine.run()
     with engine.ledger.begin() as conn:
-        from syncer.ledger import suppressions
+        from syncer.ledger.store import suppressions
 
         conn.execute(suppressions.insert().values(member_key="7", segment="*", reason="purchase", created_at=time.time(), expires_at=None))
     [report] = make_engine(project).run()
@@ -236,7 +236,7 @@ def test_the_cli_never_imports_dagster() -> None:
     import subprocess
     import sys
 
-    code = "import sys, syncer.cli, syncer.engine, syncer.suppress; print('dagster' in sys.modules)"
+    code = "import sys, syncer.cli.main, syncer.delivery.engine, syncer.delivery.fast_path; print('dagster' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 

@@ -12,8 +12,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from syncer import identity
-from syncer.identity import (
+from syncer.identity import rows as identity
+from syncer.identity.rows import (
     IDENTIFIER_KINDS,
     PLATFORM_RULES,
     REASONS,

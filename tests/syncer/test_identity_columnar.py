@@ -15,9 +15,9 @@ import pyarrow as pa
 import pytest
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from syncer import sample_data
-from syncer.identity import UnsupportedKindError, identify_many
-from syncer.identity_columnar import fallback_rows, identify_columns, to_identified
+from syncer.demo import sample_data
+from syncer.identity.columnar import fallback_rows, identify_columns, to_identified
+from syncer.identity.rows import UnsupportedKindError, identify_many
 
 PLATFORMS = ("meta", "google", "google_data_manager", "plain")
 FORMATS = (PhoneNumberFormat.E164, PhoneNumberFormat.INTERNATIONAL, PhoneNumberFormat.NATIONAL,

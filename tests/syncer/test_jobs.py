@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from syncer.engine import Engine
-from syncer.project import load_project
+from syncer.delivery.engine import Engine
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import write_customers, write_project
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from syncer.ledger import HeldRow, Ledger
+from syncer.ledger.store import HeldRow, Ledger
 from tests.syncer.test_postgres_ledger import postgres_url  # noqa: F401  (fixture: a real server for this module)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from syncer.ledger import HeldRow, Ledger
+from syncer.ledger.store import HeldRow, Ledger
 
 
 def _writer(url: str, sync: str, batches: int, errors) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-from syncer.plan import Plan, PlannedRow, PlanRows, SyncPlan, load_plan, save_plan
+from syncer.planning.plan import (
+    Plan,
+    PlannedRow,
+    PlanRows,
+    SyncPlan,
+    load_plan,
+    save_plan,
+)
 
 
 def rows(n: int, start: int = 0) -> list[PlannedRow]:
@@ -26,7 +33,7 @@ def test_rows_beyond_a_chunk_go_to_disk_and_read_back_in_order(tmp_path: Path) -
 
 
 def test_a_table_appended_whole_is_a_chunk_of_its_own(tmp_path: Path) -> None:
-    from syncer.plan_rows import _table
+    from syncer.planning.plan_rows import _table
 
     mixed = PlanRows(rows(120), spill_dir=tmp_path, chunk_rows=100)
     mixed.append_table(_table(rows(777, start=120)))  # the 20-row tail is spilled first, keeping the order

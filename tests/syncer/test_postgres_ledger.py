@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from destinations.fake import FakeDestination
-from syncer.engine import Engine
-from syncer.ledger import Ledger
-from syncer.project import load_project
+from syncer.delivery.engine import Engine
+from syncer.ledger.store import Ledger
+from syncer.project.project import load_project
 from tests.conftest import FAKE, person, write_customers, write_project
 
 BIN = Path("/usr/lib/postgresql/15/bin")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import GateConfig
 from syncer.errors import ConfigError, SyncError
-from syncer.project import (
+from syncer.project.config import GateConfig
+from syncer.project.project import (
     InvalidProjectError,
     Problem,
     Project,
@@ -214,7 +214,7 @@ def test_a_sync_fingerprint_ignores_unrelated_files(tmp_path: Path) -> None:
 
 def test_loading_does_not_import_heavy_libraries() -> None:
     code = (
-        "import sys, syncer.project\n"
+        "import sys, syncer.project.project\n"
         "heavy = [m for m in ('dagster', 'duckdb', 'sqlalchemy', 'facebook_business', 'google.ads', 'pandas',"
         " 'pyarrow', 'requests') if m in sys.modules]\n"
         "print(','.join(heavy))"

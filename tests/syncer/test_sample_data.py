@@ -10,7 +10,7 @@ import duckdb
 import phonenumbers
 import pytest
 
-from syncer import sample_data as sd
+from syncer.demo import sample_data as sd
 
 SEGMENT_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo" / "segments"
 SEGMENT_COLUMNS = ["customer_id", "email", "phone", "first_name", "last_name", "country", "postal_code",

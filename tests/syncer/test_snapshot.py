@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from syncer.ledger import HeldRow, Ledger
-from syncer.snapshot import load_held
+from syncer.ledger.store import HeldRow, Ledger
+from syncer.planning.snapshot import load_held
 
 
 def fp(label: str) -> str:
@@ -61,7 +61,7 @@ def test_a_damaged_or_outdated_snapshot_falls_back_to_the_ledger(tmp_path: Path)
 
 
 def test_a_log_longer_than_the_replay_limit_is_read_back_from_held_instead(tmp_path: Path, monkeypatch) -> None:
-    import syncer.snapshot
+    import syncer.planning.snapshot
 
     ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
     cache = tmp_path / "snapshots"
@@ -70,7 +70,7 @@ def test_a_log_longer_than_the_replay_limit_is_read_back_from_held_instead(tmp_p
     commit(ledger, "add", [(f"k{i}", "a") for i in range(30)])
     commit(ledger, "remove", [("k1", "a")])
     commit(ledger, "add", [("k2", "b")])
-    monkeypatch.setattr(syncer.snapshot, "MAX_REPLAY", 5)
+    monkeypatch.setattr(syncer.planning.snapshot, "MAX_REPLAY", 5)
     assert ledger.held_changes_since("s", 0, limit=5) is None and ledger.held_changes_since("s", 0) is not None
     assert load_held(con, "_held", ledger, "s", cache) == 29
     assert held(con) == {f"k{i}": "a" for i in range(30) if i != 1} | {"k2": "b"}

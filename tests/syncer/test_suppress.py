@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from syncer.conversions import record_conversion
-from syncer.engine import Engine
-from syncer.project import load_project
+from syncer.delivery.conversions import record_conversion
+from syncer.delivery.engine import Engine
+from syncer.delivery.fast_path import CURSOR, Suppressor
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
-from syncer.suppress import CURSOR, Suppressor
 from tests.conftest import write_customers
 
 TOKEN = "suppress-test-token"
@@ -155,7 +155,7 @@ def test_status_shows_time_to_suppression_percentiles(setup) -> None:
     for key in ("1", "2", "3"):
         record_conversion(load_project(root), key)
     Suppressor(load_project(root)).step()
-    out = subprocess.run([sys.executable, "-m", "syncer.cli", "-p", str(root), "--json", "status"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "syncer.cli.main", "-p", str(root), "--json", "status"], capture_output=True,
                          text=True, check=True).stdout
     latency = json.loads(out)["time_to_suppression_24h"]
     assert latency["count"] == 6 and 0 <= latency["p50"] <= latency["p95"] <= latency["max"] < 10

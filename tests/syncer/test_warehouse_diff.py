@@ -10,11 +10,17 @@ import pytest
 import sqlalchemy as sa
 
 from destinations.fake import FakeDestination
-from syncer.engine import Engine
+from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError
-from syncer.plan import SyncPlan
-from syncer.project import load_project
-from tests.conftest import CUSTOMER_COLUMNS, FAKE, person, write_customers, write_project
+from syncer.planning.plan import SyncPlan
+from syncer.project.project import load_project
+from tests.conftest import (
+    CUSTOMER_COLUMNS,
+    FAKE,
+    person,
+    write_customers,
+    write_project,
+)
 from tests.syncer.test_postgres_ledger import postgres_url  # noqa: F401  (the fixture)
 
 IDENTIFIERS = "[email, phone]"

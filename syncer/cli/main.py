@@ -1,0 +1,164 @@
+"""The `syncer` command line. The only code that prints. It never imports dagster.
+
+Exit codes: 0 done, 1 a sync failed or was only partly applied, 2 invalid project or usage,
+3 a gate held a sync (nothing was sent for it; re-run with --approve to let it through).
+
+This module holds the click group and the plan/apply commands that change audiences. The other
+commands live by what they do and are registered on the group below: ``cli_reports`` (status,
+history, jobs), ``cli_fast_path`` (suppress, convert) and ``cli_demo`` (sandbox, sample-data,
+demo); shared helpers are in ``cli_common`` and the tables in ``cli_output``. Project code is
+imported inside each command, so `syncer --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from syncer.cli.common import (  # noqa: F401  (console, err and the exit codes stay importable from here)
+    EXIT_FAILED,
+    EXIT_HELD,
+    EXIT_INVALID,
+    EXIT_OK,
+    console,
+    engine_from,
+    err,
+    exit_code,
+    exit_on_sync_error,
+    project_from,
+)
+from syncer.cli.demo import demo, sample_data, sandbox
+from syncer.cli.fast_path import convert, suppress
+from syncer.cli.output import plan_table, print_summary
+from syncer.cli.reports import history, jobs, status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-p", "--project", "project_dir", default=lambda: os.environ.get("SYNCER_PROJECT", "."),
+              type=click.Path(file_okay=False), help="Project folder (default: $SYNCER_PROJECT or .)")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
+@click.pass_context
+def cli(ctx: click.Context, project_dir: str, as_json: bool) -> None:
+    """Keep warehouse segments mirrored into ad, email and SMS audiences."""
+    ctx.obj = {"project_dir": project_dir, "json": as_json}
+
+
+@cli.command()
+@click.pass_context
+def validate(ctx: click.Context) -> None:
+    """Check every config file; report all problems with file and line (exit 2 if any)."""
+    project = project_from(ctx)
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"valid": True, "segments": sorted(project.segments), "destinations": sorted(project.destinations),
+                               "syncs": sorted(project.syncs)}))
+    else:
+        console.print(f"[green]valid[/]: {len(project.segments)} segments, {len(project.destinations)} destinations, "
+                      f"{len(project.syncs)} syncs")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default="schemas", show_default=True)
+def schema(out: str) -> None:
+    """Write JSON Schemas of the config files (for editor completion)."""
+    from syncer.project.project import write_json_schemas
+
+    for path in write_json_schemas(Path(out)):
+        console.print(str(path))
+
+
+@cli.command()
+@click.option("--sync", "syncs", multiple=True, help="Only these syncs (repeatable).")
+@click.option("--out", type=click.Path(), default=None, help="Folder for the plan (default: .syncer/plans in the project).")
+@click.pass_context
+def plan(ctx: click.Context, syncs: tuple[str, ...], out: str | None) -> None:
+    """Compute and save the exact adds and removes, without sending anything."""
+    from syncer.planning.gates import check_gates
+    from syncer.planning.plan import save_plan, summarise
+
+    engine = engine_from(ctx)
+    with exit_on_sync_error():
+        the_plan = engine.build_plan(syncs or None)
+    folder = save_plan(the_plan, Path(out) if out else engine.project.state_dir / "plans")
+    gates = {p.sync: [g for g in check_gates(p, engine.project.gates_for(p.sync)) if not g.passed] for p in the_plan.syncs}
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"plan": str(folder), "plan_hash": the_plan.content_hash, "syncs": summarise(the_plan.syncs),
+                               "samples": {p.sync: p.sample() for p in the_plan.syncs},
+                               "gates": {s: [g.reason for g in gs] for s, gs in gates.items()}}))
+        return
+    console.print(plan_table(the_plan.syncs))
+    for p in the_plan.syncs:
+        sample = p.sample()
+        if sample["add"] or sample["remove"]:
+            console.print(f"  {p.sync}: add e.g. {', '.join(sample['add']) or '-'}; remove e.g. {', '.join(sample['remove']) or '-'}")
+        for g in gates[p.sync]:
+            console.print(f"  [yellow]{p.sync} would be held[/]: {g.gate}: {g.reason}")
+    console.print(f"saved plan [bold]{the_plan.plan_id}[/] to {folder}\napply it with: syncer apply {folder}")
+
+
+@cli.command()
+@click.argument("plan_path", type=click.Path(exists=True))
+@click.option("--approve", is_flag=True, help="Let the sync through even if a gate trips.")
+@click.pass_context
+def apply(ctx: click.Context, plan_path: str, approve: bool) -> None:
+    """Execute exactly a saved plan; refuse it if the ledger or config changed since."""
+    from syncer.planning.plan import load_plan
+
+    engine = engine_from(ctx)
+    with exit_on_sync_error():
+        the_plan = load_plan(Path(plan_path), spill_dir=engine.spill_dir)
+        reports = _apply_with_progress(engine, the_plan, approve=approve, command="apply", quiet=ctx.obj["json"])
+    _finish(ctx, reports)
+
+
+@cli.command()
+@click.option("--sync", "syncs", multiple=True, help="Only these syncs (repeatable).")
+@click.option("--approve", is_flag=True, help="Let the sync through even if a gate trips.")
+@click.pass_context
+def run(ctx: click.Context, syncs: tuple[str, ...], approve: bool) -> None:
+    """Plan, check the gates, and apply."""
+    engine = engine_from(ctx)
+    with exit_on_sync_error():
+        the_plan = engine.build_plan(syncs or None)
+        reports = _apply_with_progress(engine, the_plan, approve=approve, command="run", quiet=ctx.obj["json"])
+    _finish(ctx, reports)
+
+
+def _apply_with_progress(engine, the_plan, *, approve: bool, command: str, quiet: bool):
+    total = sum(len(p.adds) + len(p.removes) for p in the_plan.syncs)
+    if quiet or total < 20_000 or not console.is_terminal:
+        return engine.apply_plan(the_plan, approve=approve, command=command)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("sending", total=total)
+        return engine.apply_plan(the_plan, approve=approve, command=command,
+                                 on_batch=lambda sync, op, n: progress.update(task, advance=n, description=f"{sync}: {op}"))
+
+
+def _finish(ctx: click.Context, reports) -> None:
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"syncs": [r.as_dict() for r in reports]}, default=str))
+        sys.exit(exit_code(reports))
+    sys.exit(print_summary(reports))
+
+
+for _command in (status, history, jobs, suppress, convert, sandbox, sample_data, demo):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="syncer")
+
+
+if __name__ == "__main__":
+    main()

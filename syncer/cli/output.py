@@ -1,0 +1,95 @@
+"""The rich tables and summary lines the CLI prints, one builder per view.
+
+Commands gather rows (or take them from ``--json``-ready dicts) and hand them here, so a command
+reads as "load, act, show" and the column lists live in one place.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+
+from syncer.cli.common import console, exit_code
+
+_PLAN_COLUMNS = ("sync", "members", "held", "add", "remove", "rejected", "retried", "hash")
+_SUMMARY_COLUMNS = ("sync", "status", "members", "added", "removed", "rejected", "retried", "requests", "seconds")
+_STATUS_COLOURS = {"ok": "green", "held": "yellow", "failed": "red", "partial": "yellow"}
+
+
+def plan_table(sync_plans) -> Table:
+    from syncer.planning.plan import summarise
+
+    table = Table(title="plan")
+    for col in _PLAN_COLUMNS:
+        table.add_column(col, justify="left" if col in ("sync", "hash") else "right")
+    for row in summarise(sync_plans):
+        table.add_row(*[str(row[c]) for c in _PLAN_COLUMNS])
+    return table
+
+
+def print_summary(reports) -> int:
+    """Print the per-sync table and notes; return the exit code."""
+    table = Table(title="sync summary")
+    for col in _SUMMARY_COLUMNS:
+        table.add_column(col, justify="left" if col in ("sync", "status") else "right")
+    for r in reports:
+        table.add_row(r.sync, f"[{_STATUS_COLOURS.get(r.status, 'white')}]{r.status}[/]", str(r.members), str(r.added),
+                      str(r.removed), str(r.rejected), str(r.retried), str(r.requests), f"{r.duration + r.plan_seconds:.2f}")
+    console.print(table)
+    for r in reports:
+        if r.reasons:
+            console.print(f"  {r.sync} rejected: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.reasons.items())))
+        if r.deferred_reasons:
+            console.print(f"  {r.sync} left for the next run: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.deferred_reasons.items())))
+        if r.reason:
+            console.print(f"  [bold]{r.sync}[/] {r.status}: {r.reason}", highlight=False)
+        if r.status == "held":
+            console.print(f"  nothing was sent for {r.sync}; if this is expected, re-run with --approve")
+    return exit_code(reports)
+
+
+def status_table(rows: list[dict]) -> Table:
+    table = Table(title="status")
+    for col in ("sync", "held", "last status", "last success", "pending retries", "rejected"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["sync"], str(r["held"]), r["last_status"] or "-", ago(r["last_success_at"]),
+                      str(r["pending_retries"]), ", ".join(f"{k} x{v}" for k, v in sorted(r["rejected"].items())) or "-")
+    return table
+
+
+def latency_line(latency: dict) -> str:
+    return (f"time to suppression, last 24 h ({latency['count']} removes): p50 {latency['p50']:.2f}s, "
+            f"p95 {latency['p95']:.2f}s, p99 {latency['p99']:.2f}s, max {latency['max']:.2f}s")
+
+
+def history_table(rows: list[dict]) -> Table:
+    table = Table(title="history")
+    for col in ("run", "sync", "started", "status", "members", "added", "removed", "rejected", "retried", "requests", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["run_id"]), r["sync"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
+                      r["status"], str(r["members"]), str(r["added"]), str(r["removed"]), str(r["rejected"]),
+                      str(r["retried"]), str(r["requests"]), (r["reason"] or "")[:80])
+    return table
+
+
+def jobs_table(rows: list[dict]) -> Table:
+    table = Table(title="platform jobs")
+    for col in ("sync", "job", "submitted", "status", "match rate", "failure"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["sync"], r["job"][-48:], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
+                      r["status"], r["match_rate_range"] or "-", r["failure_reason"] or "")
+    return table
+
+
+def ago(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    seconds = time.time() - ts
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"

@@ -1,0 +1,202 @@
+"""Execute one sync's plan against its destination, batch by batch, committing the ledger per batch.
+
+Order: ledger-only changes first (rejections, refreshes), then removes, then adds, so a member whose
+identifiers changed is never left with the old identifiers on the platform after a crash: the old
+row is removed and committed before the new one is added, and a crash in between leaves a plain add
+for the next run. Each batch is sent, then committed; a crash after the send re-sends it next run,
+which the platforms treat as a no-op (audience add/remove are set operations).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from destinations.base import AudienceRef, BatchResult, Destination, Member, RowStatus
+from syncer.errors import ConfigError, PermanentError, SyncError, TransientError
+from syncer.ledger.store import HeldRow, Ledger
+from syncer.planning.plan import PlannedRow, SyncPlan
+
+_LEDGER_CHUNK = 50_000  # rows per ledger-only transaction (refreshes, deferrals): bounds memory
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_wait: float = 1.0
+    max_wait: float = 120.0  # a platform asking for longer defers the rest to the next run
+    jitter: float = 0.1
+
+
+@dataclass
+class ApplyReport:
+    status: str = "ok"  # ok | partial | failed
+    added: int = 0
+    removed: int = 0
+    rejected: int = 0
+    retried: int = 0
+    deferred: int = 0
+    requests: int = 0
+    waits: list[float] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)  # rejected rows by reason
+    deferred_reasons: dict[str, int] = field(default_factory=dict)  # rows left for the next run, by reason
+    platform_counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+class _Deferred(Exception):
+    def __init__(self, cause: TransientError) -> None:
+        super().__init__(cause.message)
+        self.cause = cause
+
+
+def _wait_for(policy: RetryPolicy, report: ApplyReport):
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        backoff = policy.base_wait * 2 ** (state.attempt_number - 1)
+        seconds = max(asked, 0.0) if asked is not None else backoff
+        if seconds > policy.max_wait:
+            raise _Deferred(exc)
+        seconds += random.uniform(0, policy.jitter * max(seconds, 0.1))
+        report.waits.append(round(seconds, 3))
+        return seconds
+
+    return wait
+
+
+def _send(destination: Destination, op: str, audience: AudienceRef, members: Sequence[Member], policy: RetryPolicy,
+          report: ApplyReport, sleep: Callable[[float], None]) -> tuple[BatchResult, int]:
+    call = destination.add if op == "add" else destination.remove
+    retrying = Retrying(stop=stop_after_attempt(policy.attempts), wait=_wait_for(policy, report),
+                        retry=retry_if_exception_type(TransientError), reraise=True, sleep=sleep)
+    attempts = 0
+    for attempt in retrying:
+        with attempt:
+            attempts += 1
+            result = call(audience, members)
+    return result, attempts
+
+
+def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync_run_id: int,
+               policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep,
+               on_batch: Callable[[str, int], None] | None = None) -> ApplyReport:
+    """Send the plan's removes then adds; return the figures. Raises nothing for platform failures:
+    they end up in the report (``status``/``error``) and the ledger."""
+    report = ApplyReport(retried=plan.retried)
+    report.rejected = len(plan.rejections)
+    for _, _, reason in plan.rejections:
+        report.reasons[reason] = report.reasons.get(reason, 0) + 1
+    if plan.rejections or plan.cleared_rejections:
+        ledger.replace_rejections(plan.sync, plan.rejections, plan.cleared_rejections)
+    for start in range(0, len(plan.refreshes), _LEDGER_CHUNK):
+        ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
+                            landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in plan.refreshes[start:start + _LEDGER_CHUNK]])
+    audience = AudienceRef(plan.sync, plan.audience_id)
+    size = destination.capabilities.max_batch
+    work = [("remove", plan.removes), ("add", plan.adds)]
+    for index, (op, rows) in enumerate(work):
+        for start in range(0, len(rows), size):
+            batch = rows[start:start + size]
+            try:
+                _apply_batch(plan, destination, ledger, sync_run_id, audience, op, batch, policy, report, sleep)
+            except (_Deferred, TransientError) as exc:
+                cause = exc.cause if isinstance(exc, _Deferred) else exc
+                _defer_rest(ledger, plan, work, index, start, report, cause)
+                return report
+            except (ConfigError, PermanentError) as exc:
+                report.status, report.error = "failed", exc.message
+                return report
+            if on_batch:
+                on_batch(op, len(batch))
+    return report
+
+
+def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int, audience: AudienceRef,
+                 op: str, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,
+                 sleep: Callable[[float], None]) -> None:
+    capabilities = destination.capabilities
+    if op == "remove" and not capabilities.can_remove:
+        # the platform keeps no membership (a trigger): leaving only clears the ledger, so re-entry triggers again
+        ledger.forget_held(plan.sync, [r.member_key for r in batch])
+        return
+    if op == "add" and capabilities.at_most_once:
+        _apply_at_most_once(plan, destination, ledger, sync_run_id, audience, batch, policy, report, sleep)
+        return
+    members = [Member(r.member_key, r.identifiers) for r in batch]
+    result, attempts = _send(destination, op, audience, members, policy, report, sleep)
+    report.requests += result.requests + (attempts - 1)
+    by_key = {o.member_key: o for o in result.outcomes}
+    missing = [r.member_key for r in batch if r.member_key not in by_key]
+    if missing:
+        raise SyncError(f"destination {destination.kind} returned no outcome for {len(missing)} members; this is a connector bug")
+    landed = [HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in batch if by_key[r.member_key].status is RowStatus.SENT]
+    failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
+    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op=op, landed=landed, failed=failed,
+                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch))
+    if op == "add":
+        report.added += len(landed)
+    else:
+        report.removed += len(landed)
+    _count_failures(report, failed)
+    for name, value in result.platform_counts.items():
+        if isinstance(value, int):
+            report.platform_counts[name] = report.platform_counts.get(name, 0) + value
+
+
+def _apply_at_most_once(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int,
+                        audience: AudienceRef, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,
+                        sleep: Callable[[float], None]) -> None:
+    """Sends that must never repeat (texts): record every row as held before calling, so a crash at any
+    point never sends it again. The connector raises only when nothing was sent and returns RETRYABLE
+    only for rows it did not send (quiet hours, throttled); those are released for the next run."""
+    keys = [r.member_key for r in batch]
+    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
+                        landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in batch])
+    try:
+        result, attempts = _send(destination, "add", audience, [Member(r.member_key, r.identifiers) for r in batch],
+                                 policy, report, sleep)
+    except BaseException:
+        ledger.forget_held(plan.sync, keys)
+        raise
+    report.requests += result.requests + (attempts - 1)
+    failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
+    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="add", landed=[], failed=failed,
+                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch))
+    not_sent = [k for k, status, _ in failed if status == "retryable"]
+    if not_sent:
+        ledger.forget_held(plan.sync, not_sent)
+    report.added += sum(1 for o in result.outcomes if o.status is RowStatus.SENT)
+    _count_failures(report, failed)
+
+
+def _count_failures(report: ApplyReport, failed: Sequence[tuple[str, str, str]]) -> None:
+    for _, status, reason in failed:
+        if status == "rejected":
+            report.rejected += 1
+            report.reasons[reason] = report.reasons.get(reason, 0) + 1
+        else:
+            report.deferred += 1
+            report.deferred_reasons[reason] = report.deferred_reasons.get(reason, 0) + 1
+
+
+def _defer_rest(ledger: Ledger, plan: SyncPlan, work, index: int, start: int, report: ApplyReport,
+                cause: TransientError) -> None:
+    """The platform kept failing: park every unsent row as pending so the next run retries it."""
+    for op_index in range(index, len(work)):
+        op, rows = work[op_index]
+        for first in range(start if op_index == index else 0, len(rows), _LEDGER_CHUNK):  # bounded memory
+            rest = rows[first:first + _LEDGER_CHUNK]
+            ledger.record_deferred(sync=plan.sync, op=op, member_keys=[r.member_key for r in rest], reason="deferred: " + cause.message[:200])
+            report.deferred += len(rest)
+    report.status = "partial"
+    report.error = f"{cause.message}; {report.deferred} rows deferred to the next run"

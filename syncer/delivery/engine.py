@@ -1,0 +1,351 @@
+"""Plan, gate and apply every sync of a project: the one flow the CLI and Dagster both call.
+
+Nothing here prints; it returns ``SyncReport`` values and records everything in the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import duckdb
+
+from destinations import build_destination, destination_class
+from destinations.base import (
+    AudienceRef,
+    Destination,
+    HasPlatformCounts,
+    Member,
+    RowStatus,
+)
+from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync
+from syncer.errors import ConfigError, SyncError
+from syncer.ledger.store import HeldRow, Ledger
+from syncer.planning.gates import GateResult, check_gates, held_reason
+from syncer.planning.local_diff import plan_sync
+from syncer.planning.plan import Plan, SyncPlan
+from syncer.planning.segment import SegmentData, load_segment, load_segment_file
+from syncer.planning.snapshot import refresh_snapshot
+from syncer.planning.warehouse_diff import WarehouseDiff
+from syncer.project.project import Project
+
+
+def capabilities_of(config):
+    """What a destination accepts, before building it (a connector may vary it by config, e.g. transport)."""
+    cls = destination_class(config.type)
+    return cls.capabilities_for(config) if hasattr(cls, "capabilities_for") else cls.capabilities
+
+
+class StalePlanError(SyncError):
+    """The ledger or the config changed since the plan was made; plan again."""
+
+
+@dataclass
+class SyncReport(ApplyReport):
+    """What happened to one sync in a run: the apply figures plus the plan and gates around them."""
+
+    sync: str = ""
+    members: int = 0
+    duration: float = 0.0
+    plan_hash: str = ""
+    reason: str | None = None  # held reason, error, or "approved: ..." (the operator's words)
+    gates: list[GateResult] = field(default_factory=list)
+    plan_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["gates"] = [asdict(g) for g in self.gates]
+        return data
+
+
+class Engine:
+    def __init__(self, project: Project, *, ledger: Ledger | None = None, policy: RetryPolicy = RetryPolicy(),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.project = project
+        self.ledger = ledger or Ledger(project.ledger_url())
+        self.policy = policy
+        self.sleep = sleep
+        self._destinations: dict[str, Destination] = {}
+
+    def close(self) -> None:
+        for destination in self._destinations.values():
+            destination.close()
+        self._destinations.clear()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def destination(self, name: str) -> Destination:
+        if name not in self._destinations:
+            destination = build_destination(name, self.project.destinations[name])
+            destination.id_cache = self.ledger.id_cache(name)
+            self._destinations[name] = destination
+        return self._destinations[name]
+
+    def _select(self, syncs: Iterable[str] | None) -> list[str]:
+        names = list(syncs) if syncs else sorted(self.project.syncs)
+        unknown = [n for n in names if n not in self.project.syncs]
+        if unknown:
+            raise ConfigError(f"unknown sync(s): {', '.join(unknown)}; known: {', '.join(sorted(self.project.syncs))}")
+        return names
+
+    def extract_segment(self, name: str, path: Path) -> SegmentData:
+        """Run one segment's query and keep its rows (canonical columns) as Parquet at ``path``."""
+        if self.project.config.diff_mode == "warehouse":
+            with self._warehouse() as warehouse:  # the rows stay in the warehouse; only count them
+                return self._warehouse_segment(warehouse, name)
+        con = self._duckdb()
+        try:
+            data = self._load(con, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            con.execute(f"COPY {data.table} TO '{tmp}' (FORMAT parquet)")
+            tmp.replace(path)
+            return data
+        finally:
+            con.close()
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where large plans keep their rows and DuckDB spills (the project's state folder)."""
+        return self.project.state_dir / "tmp"
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        """The in-process diff database: memory capped, spilling to the project's state folder."""
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(config={"memory_limit": self.project.config.memory_limit, "temp_directory": str(self.spill_dir)})
+
+    @contextmanager
+    def _warehouse(self) -> Iterator[WarehouseDiff]:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        warehouse = WarehouseDiff(self.project.warehouse_url(), self.project.config.bookkeeping_schema,
+                                  memory_limit=self.project.config.memory_limit, temp_directory=str(self.spill_dir))
+        try:
+            yield warehouse
+        finally:
+            warehouse.close()
+
+    def _warehouse_segment(self, warehouse: WarehouseDiff, name: str) -> SegmentData:
+        """A segment read in the warehouse: ``table`` is its query with the canonical columns."""
+        started = time.perf_counter()
+        segment = self.project.segments[name]
+        source = warehouse.source(self.project.segment_sql(name), segment, name)
+        rows, null_keys = warehouse.segment_counts(source)
+        return SegmentData(name, source, rows, time.perf_counter() - started, tuple(segment.identifiers),
+                           bool(segment.phone_region_column), null_keys)
+
+    def _load(self, con: duckdb.DuckDBPyConnection, name: str, segment_file: Path | None = None) -> SegmentData:
+        segment = self.project.segments[name]
+        if segment_file is not None:
+            return load_segment_file(con, name, segment, segment_file)
+        return load_segment(con, name, segment, self.project.segment_sql(name),
+                            warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows)
+
+    def build_plan(self, syncs: Iterable[str] | None = None, *, segment_files: dict[str, Path] | None = None,
+                   resend_all: bool = False) -> Plan:
+        """Extract each needed segment once and diff every selected sync against the ledger.
+
+        ``segment_files`` reuses segments already extracted by ``extract_segment``; ``resend_all`` plans
+        every member as an add (a full resync), removes still follow the diff.
+        """
+        names = self._select(syncs)
+        segment_files = segment_files or {}
+        project = self.project
+        con = self._duckdb()
+        with ExitStack() as stack:
+            stack.callback(con.close)
+            warehouse = stack.enter_context(self._warehouse()) if project.config.diff_mode == "warehouse" else None
+            loaded: dict[str, SegmentData] = {}
+            plans: list[SyncPlan] = []
+            suppressions = self.ledger.active_suppressions()
+            for name in names:
+                sync = project.syncs[name]
+                segment = project.segments[sync.segment]
+                if sync.segment not in loaded:
+                    loaded[sync.segment] = (self._warehouse_segment(warehouse, sync.segment) if warehouse else
+                                            self._load(con, sync.segment, segment_files.get(sync.segment)))
+                    self._release_leavers(con, warehouse, loaded[sync.segment], suppressions)
+                capabilities = capabilities_of(project.destinations[sync.destination])
+                suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
+                sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
+                                      region=segment.phone_region or project.config.default_region,
+                                      ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
+                                      consent_marker=capabilities.consent_marker,
+                                      cache_dir=project.state_dir / "snapshots", resend_all=resend_all,
+                                      spill_dir=self.spill_dir, warehouse=warehouse)
+                sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
+                sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
+                plans.append(sync_plan)
+            return Plan(syncs=plans, project_fingerprint=project.fingerprint())
+
+    def _release_leavers(self, con: duckdb.DuckDBPyConnection, warehouse: WarehouseDiff | None, data: SegmentData,
+                         suppressions: list[tuple[str, str]]) -> None:
+        """Suppressions that last until the person leaves the segment end when the segment drops them."""
+        keys = [k for k, segment in suppressions if segment == data.name]
+        if not keys:
+            return
+        if warehouse is not None:
+            left = warehouse.left_segment(data.table, keys)
+        else:
+            import pyarrow as pa
+
+            con.register("_suppressed", pa.table({"member_key": pa.array(keys, pa.string())}))
+            left = [k for (k,) in con.sql(f"SELECT member_key FROM _suppressed ANTI JOIN {data.table} USING (member_key)").fetchall()]
+            con.unregister("_suppressed")
+        if left:
+            self.ledger.release_suppressions(data.name, left)
+
+    def _send_plan(self, plan: SyncPlan, sync_run_id: int,
+                   on_batch: Callable[[str, str, int], None] | None) -> ApplyReport:
+        try:
+            destination = self.destination(plan.destination)
+            self._ensure_audience(plan)
+            jobs_before = len(getattr(destination, "jobs", ()))
+            result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id, policy=self.policy,
+                                sleep=self.sleep, on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None)
+        except SyncError as exc:
+            return ApplyReport(status="failed", error=exc.message)
+        self.ledger.record_jobs(plan.destination, plan.sync, list(getattr(destination, "jobs", ()))[jobs_before:])
+        if (result.added or result.removed) and isinstance(destination, HasPlatformCounts):
+            try:  # the platform's own view of the audience size, after a change only
+                result.platform_counts.update(destination.audience_counts(AudienceRef(plan.sync, plan.audience_id)))
+            except SyncError:
+                result.platform_counts["audience_counts_unavailable"] = 1
+        return result
+
+    def _created_audience(self, sync_name: str) -> str | None:
+        sync = self.project.syncs[sync_name]
+        return self.ledger.id_cache(f"{sync.destination}#audiences").get_many([sync_name]).get(sync_name)
+
+    def _ensure_audience(self, plan: SyncPlan) -> None:
+        """A sync with ``create_audience`` gets its audience on the first apply; the id is kept in the ledger."""
+        if plan.audience_id:
+            return
+        spec = self.project.syncs[plan.sync].create_audience
+        destination = self.destination(plan.destination)
+        if spec is None or not hasattr(destination, "create_audience"):
+            raise ConfigError(f"sync '{plan.sync}': destination '{plan.destination}' cannot create audiences; set audience_id")
+        plan.audience_id = destination.create_audience(spec.name, spec.description)
+        self.ledger.id_cache(f"{plan.destination}#audiences").put_many({plan.sync: plan.audience_id})
+
+    def poll_jobs(self) -> int:
+        """Ask platforms about jobs they run later (Google Customer Match); never waits. Returns how many
+        reached a final status."""
+        finished = 0
+        for name, jobs in self.ledger.open_jobs().items():
+            if name not in self.project.destinations:
+                continue
+            destination = self.destination(name)
+            try:
+                statuses = destination.poll_jobs(jobs)
+            except SyncError:
+                continue  # the next run asks again
+            final = getattr(destination, "final_statuses", frozenset())
+            for job, status in statuses.items():
+                done = status.get("status") in final
+                finished += done
+                self.ledger.update_job(job, status=status.get("status", "UNKNOWN"), failure_reason=status.get("failure_reason"),
+                                       match_rate_range=status.get("match_rate_range"), final=done)
+        return finished
+
+    def replace(self, sync_name: str) -> SyncReport:
+        """Full replace of one audience with the segment, for connectors that offer ``replace``
+        (Meta usersreplace): members the platform holds that we never sent are dropped too."""
+        sync_plan = self.build_plan([sync_name], resend_all=True).syncs[0]
+        destination = self.destination(sync_plan.destination)
+        if not hasattr(destination, "replace"):
+            raise ConfigError(f"destination '{sync_plan.destination}' ({destination.kind}) has no full replace; use mode resend")
+        started = time.perf_counter()
+        run_id = self.ledger.start_run("replace")
+        sync_run_id = self.ledger.start_sync_run(run_id, sync_name, plan_hash=sync_plan.content_hash, members=sync_plan.members)
+        report = SyncReport(sync=sync_name, status="ok", members=sync_plan.members, plan_hash=sync_plan.content_hash)
+        try:
+            result = destination.replace(AudienceRef(sync_name, sync_plan.audience_id),
+                                         [Member(r.member_key, r.identifiers) for r in sync_plan.adds])
+        except SyncError as exc:
+            report.status, report.reason = "failed", exc.message
+        else:
+            sent = {o.member_key for o in result.outcomes if o.status is RowStatus.SENT}
+            keys, _ = self.ledger.held_fingerprints(sync_name)
+            self.ledger.forget_held(sync_name, keys)
+            self.ledger.commit_batch(sync=sync_name, sync_run_id=sync_run_id, op="add", rows=len(sync_plan.adds),
+                                     attempts=1, platform_counts=dict(result.platform_counts),
+                                     landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in sync_plan.adds if r.member_key in sent],
+                                     failed=[(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT])
+            report.added, report.removed = len(sent), len(keys)
+            report.requests, report.platform_counts = result.requests, dict(result.platform_counts)
+        report.duration = round(time.perf_counter() - started, 3)
+        self.ledger.finish_sync_run(sync_run_id, status=report.status, reason=report.reason, added=report.added,
+                                    removed=report.removed, requests=report.requests)
+        self.ledger.finish_run(run_id, report.status)
+        return report
+
+    def check_fresh(self, plan: Plan) -> None:
+        if plan.project_fingerprint != self.project.fingerprint():
+            raise StalePlanError("the project's config files changed since this plan was made; run `syncer plan` again")
+        for sync_plan in plan.syncs:
+            now = self.ledger.state_version(sync_plan.sync)
+            if now != sync_plan.base_version:
+                raise StalePlanError(
+                    f"sync '{sync_plan.sync}' changed since this plan was made (ledger version {sync_plan.base_version} -> {now});"
+                    " run `syncer plan` again")
+
+    def apply_plan(self, plan: Plan, *, approve: bool = False, command: str = "apply",
+                   on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
+        """Gate and apply each sync of the plan; a held or failed sync does not stop the others."""
+        self.check_fresh(plan)
+        run_id = self.ledger.start_run(command)
+        reports = [self._apply_one(run_id, p, approve, on_batch) for p in plan.syncs]
+        statuses = {r.status for r in reports}
+        self.ledger.finish_run(run_id, "failed" if "failed" in statuses else "held" if "held" in statuses else
+                               "partial" if "partial" in statuses else "ok")
+        return reports
+
+    def run(self, syncs: Iterable[str] | None = None, *, approve: bool = False,
+            on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
+        return self.apply_plan(self.build_plan(syncs), approve=approve, command="run", on_batch=on_batch)
+
+    def _apply_one(self, run_id: int, plan: SyncPlan, approve: bool,
+                   on_batch: Callable[[str, str, int], None] | None) -> SyncReport:
+        started = time.perf_counter()
+        plan_hash = plan.content_hash  # hashing every row is not free: once
+        report = SyncReport(sync=plan.sync, status="ok", members=plan.members, plan_hash=plan_hash,
+                            retried=plan.retried, plan_seconds=plan.stats.get("plan_seconds", 0.0))
+        sync_run_id = self.ledger.start_sync_run(run_id, plan.sync, plan_hash=plan_hash, members=plan.members)
+        report.gates = check_gates(plan, self.project.gates_for(plan.sync))
+        reason = held_reason(report.gates)
+        if reason and not approve:
+            report.status, report.reason = "held", reason
+            report.rejected = len(plan.rejections)
+        else:
+            result = self._send_plan(plan, sync_run_id, on_batch)
+            _copy(result, report)
+            if report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1):
+                # a large change (an initial sync): catch the snapshot up now rather than in the next plan
+                if self.project.config.diff_mode == "warehouse":
+                    with self._warehouse() as warehouse:
+                        warehouse.catch_up(self.ledger, plan.sync)
+                else:
+                    refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots",
+                                     memory_limit=self.project.config.memory_limit)
+            if reason:
+                report.reason = f"approved: {reason}"
+        report.duration = round(time.perf_counter() - started, 3)
+        self.ledger.finish_sync_run(
+            sync_run_id, status=report.status, reason=report.reason, added=report.added, removed=report.removed,
+            rejected=report.rejected, retried=report.retried, deferred=report.deferred, requests=report.requests,
+            details={"reasons": report.reasons, "deferred_reasons": report.deferred_reasons, "platform_counts": report.platform_counts, "stats": plan.stats,
+                     "gates": [asdict(g) for g in report.gates]})
+        return report
+
+
+def _copy(result: ApplyReport, report: SyncReport) -> None:
+    for figure in fields(ApplyReport):
+        setattr(report, figure.name, getattr(result, figure.name))
+    report.reason = result.error

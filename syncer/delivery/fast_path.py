@@ -1,0 +1,240 @@
+"""The fast path: a conversion suppresses the person from the segments its rule names, at once.
+
+For each new row of the project's conversions table (read past a cursor kept in the ledger):
+
+1. record a suppression in the ledger (member, segments, reason, expiry by TTL or until they leave),
+   so the next batch plan cannot add them back even if the warehouse has not seen the conversion;
+2. for every sync of those segments whose audience holds the member, send one remove and commit it
+   to the ledger exactly as a batch run would (a Twilio trigger is cancelled: the plan skips them);
+3. record the outcome per (conversion, sync) with the time from conversion to acknowledgement.
+
+Every step is idempotent: a re-delivered conversion finds its events recorded and sends nothing
+twice. A destination that fails is retried (``pending`` events) until it acknowledges; the batch path
+removes the member too, since suppressed members are never in a plan's audience.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from destinations.base import AudienceRef, Member, RowStatus
+from syncer.delivery.engine import Engine
+from syncer.errors import ConfigError, PermanentError, SyncError, TransientError
+from syncer.ledger.store import HeldRow
+from syncer.project.project import Project
+
+CURSOR = "conversions"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    conversion_id: str
+    member_key: str
+    type: str
+    converted_at: float  # epoch seconds, UTC
+
+
+@dataclass
+class SuppressionResult:
+    conversion: Conversion
+    segments: list[str]
+    outcomes: dict[str, str] = field(default_factory=dict)  # sync -> removed | not_held | cancelled | pending | failed
+    seconds: dict[str, float] = field(default_factory=dict)  # sync -> conversion to acknowledgement
+
+
+def _epoch(value) -> float:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+    if isinstance(value, str):
+        return _epoch(dt.datetime.fromisoformat(value))
+    return float(value)
+
+
+def _dump_cursor(position: list) -> str:
+    """A cursor as JSON; timestamps keep their type through an ISO string."""
+    return json.dumps([{"t": v.isoformat()} if isinstance(v, dt.datetime) else v for v in position])
+
+
+def _load_cursor(text: str | None) -> list | None:
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = [text]  # a plain id written by hand
+    if not isinstance(values, list):
+        values = [values]
+    return [dt.datetime.fromisoformat(v["t"]) if isinstance(v, dict) else v for v in values]
+
+
+class Suppressor:
+    """Reads conversions and suppresses people; the sensor and `syncer suppress --follow` share it."""
+
+    def __init__(self, project: Project, *, engine: Engine | None = None) -> None:
+        if project.config.conversions is None:
+            raise ConfigError("the project has no `conversions:` section in syncer.yml; the fast path needs one")
+        self.project = project
+        self.source = project.config.conversions
+        self.engine = engine or Engine(project)
+        self.ledger = self.engine.ledger
+        url = project.conversions_url()
+        self._db = sa.create_engine(url, **({"connect_args": {"read_only": True}} if url.startswith("duckdb") else {}))
+        self._run_id: int | None = None
+        self._sync_runs: dict[str, int] = {}
+        self._retry_at: dict[tuple[str, str], tuple[float, float]] = {}  # (conversion, sync) -> (when, backoff)
+        self._seconds: dict[str, list[float]] = {}  # sync -> time to suppression of each remove this session
+
+    def close(self) -> None:
+        if self._run_id is not None:
+            for sync, sync_run in self._sync_runs.items():
+                seconds = percentiles(self._seconds.get(sync, []))
+                reason = (f"fast path: {seconds['count']} suppressed; time to suppression p50 {seconds['p50']:.2f}s,"
+                          f" p95 {seconds['p95']:.2f}s, max {seconds['max']:.2f}s") if seconds else "fast path"
+                self.ledger.finish_sync_run(sync_run, status="ok", reason=reason, removed=seconds.get("count", 0),
+                                            details={"time_to_suppression": seconds})
+            self.ledger.finish_run(self._run_id, "ok")
+        self.engine.close()
+        self._db.dispose()
+
+    def __enter__(self) -> "Suppressor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def poll(self, limit: int = 500) -> list[tuple[str, Conversion]]:
+        """New conversions after the ledger's cursor, oldest first, as (cursor to save, conversion)."""
+        s = self.source
+        after = _load_cursor(self.ledger.get_cursor(CURSOR))
+        order = [s.cursor_column] + ([s.tiebreak_column] if s.tiebreak_column else [])
+        where, params = "", {}
+        if after is not None and s.tiebreak_column:
+            where = f" WHERE {s.cursor_column} > :a OR ({s.cursor_column} = :a AND {s.tiebreak_column} > :b)"
+            params = {"a": after[0], "b": after[1]}
+        elif after is not None:
+            where, params = f" WHERE {s.cursor_column} > :a", {"a": after[0]}
+        query = (f"SELECT {', '.join(order)}, {s.member_key_column}, {s.type_column}, {s.time_column} FROM {s.table}"
+                 f"{where} ORDER BY {', '.join(order)} LIMIT {int(limit)}")
+        with self._db.connect() as conn:
+            rows = conn.execute(sa.text(query), params).all()
+        out = []
+        for row in rows:
+            position, (key, kind, at) = list(row[:len(order)]), row[len(order):]
+            if key is not None:
+                out.append((_dump_cursor(position), Conversion(":".join(map(str, position)), str(key), str(kind), _epoch(at))))
+        return out
+
+    # --- acting ----------------------------------------------------------------------------
+
+    def step(self) -> list[SuppressionResult]:
+        """Retry what is pending, then handle every new conversion; advance the cursor."""
+        results = self._retry_pending()
+        batch = self.poll()
+        for cursor, conversion in batch:
+            results.append(self.handle(conversion))
+            self.ledger.set_cursor(CURSOR, cursor)
+        return results
+
+    def segments_for(self, conversion_type: str) -> list[str]:
+        names: set[str] = set()
+        for rule in self.source.rules:
+            if conversion_type in rule.types:
+                names |= set(self.project.segments) if "*" in rule.segments else set(rule.segments)
+        return sorted(names)
+
+    def handle(self, conversion: Conversion) -> SuppressionResult:
+        segments = self.segments_for(conversion.type)
+        result = SuppressionResult(conversion, segments)
+        if not segments:
+            return result
+        ttl = min((r.ttl_hours for r in self.source.rules if conversion.type in r.types and r.ttl_hours), default=None)
+        self.ledger.suppress(conversion.member_key, segments, reason=f"{conversion.type} {conversion.conversion_id}",
+                             expires_at=conversion.converted_at + ttl * 3600 if ttl else None)
+        for name, sync in sorted(self.project.syncs.items()):
+            if sync.segment in segments and not self.ledger.suppression_done(conversion.conversion_id, name):
+                self._remove(conversion, name, result)
+        return result
+
+    def _remove(self, conversion: Conversion, sync_name: str, result: SuppressionResult) -> None:
+        sync = self.project.syncs[sync_name]
+        held = self.ledger.held_rows(sync_name, [conversion.member_key]).get(conversion.member_key)
+        destination = self.engine.destination(sync.destination)
+        if held is None or not destination.capabilities.can_remove:
+            outcome = "not_held" if held is None else "cancelled"  # a trigger: the plan now skips them
+            self._record(conversion, sync_name, outcome, result)
+            return
+        try:
+            batch = destination.remove(AudienceRef(sync_name, sync.audience_id), [Member(held.member_key, held.identifiers)])
+        except TransientError:
+            self._record(conversion, sync_name, "pending", result)
+            return
+        except (ConfigError, PermanentError, SyncError) as exc:
+            self._record(conversion, sync_name, "failed", result)
+            result.outcomes[sync_name] = f"failed: {exc.message}"
+            return
+        [outcome] = batch.outcomes
+        landed = [HeldRow(held.member_key, held.raw_fp, held.identifiers)] if outcome.status is RowStatus.SENT else []
+        failed = [] if landed else [(outcome.member_key, outcome.status.value, outcome.reason or "unknown")]
+        self.ledger.commit_batch(sync=sync_name, sync_run_id=self._sync_run(sync_name), op="remove", landed=landed,
+                                 failed=failed, attempts=1, platform_counts=dict(batch.platform_counts), rows=1)
+        self._record(conversion, sync_name, "removed" if landed else "pending", result)
+
+    def _record(self, conversion: Conversion, sync: str, outcome: str, result: SuppressionResult) -> None:
+        self.ledger.record_suppression_event(conversion_id=conversion.conversion_id, member_key=conversion.member_key,
+                                             sync=sync, converted_at=conversion.converted_at, outcome=outcome)
+        result.outcomes[sync] = outcome
+        if outcome == "removed":
+            result.seconds[sync] = round(time.time() - conversion.converted_at, 3)
+            self._seconds.setdefault(sync, []).append(result.seconds[sync])
+
+    def _sync_run(self, sync: str) -> int:
+        if self._run_id is None:
+            self._run_id = self.ledger.start_run("suppress")
+        if sync not in self._sync_runs:
+            self._sync_runs[sync] = self.ledger.start_sync_run(self._run_id, sync, plan_hash=None, members=None)
+        return self._sync_runs[sync]
+
+    def _retry_pending(self) -> list[SuppressionResult]:
+        now = time.monotonic()
+        results = []
+        for conversion_id, member_key, sync, converted_at in self.ledger.pending_suppressions():
+            when, backoff = self._retry_at.get((conversion_id, sync), (0.0, 0.5))
+            if when > now or sync not in self.project.syncs:
+                continue
+            conversion = Conversion(conversion_id, member_key, "retry", converted_at)
+            result = SuppressionResult(conversion, [self.project.syncs[sync].segment])
+            self._remove(conversion, sync, result)
+            if result.outcomes.get(sync) == "pending":
+                self._retry_at[(conversion_id, sync)] = (now + backoff, min(backoff * 2, 30.0))
+            else:
+                self._retry_at.pop((conversion_id, sync), None)
+            results.append(result)
+        return results
+
+    def follow(self, *, until: Callable[[], bool], on_result: Callable[[SuppressionResult], None] | None = None) -> None:
+        """Poll every ``poll_interval_ms`` until ``until()`` is true."""
+        interval = self.source.poll_interval_ms / 1000
+        while not until():
+            for result in self.step():
+                if on_result:
+                    on_result(result)
+            time.sleep(interval)
+
+
+def percentiles(values: list[float], points=(50, 95, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles, plus the max, in seconds."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    out = {f"p{p}": round(ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))], 3) for p in points}
+    out["max"] = round(ordered[-1], 3)
+    out["count"] = len(ordered)
+    return out

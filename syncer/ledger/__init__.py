@@ -1,0 +1,3 @@
+"""The state store (SQLAlchemy; SQLite in WAL mode or Postgres): runs, what each audience holds, row
+outcomes, retries, suppressions, platform ids and jobs, sensor cursors.
+"""

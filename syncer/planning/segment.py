@@ -1,0 +1,141 @@
+"""Segment extraction: a segment's query made readable as one DuckDB table or view with canonical
+columns (``member_key``, ``k_<kind>``, ``region``, ``consent_<channel>``), whatever the warehouse.
+
+A DuckDB warehouse is attached read-only and read in place through a view; any other warehouse is
+streamed in as Arrow chunks (``syncer.planning.extract``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncer.errors import ConfigError
+from syncer.planning.extract import extract
+from syncer.project.config import SegmentConfig
+
+CHANNELS = ("ads", "email", "sms")
+
+
+@dataclass
+class SegmentData:
+    name: str
+    table: str  # a DuckDB table or view with the canonical columns (see ``_wanted_columns``)
+    rows: int
+    extract_seconds: float
+    kinds: tuple[str, ...]
+    has_region: bool
+    null_keys: int = 0  # rows without a member key
+
+
+def _wanted_columns(segment: SegmentConfig) -> dict[str, tuple[str, pa.DataType]]:
+    """canonical name -> (the segment's column, type) for every column the engine reads."""
+    wanted: dict[str, tuple[str, pa.DataType]] = {"member_key": (segment.member_key, pa.string())}
+    for kind, column in segment.identifiers.items():
+        wanted[f"k_{kind}"] = (column, pa.string())
+    if segment.phone_region_column:
+        wanted["region"] = (segment.phone_region_column, pa.string())
+    for channel in CHANNELS:
+        column = getattr(segment.consent, channel)
+        if column:
+            wanted[f"consent_{channel}"] = (column, pa.bool_())
+    return wanted
+
+
+def resolve_columns(returned: list[str], segment: SegmentConfig, name: str) -> dict[str, tuple[str, pa.DataType]]:
+    """canonical name -> (the column as the query spells it, type); ConfigError naming a missing one."""
+    lower = {n.lower(): n for n in returned}
+    resolved = {}
+    for canonical, (column, dtype) in _wanted_columns(segment).items():
+        actual = column if column in returned else lower.get(column.lower())
+        if actual is None:
+            raise ConfigError(
+                f"segment '{name}': the query returned no column '{column}' (configured for {canonical.removeprefix('k_')});"
+                f" it returned: {', '.join(returned)}")
+        resolved[canonical] = (actual, dtype)
+    return resolved
+
+
+def _canonical_batch(batch: pa.RecordBatch, segment: SegmentConfig, name: str) -> pa.Table:
+    arrays, names = [], []
+    for canonical, (actual, dtype) in resolve_columns(batch.schema.names, segment, name).items():
+        column = actual
+        array = batch.column(actual)
+        try:
+            arrays.append(pc.cast(array, dtype) if array.type != dtype else array)
+        except pa.ArrowInvalid as exc:
+            raise ConfigError(f"segment '{name}': column '{column}' cannot be read as {dtype}: {exc}") from exc
+        names.append(canonical)
+    return pa.table(arrays, names=names)
+
+
+def _empty_columns(segment: SegmentConfig) -> str:
+    cols = ["member_key VARCHAR"] + [f"k_{k} VARCHAR" for k in segment.identifiers]
+    if segment.phone_region_column:
+        cols.append("region VARCHAR")
+    cols += [f"consent_{c} BOOLEAN" for c in CHANNELS if getattr(segment.consent, c)]
+    return ", ".join(cols)
+
+
+def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConfig, sql: str, *,
+                 warehouse_url: str, chunk_rows: int) -> SegmentData:
+    """Make ``seg_<name>`` readable in ``con``: a view over an attached DuckDB warehouse, else a table
+    streamed in from the warehouse."""
+    started = time.perf_counter()
+    table = f"seg_{name}"
+    if warehouse_url.startswith("duckdb:///") and warehouse_url != "duckdb:///:memory:":
+        _view_over_duckdb_file(con, table, warehouse_url.removeprefix("duckdb:///"), sql, segment, name)
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({_empty_columns(segment)})")
+        for batch in extract(warehouse_url, sql, chunk_rows=chunk_rows):
+            con.register("_chunk", _canonical_batch(batch, segment, name))
+            con.execute(f"INSERT INTO {table} SELECT * FROM _chunk")
+            con.unregister("_chunk")
+    return _segment_data(con, name, table, segment, started)
+
+
+def load_segment_file(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConfig, path: Path) -> SegmentData:
+    """Read a segment kept by ``Engine.extract_segment`` (canonical columns, Parquet) in place."""
+    started = time.perf_counter()
+    table = f"seg_{name}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM read_parquet('{path}')")
+    return _segment_data(con, name, table, segment, started)
+
+
+def _segment_data(con: duckdb.DuckDBPyConnection, name: str, table: str, segment: SegmentConfig, started: float) -> SegmentData:
+    try:
+        rows, null_keys = con.sql(
+            f"SELECT count(*), count(*) FILTER (WHERE member_key IS NULL OR member_key = '') FROM {table}").fetchall()[0]
+    except duckdb.Error as exc:
+        raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc}") from exc
+    return SegmentData(name, table, rows, time.perf_counter() - started, tuple(segment.identifiers),
+                       bool(segment.phone_region_column), null_keys)
+
+
+WAREHOUSE_ALIAS = "_wh"
+
+
+def _view_over_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str, sql: str,
+                           segment: SegmentConfig, name: str) -> None:
+    """A DuckDB warehouse is attached read-only and stays the default catalog while ``con`` lives, so the
+    segment's SQL can name its tables unqualified; our own tables are TEMP and never touch it."""
+    attached = {n for (n,) in con.sql("SELECT database_name FROM duckdb_databases()").fetchall()}
+    if WAREHOUSE_ALIAS not in attached:
+        try:
+            con.execute(f"ATTACH '{path}' AS {WAREHOUSE_ALIAS} (READ_ONLY)")
+        except duckdb.Error as exc:
+            raise ConfigError(f"cannot open the DuckDB warehouse {path}: {exc}") from exc
+        con.execute(f"USE {WAREHOUSE_ALIAS}")
+    try:
+        returned = [d[0] for d in con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").description]
+        columns = resolve_columns(returned, segment, name)
+        casts = ", ".join(f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
+                          for canonical, (actual, dtype) in columns.items())
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT {casts} FROM ({sql}) AS _q")
+    except duckdb.Error as exc:
+        raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc}") from exc

@@ -1,0 +1,228 @@
+"""Read one project folder into config models, collecting every problem instead of stopping at the first.
+
+``ProjectLoader(root).load()`` reads ``syncer.yml`` and each file of ``segments/``, ``destinations/``
+and ``syncs/``: YAML with lines (``syncer.project.yaml_source``), secrets (``syncer.project.secrets``), then
+the pydantic model, whose errors ``syncer.project.messages`` rewrites. It then checks the files
+against each other: file names, a segment's ``sql_file``, that a sync's segment and destination
+exist, its identifiers are mapped by the segment, its mode fits the destination, and no two syncs
+share one audience. ``syncer.project.project.load_project`` wraps this and raises ``InvalidProjectError``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from syncer.project.config import (
+    DestinationConfig,
+    ProjectConfig,
+    SegmentConfig,
+    SyncConfig,
+)
+from syncer.project.files import (
+    DESTINATION,
+    NAME,
+    PROJECT,
+    PROJECT_FILE_NAMES,
+    SEGMENT,
+    SYNC,
+    YAML_SUFFIXES,
+    FileKind,
+    adapter,
+    expected_keys,
+)
+from syncer.project.messages import validation_problems
+from syncer.project.problems import Problem, dotted, quote
+from syncer.project.secrets import secret_problems
+from syncer.project.yaml_source import YamlDoc, read_doc
+
+__all__ = ["ProjectLoader", "ProjectParts"]
+
+
+@dataclass(frozen=True)
+class ProjectParts:
+    """The validated models of a project folder with no problems; ``syncer.project.project.Project`` wraps them."""
+
+    config: ProjectConfig
+    segments: dict[str, SegmentConfig]
+    destinations: dict[str, DestinationConfig]
+    syncs: dict[str, SyncConfig]
+
+
+@dataclass
+class _Loaded:
+    doc: YamlDoc
+    model: Any  # None when the file is invalid
+
+
+class ProjectLoader:
+    """Collects every problem of one project folder while building its models."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[Problem] = []
+        self.present: dict[str, set[str]] = {}  # folder -> every name that has a file, valid or not
+
+    def load(self) -> ProjectParts | None:
+        """Every model of the folder, or None when there is any problem (they are in ``self.problems``)."""
+        config = self._load_project_file()
+        segments = self._load_folder(SEGMENT)
+        destinations = self._load_folder(DESTINATION)
+        syncs = self._load_folder(SYNC)
+        for name, loaded in segments.items():
+            if loaded.model is not None:
+                self._check_sql_file(loaded)
+        self._check_syncs(syncs, segments, destinations)
+        if self.problems or config is None:
+            return None
+        return ProjectParts(
+            config=config,
+            segments={name: item.model for name, item in segments.items()},
+            destinations={name: item.model for name, item in destinations.items()},
+            syncs={name: item.model for name, item in syncs.items()},
+        )
+
+    def _load_project_file(self) -> ProjectConfig | None:
+        found = [name for name in PROJECT_FILE_NAMES if (self.root / name).is_file()]
+        if not found:
+            message = "no syncer.yml in the project folder; create one with at least 'warehouse_url: duckdb:///warehouse.duckdb'"
+            self.problems.append(Problem("syncer.yml", None, "", message))
+            return None
+        for extra in found[1:]:
+            self.problems.append(Problem(extra, None, "", f"both {found[0]} and {extra} exist; keep one"))
+        loaded = self._load_file(self.root / found[0], PROJECT)
+        return loaded.model if loaded else None
+
+    def _load_folder(self, kind: FileKind) -> dict[str, _Loaded]:
+        folder = self.root / kind.folder
+        names = self.present.setdefault(kind.folder, set())
+        result: dict[str, _Loaded] = {}
+        files = sorted(folder.iterdir()) if folder.is_dir() else []
+        for path in files:
+            if path.name.startswith(".") or path.suffix not in YAML_SUFFIXES or not path.is_file():
+                continue
+            file, name = f"{kind.folder}/{path.name}", path.stem
+            if name in names:
+                message = f"another file in {kind.folder}/ already defines the {kind.noun} '{name}'; keep one"
+                self.problems.append(Problem(file, None, "", message))
+                continue
+            names.add(name)
+            valid_name = self._check_name(file, name, kind)
+            loaded = self._load_file(path, kind)
+            if loaded is not None and valid_name:
+                result[name] = loaded
+        return result
+
+    def _check_name(self, file: str, name: str, kind: FileKind) -> bool:
+        if NAME.match(name):
+            return True
+        fixed = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or kind.noun
+        fixed = fixed if fixed[0].isalpha() else f"{kind.noun}_{fixed}"
+        message = (
+            f"'{name}' is not a valid {kind.noun} name (the file name is the name): use lowercase letters,"
+            f" digits and _, starting with a letter, e.g. '{fixed}{Path(file).suffix}'"
+        )
+        self.problems.append(Problem(file, None, "", message))
+        return False
+
+    def _load_file(self, path: Path, kind: FileKind) -> _Loaded | None:
+        file = path.relative_to(self.root).as_posix()
+        doc = read_doc(path, file, self.problems, partial(expected_keys, kind))
+        if doc is None:
+            return None
+        secrets, claimed = secret_problems(doc, kind.schema)
+        claimed |= doc.unreadable
+        self.problems.extend(secrets)
+        try:
+            model = adapter(kind.schema).validate_python(doc.data)
+        except ValidationError as exc:
+            self.problems.extend(validation_problems(doc, kind, exc, claimed))
+            model = None
+        return _Loaded(doc, model)
+
+    def _check_sql_file(self, loaded: _Loaded) -> None:
+        segment: SegmentConfig = loaded.model
+        if not segment.sql_file:
+            return
+        doc = loaded.doc
+        target = (self.root / "segments" / segment.sql_file)
+        shown = os.path.relpath(target, self.root).replace(os.sep, "/")
+        line = doc.line(("sql_file",))
+        if not target.is_file():
+            message = f"sql file '{segment.sql_file}' not found (looked for {shown}; sql_file is relative to the segment file)"
+            self.problems.append(Problem(doc.file, line, "sql_file", message))
+            return
+        try:
+            text = target.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            self.problems.append(Problem(doc.file, line, "sql_file", f"{shown} is not UTF-8 text; save it as UTF-8"))
+            return
+        if not text.strip():
+            self.problems.append(Problem(doc.file, line, "sql_file", f"{shown} is empty; it must hold the segment's query"))
+            loaded.model = None
+
+    def _check_syncs(self, syncs: dict[str, _Loaded], segments: dict[str, _Loaded], destinations: dict[str, _Loaded]) -> None:
+        audiences: dict[tuple[str, str], str] = {}
+        for loaded in syncs.values():
+            sync: SyncConfig | None = loaded.model
+            if sync is None:
+                continue
+            doc = loaded.doc
+            self._check_reference(doc, "segment", sync.segment, SEGMENT)
+            self._check_reference(doc, "destination", sync.destination, DESTINATION)
+            segment = segments.get(sync.segment)
+            if segment is not None and segment.model is not None:
+                self._check_identifiers(doc, sync, sync.segment, segment.model)
+            self._check_mode(doc, sync, destinations.get(sync.destination))
+            key = (sync.destination, sync.audience_id)
+            if sync.audience_id is None:
+                continue
+            if key in audiences:
+                message = (
+                    f"audience '{sync.audience_id}' of destination '{sync.destination}' is already synced by"
+                    f" {audiences[key]}; two syncs on one audience would remove each other's members"
+                    " (combine the segments, or use another audience)"
+                )
+                self.problems.append(Problem(doc.file, doc.line(("audience_id",)), "audience_id", message))
+            else:
+                audiences[key] = doc.file
+
+    def _check_mode(self, doc: YamlDoc, sync: SyncConfig, destination: "_Loaded | None") -> None:
+        """Sends that cannot be taken back (texts) only make sense once per entry; lists never do."""
+        kind = getattr(getattr(destination, "model", None), "type", None)
+        if kind is None:
+            return
+        if (kind == "twilio_sms") != (sync.mode == "trigger"):
+            expected = ("'trigger' (Twilio has no lists: it texts each member once when they enter the segment)"
+                        if kind == "twilio_sms" else "'mirror' or 'add_only' (only twilio_sms destinations take 'trigger')")
+            self.problems.append(Problem(doc.file, doc.line(("mode",)) or 1, "mode",
+                                         f"mode '{sync.mode}' does not fit a {kind} destination; expected {expected}"))
+
+    def _check_reference(self, doc: YamlDoc, field: str, name: str, kind: FileKind) -> None:
+        present = self.present.get(kind.folder, set())
+        if name in present:
+            return  # a file exists; if it is broken, its own problems say so
+        close = difflib.get_close_matches(name, sorted(present), n=1, cutoff=0.6)
+        did_you_mean = f"; did you mean '{close[0]}'?" if close else ""
+        known = f" (known: {', '.join(sorted(present))})" if present else f" (there are no files in {kind.folder}/)"
+        message = f"unknown {kind.noun} {quote(name)}{did_you_mean}{known}; expected the name of a file in {kind.folder}/"
+        self.problems.append(Problem(doc.file, doc.line((field,)), field, message))
+
+    def _check_identifiers(self, doc: YamlDoc, sync: SyncConfig, segment_name: str, segment: SegmentConfig) -> None:
+        mapped = list(segment.identifiers)
+        for index, identifier in enumerate(sync.identifiers):
+            if identifier in segment.identifiers:
+                continue
+            message = (
+                f"identifier '{identifier}' is not mapped in segment '{segment_name}': add '{identifier}: <column>'"
+                f" under 'identifiers:' in segments/{segment_name}.yml (mapped there: {', '.join(mapped)})"
+            )
+            path = ("identifiers", index)
+            self.problems.append(Problem(doc.file, doc.line(path), dotted(path), message))
