@@ -36,7 +36,7 @@ CHILD = r"""
 import json, sys, os
 sys.path.insert(0, sys.argv[1])
 from syncer.sandbox import Sandbox
-from syncer.sandbox.google_ads import start_google_ads_emulator
+from destinations.google_customer_match.ads_api_emulator import start_google_ads_emulator
 sb = Sandbox(port=0, meta_token="bench").start()
 sb.meta.create_audience("777")
 sb.datamanager.create_user_list("1234567890", "888")
@@ -130,9 +130,12 @@ def run(n: int, wanted: list[str], kinds: list[str], ledger_url: str | None) -> 
 
 def _destinations(urls: dict[str, str]) -> list[tuple[str, object, str]]:
     """(name, destination, audience id) of each platform, pointed at the emulators."""
-    from destinations.google_customer_match import GoogleCustomerMatchDestination
-    from destinations.meta_audience import MetaAudienceDestination
-    from syncer.project.config import GoogleCustomerMatchConfig, MetaAudienceConfig
+    from destinations.google_customer_match.config import GoogleCustomerMatchConfig
+    from destinations.google_customer_match.destination import (
+        GoogleCustomerMatchDestination,
+    )
+    from destinations.meta.config import MetaAudienceConfig
+    from destinations.meta.connector import MetaAudienceDestination
 
     return [
         ("meta", MetaAudienceDestination(MetaAudienceConfig(type="meta_audience", ad_account_id="act_1", access_token_env="BENCH_META",

@@ -18,7 +18,7 @@ def preserve_environ():
 
 @pytest.fixture(autouse=True)
 def reset_fake():
-    from destinations.fake import FakeDestination
+    from destinations.fake.connector import FakeDestination
 
     FakeDestination.reset()
     yield

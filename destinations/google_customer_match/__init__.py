@@ -1,105 +1,16 @@
-"""Google Ads Customer Match: keep a Customer Match user list's members in sync, over one of two transports.
+"""Google Ads Customer Match user lists, over the Data Manager API or the Google Ads API (gRPC)."""
 
-Members arrive normalised and hashed by ``syncer.identity.rows``: email, phone, first and last name as
-SHA-256 hex; country and postal code plain; madid and external_id as they are. The rule set is
-``google`` for google_ads_api and ``google_data_manager`` for data_manager
-(``GoogleCustomerMatchDestination.capabilities_for(config)``; the class attribute is google_ads_api's).
+from destinations.google_customer_match.config import GoogleCustomerMatchConfig
+from destinations.spec import DestinationSpec, load_object
 
-Transport ``google_ads_api`` (``ads_api.py``, official ``google-ads`` SDK, gRPC)::
-
-    per consent group:  CreateOfflineUserDataJob   job{type CUSTOMER_MATCH_USER_LIST, user_list, consent}
-                        AddOfflineUserDataJobOperations   <= 10,000 operations, enable_partial_failure
-                        RunOfflineUserDataJob       returns at once; the job runs for hours
-    poll_jobs:          GoogleAdsService.Search     SELECT offline_user_data_job.status, failure_reason,
-                                                    operation_metadata.match_rate_range ... IN (names)
-
-- Creates and removes always go in separate jobs (a mixed job fails with CONFLICTING_OPERATION); one
-  operation per member carries all its identifiers (one ``UserIdentifier`` each, <= 20 allowed; we send
-  at most 5: hashed_email, hashed_phone_number, address_info{first, last, country, postal},
-  mobile_id, third_party_user_id). A user list has one upload key type (contact info, CRM id or mobile
-  id): choose the sync's ``identifiers`` to match it.
-- Partial failure: each failed operation index of ``partial_failure_error`` is mapped back to its member:
-  REJECTED with Google's error code name as reason (``INVALID_SHA256_FORMAT``); per-operation internal,
-  quota or CONCURRENT_MODIFICATION errors are RETRYABLE. A job whose operations all failed is not run.
-- Errors: RESOURCE_EXHAUSTED -> ``RateLimited(QuotaErrorDetails.retry_delay)`` (30 s when absent);
-  INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, InternalError.*, CONCURRENT_MODIFICATION ->
-  ``TransientError``; AuthenticationError / AuthorizationError -> ``ConfigError`` naming the variable
-  or field to fix (``login_customer_id`` for USER_PERMISSION_DENIED); request and job errors ->
-  ``PermanentError``; anything unknown -> ``TransientError`` (adds and removes are idempotent). A
-  retried batch creates new jobs: members of an earlier job of the same batch are sent twice, harmlessly.
-- Client: ``GoogleAdsClient(credentials=Credentials(token=...), developer_token, endpoint,
-  login_customer_id)``, built without a network call (no refresh). ``endpoint: http://host:port`` is
-  a plaintext sandbox (insecure channel, the SDK's interceptors plus a bearer-token one).
-
-Transport ``data_manager`` (``data_manager.py``, ``requests`` session; required for most new Customer
-Match integrations since 1 April 2026)::
-
-    add     POST {endpoint}/v1/audienceMembers:ingest   {destinations, audienceMembers, encoding: HEX,
-                                                         termsOfService}  -> {requestId}
-    remove  POST {endpoint}/v1/audienceMembers:remove   {destinations, audienceMembers, encoding}
-    poll    GET  {endpoint}/v1/requestStatus:retrieve?requestId=...
-
-- ``destinations[0]`` = {operatingAccount{accountType GOOGLE_ADS, accountId customer_id},
-  loginAccount (login_customer_id, when set), productDestinationId audience_id}.
-- At most 10,000 audienceMembers and 10 userIdentifiers per member; ``userData`` (email, phone,
-  address{givenName, familyName, regionCode, postalCode}) and ``mobileData{mobileIds}`` never share a
-  request; a member with contact info is sent as userData only. external_id is not offered.
-- Consent per member (CONSENT_GRANTED for granted, absent for unknown), so one request carries both
-  groups. ``termsOfService`` ACCEPTED only when ``customer_match_terms_accepted: true``.
-- Fast fail: a 400 whose field violations all name ``audience_members[i]`` rejects those members with
-  the violation's reason and resends the rest (three rounds at most).
-- 429 RESOURCE_EXHAUSTED -> ``RateLimited``: Retry-After, else RetryInfo, else 60 s (per-minute quota)
-  or until midnight Pacific (per-day quota, IngestionMutateRequestsPerDayPerProject); 401/403 ->
-  ``ConfigError``; 5xx -> ``TransientError``. 300 requests a minute per Cloud project.
-
-Both transports
-- Consent: ``capabilities.consent_marker`` is on, so the engine puts the segment's ads consent in
-  ``Member.identifiers["_consent"]``: "granted" or "unknown" (also assumed when absent); the engine
-  filters denied members out, and a "denied" that still arrives is never sent: REJECTED ``consent_denied``.
-  Granted members go with consent GRANTED (ad_user_data and ad_personalization), unknown ones with
-  consent unset, in separate jobs (Ads API) or per member (Data Manager). Removes ignore the marker: a
-  member who withdrew consent must still leave the list. Members with nothing this transport can send
-  are REJECTED ``no_supported_identifier``; an empty batch makes no call.
-- Job status is never awaited: ``destination.jobs`` collects job resource names / request ids;
-  ``poll_jobs(names)`` returns {name: {status, failure_reason, match_rate_range}} in a later step.
-- Limits as data: ``capabilities.max_batch`` 10,000; ``ads_api.MAX_OPERATIONS_PER_ADD``,
-  ``ads_api.MAX_IDENTIFIERS_PER_OPERATION``, ``data_manager.MAX_MEMBERS_PER_REQUEST``.
-
-Config example::
-
-    # destinations/google_vip.yml
-    type: google_customer_match
-    customer_id: "123-456-7890"
-    login_customer_id: "111-222-3333"      # optional: the manager account access goes through
-    transport: data_manager                # or google_ads_api
-    access_token_env: GOOGLE_ADS_ACCESS_TOKEN
-    developer_token_env: GOOGLE_ADS_DEVELOPER_TOKEN   # google_ads_api only
-    customer_match_terms_accepted: true    # data_manager: you accepted the Customer Match terms
-    endpoint: http://127.0.0.1:8510/datamanager       # optional: the sandbox (google_ads_api: localhost:PORT)
-
-Sources (read for this package)
-- google-ads 34.0.0 wheel: ``client.py``, ``interceptors/``, ``v26/services/types/
-  offline_user_data_job_service.py``, ``v26/common/types/offline_user_data.py``, ``v26/errors/types/``
-  (enum names above), ``v26/resources/types/offline_user_data_job.py``; shared specs section 2 and 9.
-- Data Manager REST reference, developers.google.com/data-manager/api/reference/rest/v1/:
-  ``audienceMembers/ingest`` and ``/remove`` (request bodies above, "At most 10000 AudienceMember
-  resources", response ``{requestId}``), ``AudienceMember`` (union userData | mobileData, consent),
-  ``UserData`` ("At most 10 userIdentifiers", AddressInfo givenName/familyName/regionCode/postalCode),
-  ``Consent`` (adUserData, adPersonalization: CONSENT_GRANTED | CONSENT_DENIED), ``Destination`` and
-  ``ProductAccount`` (accountType GOOGLE_ADS, accountId), ``TermsOfService``
-  (customerMatchTermsOfServiceStatus ACCEPTED, "must be accepted when ingesting UserData or
-  MobileData"), ``ErrorReason`` (INVALID_SHA256_FORMAT, TOO_MANY_AUDIENCE_MEMBERS,
-  MULTIPLE_DATA_TYPES_NOT_ALLOWED, TERMS_AND_CONDITIONS_NOT_SIGNED ...), ``requestStatus/retrieve``
-  (requestStatus, uploadMatchRateRange MATCH_RATE_RANGE_*).
-- Data Manager guides: ``devguides/concepts/understand-errors`` (fast-fail model), the quickstart
-  "Send audience members" (error example with field ``audience_members.audience_members[0]`` and reason
-  INVALID_SHA256_FORMAT), ``devguides/limits`` (300 requests/minute, RESOURCE_EXHAUSTED and HTTP 429,
-  ``ErrorInfo.metadata.quota_limit``), ``devguides/concepts/destinations`` (loginAccount for managers).
-"""
-
-from destinations.google_customer_match.destination import (
-    GoogleCustomerMatchDestination,
-    JobStatus,
+SPEC = DestinationSpec(
+    type="google_customer_match",
+    config=GoogleCustomerMatchConfig,
+    connector="destinations.google_customer_match.destination:GoogleCustomerMatchDestination",
+    capabilities=lambda config: load_object(
+        "destinations.google_customer_match.destination:GoogleCustomerMatchDestination").capabilities_for(config),
+    emulator="destinations.google_customer_match.data_manager_emulator:DataManagerEmulator",
+    mount="datamanager",
+    sandbox_secrets={"SANDBOX_DATAMANAGER_KEY": "sandbox-datamanager-key"},
+    seed_audience=lambda emulator, config, audience_id, name: emulator.create_user_list(config.customer_id, audience_id),
 )
-
-__all__ = ["GoogleCustomerMatchDestination", "JobStatus"]

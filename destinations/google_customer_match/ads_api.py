@@ -32,6 +32,7 @@ from destinations.google_customer_match._common import (
     has_address,
     redact,
 )
+from destinations.google_customer_match.config import GoogleCustomerMatchConfig
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -39,7 +40,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import GoogleCustomerMatchConfig
 
 __all__ = ["IDENTIFIERS", "MAX_IDENTIFIERS_PER_OPERATION", "MAX_OPERATIONS_PER_ADD", "AdsApiTransport", "classify"]
 

@@ -34,6 +34,7 @@ from destinations.google_customer_match._common import (
     has_address,
     redact,
 )
+from destinations.google_customer_match.config import GoogleCustomerMatchConfig
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -41,7 +42,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import GoogleCustomerMatchConfig
 
 __all__ = ["DATA_MANAGER_URL", "IDENTIFIERS", "MAX_MEMBERS_PER_REQUEST", "DataManagerTransport", "classify"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from destinations import build_destination, destination_class
+from destinations.registry import build_destination, capabilities_of
 from destinations.base import (
     AudienceRef,
     Destination,
@@ -31,12 +31,6 @@ from syncer.planning.segment import SegmentData, load_segment, load_segment_file
 from syncer.planning.snapshot import refresh_snapshot
 from syncer.planning.warehouse_diff import WarehouseDiff
 from syncer.project.project import Project
-
-
-def capabilities_of(config):
-    """What a destination accepts, before building it (a connector may vary it by config, e.g. transport)."""
-    cls = destination_class(config.type)
-    return cls.capabilities_for(config) if hasattr(cls, "capabilities_for") else cls.capabilities
 
 
 class StalePlanError(SyncError):

@@ -6,17 +6,12 @@ import os
 import shutil
 from pathlib import Path
 
+from destinations.registry import SPECS
 from syncer.project.project import Project, load_project
 
-DEMO_TOKEN = "sandbox-meta-token"
 # the credentials the demo's destinations name, and the sandbox accepts
-SANDBOX_SECRETS = {
-    "SANDBOX_META_TOKEN": DEMO_TOKEN,
-    "SANDBOX_DATAMANAGER_KEY": "sandbox-datamanager-key",
-    "SANDBOX_KLAVIYO_KEY": "sandbox-klaviyo-key",
-    "SANDBOX_TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1",
-    "SANDBOX_TWILIO_KEY": "sandbox-twilio-key",
-}
+SANDBOX_SECRETS = {name: value for spec in SPECS.values() for name, value in spec.sandbox_secrets.items()}
+DEMO_TOKEN = SANDBOX_SECRETS["SANDBOX_META_TOKEN"]
 
 
 def use_sandbox_secrets() -> None:
@@ -49,12 +44,10 @@ def start_sandbox(project: Project | None, port: int, *, host: str = "127.0.0.1"
     os.environ["SANDBOX_URL"] = sandbox.url
     for sync in (project.syncs.values() if project else ()):
         destination = project.destinations[sync.destination]
-        if destination.type == "meta_audience":
-            sandbox.meta.create_audience(sync.audience_id, name=sync.segment)
-        elif destination.type == "google_customer_match":
-            sandbox.datamanager.create_user_list(destination.customer_id, sync.audience_id)
-        elif destination.type == "klaviyo_list":
-            sandbox.klaviyo.create_list(sync.audience_id, name=sync.segment)
+        spec = SPECS[destination.type]
+        if spec.seed_audience is not None and sync.audience_id is not None:
+            emulator = sandbox.meta if spec.mount == "" else sandbox.emulators[spec.mount]
+            spec.seed_audience(emulator, destination, sync.audience_id, sync.segment)
     return sandbox
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syncer.environment import expand_env
 from syncer.errors import ConfigError
 from syncer.project.config import (
     DestinationConfig,
@@ -43,7 +44,6 @@ from syncer.project.config import (
     ProjectConfig,
     SegmentConfig,
     SyncConfig,
-    expand_env,
 )
 from syncer.project.files import PROJECT_FILE_NAMES, adapter
 from syncer.project.loader import ProjectLoader

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from syncer.sandbox.meta import MetaEmulator
+    from destinations.meta.emulator import MetaEmulator
     from syncer.sandbox.server import Sandbox
 
 __all__ = ["MetaEmulator", "Sandbox"]
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return Sandbox
     if name == "MetaEmulator":
-        from syncer.sandbox.meta import MetaEmulator
+        from destinations.meta.emulator import MetaEmulator
 
         return MetaEmulator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The sandbox HTTP server: platform emulators on one loopback port, plus admin endpoints.
 
-Graph API paths (``/vNN.N/...``) go to the Meta emulator (``syncer.sandbox.meta``). Admin endpoints,
+Graph API paths (``/vNN.N/...``) go to the Meta emulator (``destinations.meta.emulator``). Admin endpoints,
 for users outside the process (the CLI, subprocess tests), need no token::
 
     GET  /_sandbox/stats                      {"meta": {"requests": n, "audiences": k}}
@@ -30,21 +30,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncer.sandbox.base import Emulator, Request
-from syncer.sandbox.meta import MetaEmulator
+from destinations.emulation import Emulator, Request
+from destinations.registry import SPECS, load_object
+from destinations.meta.emulator import MetaEmulator
 
 __all__ = ["EMULATORS", "Sandbox", "main"]
 
-# name -> "module:Class" of each HTTP emulator served under /<name>/ (Meta is served at the root)
-EMULATORS: dict[str, str] = {
-    "attentive": "syncer.sandbox.attentive:AttentiveEmulator",
-    "twilio": "syncer.sandbox.twilio:TwilioEmulator",
-    "braze": "syncer.sandbox.braze:BrazeEmulator",
-    "iterable": "syncer.sandbox.iterable:IterableEmulator",
-    "klaviyo": "syncer.sandbox.klaviyo:KlaviyoEmulator",
-    "mailchimp": "syncer.sandbox.mailchimp:MailchimpEmulator",
-    "datamanager": "syncer.sandbox.data_manager:DataManagerEmulator",
-}
+# name -> "module:Class" of each HTTP emulator served under /<name>/, from the registry (Meta, served at
+# the root with its admin endpoints, is built apart)
+EMULATORS: dict[str, str] = {spec.mount: spec.emulator for spec in SPECS.values() if spec.emulator and spec.mount}
 
 log = logging.getLogger(__name__)
 DEFAULT_META_TOKEN = "sandbox-meta-token"
@@ -67,7 +61,7 @@ class Sandbox:
         self.host, self.port = host, port
         token = meta_token or os.environ.get("SANDBOX_META_TOKEN") or DEFAULT_META_TOKEN
         self.meta = MetaEmulator(token, meta_app_secret)
-        self.emulators: dict[str, Emulator] = {name: _load(spec)() for name, spec in EMULATORS.items()}
+        self.emulators: dict[str, Emulator] = {name: load_object(spec)() for name, spec in EMULATORS.items()}
         self.state_file = Path(state_file) if state_file else None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -234,13 +228,6 @@ class Sandbox:
         except (TypeError, ValueError) as exc:
             return 400, {"error": f"bad fault: {exc}"}
         return 200, {"ok": True}
-
-
-def _load(spec: str) -> type[Emulator]:
-    import importlib
-
-    module_name, _, class_name = spec.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
 
 
 class _Server(ThreadingHTTPServer):

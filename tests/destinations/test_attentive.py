@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from destinations import DESTINATION_TYPES
-from destinations.attentive import AttentiveDestination, classify
+from destinations.registry import SPECS
+from destinations.attentive.config import AttentiveConfig
+from destinations.attentive.connector import AttentiveDestination, classify
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
 from syncer.delivery.apply import RetryPolicy
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project.config import AttentiveConfig
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from syncer.sandbox import server as sandbox_server
@@ -63,8 +63,8 @@ def test_declares_an_sms_destination_that_can_remove_and_is_registered():
     assert issubclass(AttentiveDestination, Destination) and AttentiveDestination.kind == "attentive"
     assert (caps.channel, caps.can_remove, caps.at_most_once, caps.platform) == ("sms", True, False, "plain")
     assert caps.identifiers == {"phone", "email"} and caps.requests_per_second == 150
-    assert DESTINATION_TYPES["attentive"] == "destinations.attentive:AttentiveDestination"
-    assert sandbox_server.EMULATORS["attentive"] == "syncer.sandbox.attentive:AttentiveEmulator"
+    assert SPECS["attentive"].connector == "destinations.attentive.connector:AttentiveDestination"
+    assert sandbox_server.EMULATORS["attentive"] == "destinations.attentive.emulator:AttentiveEmulator"
 
 
 def test_adds_and_removes_land_as_attributes_and_never_touch_subscriptions(sandbox, dest):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.braze import (
+from destinations.braze.config import BrazeConfig
+from destinations.braze.connector import (
     BURST,
     RATE_PER_SECOND,
     WINDOW_LIMIT,
@@ -19,9 +19,9 @@ from destinations.braze import (
     BrazeDestination,
     classify,
 )
+from destinations.pacing import TokenBucket
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project.config import BrazeConfig
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 import destinations.google_customer_match as package
-from destinations import build_destination
+from destinations.registry import build_destination
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -22,14 +22,20 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
-from destinations.google_customer_match import GoogleCustomerMatchDestination, ads_api
+from destinations.google_customer_match import ads_api
 from destinations.google_customer_match._common import Context
+from destinations.google_customer_match.ads_api_emulator import (
+    GoogleAdsEmulator,
+    tls_material,
+)
+from destinations.google_customer_match.config import GoogleCustomerMatchConfig
 from destinations.google_customer_match.data_manager import PER_MINUTE_WAIT_S
 from destinations.google_customer_match.data_manager import classify as dm_classify
+from destinations.google_customer_match.destination import (
+    GoogleCustomerMatchDestination,
+)
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project.config import GoogleCustomerMatchConfig
 from syncer.sandbox import Sandbox
-from syncer.sandbox.google_ads import GoogleAdsEmulator, tls_material
 
 ADS_TOKEN, DEV_TOKEN, DM_TOKEN = "ads-token", "dev-token", "dm-token"
 CID = "1234567890"
@@ -172,7 +178,7 @@ def opened():
 
 def test_is_a_destination_with_declared_limits(ads, dm):
     assert issubclass(GoogleCustomerMatchDestination, Destination)
-    assert package.__all__ == ["GoogleCustomerMatchDestination", "JobStatus"]
+    assert package.SPEC.connector.endswith(":GoogleCustomerMatchDestination")
     caps = GoogleCustomerMatchDestination.capabilities
     assert (GoogleCustomerMatchDestination.kind, caps.platform, caps.max_batch, caps.channel, caps.consent_marker) == (
         "google_customer_match", "google", 10_000, "ads", True)

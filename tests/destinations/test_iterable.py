@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from destinations._pacing import TokenBucket
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.iterable import (
+from destinations.iterable.config import IterableListConfig
+from destinations.iterable.connector import (
     MAX_SUBSCRIBERS,
     IterableContext,
     IterableListDestination,
     classify,
 )
+from destinations.pacing import TokenBucket
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project.config import IterableListConfig
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project

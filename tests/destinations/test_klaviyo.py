@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from destinations._pacing import SlidingWindowLimiter
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.klaviyo import (
+from destinations.emulation import Response
+from destinations.klaviyo.config import KlaviyoListConfig
+from destinations.klaviyo.connector import (
     ImportJobLost,
     KlaviyoContext,
     KlaviyoListDestination,
     RowErrors,
     classify,
 )
+from destinations.pacing import SlidingWindowLimiter
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project.config import KlaviyoListConfig
 from syncer.project.project import load_project
-from syncer.sandbox.base import Response
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified
 

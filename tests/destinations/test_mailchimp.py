@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.mailchimp import (
+from destinations.mailchimp.config import MailchimpAudienceConfig
+from destinations.mailchimp.connector import (
     MailchimpAudienceDestination,
     MailchimpContext,
     Membership,
@@ -18,7 +19,6 @@ from destinations.mailchimp import (
 )
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project.config import MailchimpAudienceConfig
 from syncer.project.project import load_project
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified, by_email

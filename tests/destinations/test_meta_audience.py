@@ -16,14 +16,14 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
-from destinations.meta_audience import (
+from destinations.meta.config import MetaAudienceConfig
+from destinations.meta.connector import (
     DEFAULT_RETRY_AFTER_S,
     MetaAudienceDestination,
     MetaContext,
     classify,
 )
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from syncer.project.config import MetaAudienceConfig
 from syncer.sandbox import Sandbox
 
 TOKEN = "sandbox-test-token"

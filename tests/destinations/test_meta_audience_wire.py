@@ -13,7 +13,7 @@ import json
 import pytest
 
 from destinations.base import Member, RowStatus
-from destinations.meta_audience import MetaAudienceDestination
+from destinations.meta.connector import MetaAudienceDestination
 from tests.destinations.test_meta_audience import AUDIENCE, TOKEN, config, sandbox, sha  # noqa: F401  (sandbox: the fixture)
 
 
@@ -28,7 +28,7 @@ def dest(sandbox, monkeypatch):
 @pytest.fixture
 def bodies(sandbox, monkeypatch):
     """(content type, params) of each Graph request the emulator parsed."""
-    from syncer.sandbox import meta as emulator
+    from destinations.meta import emulator
 
     seen: list[tuple[str, dict]] = []
     parse = emulator._parse_params

@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from destinations import DESTINATION_TYPES
+from destinations.registry import SPECS
 from destinations.base import AudienceRef, Member, RowOutcome, RowStatus
-from destinations.twilio_sms import (
+from destinations.twilio.config import TwilioSmsConfig
+from destinations.twilio.connector import (
     TwilioSmsDestination,
     classify,
     in_quiet_hours,
@@ -28,15 +29,14 @@ from destinations.twilio_sms import (
     record_opt_in,
     record_opt_out,
 )
+from destinations.twilio.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_FROM
 from syncer.delivery.apply import RetryPolicy
 from syncer.delivery.engine import Engine, SyncReport
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.ledger.store import Ledger
-from syncer.project.config import TwilioSmsConfig
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from syncer.sandbox import server as sandbox_server
-from syncer.sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_FROM
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import only_emulator, read_consent_as_sms
 
@@ -129,8 +129,8 @@ def test_declares_an_at_most_once_sms_trigger_destination():
     caps = TwilioSmsDestination.capabilities
     assert (caps.channel, caps.can_remove, caps.at_most_once, caps.platform) == ("sms", False, True, "plain")
     assert caps.identifiers == {"phone"} and caps.max_batch == 50 and caps.consent_marker
-    assert DESTINATION_TYPES["twilio_sms"] == "destinations.twilio_sms:TwilioSmsDestination"
-    assert sandbox_server.EMULATORS["twilio"] == "syncer.sandbox.twilio:TwilioEmulator"
+    assert SPECS["twilio_sms"].connector == "destinations.twilio.connector:TwilioSmsDestination"
+    assert sandbox_server.EMULATORS["twilio"] == "destinations.twilio.emulator:TwilioEmulator"
 
 
 def test_config_needs_a_sender_and_sane_bodies():
@@ -205,7 +205,7 @@ def test_kill_9_mid_batch_never_texts_anyone_twice(tmp_path, sandbox, in_flight)
         import sys
         from datetime import datetime
         from zoneinfo import ZoneInfo
-        from destinations.twilio_sms import TwilioSmsDestination
+        from destinations.twilio.connector import TwilioSmsDestination
         from syncer.delivery.engine import Engine
         from syncer.project.project import load_project
         TwilioSmsDestination.clock = lambda: datetime(2025, 6, 11, 10, 0, tzinfo=ZoneInfo("America/Los_Angeles"))

@@ -28,13 +28,16 @@ from google.ads.googleads.v26.services.services.offline_user_data_job_service.tr
 from google.api_core import exceptions as core_exceptions
 from google.oauth2.credentials import Credentials
 
-from syncer.sandbox import Sandbox
-from syncer.sandbox.data_manager import Membership, match_rate_bucket
-from syncer.sandbox.google_ads import (
+from destinations.google_customer_match.ads_api_emulator import (
     GoogleAdsEmulator,
     start_google_ads_emulator,
     tls_material,
 )
+from destinations.google_customer_match.data_manager_emulator import (
+    Membership,
+    match_rate_bucket,
+)
+from syncer.sandbox import Sandbox
 
 TOKEN, DEV = "test-ads-token", "test-dev-token"
 CID = "1234567890"

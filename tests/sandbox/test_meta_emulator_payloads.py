@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from urllib3 import encode_multipart_formdata
 
-from syncer.sandbox.meta import MetaEmulator
+from destinations.meta.emulator import MetaEmulator
 
 TOKEN = "t"
 

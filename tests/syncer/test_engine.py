@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from destinations.fake import FakeDestination
+from destinations.fake.connector import FakeDestination
 from syncer.delivery.apply import RetryPolicy
 from syncer.delivery.engine import Engine, StalePlanError
 from syncer.errors import ConfigError, RateLimited, TransientError

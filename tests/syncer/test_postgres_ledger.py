@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from destinations.fake import FakeDestination
+from destinations.fake.connector import FakeDestination
 from syncer.delivery.engine import Engine
 from syncer.ledger.store import Ledger
 from syncer.project.project import load_project

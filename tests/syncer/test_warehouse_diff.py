@@ -9,7 +9,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from destinations.fake import FakeDestination
+from destinations.fake.connector import FakeDestination
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError
 from syncer.planning.plan import SyncPlan

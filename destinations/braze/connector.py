@@ -85,9 +85,6 @@ from typing import Any
 
 import requests
 
-from destinations._http import build_session, header, read_body, redact, unreachable
-from destinations._http import retry_after as _retry_after_header
-from destinations._pacing import TokenBucket
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -98,6 +95,11 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
+from destinations.braze.config import BrazeConfig
+from destinations.http import build_session, header, read_body, redact, unreachable
+from destinations.http import retry_after as _retry_after_header
+from destinations.pacing import TokenBucket
+from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -105,7 +107,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import BrazeConfig, resolve_secret
 
 __all__ = ["BURST", "WINDOW_LIMIT", "WINDOW_S", "BrazeContext", "BrazeDestination", "MAX_OBJECTS", "RATE_PER_SECOND", "classify", "redact", "retry_after"]
 

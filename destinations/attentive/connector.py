@@ -47,8 +47,7 @@ from typing import Any
 
 import requests
 
-from destinations._http import build_session, read_body, redact, retry_after
-from destinations._pacing import TokenBucket
+from destinations.attentive.config import AttentiveConfig
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -59,6 +58,9 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
+from destinations.http import build_session, read_body, redact, retry_after
+from destinations.pacing import TokenBucket
+from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -66,7 +68,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import AttentiveConfig, resolve_secret
 
 __all__ = ["API_URL", "AttentiveContext", "AttentiveDestination", "DEFAULT_REQUESTS_PER_SECOND", "classify"]
 

@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from syncer.sandbox.base import Emulator, Request, Response
+from destinations.emulation import Emulator, Request, Response
 
 __all__ = ["MAX_BATCH", "MailchimpEmulator", "STATUSES", "subscriber_hash"]
 

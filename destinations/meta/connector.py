@@ -68,6 +68,8 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
+from destinations.meta.config import MetaAudienceConfig
+from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -75,7 +77,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import MetaAudienceConfig, resolve_secret
 
 __all__ = ["DEFAULT_RETRY_AFTER_S", "MetaAudienceDestination", "MetaContext", "classify"]
 

@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from syncer.sandbox.base import Emulator, Request, Response
+from destinations.emulation import Emulator, Request, Response
 
 __all__ = ["KlaviyoEmulator", "MAX_IMPORT_PROFILES", "MAX_LIST_PROFILES"]
 

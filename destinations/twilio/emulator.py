@@ -35,7 +35,7 @@ from typing import Any
 
 import phonenumbers
 
-from syncer.sandbox.base import Emulator, Request, Response
+from destinations.emulation import Emulator, Request, Response
 
 __all__ = ["DEFAULT_ACCOUNT_SID", "DEFAULT_FROM", "DEFAULT_SERVICE_SID", "TwilioEmulator"]
 

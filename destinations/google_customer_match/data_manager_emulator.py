@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from syncer.sandbox.base import Emulator, Request, Response
+from destinations.emulation import Emulator, Request, Response
 
 __all__ = ["DataManagerEmulator", "MAX_MEMBERS", "MAX_IDENTIFIERS", "Membership", "match_rate_bucket"]
 

@@ -50,7 +50,7 @@ Strictness:
   ``QuotaErrorDetails.retry_delay``), ``"INTERNAL"``, ``"UNAVAILABLE"``, ``"DEADLINE_EXCEEDED"``,
   ``"CONCURRENT_MODIFICATION"``; ``latency`` seconds before every answer; ``fail_next_job()``.
 
-Membership follows ``syncer.sandbox.data_manager.Membership``: a member is the set of its identifiers.
+Membership follows ``destinations.google_customer_match.data_manager_emulator.Membership``: a member is the set of its identifiers.
 """
 
 from __future__ import annotations
@@ -81,7 +81,11 @@ from google.ads.googleads.v26.services.types import (
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, duration_pb2, empty_pb2
 
-from syncer.sandbox.data_manager import Membership, address_id, match_rate_bucket
+from destinations.google_customer_match.data_manager_emulator import (
+    Membership,
+    address_id,
+    match_rate_bucket,
+)
 
 __all__ = ["GoogleAdsEmulator", "MAX_IDENTIFIERS_PER_OPERATION", "MAX_OPERATIONS_PER_ADD", "start_google_ads_emulator"]
 

@@ -15,7 +15,7 @@ touched consent):
                    each subscription group ({group_id: "subscribed" | "unsubscribed"})
     attributes     custom attributes ({"in_vip": true, ...}); null deletes one
 
-Strictness (as documented by Braze, see ``destinations.braze`` for sources):
+Strictness (as documented by Braze, see ``destinations.braze.connector`` for sources):
 
 - ``Authorization: Bearer <key>`` on every call, else 401; a key without the ``users.track`` permission
   gets 403. ``Content-Type: application/json``; a body that is not a JSON object is a 400.
@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from syncer.sandbox.base import Emulator, Request, Response
+from destinations.emulation import Emulator, Request, Response
 
 __all__ = ["BrazeEmulator", "MAX_OBJECTS"]
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from syncer.sandbox.base import Emulator, Request, Response
+from destinations.emulation import Emulator, Request, Response
 
 __all__ = ["AttentiveEmulator", "DEFAULT_RATE_LIMIT", "E164"]
 

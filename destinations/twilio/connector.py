@@ -38,7 +38,7 @@ points Twilio's inbound-message webhook (or the Messaging Service's opt-out webh
 that calls ``record_opt_out`` for STOP-family keywords and ``record_opt_in`` for START. Without an
 ``id_cache`` (a connector used outside the engine) opt-outs are kept in memory.
 
-Quiet hours (47 CFR 64.1200(c)(1) and state rules; ``destinations._quiet_hours``): 08:00-21:00 local, narrowed for
+Quiet hours (47 CFR 64.1200(c)(1) and state rules; ``destinations.twilio.quiet_hours``): 08:00-21:00 local, narrowed for
 US numbers whose area code lies in FL, OK, MD, MS, NJ (08-20), CT (09-20), TX (09-21, Sunday 12-21) and RI
 (09-18 weekdays, 10-17 weekends). The time zones come from ``phonenumbers.timezone``; a number that maps
 to several must be inside the window in every one. State holidays are not modelled.
@@ -71,9 +71,6 @@ import phonenumbers
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from destinations._http import build_session, redact, retry_after
-from destinations._pacing import TokenBucket
-from destinations._quiet_hours import has_time_zone, in_quiet_hours
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -83,6 +80,11 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
+from destinations.http import build_session, redact, retry_after
+from destinations.pacing import TokenBucket
+from destinations.twilio.config import TwilioSmsConfig
+from destinations.twilio.quiet_hours import has_time_zone, in_quiet_hours
+from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -90,7 +92,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import TwilioSmsConfig, resolve_secret
 
 __all__ = ["API_URL", "TwilioSmsDestination", "Verdict", "classify", "in_quiet_hours", "opt_out_key",
            "record_opt_in", "record_opt_out"]

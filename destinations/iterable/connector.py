@@ -69,14 +69,6 @@ from typing import Any
 
 import requests
 
-from destinations._http import (
-    build_session,
-    read_body,
-    redact,
-    retry_after,
-    unreachable,
-)
-from destinations._pacing import TokenBucket
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -87,6 +79,16 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
+from destinations.http import (
+    build_session,
+    read_body,
+    redact,
+    retry_after,
+    unreachable,
+)
+from destinations.iterable.config import IterableListConfig
+from destinations.pacing import TokenBucket
+from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -94,7 +96,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import IterableListConfig, resolve_secret
 
 __all__ = ["HOSTS", "IterableContext", "IterableListDestination", "MAX_SUBSCRIBERS", "RATE_PER_SECOND", "classify", "redact"]
 

@@ -69,14 +69,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from destinations._http import (
-    build_session,
-    read_body,
-    redact,
-    retry_after,
-    unreachable,
-)
-from destinations._pacing import SlidingWindowLimiter
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -87,6 +79,16 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
+from destinations.http import (
+    build_session,
+    read_body,
+    redact,
+    retry_after,
+    unreachable,
+)
+from destinations.klaviyo.config import KlaviyoListConfig
+from destinations.pacing import SlidingWindowLimiter
+from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -94,7 +96,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import KlaviyoListConfig, resolve_secret
 
 __all__ = ["API_URL", "KlaviyoContext", "KlaviyoListDestination", "RowErrors", "classify"]
 

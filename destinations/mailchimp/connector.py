@@ -75,14 +75,6 @@ from typing import Any
 
 import requests
 
-from destinations._http import (
-    build_session,
-    read_body,
-    redact,
-    retry_after,
-    unreachable,
-)
-from destinations._pacing import SlidingWindowLimiter
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -93,6 +85,16 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
+from destinations.http import (
+    build_session,
+    read_body,
+    redact,
+    retry_after,
+    unreachable,
+)
+from destinations.mailchimp.config import MailchimpAudienceConfig
+from destinations.pacing import SlidingWindowLimiter
+from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -100,7 +102,6 @@ from syncer.errors import (
     SyncError,
     TransientError,
 )
-from syncer.project.config import MailchimpAudienceConfig, resolve_secret
 
 __all__ = ["MailchimpAudienceDestination", "MailchimpContext", "Membership", "RowRejected", "classify", "parse_audience",
            "subscriber_hash"]

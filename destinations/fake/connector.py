@@ -23,7 +23,7 @@ from destinations.base import (
     RowOutcome,
     RowStatus,
 )
-from syncer.project.config import FakeConfig
+from destinations.fake.config import FakeConfig
 
 
 class FakeDestination(Destination):

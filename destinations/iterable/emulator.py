@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from syncer.sandbox.base import Emulator, Request, Response
+from destinations.emulation import Emulator, Request, Response
 
 __all__ = ["FAILED_KEYS", "IterableEmulator", "MAX_SUBSCRIBERS"]
 

@@ -1,0 +1,25 @@
+"""The config model of a google_customer_match destination file (``destinations/<name>.yml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from destinations.config import DestinationConfigBase, env_names
+
+
+class GoogleCustomerMatchConfig(DestinationConfigBase):
+    """A Google Ads account whose Customer Match user lists we keep in sync."""
+
+    type: Literal["google_customer_match"]
+    customer_id: str = Field(pattern=r"^\d{3}-?\d{3}-?\d{4}$", description="Google Ads customer id that owns the user lists (dashes optional).")
+    login_customer_id: str | None = Field(None, pattern=r"^\d{3}-?\d{3}-?\d{4}$", description="Manager account id sent as login-customer-id, when access goes through a manager.")
+    transport: Literal["google_ads_api", "data_manager"] = Field("data_manager", description="google_ads_api: OfflineUserDataJobService over gRPC; data_manager: the Data Manager API (required for new integrations since April 2026).")
+    developer_token_env: str | None = Field(None, description="Environment variable holding the developer token (google_ads_api transport).")
+    access_token_env: str = Field(description="Environment variable holding an OAuth access token with the adwords or datamanager scope.")
+    api_version: str = Field("v26", pattern=r"^v\d+$", description="Google Ads API version (google_ads_api transport).")
+    customer_match_terms_accepted: bool = Field(False, description="Set true to state that the Customer Match terms (support.google.com/adspolicy/answer/6299717) are accepted for this account; the data_manager transport sends it with every ingest, and Google refuses uploads without it.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one Google call before it counts as failed (retried); the SDK sets no deadline by itself.")
+
+    _check_env = env_names("developer_token_env", "access_token_env")

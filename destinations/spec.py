@@ -1,0 +1,45 @@
+"""The one spec each platform registers (``destinations/<platform>/__init__.py``: ``SPEC = ...``)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from destinations.base import Capabilities
+from destinations.config import DestinationConfigBase
+
+__all__ = ["DestinationSpec", "load_object"]
+
+
+@dataclass(frozen=True)
+class DestinationSpec:
+    """What the rest of the product needs to know about one platform."""
+
+    type: str
+    """The ``type:`` of its destination files."""
+    config: type[DestinationConfigBase]
+    """Its config model (pydantic, ``extra="forbid"``)."""
+    connector: str
+    """``module:Class`` of its ``Destination``, imported on first use."""
+    capabilities: Capabilities | Callable[[Any], Capabilities]
+    """What it accepts, or a function of its config when that depends on it (Google's transport)."""
+    emulator: str | None = None
+    """``module:Class`` of its sandbox emulator, served under ``/<mount>/`` (an ``Emulator``)."""
+    mount: str | None = None
+    """The sandbox path prefix of the emulator; the base URL a destination file's ``endpoint`` names."""
+    sandbox_secrets: Mapping[str, str] = field(default_factory=dict)
+    """Environment variable -> value the emulator accepts (the demo's credentials)."""
+    seed_audience: Callable[[Any, Any, str, str], None] | None = None
+    """``(emulator, destination config, audience_id, name)``: make the audience exist in the sandbox
+    (for platforms whose audiences must exist before members are added)."""
+    sandbox_destination: Callable[[str], dict[str, Any]] | None = None
+    """A destination file's fields (as a dict) pointing at the emulator at the given base URL, with the
+    ``sandbox_secrets`` env names: what the contract suite and a user's CI build the connector from."""
+
+
+def load_object(reference: str) -> Any:
+    """The object a ``module:Name`` reference names."""
+    module_name, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module_name), name)

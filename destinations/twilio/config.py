@@ -1,0 +1,35 @@
+"""The config model of a twilio destination file (``destinations/<name>.yml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from destinations.config import DestinationConfigBase, env_names
+
+
+class TwilioSmsConfig(DestinationConfigBase):
+    """A Twilio account that texts a member once when they enter a segment (sync mode: trigger)."""
+
+    type: Literal["twilio_sms"]
+    account_sid_env: str = Field(description="Environment variable holding the Account SID.")
+    auth_token_env: str = Field(description="Environment variable holding the auth token.")
+    from_number: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$", description="Sender number in E.164 (or use messaging_service_sid).")
+    messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9a-fA-F]{32}$", description="Messaging Service that sends (handles opt-out keywords).")
+    messages: dict[str, str] = Field(description="Message body per sync audience_id, e.g. {cart_reminder: 'You left items in your cart...'}.")
+    status_callback: str | None = Field(None, description="URL Twilio calls with each message's delivery status (StatusCallback).")
+    request_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for Twilio's answer to one send; after that the text may have gone out, so it is recorded as sent (delivery_unknown) and never resent.")
+
+    _check_env = env_names("account_sid_env", "auth_token_env")
+
+    @model_validator(mode="after")
+    def _sender_and_bodies(self) -> "TwilioSmsConfig":
+        if not self.from_number and not self.messaging_service_sid:
+            raise ValueError("give from_number (E.164) or messaging_service_sid: Twilio needs a sender")
+        for audience_id, body in self.messages.items():
+            if not body.strip():
+                raise ValueError(f"messages.{audience_id} is empty; Twilio refuses a message without a body")
+            if len(body) > 1600:
+                raise ValueError(f"messages.{audience_id} has {len(body)} characters; Twilio accepts at most 1600")
+        return self
