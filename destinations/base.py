@@ -17,10 +17,14 @@ Contract:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, final, runtime_checkable
+
+from destinations.responses import ErrorContext, PlatformResponse, classify_status
+from syncer.errors import BatchTooLargeError, PermanentError, SyncError
 
 Op = Literal["add", "remove"]
 
@@ -102,23 +106,107 @@ class IdCache(Protocol):
 
 
 class Destination(abc.ABC):
+    """The base every connector extends; it owns the contract, the connector fills ``_send``.
+
+    ``add`` and ``remove`` are final: an empty batch returns at once with no request; a batch over
+    ``capabilities.max_batch`` is refused (``BatchTooLargeError``, nothing sent); the result is checked
+    to hold exactly one outcome per member (a connector that loses or invents a row is a bug, raised as
+    ``PermanentError`` so the ledger stays as it was) and is returned in the members' order.
+
+    Optional abilities are the small Protocols below (``CreatesAudiences``, ``ReplacesAudiences``,
+    ``RunsJobs``, ``HasPlatformCounts``), checked with ``isinstance``.
+    """
+
     kind: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
+    capabilities: Capabilities
+    """What it accepts: the class's, or an instance's own when it depends on the config."""
+    name: str = ""
+    """The destination's file stem, for messages; ``build_destination`` sets it."""
     id_cache: IdCache | None = None
     """Set by the engine before the first call; connectors that need platform ids use it."""
 
     @abc.abstractmethod
     def check(self) -> None:
-        """Verify credentials and reachability; raise ``ConfigError`` with what to fix."""
+        """Verify credentials and reachability with one cheap read; raise ``ConfigError`` with what to fix."""
+
+    @final
+    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        """Put ``members`` in the audience; one outcome per member."""
+        return self._guarded("add", audience, members)
+
+    @final
+    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        """Take ``members`` out of the audience (membership only: never consent); one outcome per member."""
+        return self._guarded("remove", audience, members)
 
     @abc.abstractmethod
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult: ...
+    def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        """Send one batch: never empty, never over ``max_batch``. Return one outcome per member; raise a
+        ``SyncError`` only when the whole call failed (through ``classify``)."""
 
-    @abc.abstractmethod
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult: ...
+    def classify(self, response: PlatformResponse) -> SyncError | None:
+        """The failure one platform answer means, or None when it was accepted: the only place that reads
+        the platform's status codes. The default is the shared table (``classify_status``); a connector
+        overrides it where its platform differs, and falls back to the table for the rest."""
+        return classify_status(response, self.error_context())
+
+    def error_context(self) -> ErrorContext:
+        """What the shared table needs to tell the operator what to fix; connectors name their platform,
+        credential variable and target."""
+        return ErrorContext(platform=self.kind, destination=self.name or self.kind)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP sessions; the default holds none."""
+
+    @final
+    def _guarded(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        if not members:
+            return BatchResult(op, (), requests=0)
+        limit = self.capabilities.max_batch
+        if len(members) > limit:
+            raise BatchTooLargeError(f"destination '{self.name or self.kind}' was given {len(members)} members in one"
+                                     f" {op} batch; {self.kind} takes at most {limit} (the caller must split batches)")
+        return _in_member_order(self, op, members, self._send(op, audience, members))
+
+
+def _in_member_order(destination: Destination, op: Op, members: Sequence[Member], result: BatchResult) -> BatchResult:
+    by_key = {outcome.member_key: outcome for outcome in result.outcomes}
+    keys = [member.member_key for member in members]
+    if len(result.outcomes) != len(members) or set(by_key) != set(keys):
+        missing, extra = set(keys) - set(by_key), set(by_key) - set(keys)
+        raise PermanentError(
+            f"destination '{destination.name or destination.kind}' returned {len(result.outcomes)} outcomes for"
+            f" {len(members)} members ({len(missing)} missing, {len(extra)} unknown): a connector bug; the ledger"
+            " is left as it was", detail=f"op={op}")
+    if [o.member_key for o in result.outcomes] == keys:
+        return result
+    return dataclasses.replace(result, outcomes=tuple(by_key[key] for key in keys))
+
+
+@runtime_checkable
+class CreatesAudiences(Protocol):
+    """A destination that can create an audience (a sync with ``create_audience``)."""
+
+    def create_audience(self, name: str, description: str = "") -> str:
+        """Create it and return its platform id."""
+
+
+@runtime_checkable
+class ReplacesAudiences(Protocol):
+    """A destination with a full replace (``syncer replace``): members we never sent are dropped too."""
+
+    def replace(self, audience: AudienceRef, members: Iterable[Member]) -> BatchResult: ...
+
+
+@runtime_checkable
+class RunsJobs(Protocol):
+    """A destination whose uploads finish later as platform jobs, polled until final (Google)."""
+
+    jobs: list[str]
+    """Jobs started by this instance, in order (the engine records the new ones after each sync)."""
+    final_statuses: frozenset[str]
+
+    def poll_jobs(self, names: Sequence[str] | None = None) -> Mapping[str, Mapping[str, str | None]]: ...
 
 
 def all_sent(op: Op, members: Sequence[Member], *, requests: int = 1, counts: Mapping[str, int] | None = None) -> BatchResult:

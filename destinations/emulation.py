@@ -6,7 +6,8 @@ destination's ``endpoint`` points at that prefix. Meta alone sits at the root, b
 paths (``/vNN.N/...``) are what its SDK builds.
 
 Subclass ``Emulator``, set ``name``, implement ``handle``, ``reset_state``, ``to_state``, ``load_state``,
-and register the class in ``syncer.sandbox.server.EMULATORS``.
+and name the class in the platform's ``SPEC`` (``emulator`` and ``mount``); the sandbox serves it
+under ``/<mount>/``. ``throttle_next`` and ``consent_of`` serve the contract suite.
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ class Emulator:
         """Answer the next ``times`` requests with ``status`` (429 carries ``Retry-After``)."""
         with self.lock:
             self._faults.append(_HttpFault(status, times, retry_after, body))
+
+    def throttle_next(self, retry_after: float) -> float | None:
+        """Answer the next request as this platform throttles, asking for ``retry_after`` seconds; return
+        the wait the platform's answer states (None when its throttle names none). Default: HTTP 429 with
+        ``Retry-After``; an emulator whose platform throttles otherwise overrides it."""
+        self.inject_http(429, 1, retry_after)
+        return retry_after
+
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """The consent the platform holds for the person with these identifiers (what a membership remove
+        must never change); None for platforms that hold no consent."""
+        return None
 
     def serve(self, request: Request) -> tuple[int, dict[str, str], bytes]:
         """Count, delay, inject faults, then ``handle``."""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from destinations.base import Capabilities
+from destinations.base import Capabilities, Member
 from destinations.config import DestinationConfigBase
 
 __all__ = ["DestinationSpec", "load_object"]
@@ -37,6 +37,11 @@ class DestinationSpec:
     sandbox_destination: Callable[[str], dict[str, Any]] | None = None
     """A destination file's fields (as a dict) pointing at the emulator at the given base URL, with the
     ``sandbox_secrets`` env names: what the contract suite and a user's CI build the connector from."""
+    sandbox_audience: str | None = None
+    """An audience id of the platform's form that ``seed_audience`` creates (or that needs none)."""
+    sandbox_member: Callable[[int], Member] | None = None
+    """The ``i``-th member the contract suite sends, identifiers in the platform's format; default: an
+    email, a US phone and a name, encoded by ``syncer.identity`` for ``capabilities.platform``."""
 
 
 def load_object(reference: str) -> Any:

@@ -5,6 +5,7 @@ Every failure answers two questions: what to do, and whose fault it is.
     SyncError
     ├── ConfigError        operator must fix (bad token, missing audience); stop this sync
     ├── PermanentError     the platform refused the whole batch; stop, leave the ledger untouched
+    │   └── BatchTooLargeError  more members than the platform takes in one call; nothing sent
     └── TransientError     retry after ``retry_after`` seconds (or with backoff)
         └── RateLimited    the platform throttled us; wait what it asked for
 
@@ -38,6 +39,11 @@ class ConfigError(SyncError):
 
 class PermanentError(SyncError):
     """The platform refused the whole batch for good; stop this sync and keep the ledger as it is."""
+
+
+class BatchTooLargeError(PermanentError):
+    """A caller gave a connector more members than the platform takes in one call; nothing was sent.
+    The engine splits batches by ``capabilities.max_batch``, so this is a bug in the caller."""
 
 
 class TransientError(SyncError):

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import duckdb
 
-from destinations.registry import build_destination, capabilities_of
 from destinations.base import (
     AudienceRef,
+    CreatesAudiences,
     Destination,
     HasPlatformCounts,
     Member,
+    ReplacesAudiences,
     RowStatus,
+    RunsJobs,
 )
+from destinations.registry import build_destination, capabilities_of
 from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync
 from syncer.errors import ConfigError, SyncError
 from syncer.ledger.store import HeldRow, Ledger
@@ -200,12 +203,13 @@ class Engine:
         try:
             destination = self.destination(plan.destination)
             self._ensure_audience(plan)
-            jobs_before = len(getattr(destination, "jobs", ()))
+            jobs_before = len(destination.jobs) if isinstance(destination, RunsJobs) else 0
             result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id, policy=self.policy,
                                 sleep=self.sleep, on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None)
         except SyncError as exc:
             return ApplyReport(status="failed", error=exc.message)
-        self.ledger.record_jobs(plan.destination, plan.sync, list(getattr(destination, "jobs", ()))[jobs_before:])
+        if isinstance(destination, RunsJobs):
+            self.ledger.record_jobs(plan.destination, plan.sync, destination.jobs[jobs_before:])
         if (result.added or result.removed) and isinstance(destination, HasPlatformCounts):
             try:  # the platform's own view of the audience size, after a change only
                 result.platform_counts.update(destination.audience_counts(AudienceRef(plan.sync, plan.audience_id)))
@@ -223,7 +227,7 @@ class Engine:
             return
         spec = self.project.syncs[plan.sync].create_audience
         destination = self.destination(plan.destination)
-        if spec is None or not hasattr(destination, "create_audience"):
+        if spec is None or not isinstance(destination, CreatesAudiences):
             raise ConfigError(f"sync '{plan.sync}': destination '{plan.destination}' cannot create audiences; set audience_id")
         plan.audience_id = destination.create_audience(spec.name, spec.description)
         self.ledger.id_cache(f"{plan.destination}#audiences").put_many({plan.sync: plan.audience_id})
@@ -236,11 +240,13 @@ class Engine:
             if name not in self.project.destinations:
                 continue
             destination = self.destination(name)
+            if not isinstance(destination, RunsJobs):
+                continue
             try:
                 statuses = destination.poll_jobs(jobs)
             except SyncError:
                 continue  # the next run asks again
-            final = getattr(destination, "final_statuses", frozenset())
+            final = destination.final_statuses
             for job, status in statuses.items():
                 done = status.get("status") in final
                 finished += done
@@ -253,7 +259,7 @@ class Engine:
         (Meta usersreplace): members the platform holds that we never sent are dropped too."""
         sync_plan = self.build_plan([sync_name], resend_all=True).syncs[0]
         destination = self.destination(sync_plan.destination)
-        if not hasattr(destination, "replace"):
+        if not isinstance(destination, ReplacesAudiences):
             raise ConfigError(f"destination '{sync_plan.destination}' ({destination.kind}) has no full replace; use mode resend")
         started = time.perf_counter()
         run_id = self.ledger.start_run("replace")
