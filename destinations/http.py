@@ -22,12 +22,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
+from typing import TYPE_CHECKING, Any
 
 from syncer.errors import TransientError
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["PII", "build_session", "header", "read_body", "redact", "retry_after", "unreachable"]
 
@@ -46,6 +46,9 @@ def build_session(base: str, *, headers: Mapping[str, str] | None = None, auth: 
         pool_maxsize: connections kept open to ``base``, for connectors that send from several threads;
             None keeps requests' default adapters.
     """
+    import requests  # here, so that loading a project (which reads the classify table) stays light
+    from requests.adapters import HTTPAdapter
+
     session = requests.Session()
     if pool_maxsize is not None:
         session.mount(base, HTTPAdapter(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0))

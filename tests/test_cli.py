@@ -190,3 +190,19 @@ def test_create_audience_makes_it_on_the_first_run_and_reuses_it(tmp_path: Path,
     write_customers(tmp_path / "warehouse.duckdb", emails(1, 26))
     second = json.loads(syncer("-p", str(tmp_path), "--json", "run").stdout)["syncs"][0]
     assert second["added"] == 5 and len([a for a in sandbox.meta.audiences() if a["name"] == "Buyers"]) == 1
+
+
+def test_validate_online_calls_each_destination_and_names_the_variable_to_fix(tmp_path: Path) -> None:
+    project = tmp_path / "demo"
+    shutil.copytree(ROOT / "examples" / "demo", project, ignore=shutil.ignore_patterns(".syncer", "*.duckdb"))
+    with Sandbox(port=0) as sb:
+        env = {"SANDBOX_URL": sb.url, "SANDBOX_META_TOKEN": "sandbox-meta-token",
+               "SANDBOX_DATAMANAGER_KEY": "sandbox-datamanager-key", "SANDBOX_KLAVIYO_KEY": "not-the-key",
+               "SANDBOX_TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1", "SANDBOX_TWILIO_KEY": "sandbox-twilio-key"}
+        offline = syncer("-p", str(project), "validate", env=env)
+        online = syncer("-p", str(project), "--json", "validate", "--online", env=env)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert online.returncode == 2, online.stdout + online.stderr
+    report = json.loads(online.stdout)["online"]
+    assert report["meta_ads"] == report["google_ads"] == report["twilio"] == "ok"
+    assert "SANDBOX_KLAVIYO_KEY" in report["klaviyo"] and "not-the-key" not in online.stdout

@@ -4,9 +4,9 @@ Exit codes: 0 done, 1 a sync failed or was only partly applied, 2 invalid projec
 3 a gate held a sync (nothing was sent for it; re-run with --approve to let it through).
 
 This module holds the click group and the plan/apply commands that change audiences. The other
-commands live by what they do and are registered on the group below: ``cli_reports`` (status,
-history, jobs), ``cli_fast_path`` (suppress, convert) and ``cli_demo`` (sandbox, sample-data,
-demo); shared helpers are in ``cli_common`` and the tables in ``cli_output``. Project code is
+commands live by what they do and are registered on the group below: ``reports`` (status,
+history, jobs), ``fast_path`` (suppress, convert) and ``demo`` (sandbox, sample-data, demo);
+shared helpers are in ``common`` and the tables in ``output``. Project code is
 imported inside each command, so `syncer --help` starts fast.
 """
 
@@ -55,16 +55,44 @@ def cli(ctx: click.Context, project_dir: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--online", is_flag=True, help="Also call each destination with its credentials (one cheap read each).")
 @click.pass_context
-def validate(ctx: click.Context) -> None:
+def validate(ctx: click.Context, online: bool) -> None:
     """Check every config file; report all problems with file and line (exit 2 if any)."""
     project = project_from(ctx)
+    checks = _check_destinations(project) if online else {}
+    failed = {name: message for name, message in checks.items() if message}
     if ctx.obj["json"]:
-        click.echo(json.dumps({"valid": True, "segments": sorted(project.segments), "destinations": sorted(project.destinations),
-                               "syncs": sorted(project.syncs)}))
+        click.echo(json.dumps({"valid": not failed, "segments": sorted(project.segments),
+                               "destinations": sorted(project.destinations), "syncs": sorted(project.syncs),
+                               **({"online": {name: message or "ok" for name, message in checks.items()}} if online else {})}))
     else:
         console.print(f"[green]valid[/]: {len(project.segments)} segments, {len(project.destinations)} destinations, "
                       f"{len(project.syncs)} syncs")
+        for name, message in checks.items():
+            console.print(f"  destination {name}: " + (f"[red]{message}[/]" if message else "[green]reachable, credentials accepted[/]"))
+    if failed:
+        sys.exit(EXIT_INVALID)
+
+
+def _check_destinations(project) -> dict[str, str | None]:
+    """destination -> None when its ``check()`` passed, else what to fix."""
+    from destinations.registry import build_destination
+    from syncer.errors import SyncError
+
+    results: dict[str, str | None] = {}
+    for name, config in sorted(project.destinations.items()):
+        try:
+            destination = build_destination(name, config)
+            try:
+                destination.check()
+            finally:
+                destination.close()
+        except SyncError as exc:
+            results[name] = exc.message
+        else:
+            results[name] = None
+    return results
 
 
 @cli.command()

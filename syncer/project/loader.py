@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from destinations.registry import capabilities_of
 from syncer.project.config import (
     DestinationConfig,
     ProjectConfig,
@@ -181,6 +182,7 @@ class ProjectLoader:
             if segment is not None and segment.model is not None:
                 self._check_identifiers(doc, sync, sync.segment, segment.model)
             self._check_mode(doc, sync, destinations.get(sync.destination))
+            self._check_accepted_identifiers(doc, sync, destinations.get(sync.destination))
             key = (sync.destination, sync.audience_id)
             if sync.audience_id is None:
                 continue
@@ -196,14 +198,30 @@ class ProjectLoader:
 
     def _check_mode(self, doc: YamlDoc, sync: SyncConfig, destination: "_Loaded | None") -> None:
         """Sends that cannot be taken back (texts) only make sense once per entry; lists never do."""
-        kind = getattr(getattr(destination, "model", None), "type", None)
-        if kind is None:
+        config = getattr(destination, "model", None)
+        if config is None:
             return
-        if (kind == "twilio_sms") != (sync.mode == "trigger"):
-            expected = ("'trigger' (Twilio has no lists: it texts each member once when they enter the segment)"
-                        if kind == "twilio_sms" else "'mirror' or 'add_only' (only twilio_sms destinations take 'trigger')")
+        once = capabilities_of(config).at_most_once
+        if once != (sync.mode == "trigger"):
+            expected = (f"'trigger' ({config.type} sends cannot be taken back: it contacts each member once when they"
+                        " enter the segment)" if once else
+                        "'mirror' or 'add_only' ('trigger' is for destinations whose sends cannot be taken back)")
             self.problems.append(Problem(doc.file, doc.line(("mode",)) or 1, "mode",
-                                         f"mode '{sync.mode}' does not fit a {kind} destination; expected {expected}"))
+                                         f"mode '{sync.mode}' does not fit a {config.type} destination; expected {expected}"))
+
+    def _check_accepted_identifiers(self, doc: YamlDoc, sync: SyncConfig, destination: "_Loaded | None") -> None:
+        """An identifier the destination cannot take would be dropped silently at run time: say so now."""
+        config = getattr(destination, "model", None)
+        if config is None:
+            return
+        accepted = capabilities_of(config).identifiers
+        for index, identifier in enumerate(sync.identifiers):
+            if identifier in accepted:
+                continue
+            path = ("identifiers", index)
+            message = (f"destination '{sync.destination}' ({config.type}) does not take identifier '{identifier}':"
+                       f" remove it from 'identifiers' (it takes: {', '.join(sorted(accepted))})")
+            self.problems.append(Problem(doc.file, doc.line(path), dotted(path), message))
 
     def _check_reference(self, doc: YamlDoc, field: str, name: str, kind: FileKind) -> None:
         present = self.present.get(kind.folder, set())

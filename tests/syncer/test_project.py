@@ -647,3 +647,13 @@ def test_twilio_syncs_must_trigger_and_lists_must_not(tmp_path):
         "syncs/cart_sms.yml": "segment: vip\ndestination: sms\naudience_id: cart\nmode: mirror\nidentifiers: [phone]\n",
     })
     assert where(problem) == ("syncs/cart_sms.yml", 4, "mode") and "expected 'trigger'" in problem.message
+
+
+def test_an_identifier_the_destination_cannot_take_is_a_problem_at_validate(tmp_path):
+    klaviyo = "type: klaviyo_list\napi_key_env: KLAVIYO_KEY\n"
+    sync = "segment: vip\ndestination: klaviyo\naudience_id: Ls1\nidentifiers:\n  - email\n  - madid\n"
+    segment = VALID["segments/vip.yml"].replace("  phone: phone\n", "  phone: phone\n  madid: device_id\n")
+    problem = only_problem(tmp_path, {"destinations/klaviyo.yml": klaviyo, "syncs/vip_klaviyo.yml": sync,
+                                      "segments/vip.yml": segment})
+    assert where(problem) == ("syncs/vip_klaviyo.yml", 6, "identifiers[1]")
+    assert "does not take identifier 'madid'" in problem.message and "email" in problem.message
