@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench ui install clean
+.PHONY: demo test lint bench ui install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/syncer demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 -q
+
+# ruff (pyflakes, import order) and the layering contracts in pyproject.toml ([tool.importlinter])
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # the credentials the demo's destinations name and the sandbox accepts (syncer/demo/setup.py SANDBOX_SECRETS)
 SANDBOX_SECRETS := SANDBOX_META_TOKEN=sandbox-meta-token SANDBOX_DATAMANAGER_KEY=sandbox-datamanager-key \

@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from destinations.emulation import Emulator, Request
-from destinations.registry import SPECS, load_object
 from destinations.meta.emulator import MetaEmulator
+from destinations.registry import SPECS, load_object
 
 __all__ = ["EMULATORS", "Sandbox", "main"]
 

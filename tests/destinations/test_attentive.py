@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from destinations.registry import SPECS
 from destinations.attentive.config import AttentiveConfig
 from destinations.attentive.connector import AttentiveDestination, classify
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
+from destinations.registry import SPECS
 from syncer.delivery.apply import RetryPolicy
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError

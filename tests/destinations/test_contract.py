@@ -167,7 +167,7 @@ def test_check_passes_with_good_credentials(platform):
 
 def test_a_membership_remove_never_changes_consent(platform):
     if not platform.destination.capabilities.can_remove:
-        pytest.skip(f"{platform.spec.type} holds no membership to remove")  # noqa: contract not applicable
+        pytest.skip(f"{platform.spec.type} holds no membership to remove")
     members = platform.members(3)
     platform.destination.add(platform.audience, members)
     before = [platform.emulator.consent_of(platform.audience.audience_id, m.identifiers) for m in members]

@@ -13,7 +13,6 @@ import grpc
 import pytest
 
 import destinations.google_customer_match as package
-from destinations.registry import build_destination
 from destinations.base import (
     AudienceRef,
     BatchResult,
@@ -34,6 +33,7 @@ from destinations.google_customer_match.data_manager import classify as dm_class
 from destinations.google_customer_match.destination import (
     GoogleCustomerMatchDestination,
 )
+from destinations.registry import build_destination
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.sandbox import Sandbox
 

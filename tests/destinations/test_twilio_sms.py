@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from destinations.registry import SPECS
 from destinations.base import AudienceRef, Member, RowOutcome, RowStatus
+from destinations.registry import SPECS
 from destinations.twilio.config import TwilioSmsConfig
 from destinations.twilio.connector import (
     TwilioSmsDestination,
