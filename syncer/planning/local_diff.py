@@ -94,9 +94,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     shape = _shape(data, segment, sync, channel, consent_marker)
     base_version = ledger.state_version(sync_name)
     rejected = ledger.rejected_fingerprints(sync_name)
-    _register(con, "_rej_hex", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _rej AS SELECT member_key, {number_from_hex('raw_fp')} AS fp FROM _rej_hex")
-    con.unregister("_rej_hex")
+    _register_rejected(con, rejected)
     _register(con, "_supp", {"member_key": sorted(suppressed)})
     plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
                     mode=sync.mode, base_version=base_version, members=0, held_before=0,
@@ -104,10 +102,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     try:
         if warehouse is None:
             plan.held_before = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
-            _build_desired(con, data, shape)
-            members, duplicates, unchanged = _diff(con, plan.held_before, resend_all)
-            candidates = _candidates(con, data, shape, duplicates > 0, chunk_rows)
-            stale = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _rows USING (member_key)").fetchall()]
+            members, duplicates, stale, unchanged, candidates = _local_changes(con, data, shape, plan.held_before,
+                                                                               resend_all, chunk_rows)
         else:
             plan.held_before = warehouse.catch_up(ledger, sync_name)
             found = warehouse.diff(con, source=data.table, sync_name=sync_name, shape=shape, suppressed=suppressed,
@@ -135,6 +131,23 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     plan.cleared_rejections = sorted(set(stale) | set(plan.cleared_rejections))
     plan.stats["plan_seconds"] = round(time.perf_counter() - started, 3)
     return plan
+
+
+def _register_rejected(con: duckdb.DuckDBPyConnection, rejected: dict[str, str]) -> None:
+    """``_rej(member_key, fp)``: rows rejected for good, each with the fingerprint it was rejected at."""
+    _register(con, "_rej_hex", {"member_key": list(rejected), "raw_fp": list(rejected.values())})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rej AS SELECT member_key, {number_from_hex('raw_fp')} AS fp FROM _rej_hex")
+    con.unregister("_rej_hex")
+
+
+def _local_changes(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape, held_before: int,
+                   resend_all: bool, chunk_rows: int):
+    """The local mode's set work: (members, duplicate keys, stale rejections, unchanged, changed rows)."""
+    _build_desired(con, data, shape)
+    members, duplicates, unchanged = _diff(con, held_before, resend_all)
+    candidates = _candidates(con, data, shape, duplicates > 0, chunk_rows)
+    stale = [k for (k,) in con.sql("SELECT member_key FROM _rej ANTI JOIN _rows USING (member_key)").fetchall()]
+    return members, duplicates, stale, unchanged, candidates
 
 
 def _build_desired(con: duckdb.DuckDBPyConnection, data: SegmentData, shape: _Shape) -> None:
