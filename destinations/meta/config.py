@@ -1,4 +1,4 @@
-"""The config model of a meta destination file (``destinations/<name>.yml``)."""
+"""The config model of a Meta destination file (``destinations/<name>.yml``) and what Meta accepts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,23 @@ from typing import Literal
 
 from pydantic import Field
 
+from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
+
+__all__ = ["CAPABILITIES", "KEYS", "MetaAudienceConfig"]
+
+KEYS = {
+    "email": "EMAIL", "phone": "PHONE", "first_name": "FN", "last_name": "LN", "postal_code": "ZIP", "city": "CT",
+    "state": "ST", "country": "COUNTRY", "madid": "MADID", "external_id": "EXTERN_ID", "gender": "GEN",
+}
+"""Our identifier kind -> Meta's multi-key schema field. ``date_of_birth`` is not offered: Meta wants
+DOBY/DOBM/DOBD hashed apart, and a hashed full date cannot be split."""
+
+CAPABILITIES = Capabilities(
+    platform="meta",
+    identifiers=frozenset(KEYS),
+    max_batch=10_000,  # rows per /users request (Graph API Custom Audience docs)
+)
 
 
 class MetaAudienceConfig(DestinationConfigBase):

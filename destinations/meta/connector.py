@@ -22,11 +22,13 @@ re-hashes; members arrive normalised and hashed by ``syncer.identity.rows``)::
   lacks a kind. ``date_of_birth`` is not offered: Meta wants DOBY/DOBM/DOBD hashed apart, and a hashed
   full date cannot be split.
 - Each add/remove is its own session (random 63-bit id, batch_seq 1, last_batch_flag true).
-- The SDK treats an HTML 5xx page as success, so every response goes through ``classify``.
+- The SDK treats an HTML 5xx page as success, so every response (and every SDK error, as a
+  ``PlatformResponse``) goes through ``classify``.
 
 Limits: 10,000 rows per request (``max_batch``); changes take up to 24 h to show on Meta's side;
 throttling is HTTP 400 with code 80003 (or 4, 17, 32, 613, 800xx), its wait in the
-``X-Business-Use-Case-Usage`` header. This module never retries: it raises and the engine retries.
+``X-Business-Use-Case-Usage`` header, so ``classify`` reads Meta's error code before the shared status
+table. This module never retries: it raises and the engine retries.
 
 Outcomes: Meta reports counts only (num_received, num_invalid_entries), never which row failed. Rows are
 SENT and the counts go in ``platform_counts``. A row whose value Meta lists in ``invalid_entry_samples``
@@ -50,7 +52,6 @@ import json
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -61,14 +62,15 @@ from facebook_business.session import FacebookSession
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
     Op,
     RowOutcome,
     RowStatus,
 )
-from destinations.meta.config import MetaAudienceConfig
+from destinations.http import redact
+from destinations.meta.config import CAPABILITIES, KEYS, MetaAudienceConfig
+from destinations.responses import ErrorContext, PlatformResponse, classify_status, describe
 from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
@@ -78,108 +80,22 @@ from syncer.errors import (
     TransientError,
 )
 
-__all__ = ["DEFAULT_RETRY_AFTER_S", "MetaAudienceDestination", "MetaContext", "classify"]
+__all__ = ["DEFAULT_RETRY_AFTER_S", "MetaAudienceDestination"]
 
-KEYS = {
-    "email": "EMAIL", "phone": "PHONE", "first_name": "FN", "last_name": "LN", "postal_code": "ZIP", "city": "CT",
-    "state": "ST", "country": "COUNTRY", "madid": "MADID", "external_id": "EXTERN_ID", "gender": "GEN",
-}
 SINGLE_KEY = {"email": "EMAIL_SHA256", "phone": "PHONE_SHA256", "madid": "MOBILE_ADVERTISER_ID", "external_id": "EXTERN_ID"}
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TRANSIENT_CODES = frozenset({1, 2, 341})
 DEFAULT_RETRY_AFTER_S: float | None = None  # Meta gave no estimate: the engine backs off exponentially
-GRAPH_URL = "https://graph.facebook.com"
 _KEY_SET = frozenset(KEYS)
 _to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # what the SDK does to a dict param
 TERMS_URL = "https://business.facebook.com/ads/manage/customaudiences/tos/?act={account}"
-
-
-@dataclass(frozen=True)
-class MetaContext:
-    """What ``classify`` needs to tell the operator what to fix."""
-
-    destination: str = "meta"
-    token_env: str = "META_ACCESS_TOKEN"
-    app_secret_env: str | None = None
-    ad_account_id: str = "act_0"
-    endpoint: str = GRAPH_URL
-    audience_id: str | None = None
-
-
-def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, ctx: MetaContext | None = None) -> SyncError | None:
-    """Map one Graph API response (status, parsed body, headers) to a failure, or None when it succeeded.
-
-    The only place that reads Meta's status codes and error codes. ``body`` is the parsed JSON (a dict) or
-    the raw text when it was not JSON (an HTML page from a front end).
-    """
-    ctx = ctx or MetaContext()
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return _classify_error(status, error, _lower(headers), ctx)
-    detail = f"HTTP {status}; body: {_redact(str(body))[:300]}"
-    if 200 <= status < 300:
-        if isinstance(body, dict) and body.get("success") is not False:
-            return None
-        return TransientError(f"Meta sent an unexpected response (HTTP {status}, not a Graph API object) for {_what(ctx)}; retrying", detail=detail)
-    if status == 429:
-        return RateLimited(f"Meta throttled destination '{ctx.destination}' (HTTP 429)", retry_after=_retry_after(_lower(headers)), detail=detail)
-    if status in (404, 405):
-        return ConfigError(f"{ctx.endpoint} answered HTTP {status} with a page that is not the Graph API: check 'endpoint' of destination '{ctx.destination}'", detail=detail)
-    if status == 414:
-        return PermanentError(f"Meta's front end refused a request URL as too long (HTTP 414) for {_what(ctx)}; send fewer rows per request", detail=detail)
-    return TransientError(f"Meta answered HTTP {status} without a Graph API error for {_what(ctx)}; retrying", detail=detail)
-
-
-def _classify_error(status: int, error: Mapping[str, Any], headers: Mapping[str, str], ctx: MetaContext) -> SyncError:
-    code, sub = _int(error.get("code")), _int(error.get("error_subcode"))
-    message = str(error.get("message") or "")
-    detail = (f"HTTP {status}; code {code}; subcode {sub}; type {error.get('type')}; is_transient {error.get('is_transient')};"
-              f" fbtrace_id {error.get('fbtrace_id')}; message: {_redact(message)[:300]}")
-    name, account = ctx.destination, ctx.ad_account_id
-    if code == 190:
-        return ConfigError(f"Meta access token for destination '{name}' is invalid or expired: generate a new token with"
-                           f" ads_management and export it as {ctx.token_env}", detail=detail)
-    if code == 200 and sub == 1870090:
-        return ConfigError(f"The Custom Audience terms are not accepted for ad account {account}: accept them at"
-                           f" {TERMS_URL.format(account=account.removeprefix('act_'))} and rerun", detail=detail)
-    if code in (10, 294) or (code is not None and 200 <= code <= 299):
-        return ConfigError(f"Meta token for destination '{name}' lacks permission (code {code}) on ad account {account}:"
-                           f" give its user or system user ads_management on that account, then export the new token as"
-                           f" {ctx.token_env}", detail=detail)
-    if code == 100 and sub == 33:
-        thing = f"audience {ctx.audience_id}" if ctx.audience_id else "the requested object"
-        return ConfigError(f"Meta {thing} does not exist in ad account {account} (or this token cannot see it): check the"
-                           f" sync's audience_id and ad_account_id of destination '{name}'", detail=detail)
-    if code == 100 and sub == 1713230:
-        return ConfigError(f"Meta flagged {_what(ctx)} (operation_status 471): resolve its restrictions in Audience"
-                           " Manager or create a new audience", detail=detail)
-    if code == 100 and "appsecret_proof" in message:
-        return ConfigError(f"Meta refused the appsecret_proof of destination '{name}': export the secret of the token's"
-                           f" app as {ctx.app_secret_env or 'the app_secret_env variable'}", detail=detail)
-    if code in THROTTLE_CODES:
-        wait = _retry_after(headers)
-        return RateLimited(f"Meta throttled destination '{name}' (code {code}); " + (f"retry in {wait:.0f} s" if wait else "backing off"), retry_after=wait, detail=detail)
-    if code == 2650 and sub == 1870145:
-        return TransientError(f"An update or replace is running on {_what(ctx)}; retrying later", detail=detail)
-    if code in TRANSIENT_CODES or error.get("is_transient") is True or status >= 500:
-        return TransientError(f"Meta had a temporary failure (code {code}) for {_what(ctx)}; retrying",
-                              retry_after=_eta_seconds(headers), detail=detail)
-    if code in (100, 105, 368, 2650):
-        return PermanentError(f"Meta refused the request for {_what(ctx)} (code {code}, subcode {sub}); nothing was"
-                              " applied: see the detail", detail=detail)
-    # Unknown: adds and removes are idempotent set operations, so a retry is harmless.
-    return TransientError(f"Meta returned unknown error code {code} for {_what(ctx)}; retrying", detail=detail)
 
 
 class MetaAudienceDestination(Destination):
     """Adds and removes members of Meta customer-file Custom Audiences."""
 
     kind = "meta_audience"
-    capabilities = Capabilities(
-        platform="meta",
-        identifiers=frozenset(KEYS),
-        max_batch=10_000,
-    )
+    capabilities = CAPABILITIES
 
     def __init__(self, config: MetaAudienceConfig, *, name: str | None = None) -> None:
         """Build the SDK session; reads the token (and app secret) from the environment now.
@@ -187,9 +103,9 @@ class MetaAudienceDestination(Destination):
         Raises:
             ConfigError: an environment variable named in the config is not set.
         """
-        account = "act_" + config.ad_account_id.removeprefix("act_")
         self.config = config
-        self.name = name or f"meta_audience {account}"  # build_destination sets the file stem after construction
+        self._account = "act_" + config.ad_account_id.removeprefix("act_")
+        self.name = name or f"meta_audience {self._account}"  # build_destination sets the file stem after construction
         what = f"Meta destination '{self.name}'"
         token = resolve_secret(config.access_token_env, what=what).get_secret_value()
         secret = resolve_secret(config.app_secret_env, what=what).get_secret_value() if config.app_secret_env else None
@@ -198,26 +114,19 @@ class MetaAudienceDestination(Destination):
             session.GRAPH = config.endpoint.rstrip("/")  # instance attribute: other sessions keep graph.facebook.com
         self._api = FacebookAdsApi(session, api_version=config.api_version)
         self._session = session
-        self._ctx = MetaContext(self.name, config.access_token_env, config.app_secret_env, account,
-                                f"{session.GRAPH}/{config.api_version}")
+        self._graph = f"{session.GRAPH}/{config.api_version}"
 
     # ----- Destination --------------------------------------------------------------------------
     def check(self, audience: AudienceRef | None = None) -> None:
         """Verify the token and ad account (and the audience when given); raise ``ConfigError`` with what to fix."""
-        account = self._call("GET", (self._ctx.ad_account_id,), {"fields": "id,account_status"})
+        account = self._call("GET", (self._account,), {"fields": "id,account_status"})
         if account.get("account_status", 1) != 1:
-            raise ConfigError(f"Meta ad account {self._ctx.ad_account_id} is not active (status {account['account_status']})")
+            raise ConfigError(f"Meta ad account {self._account} is not active (status {account['account_status']})")
         if audience is not None:
             found = self._call("GET", (audience.audience_id,), {"fields": "id,account_id"}, audience.audience_id)
-            if str(found.get("account_id", "")).removeprefix("act_") not in ("", self._ctx.ad_account_id[4:]):
+            if str(found.get("account_id", "")).removeprefix("act_") not in ("", self._account[4:]):
                 raise ConfigError(f"Meta audience {audience.audience_id} belongs to ad account act_{found['account_id']},"
-                                  f" not {self._ctx.ad_account_id}: fix ad_account_id of destination '{self.name}'")
-
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("add", audience, members)
-
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("remove", audience, members)
+                                  f" not {self._account}: fix ad_account_id of destination '{self.name}'")
 
     def close(self) -> None:
         self._session.requests.close()
@@ -232,7 +141,7 @@ class MetaAudienceDestination(Destination):
     def create_audience(self, name: str, description: str = "") -> str:
         """Create an empty customer-file audience in the ad account; returns its id."""
         params = {"name": name, "description": description, "subtype": "CUSTOM", "customer_file_source": "USER_PROVIDED_ONLY"}
-        body = self._call("POST", (self._ctx.ad_account_id, "customaudiences"), params)
+        body = self._call("POST", (self._account, "customaudiences"), params)
         if not str(body.get("id", "")).isdigit():
             raise TransientError(f"Meta did not return an id for the new audience '{name}'; check the ad account before retrying")
         return str(body["id"])
@@ -267,13 +176,92 @@ class MetaAudienceDestination(Destination):
         return BatchResult("add", tuple(outcomes + skipped), requests=seq,
                            platform_counts={"num_received": received, "num_invalid_entries": invalid})
 
+    # ----- failures -----------------------------------------------------------------------------
+    def error_context(self, audience_id: str | None = None) -> ErrorContext:
+        """Meta, the token's variable, and what a call was about: the audience, else the ad account."""
+        target = f"audience {audience_id}" if audience_id else f"ad account {self._account}"
+        return ErrorContext("Meta", self.name, self.config.access_token_env, target)
+
+    def classify(self, response: PlatformResponse, *, audience_id: str | None = None) -> SyncError | None:
+        """The failure one Graph API answer means, or None when it succeeded: the only reader of Meta's
+        statuses and error codes.
+
+        Meta answers a failure as ``{"error": {code, error_subcode, ...}}``, mostly on HTTP 400 (throttling
+        too), so its code decides. An answer without that envelope came from a front end (``body`` is then
+        the raw text, an HTML page): Meta's own cases first, then the shared status table.
+
+        Args:
+            audience_id: the audience the call was about, named in messages (else the ad account).
+        """
+        ctx = self.error_context(audience_id)
+        status, body = response.status, response.body
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            return self._classify_error(status, error, _lower(response.headers), ctx, audience_id)
+        detail = describe(response)
+        if 200 <= status < 300:
+            if isinstance(body, dict) and body.get("success") is not False:
+                return None
+            return TransientError(f"Meta sent an unexpected response (HTTP {status}, not a Graph API object) for {_what(ctx)};"
+                                  " retrying", detail=detail)
+        if status == 429:  # Meta states its wait in X-Business-Use-Case-Usage, read before Retry-After
+            return RateLimited(f"Meta throttled destination '{ctx.destination}' (HTTP 429)",
+                               retry_after=_retry_after(_lower(response.headers)), detail=detail)
+        if status in (404, 405):
+            return ConfigError(f"{self._graph} answered HTTP {status} with a page that is not the Graph API: check 'endpoint'"
+                               f" of destination '{ctx.destination}'", detail=detail)
+        if status == 414:
+            return PermanentError(f"Meta's front end refused a request URL as too long (HTTP 414) for {_what(ctx)}; send fewer"
+                                  " rows per request", detail=detail)
+        if status in (401, 403, 408) or status >= 500:
+            return classify_status(response, ctx)
+        # Unknown: adds and removes are idempotent set operations, so a retry is harmless.
+        return TransientError(f"Meta answered HTTP {status} without a Graph API error for {_what(ctx)}; retrying", detail=detail)
+
+    def _classify_error(self, status: int, error: Mapping[str, Any], headers: Mapping[str, str], ctx: ErrorContext,
+                        audience_id: str | None) -> SyncError:
+        code, sub = _int(error.get("code")), _int(error.get("error_subcode"))
+        message = str(error.get("message") or "")
+        detail = (f"HTTP {status}; code {code}; subcode {sub}; type {error.get('type')}; is_transient {error.get('is_transient')};"
+                  f" fbtrace_id {error.get('fbtrace_id')}; message: {_redact(message)[:300]}")
+        name, account = ctx.destination, self._account
+        if code == 190:
+            return ConfigError(f"Meta access token for destination '{name}' is invalid or expired: generate a new token with"
+                               f" ads_management and export it as {ctx.credential_env}", detail=detail)
+        if code == 200 and sub == 1870090:
+            return ConfigError(f"The Custom Audience terms are not accepted for ad account {account}: accept them at"
+                               f" {TERMS_URL.format(account=account.removeprefix('act_'))} and rerun", detail=detail)
+        if code in (10, 294) or (code is not None and 200 <= code <= 299):
+            return ConfigError(f"Meta token for destination '{name}' lacks permission (code {code}) on ad account {account}:"
+                               f" give its user or system user ads_management on that account, then export the new token as"
+                               f" {ctx.credential_env}", detail=detail)
+        if code == 100 and sub == 33:
+            thing = f"audience {audience_id}" if audience_id else "the requested object"
+            return ConfigError(f"Meta {thing} does not exist in ad account {account} (or this token cannot see it): check the"
+                               f" sync's audience_id and ad_account_id of destination '{name}'", detail=detail)
+        if code == 100 and sub == 1713230:
+            return ConfigError(f"Meta flagged {_what(ctx)} (operation_status 471): resolve its restrictions in Audience"
+                               " Manager or create a new audience", detail=detail)
+        if code == 100 and "appsecret_proof" in message:
+            return ConfigError(f"Meta refused the appsecret_proof of destination '{name}': export the secret of the token's"
+                               f" app as {self.config.app_secret_env or 'the app_secret_env variable'}", detail=detail)
+        if code in THROTTLE_CODES:
+            wait = _retry_after(headers)
+            return RateLimited(f"Meta throttled destination '{name}' (code {code}); " + (f"retry in {wait:.0f} s" if wait else "backing off"),
+                               retry_after=wait, detail=detail)
+        if code == 2650 and sub == 1870145:
+            return TransientError(f"An update or replace is running on {_what(ctx)}; retrying later", detail=detail)
+        if code in TRANSIENT_CODES or error.get("is_transient") is True or status >= 500:
+            return TransientError(f"Meta had a temporary failure (code {code}) for {_what(ctx)}; retrying",
+                                  retry_after=_eta_seconds(headers), detail=detail)
+        if code in (100, 105, 368, 2650):
+            return PermanentError(f"Meta refused the request for {_what(ctx)} (code {code}, subcode {sub}); nothing was"
+                                  " applied: see the detail", detail=detail)
+        # Unknown: adds and removes are idempotent set operations, so a retry is harmless.
+        return TransientError(f"Meta returned unknown error code {code} for {_what(ctx)}; retrying", detail=detail)
+
     # ----- internals ----------------------------------------------------------------------------
     def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op, (), requests=0)
-        if len(members) > self.capabilities.max_batch:
-            raise PermanentError(f"Refusing to send {len(members)} members in one Meta request; the limit is"
-                                 f" {self.capabilities.max_batch} (the caller must split batches)")
         skipped: list[RowOutcome] = []
         sendable = list(_sendable_only(members, skipped))
         if not sendable:
@@ -286,11 +274,7 @@ class MetaAudienceDestination(Destination):
             params["method"] = "DELETE"
         body = self._call("POST", (audience.audience_id, "users"), params, audience.audience_id, payload=payload)
         counts = {"num_received": _count(body, "num_received"), "num_invalid_entries": _count(body, "num_invalid_entries")}
-        sent = _outcomes(sendable, payload, body)
-        if skipped:  # back to input order
-            sent_iter, rejected = iter(sent), iter(skipped)
-            sent = [next(sent_iter) if _has_identifier(m) else next(rejected) for m in members]
-        return BatchResult(op, tuple(sent), requests=1, platform_counts=counts)
+        return BatchResult(op, tuple(_outcomes(sendable, payload, body) + skipped), requests=1, platform_counts=counts)
 
     def _call(self, method: str, path: tuple[str, ...], params: Mapping[str, Any], audience_id: str | None = None,
               *, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -298,24 +282,25 @@ class MetaAudienceDestination(Destination):
 
         ``payload`` (POST only) goes as a multipart form field, JSON-encoded once here.
         """
-        ctx = replace(self._ctx, destination=self.name, audience_id=audience_id)
         files = None
         if payload is not None:
             assert method == "POST", "a payload travels in a POST body"
             files = {"payload": (None, _to_json(payload))}  # no file name: a plain form field
         try:
-            response = self._api.call(method, path, params=dict(params), files=files)
+            answer = self._api.call(method, path, params=dict(params), files=files)
         except FacebookRequestError as exc:  # its str() holds the params (hashed PII): never chain it
-            failure = classify(exc.http_status() or 0, exc.body(), exc.http_headers(), ctx)
-            raise failure or TransientError(f"Meta call failed for {_what(ctx)}; retrying") from None
+            response = PlatformResponse(exc.http_status() or 0, exc.body(), exc.http_headers() or {})
+            failure = self.classify(response, audience_id=audience_id)
+            raise failure or TransientError(f"Meta call failed for {_what(self.error_context(audience_id))}; retrying",
+                                            detail=describe(response)) from None
         except requests.RequestException as exc:
-            raise TransientError(f"Cannot reach the Meta Graph API at {ctx.endpoint} ({type(exc).__name__}):"
+            raise TransientError(f"Cannot reach the Meta Graph API at {self._graph} ({type(exc).__name__}):"
                                  " check that the endpoint is up and reachable", detail=_redact(str(exc))[:300]) from None
-        body = response.json()
-        failure = classify(response.status(), body, response.headers(), ctx)
+        response = PlatformResponse(answer.status(), answer.json(), answer.headers())
+        failure = self.classify(response, audience_id=audience_id)
         if failure is not None:
             raise failure
-        return body
+        return response.body
 
 
 def _has_identifier(member: Member) -> bool:
@@ -409,9 +394,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return DEFAULT_RETRY_AFTER_S
 
 
-def _what(ctx: MetaContext) -> str:
-    target = f"audience {ctx.audience_id}" if ctx.audience_id else f"ad account {ctx.ad_account_id}"
-    return f"{target} of destination '{ctx.destination}'"
+def _what(ctx: ErrorContext) -> str:
+    return f"{ctx.target} of destination '{ctx.destination}'"
 
 
 _PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>]+@[^\s@'\"<>]+")
@@ -419,4 +403,4 @@ _PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>]+@[^\s@'\"<>]+")
 
 def _redact(text: str) -> str:
     """Hide hashes and email addresses in text bound for logs (we only ever send hashes)."""
-    return _PII.sub("<redacted>", text)
+    return redact(text, _PII)

@@ -38,6 +38,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import re
 import secrets
 import threading
@@ -344,6 +345,18 @@ class MetaEmulator:
         """Make the next ``times`` Graph requests get an HTML error page, as a front end sends."""
         with self._lock:
             self._faults.append(_Fault(int(times), http_status=int(status)))
+
+    def throttle_next(self, retry_after: float) -> float | None:
+        """Answer the next request as Meta throttles: HTTP 400, code 80003 (the ad account's Custom Audience
+        call budget), and the wait in ``X-Business-Use-Case-Usage`` as ``estimated_time_to_regain_access``,
+        which Meta states in whole minutes; returns that wait in seconds (``retry_after`` rounded up)."""
+        minutes = max(1, math.ceil(retry_after / 60))
+        self.inject(code=80003, times=1, eta_minutes=minutes)
+        return minutes * 60.0
+
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """None: a Custom Audience holds membership only, no consent."""
+        return None
 
     def to_state(self) -> dict[str, Any]:
         with self._lock:

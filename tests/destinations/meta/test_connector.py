@@ -1,10 +1,19 @@
-"""MetaAudienceDestination through the real facebook-business SDK against the sandbox emulator."""
+"""MetaAudienceDestination through the real facebook-business SDK against the sandbox emulator.
+
+The contract suite (``tests/destinations/test_contract.py``) holds the promises every connector keeps
+(empty batch, one outcome per member, max_batch, the shared status table); these are Meta's own: its
+schemas, its throttling on HTTP 400, its error codes, its replace sessions, and what goes on the wire.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,18 +22,17 @@ from destinations.base import (
     Destination,
     HasPlatformCounts,
     Member,
+    ReplacesAudiences,
     RowOutcome,
     RowStatus,
 )
+from destinations.meta import SPEC
 from destinations.meta.config import MetaAudienceConfig
-from destinations.meta.connector import (
-    DEFAULT_RETRY_AFTER_S,
-    MetaAudienceDestination,
-    MetaContext,
-    classify,
-)
+from destinations.meta.connector import DEFAULT_RETRY_AFTER_S, MetaAudienceDestination
+from destinations.responses import PlatformResponse
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.sandbox import Sandbox
+from tests.destinations.helpers import assert_classified
 
 TOKEN = "sandbox-test-token"
 AUDIENCE = AudienceRef(sync="vip_sync", audience_id="1001")
@@ -65,10 +73,17 @@ def held(sandbox, key: str = "EMAIL") -> set[str]:
 
 def test_is_a_destination_with_declared_limits():
     assert issubclass(MetaAudienceDestination, Destination)
-    assert issubclass(MetaAudienceDestination, HasPlatformCounts)
-    assert MetaAudienceDestination.kind == "meta_audience"
+    assert issubclass(MetaAudienceDestination, HasPlatformCounts) and issubclass(MetaAudienceDestination, ReplacesAudiences)
+    assert MetaAudienceDestination.kind == SPEC.type == "meta_audience"
+    assert MetaAudienceDestination.capabilities is SPEC.capabilities
     assert MetaAudienceDestination.capabilities.max_batch == 10_000
     assert "date_of_birth" not in MetaAudienceDestination.capabilities.identifiers  # a hashed full date cannot be split
+
+
+def test_capabilities_are_read_without_importing_the_sdk():
+    code = ("import sys; from destinations.meta import SPEC; assert SPEC.capabilities.max_batch == 10_000;"
+            " assert 'facebook_business' not in sys.modules, 'the SDK was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
 
 
 def test_adds_and_removes_land(sandbox, dest):
@@ -115,17 +130,9 @@ def test_mixed_batches_use_the_multi_key_schema_with_blanks(sandbox, dest):
     ]
 
 
-def test_empty_batch_makes_no_request(sandbox, dest):
-    assert dest.add(AUDIENCE, []).requests == 0
-    assert dest.remove(AUDIENCE, []).outcomes == ()
-    only_unsupported = dest.add(AUDIENCE, [member(1, date_of_birth=sha("19800101"))])
-    assert only_unsupported.requests == 0
-    assert sandbox.meta.request_count == 0
-
-
-def test_refuses_more_than_max_batch_without_sending(sandbox, dest):
-    with pytest.raises(PermanentError, match="10000"):
-        dest.add(AUDIENCE, [member(i) for i in range(10_001)])
+def test_a_batch_of_only_unsupported_rows_makes_no_request(sandbox, dest):
+    result = dest.add(AUDIENCE, [member(1, date_of_birth=sha("19800101"))])
+    assert result.requests == 0 and result.outcomes == (RowOutcome("k1", RowStatus.REJECTED, "no_supported_identifier"),)
     assert sandbox.meta.request_count == 0
 
 
@@ -248,8 +255,17 @@ def test_permanent_errors_carry_no_pii(sandbox, dest):
     assert sha("a@x.com") not in text and "a@x.com" not in text and "code 100" in str(info.value)
 
 
-CTX = MetaContext(destination="meta_vip", token_env="META_TOKEN", ad_account_id="act_77", audience_id="1001")
+# ----- classify: Meta's own answers (the shared status table is in the contract suite) -----------------
 BUC = {"X-Business-Use-Case-Usage": json.dumps({"77": [{"type": "custom_audience", "call_count": 100, "estimated_time_to_regain_access": 3}]})}
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """A destination for classify alone: building it opens no connection."""
+    monkeypatch.setenv("META_TOKEN", TOKEN)
+    destination = MetaAudienceDestination(config("http://127.0.0.1:9"), name="meta_vip")
+    yield destination
+    destination.close()
 
 
 def err(code, subcode=None, transient=False, message="m"):
@@ -263,12 +279,11 @@ def err(code, subcode=None, transient=False, message="m"):
     (200, {"audience_id": "1", "num_received": 1}, {}, None, None),
     (200, {"id": "1"}, {}, None, None),
     (200, {"success": False}, {}, TransientError, None),
-    (503, "<html><h1>503 Service Temporarily Unavailable</h1></html>", {}, TransientError, None),
     (200, "<html>oops</html>", {}, TransientError, None),
-    (502, "", {}, TransientError, None),
-    (429, "", {"Retry-After": "7"}, RateLimited, 7.0),
+    (429, "", BUC, RateLimited, 180.0),  # Meta's wait, from its usage header
     (404, "<html>Not Found</html>", {}, ConfigError, None),
     (414, "<html>Request-URI Too Large</html>", {}, PermanentError, None),
+    (400, "<html>Bad Request</html>", {}, TransientError, None),  # no Graph error: retried (adds/removes are idempotent)
     (400, err(80003, 2446289, True), BUC, RateLimited, 180.0),
     (400, err(80003, 2446289, True), {}, RateLimited, DEFAULT_RETRY_AFTER_S),
     (400, err(80014), {}, RateLimited, DEFAULT_RETRY_AFTER_S),
@@ -297,18 +312,88 @@ def err(code, subcode=None, transient=False, message="m"):
     (400, err(2650, 1870147), {}, PermanentError, None),
     (400, err(2650, 1870158), {}, PermanentError, None),
 ])
-def test_classify_table(status, body, headers, expected, retry_after):
-    failure = classify(status, body, headers, CTX)
-    if expected is None:
-        assert failure is None
-        return
-    assert type(failure) is expected
-    if retry_after is not None:
-        assert failure.retry_after == retry_after
+def test_classify_table(offline, status, body, headers, expected, retry_after):
+    assert_classified(offline.classify(PlatformResponse(status, body, headers), audience_id="1001"), expected, retry_after)
 
 
-def test_classify_messages_tell_the_operator_what_to_fix():
-    assert "export it as META_TOKEN" in str(classify(400, err(190), {}, CTX))
-    assert "business.facebook.com/ads/manage/customaudiences/tos/?act=77" in str(classify(400, err(200, 1870090), {}, CTX))
-    assert "audience 1001 does not exist in ad account act_77" in str(classify(400, err(100, 33), {}, CTX))
-    assert "190" not in str(classify(400, err(190), {}, CTX))
+def test_classify_messages_tell_the_operator_what_to_fix(offline):
+    def message(status, body):
+        return str(offline.classify(PlatformResponse(status, body), audience_id="1001"))
+
+    assert "export it as META_TOKEN" in message(400, err(190))
+    assert "business.facebook.com/ads/manage/customaudiences/tos/?act=77" in message(400, err(200, 1870090))
+    assert "audience 1001 does not exist in ad account act_77" in message(400, err(100, 33))
+    assert "190" not in message(400, err(190))
+    assert "http://127.0.0.1:9/v26.0" in message(404, "<html>Not Found</html>")  # a wrong endpoint, not a missing audience
+    assert "ad account act_77" in str(offline.classify(PlatformResponse(400, err(100))))  # a call about no audience
+
+
+# ----- on the wire -----------------------------------------------------------------------------------------
+# The payload goes as one multipart form field (as Meta's ``curl -F payload=...`` examples send it) so
+# requests does not percent-encode a megabyte byte by byte; these tests pin that the platform still
+# receives exactly the payload and session the SDK would have sent.
+@pytest.fixture
+def bodies(sandbox, monkeypatch):
+    """(content type, params) of each Graph request the emulator parsed."""
+    from destinations.meta import emulator
+
+    seen: list[tuple[str, dict]] = []
+    parse = emulator._parse_params
+
+    def spy(query, body, content_type):
+        params = parse(query, body, content_type)
+        seen.append((content_type.split(";")[0], {k: v for k, v in params.items() if k not in ("access_token", "appsecret_proof")}))
+        return params
+
+    monkeypatch.setattr(emulator, "_parse_params", spy)
+    return seen
+
+
+def full_batch(n: int = 10_000) -> list[Member]:
+    return [Member(f"k{i}", {"email": sha(f"p{i}@example.com"), "phone": sha(f"1415555{i:04d}")}) for i in range(n)]
+
+
+def test_a_full_multi_key_batch_arrives_as_the_sdk_would_encode_it(dest, sandbox, bodies):
+    members = full_batch()
+    result = dest.add(AUDIENCE, members)
+    assert [o.member_key for o in result.outcomes] == [m.member_key for m in members]
+    assert {o.status for o in result.outcomes} == {RowStatus.SENT}
+    [(content_type, params)] = bodies
+    assert content_type == "multipart/form-data"
+    expected = {"schema": ["EMAIL", "PHONE"], "data": [[m.identifiers["email"], m.identifiers["phone"]] for m in members]}
+    assert params["payload"] == json.dumps(expected, sort_keys=True, separators=(",", ":"))  # byte for byte
+    session = json.loads(params["session"])
+    assert session["batch_seq"] == 1 and session["last_batch_flag"] is True and session["estimated_num_total"] == 10_000
+    assert len(sandbox.meta.members(AUDIENCE.audience_id)) == 10_000
+
+
+def test_a_remove_is_a_post_with_the_method_override_and_the_same_payload(dest, sandbox, bodies):
+    members = full_batch(50)
+    dest.add(AUDIENCE, members)
+    result = dest.remove(AUDIENCE, members[:20])
+    assert len(result.outcomes) == 20 and result.requests == 1
+    content_type, params = bodies[-1]
+    assert content_type == "multipart/form-data" and params["method"] == "DELETE"
+    assert json.loads(params["payload"])["data"][0] == [members[0].identifiers["email"], members[0].identifiers["phone"]]
+    assert sandbox.meta.requests[-1][0] == "POST"
+    assert len(sandbox.meta.members(AUDIENCE.audience_id)) == 30
+
+
+def test_invalid_samples_and_skipped_members_keep_their_outcomes_in_input_order(dest):
+    members = [Member("a", {"email": sha("a@example.com")}), Member("none", {"gender": ""}),
+               Member("bad", {"email": "NOT-A-HASH"}), Member("b", {"email": sha("b@example.com")})]
+    result = dest.add(AUDIENCE, members)
+    assert [(o.member_key, o.status, o.reason) for o in result.outcomes] == [
+        ("a", RowStatus.SENT, None), ("none", RowStatus.REJECTED, "no_supported_identifier"),
+        ("bad", RowStatus.REJECTED, "meta_invalid_entry"), ("b", RowStatus.SENT, None)]
+    assert dict(result.platform_counts) == {"num_received": 3, "num_invalid_entries": 1}
+
+
+def test_a_replace_sends_every_batch_as_multipart(dest, sandbox, bodies, monkeypatch):
+    monkeypatch.setattr(MetaAudienceDestination, "capabilities", dataclasses.replace(MetaAudienceDestination.capabilities, max_batch=4))
+    members = full_batch(10)
+    result = dest.replace(AUDIENCE, members)
+    assert result.requests == 3 and len(result.outcomes) == 10
+    assert [c for c, _ in bodies] == ["multipart/form-data"] * 3
+    assert [json.loads(p["session"])["batch_seq"] for _, p in bodies] == [1, 2, 3]
+    assert {m["EMAIL"] for m in sandbox.meta.members(AUDIENCE.audience_id)} == {m.identifiers["email"] for m in members}

@@ -21,7 +21,7 @@ from facebook_business.session import FacebookSession
 from syncer.sandbox import Sandbox
 
 TOKEN = "test-token"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def sha(value: str) -> str:
@@ -213,6 +213,17 @@ def test_injected_throttle_fails_the_next_n_requests_like_meta(sandbox, api, aud
     users(api, audience, "EMAIL_SHA256", [sha("a")])
     assert emails(sandbox, audience) == {sha("a")}
     assert sandbox.meta.request_count == 3
+
+
+def test_throttle_next_answers_as_meta_throttles_and_states_its_wait_in_minutes(sandbox, api, audience):
+    assert sandbox.meta.throttle_next(7.0) == 60.0  # Meta states whole minutes
+    error = graph_error(lambda: users(api, audience, "EMAIL_SHA256", [sha("a")]))
+    assert (error.http_status(), error.api_error_code(), error.api_transient_error()) == (400, 80003, True)
+    usage = json.loads(error.http_headers()["X-Business-Use-Case-Usage"])
+    assert usage["77"][0]["estimated_time_to_regain_access"] == 1
+    users(api, audience, "EMAIL_SHA256", [sha("a")])
+    assert sandbox.meta.request_count == 2
+    assert sandbox.meta.consent_of(audience, {"email": sha("a")}) is None  # an audience holds no consent
 
 
 def test_usage_header_on_every_response(api, audience):
