@@ -1,4 +1,4 @@
-"""What both Customer Match transports share: member groups, the send result, the call context, redaction."""
+"""What both Customer Match transports share: member groups, the send result, the transport interface, redaction."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from destinations import http
 from destinations.base import AudienceRef, Member, Op, RowOutcome
+from destinations.responses import ErrorContext, PlatformResponse
+from syncer.errors import SyncError
 
 CONSENT_KEY = "_consent"
 """Member.identifiers key carrying the ads consent marker: "granted", "unknown" (the default) or "denied"."""
 
 Consent = Literal["granted", "unknown"]
-ADS_API_IDENTIFIERS = frozenset({"email", "phone", "first_name", "last_name", "country", "postal_code", "madid", "external_id"})
-DATA_MANAGER_IDENTIFIERS = ADS_API_IDENTIFIERS - {"external_id"}  # no CRM-id field verified in the Data Manager docs
 ADDRESS_KINDS = ("first_name", "last_name", "country", "postal_code")
 FINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "PARTIAL_SUCCESS", "NOT_FOUND"})
 """Job statuses after which polling a job again changes nothing."""
@@ -41,22 +42,8 @@ class Sent:
         self.counts[name] = self.counts.get(name, 0) + value
 
 
-@dataclass
-class Context:
-    """What error messages name; ``destination`` follows the destination's name when the engine sets it."""
-
-    destination: str
-    customer_id: str
-    login_customer_id: str | None
-    access_token_env: str
-    developer_token_env: str | None
-    endpoint: str
-    transport: str
-    api_version: str = "v26"
-
-
 class Transport(Protocol):
-    """One wire protocol behind ``GoogleCustomerMatchDestination``."""
+    """One wire protocol behind ``GoogleCustomerMatchDestination``; it reads its own answers (``classify``)."""
 
     identifiers: frozenset[str]
 
@@ -67,6 +54,10 @@ class Transport(Protocol):
     def poll(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]: ...
 
     def check(self, audience: AudienceRef | None) -> None: ...
+
+    def classify(self, response: PlatformResponse) -> SyncError | None: ...
+
+    def error_context(self) -> ErrorContext: ...
 
     def close(self) -> None: ...
 
@@ -85,9 +76,11 @@ def digits(customer_id: str | None) -> str | None:
     return customer_id.replace("-", "") if customer_id else None
 
 
+# Hashes and email addresses only: the shared pattern also hides digit runs (phone numbers), which here would
+# hide the customer ids and resource names Google's messages name; our phones reach Google hashed.
 _PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>]+@[^\s@'\"<>]+")
 
 
 def redact(text: str) -> str:
     """Hide hashes and email addresses in text bound for logs or messages."""
-    return _PII.sub("<redacted>", text)
+    return http.redact(text, _PII)

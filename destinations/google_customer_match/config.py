@@ -1,4 +1,5 @@
-"""The config model of a google_customer_match destination file (``destinations/<name>.yml``)."""
+"""The config model of a google_customer_match destination file (``destinations/<name>.yml``), and what each
+transport accepts (``capabilities_for``), readable without importing the connector or the google-ads SDK."""
 
 from __future__ import annotations
 
@@ -6,7 +7,20 @@ from typing import Literal
 
 from pydantic import Field
 
+from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
+
+__all__ = ["ADS_API_CAPABILITIES", "ADS_API_IDENTIFIERS", "DATA_MANAGER_CAPABILITIES", "DATA_MANAGER_IDENTIFIERS", "MAX_BATCH",
+           "GoogleCustomerMatchConfig", "capabilities_for"]
+
+ADS_API_IDENTIFIERS = frozenset({"email", "phone", "first_name", "last_name", "country", "postal_code", "madid", "external_id"})
+DATA_MANAGER_IDENTIFIERS = ADS_API_IDENTIFIERS - {"external_id"}  # no CRM-id field verified in the Data Manager docs
+MAX_BATCH = 10_000
+ADS_API_CAPABILITIES = Capabilities(platform="google", identifiers=ADS_API_IDENTIFIERS, max_batch=MAX_BATCH, channel="ads",
+                                    consent_marker=True)
+DATA_MANAGER_CAPABILITIES = Capabilities(platform="google_data_manager", identifiers=DATA_MANAGER_IDENTIFIERS,
+                                         max_batch=MAX_BATCH, channel="ads", consent_marker=True,
+                                         requests_per_second=5.0)  # 300 requests a minute per Cloud project
 
 
 class GoogleCustomerMatchConfig(DestinationConfigBase):
@@ -23,3 +37,9 @@ class GoogleCustomerMatchConfig(DestinationConfigBase):
     request_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one Google call before it counts as failed (retried); the SDK sets no deadline by itself.")
 
     _check_env = env_names("developer_token_env", "access_token_env")
+
+
+def capabilities_for(config: GoogleCustomerMatchConfig) -> Capabilities:
+    """What the transport ``config`` names accepts: identity rule set "google" (google_ads_api) or
+    "google_data_manager", whose identifiers differ (no external_id over the Data Manager API)."""
+    return ADS_API_CAPABILITIES if config.transport == "google_ads_api" else DATA_MANAGER_CAPABILITIES

@@ -13,28 +13,29 @@ violation's reason (e.g. INVALID_SHA256_FORMAT) and the others are sent again, a
 from __future__ import annotations
 
 import datetime as _dt
-import email.utils
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from destinations.base import AudienceRef, Member, Op, RowOutcome, RowStatus
 from destinations.google_customer_match._common import (
-    DATA_MANAGER_IDENTIFIERS,
-    Context,
     Group,
     Sent,
     digits,
     has_address,
     redact,
 )
-from destinations.google_customer_match.config import GoogleCustomerMatchConfig
+from destinations.google_customer_match.config import (
+    DATA_MANAGER_IDENTIFIERS,
+    GoogleCustomerMatchConfig,
+)
+from destinations.http import build_session, read_body, retry_after, unreachable
+from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.errors import (
     ConfigError,
     PermanentError,
@@ -43,7 +44,7 @@ from syncer.errors import (
     TransientError,
 )
 
-__all__ = ["DATA_MANAGER_URL", "IDENTIFIERS", "MAX_MEMBERS_PER_REQUEST", "DataManagerTransport", "classify"]
+__all__ = ["DATA_MANAGER_URL", "IDENTIFIERS", "MAX_MEMBERS_PER_REQUEST", "PER_MINUTE_WAIT_S", "DataManagerTransport"]
 
 DATA_MANAGER_URL = "https://datamanager.googleapis.com"
 MAX_MEMBERS_PER_REQUEST = 10_000
@@ -54,26 +55,29 @@ _GRANTED = {"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_GRANT
 _MEMBER_FIELD = re.compile(r"audience_members\[(\d+)\]")
 _AUTH_SCOPE = "https://www.googleapis.com/auth/datamanager"
 _TERMS_URL = "https://support.google.com/adspolicy/answer/6299717"
+_USER_LIST_REASONS = frozenset({"INVALID_USER_LIST_ID", "INVALID_DESTINATION", "INVALID_USER_LIST_TYPE"})
 
 
 class DataManagerTransport:
-    """Sends audience members to a Google Ads user list through the Data Manager API."""
+    """Sends audience members to a Google Ads user list through the Data Manager API.
+
+    Args:
+        config: the destination's config.
+        token: the OAuth access token (read from ``config.access_token_env``).
+        name: the destination's current name, for messages (the engine names it after construction).
+    """
 
     identifiers = IDENTIFIERS
+    platform = "Google Data Manager"
 
-    def __init__(self, config: GoogleCustomerMatchConfig, ctx: Context, token: str) -> None:
-        self.ctx = ctx
+    def __init__(self, config: GoogleCustomerMatchConfig, token: str, *, name: Callable[[], str]) -> None:
+        self.config = config
+        self.name = name
         self.base = (config.endpoint or DATA_MANAGER_URL).rstrip("/")
-        self.timeout = config.request_timeout_s
         self.customer_id = digits(config.customer_id) or ""
         self.login_customer_id = digits(config.login_customer_id)
-        self.terms_accepted = config.customer_match_terms_accepted
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        self.session = session
+        self.session = build_session(self.base, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                                     pool_maxsize=4)
 
     # ----- Transport ----------------------------------------------------------------------------
     def sendable(self, member: Member) -> bool:
@@ -93,48 +97,95 @@ class DataManagerTransport:
     def poll(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]:
         found: dict[str, dict[str, str | None]] = {}
         for request_id in names:
-            status, body, headers = self._request("GET", "/v1/requestStatus:retrieve", params={"requestId": request_id})
-            if status == 404:
+            response = self._request("GET", "/v1/requestStatus:retrieve", params={"requestId": request_id})
+            if response.status == 404:  # Google's answer for a request id it does not know
                 found[request_id] = {"status": "NOT_FOUND", "failure_reason": None, "match_rate_range": None}
                 continue
-            failure = classify(status, body, headers, self.ctx)
-            if failure is not None:
-                raise failure
-            found[request_id] = _request_status(body)
+            self._raise_for(response)
+            found[request_id] = _request_status(response.body)
         return found
 
     def check(self, audience: AudienceRef | None) -> None:
         if audience is None:  # an unknown request id: 404 means the token works, 401/403 say what is wrong
-            status, body, headers = self._request("GET", "/v1/requestStatus:retrieve", params={"requestId": "syncer-check"})
-            failure = None if status == 404 else classify(status, body, headers, self.ctx)
-            if failure is not None:
-                raise failure
+            response = self._request("GET", "/v1/requestStatus:retrieve", params={"requestId": "syncer-check"})
+            if response.status != 404:
+                self._raise_for(response)
             return
         probe = Member("check", {"email": hashlib.sha256(secrets.token_bytes(16)).hexdigest()})
         body = self._body("add", audience, [(probe, "unknown")])
         body["validateOnly"] = True
-        status, answer, headers = self._request("POST", "/v1/audienceMembers:ingest", json=body)
-        failure = classify(status, answer, headers, self.ctx)
-        if failure is not None:
-            raise failure
+        self._raise_for(self._request("POST", "/v1/audienceMembers:ingest", json=body))
 
     def close(self) -> None:
         self.session.close()
+
+    # ----- what an answer means ---------------------------------------------------------------------
+    def classify(self, response: PlatformResponse) -> SyncError | None:
+        """The failure one Data Manager answer means, or None when it was accepted: the only reader of its
+        statuses and error reasons (``response.body`` is the parsed JSON, or the text when it was not JSON).
+        Where the Data Manager means what the shared table says (400, 408, 5xx) it answers from that table."""
+        status, body = response.status, response.body
+        if 200 <= status < 300:
+            if isinstance(body, dict) and ("requestId" in body or "requestStatusPerDestination" in body):
+                return None
+            return TransientError(f"Google Data Manager sent an unexpected answer (HTTP {status}) for {self._where()}; retrying",
+                                  detail=redact(str(body))[:300])
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        reasons = _reasons(body)
+        detail = f"HTTP {status} {error.get('status', '')}; reasons {reasons}; message: {redact(str(error.get('message') or body))[:300]}"
+        if status == 429 or error.get("status") == "RESOURCE_EXHAUSTED":
+            wait = _wait(response.headers, body)
+            return RateLimited(f"Google Data Manager throttled {self._where()}; retry in {wait:.0f} s", retry_after=wait, detail=detail)
+        if status in (401, 403):
+            return self._refused(status, detail)
+        if "TERMS_AND_CONDITIONS_NOT_SIGNED" in reasons:
+            return ConfigError(f"Google requires the Customer Match terms ({_TERMS_URL}) for customer {self.customer_id}: once"
+                               f" they are accepted, set customer_match_terms_accepted: true in destination '{self.name()}'", detail=detail)
+        if _USER_LIST_REASONS.intersection(reasons):
+            return ConfigError(f"Google Data Manager refused the user list of {self._where()}: check the sync's audience_id is a"
+                               " Customer Match list owned by customer_id", detail=detail)
+        if status == 404:  # user list problems come as 400 with a reason (above): a 404 is a wrong endpoint
+            return ConfigError(f"{self.base} answered HTTP 404: check 'endpoint' of destination '{self.name()}'", detail=detail)
+        if status in (400, 408) or status >= 500:
+            return classify_status(response, self.error_context(), code=", ".join(dict.fromkeys(reasons)) or None)
+        # Unknown: audience adds and removes are idempotent, so another attempt is harmless.
+        return TransientError(f"Google Data Manager answered HTTP {status} for {self._where()}; retrying", detail=detail)
+
+    def error_context(self) -> ErrorContext:
+        return ErrorContext(platform=self.platform, destination=self.name(), credential_env=self.config.access_token_env,
+                            target=f"customer {self.customer_id}")
+
+    def _refused(self, status: int, detail: str) -> ConfigError:
+        """401: the token is refused; 403: the token's account may not reach the customer."""
+        env, name = self.config.access_token_env, self.name()
+        if status == 401:
+            return ConfigError(f"Google Data Manager rejected the access token of destination '{name}': export a"
+                               f" fresh OAuth token with the {_AUTH_SCOPE} scope as {env}", detail=detail)
+        hint = (f"login_customer_id {self.login_customer_id} must be a manager of customer {self.customer_id}"
+                if self.login_customer_id else "if access goes through a manager account, set login_customer_id")
+        return ConfigError(f"The Google account behind {env} may not write to Google Ads customer {self.customer_id}"
+                           f" (destination '{name}'); {hint}", detail=detail)
+
+    def _where(self, audience: AudienceRef | None = None) -> str:
+        target = f"user list {audience.audience_id} of customer {self.customer_id}" if audience else f"customer {self.customer_id}"
+        return f"{target} of destination '{self.name()}'"
 
     # ----- one request --------------------------------------------------------------------------
     def _send_request(self, op: Op, audience: AudienceRef, pending: list[tuple[Member, str | None]], sent: Sent) -> None:
         path = "/v1/audienceMembers:ingest" if op == "add" else "/v1/audienceMembers:remove"
         for _ in range(MAX_ROUNDS):
-            status, body, headers = self._request("POST", path, json=self._body(op, audience, pending))
+            response = self._request("POST", path, json=self._body(op, audience, pending))
             sent.requests += 1
-            failure = classify(status, body, headers, self.ctx)
+            failure = self.classify(response)
             if failure is None:
-                sent.jobs.append(str(body["requestId"]))
+                sent.jobs.append(str(response.body["requestId"]))
                 sent.outcomes.extend(RowOutcome(m.member_key, RowStatus.SENT) for m, _ in pending)
                 sent.count("requests_accepted")
                 sent.count("members", len(pending))
                 return
-            rejected = _member_violations(body, len(pending)) if status == 400 else None
+            # Fast fail: when every violation of a refused request names a member, only those members are refused.
+            rejected = _member_violations(response.body, len(pending)) if isinstance(failure, PermanentError) else None
             if not rejected:
                 raise failure
             sent.outcomes.extend(RowOutcome(pending[i][0].member_key, RowStatus.REJECTED, reason) for i, reason in rejected.items())
@@ -142,7 +193,7 @@ class DataManagerTransport:
             pending = [p for i, p in enumerate(pending) if i not in rejected]
             if not pending:
                 return
-        raise PermanentError(f"Google Data Manager kept refusing members of {_where(self.ctx, audience)} after {MAX_ROUNDS}"
+        raise PermanentError(f"Google Data Manager kept refusing members of {self._where(audience)} after {MAX_ROUNDS}"
                              " rounds; nothing more was sent")
 
     def _body(self, op: Op, audience: AudienceRef, members: Sequence[tuple[Member, str | None]]) -> dict[str, Any]:
@@ -154,21 +205,21 @@ class DataManagerTransport:
         body: dict[str, Any] = {"destinations": [destination], "audienceMembers": audience_members}
         if any("userData" in m for m in audience_members):
             body["encoding"] = "HEX"
-        if op == "add" and self.terms_accepted:
+        if op == "add" and self.config.customer_match_terms_accepted:
             body["termsOfService"] = {"customerMatchTermsOfServiceStatus": "ACCEPTED"}
         return body
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Mapping[str, str]]:
+    def _request(self, method: str, path: str, **kwargs: Any) -> PlatformResponse:
         try:
-            response = self.session.request(method, self.base + path, timeout=self.timeout, **kwargs)
+            response = self.session.request(method, self.base + path, timeout=self.config.request_timeout_s, **kwargs)
         except requests.RequestException as exc:
-            raise TransientError(f"Cannot reach the Data Manager API at {self.base} ({type(exc).__name__}): check that the"
-                                 " endpoint is up and reachable", detail=redact(str(exc))[:300]) from None
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text
-        return response.status_code, body, response.headers
+            raise unreachable(self.platform, self.base, exc, destination=self.name(), redactor=redact) from None
+        return PlatformResponse(response.status_code, read_body(response), response.headers)
+
+    def _raise_for(self, response: PlatformResponse) -> None:
+        failure = self.classify(response)
+        if failure is not None:
+            raise failure
 
 
 def _contact(ids: Mapping[str, str]) -> bool:
@@ -221,45 +272,11 @@ def _request_status(body: Any) -> dict[str, str | None]:
             "match_rate_range": match if match not in (None, "MATCH_RATE_RANGE_UNKNOWN") else None}
 
 
-def classify(status: int, body: Any, headers: Mapping[str, str] | None, ctx: Context) -> SyncError | None:
-    """Map one Data Manager response to a failure, or None when it succeeded. The only place that reads its
-    status codes and error reasons; ``body`` is the parsed JSON, or the text when it was not JSON."""
-    error = body.get("error") if isinstance(body, dict) else None
-    if 200 <= status < 300:
-        if isinstance(body, dict) and ("requestId" in body or "requestStatusPerDestination" in body):
-            return None
-        return TransientError(f"Data Manager sent an unexpected answer (HTTP {status}) for {_where(ctx)}; retrying",
-                              detail=redact(str(body))[:300])
-    error = error if isinstance(error, dict) else {}
-    reasons = [str(d.get("reason")) for d in _details(body) if d.get("reason")]
-    reasons += [str(v.get("reason")) for d in _details(body) for v in d.get("fieldViolations", []) if isinstance(v, dict) and v.get("reason")]
-    detail = f"HTTP {status} {error.get('status', '')}; reasons {reasons}; message: {redact(str(error.get('message') or body))[:300]}"
-    if status == 429 or error.get("status") == "RESOURCE_EXHAUSTED":
-        wait = _retry_after(headers or {}, body)
-        return RateLimited(f"Google Data Manager throttled {_where(ctx)}; retry in {wait:.0f} s", retry_after=wait, detail=detail)
-    if status == 401:
-        return ConfigError(f"Google Data Manager rejected the access token of destination '{ctx.destination}': export a"
-                           f" fresh OAuth token with the {_AUTH_SCOPE} scope as {ctx.access_token_env}", detail=detail)
-    if status == 403:
-        hint = (f"login_customer_id {ctx.login_customer_id} must be a manager of customer {ctx.customer_id}"
-                if ctx.login_customer_id else "if access goes through a manager account, set login_customer_id")
-        return ConfigError(f"The Google account behind {ctx.access_token_env} may not write to Google Ads customer"
-                           f" {ctx.customer_id} (destination '{ctx.destination}'); {hint}", detail=detail)
-    if "TERMS_AND_CONDITIONS_NOT_SIGNED" in reasons:
-        return ConfigError(f"Google requires the Customer Match terms ({_TERMS_URL}) for customer {ctx.customer_id}: once"
-                           f" they are accepted, set customer_match_terms_accepted: true in destination '{ctx.destination}'", detail=detail)
-    if any(r in ("INVALID_USER_LIST_ID", "INVALID_DESTINATION", "INVALID_USER_LIST_TYPE") for r in reasons):
-        return ConfigError(f"Google Data Manager refused the user list of {_where(ctx)}: check the sync's audience_id is a"
-                           " Customer Match list owned by customer_id", detail=detail)
-    if status == 404:
-        return ConfigError(f"{ctx.endpoint} answered HTTP 404: check 'endpoint' of destination '{ctx.destination}'", detail=detail)
-    if status in (408, 500, 502, 503, 504):
-        return TransientError(f"Google Data Manager had a temporary failure (HTTP {status}) for {_where(ctx)}; retrying", detail=detail)
-    if status == 400:
-        return PermanentError(f"Google Data Manager refused the request for {_where(ctx)} ({', '.join(reasons) or 'INVALID_ARGUMENT'});"
-                              " nothing was applied: see the detail", detail=detail)
-    # Unknown: audience adds and removes are idempotent, so another attempt is harmless.
-    return TransientError(f"Google Data Manager answered HTTP {status} for {_where(ctx)}; retrying", detail=detail)
+def _reasons(body: Any) -> list[str]:
+    """Google's error reasons: of each ErrorInfo detail, then of each field violation."""
+    found = [str(d.get("reason")) for d in _details(body) if d.get("reason")]
+    return found + [str(v.get("reason")) for d in _details(body) for v in d.get("fieldViolations", [])
+                    if isinstance(v, dict) and v.get("reason")]
 
 
 def _details(body: Any) -> list[dict[str, Any]]:
@@ -268,18 +285,11 @@ def _details(body: Any) -> list[dict[str, Any]]:
     return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
 
 
-def _retry_after(headers: Mapping[str, str], body: Any) -> float:
+def _wait(headers: Mapping[str, str], body: Any) -> float:
     """Seconds to wait: Retry-After, else google.rpc.RetryInfo, else the end of the quota window named."""
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value:
-        try:
-            return max(float(value), 1.0)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-                return max((when - _dt.datetime.now(_dt.timezone.utc)).total_seconds(), 1.0)
-            except (TypeError, ValueError):
-                pass
+    stated = retry_after(headers)
+    if stated is not None:
+        return max(stated, 1.0)
     for detail in _details(body):
         delay = detail.get("retryDelay")
         if isinstance(delay, str) and delay.endswith("s"):
@@ -300,8 +310,3 @@ def _pacific() -> _dt.tzinfo:
         return ZoneInfo("America/Los_Angeles")
     except ZoneInfoNotFoundError:  # no tz database on this machine: standard time is close enough
         return _dt.timezone(_dt.timedelta(hours=-8))
-
-
-def _where(ctx: Context, audience: AudienceRef | None = None) -> str:
-    target = f"user list {audience.audience_id} of customer {ctx.customer_id}" if audience else f"customer {ctx.customer_id}"
-    return f"{target} of destination '{ctx.destination}'"

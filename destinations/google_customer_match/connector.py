@@ -2,10 +2,11 @@
 
 Members arrive normalised and hashed by ``syncer.identity.rows``: email, phone, first and last name as
 SHA-256 hex; country and postal code plain; madid and external_id as they are. The rule set is
-``google`` for google_ads_api and ``google_data_manager`` for data_manager
-(``GoogleCustomerMatchDestination.capabilities_for(config)``; the class attribute is google_ads_api's).
+``google`` for google_ads_api and ``google_data_manager`` for data_manager (``config.capabilities_for``,
+read without importing this module; an instance carries its transport's, the class attribute is
+google_ads_api's).
 
-Transport ``google_ads_api`` (``ads_api.py``, official ``google-ads`` SDK, gRPC)::
+Transport ``google_ads_api`` (``ads_api.py``; official ``google-ads`` SDK, gRPC, wired in ``ads_api_client.py``)::
 
     per consent group:  CreateOfflineUserDataJob   job{type CUSTOMER_MATCH_USER_LIST, user_list, consent}
                         AddOfflineUserDataJobOperations   <= 10,000 operations, enable_partial_failure
@@ -21,12 +22,16 @@ Transport ``google_ads_api`` (``ads_api.py``, official ``google-ads`` SDK, gRPC)
 - Partial failure: each failed operation index of ``partial_failure_error`` is mapped back to its member:
   REJECTED with Google's error code name as reason (``INVALID_SHA256_FORMAT``); per-operation internal,
   quota or CONCURRENT_MODIFICATION errors are RETRYABLE. A job whose operations all failed is not run.
-- Errors: RESOURCE_EXHAUSTED -> ``RateLimited(QuotaErrorDetails.retry_delay)`` (30 s when absent);
-  INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, InternalError.*, CONCURRENT_MODIFICATION ->
-  ``TransientError``; AuthenticationError / AuthorizationError -> ``ConfigError`` naming the variable
-  or field to fix (``login_customer_id`` for USER_PERMISSION_DENIED); request and job errors ->
-  ``PermanentError``; anything unknown -> ``TransientError`` (adds and removes are idempotent). A
-  retried batch creates new jobs: members of an earlier job of the same batch are sent twice, harmlessly.
+- Errors: a failed call becomes a ``PlatformResponse`` with the HTTP equivalent of its gRPC status
+  (RESOURCE_EXHAUSTED 429, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404, UNAVAILABLE,
+  INTERNAL, DEADLINE_EXCEEDED, ABORTED 503, INVALID_ARGUMENT 400), the GoogleAdsFailure's error codes
+  as body and ``QuotaErrorDetails.retry_delay`` as Retry-After, then ``classify`` reads it:
+  RESOURCE_EXHAUSTED -> ``RateLimited`` (the retry delay, 30 s when absent); InternalError.*,
+  CONCURRENT_MODIFICATION and the 503s -> ``TransientError``; AuthenticationError / AuthorizationError
+  -> ``ConfigError`` naming the variable or field to fix (``login_customer_id`` for
+  USER_PERMISSION_DENIED); request and job errors -> ``PermanentError``; any other error code ->
+  ``TransientError`` (adds and removes are idempotent). A retried batch creates new jobs: members of an
+  earlier job of the same batch are sent twice, harmlessly.
 - Client: ``GoogleAdsClient(credentials=Credentials(token=...), developer_token, endpoint,
   login_customer_id)``, built without a network call (no refresh). ``endpoint: http://host:port`` is
   a plaintext sandbox (insecure channel, the SDK's interceptors plus a bearer-token one).
@@ -50,7 +55,8 @@ Match integrations since 1 April 2026)::
   the violation's reason and resends the rest (three rounds at most).
 - 429 RESOURCE_EXHAUSTED -> ``RateLimited``: Retry-After, else RetryInfo, else 60 s (per-minute quota)
   or until midnight Pacific (per-day quota, IngestionMutateRequestsPerDayPerProject); 401/403 ->
-  ``ConfigError``; 5xx -> ``TransientError``. 300 requests a minute per Cloud project.
+  ``ConfigError``; 400 -> ``PermanentError``, 408 and 5xx -> ``TransientError`` (the shared table);
+  other statuses -> ``TransientError``. 300 requests a minute per Cloud project.
 
 Both transports
 - Consent: ``capabilities.consent_marker`` is on, so the engine puts the segment's ads consent in
@@ -59,10 +65,12 @@ Both transports
   Granted members go with consent GRANTED (ad_user_data and ad_personalization), unknown ones with
   consent unset, in separate jobs (Ads API) or per member (Data Manager). Removes ignore the marker: a
   member who withdrew consent must still leave the list. Members with nothing this transport can send
-  are REJECTED ``no_supported_identifier``; an empty batch makes no call.
+  are REJECTED ``no_supported_identifier``.
 - Job status is never awaited: ``destination.jobs`` collects job resource names / request ids;
   ``poll_jobs(names)`` returns {name: {status, failure_reason, match_rate_range}} in a later step.
-- Limits as data: ``capabilities.max_batch`` 10,000; ``ads_api.MAX_OPERATIONS_PER_ADD``,
+- ``classify(response)`` is the transport's own (``ads_api.AdsApiTransport.classify``,
+  ``data_manager.DataManagerTransport.classify``): the connector's one entry point for what an answer means.
+- Limits as data: ``capabilities.max_batch`` 10,000 (the base refuses more); ``ads_api.MAX_OPERATIONS_PER_ADD``,
   ``ads_api.MAX_IDENTIFIERS_PER_OPERATION``, ``data_manager.MAX_MEMBERS_PER_REQUEST``.
 
 Config example::
@@ -113,30 +121,25 @@ from destinations.base import (
     RowStatus,
 )
 from destinations.google_customer_match._common import (
-    ADS_API_IDENTIFIERS,
     CONSENT_KEY,
-    DATA_MANAGER_IDENTIFIERS,
     FINAL_STATUSES,
-    Context,
     Group,
     Transport,
     digits,
 )
-from destinations.google_customer_match.config import GoogleCustomerMatchConfig
+from destinations.google_customer_match.config import (
+    ADS_API_CAPABILITIES,
+    GoogleCustomerMatchConfig,
+    capabilities_for,
+)
+from destinations.responses import ErrorContext, PlatformResponse
 from syncer.environment import resolve_secret
-from syncer.errors import ConfigError, PermanentError
+from syncer.errors import ConfigError, SyncError
 
 __all__ = ["GoogleCustomerMatchDestination", "JobStatus"]
 
 JobStatus = dict[str, "str | None"]
 """{"status", "failure_reason", "match_rate_range"} of one job or request (see ``poll_jobs``)."""
-
-MAX_BATCH = 10_000
-ADS_API_CAPABILITIES = Capabilities(platform="google", identifiers=ADS_API_IDENTIFIERS, max_batch=MAX_BATCH, channel="ads",
-                                    consent_marker=True)
-DATA_MANAGER_CAPABILITIES = Capabilities(platform="google_data_manager", identifiers=DATA_MANAGER_IDENTIFIERS,
-                                         max_batch=MAX_BATCH, channel="ads", consent_marker=True,
-                                         requests_per_second=5.0)  # 300 requests a minute per Cloud project
 
 
 class GoogleCustomerMatchDestination(Destination):
@@ -144,12 +147,12 @@ class GoogleCustomerMatchDestination(Destination):
 
     ``jobs`` lists what this instance submitted, oldest first: Ads API job resource names
     (``customers/{cid}/offlineUserDataJobs/{id}``) or Data Manager request ids. Nothing here waits for
-    them; store them and call ``poll_jobs`` in a later step or run.
+    them; store them and call ``poll_jobs`` in a later step or run (``RunsJobs``).
     """
 
     kind = "google_customer_match"
     capabilities: ClassVar[Capabilities] = ADS_API_CAPABILITIES
-    """The google_ads_api transport's; an instance carries its own transport's (``capabilities_for``)."""
+    """The google_ads_api transport's; an instance carries its own transport's (``config.capabilities_for``)."""
     final_statuses: ClassVar[frozenset[str]] = FINAL_STATUSES
     """Job statuses after which ``poll_jobs`` reports nothing new."""
 
@@ -161,14 +164,10 @@ class GoogleCustomerMatchDestination(Destination):
                 transport has no ``developer_token_env``.
         """
         self.config = config
-        self.capabilities = self.capabilities_for(config)  # type: ignore[misc] - per transport, as FakeDestination does
+        self.capabilities = capabilities_for(config)  # type: ignore[misc] - per transport, as FakeDestination does
         self.jobs: list[str] = []
-        customer_id = digits(config.customer_id) or ""
-        self._ctx = Context(destination=name or f"google_customer_match {customer_id}", customer_id=customer_id,
-                            login_customer_id=digits(config.login_customer_id), access_token_env=config.access_token_env,
-                            developer_token_env=config.developer_token_env, transport=config.transport,
-                            endpoint=config.endpoint or "", api_version=config.api_version)
-        what = f"Google Customer Match destination '{self._ctx.destination}'"
+        self.name = name or f"google_customer_match {digits(config.customer_id)}"
+        what = f"Google Customer Match destination '{self.name}'"
         token = resolve_secret(config.access_token_env, what=what).get_secret_value()
         self._transport: Transport
         if config.transport == "google_ads_api":
@@ -178,37 +177,25 @@ class GoogleCustomerMatchDestination(Destination):
             developer_token = resolve_secret(config.developer_token_env, what=what).get_secret_value()
             from destinations.google_customer_match.ads_api import AdsApiTransport
 
-            self._transport = AdsApiTransport(config, self._ctx, token, developer_token)
+            self._transport = AdsApiTransport(config, token, developer_token, name=lambda: self.name)
         else:
             from destinations.google_customer_match.data_manager import (
                 DataManagerTransport,
             )
 
-            self._transport = DataManagerTransport(config, self._ctx, token)
-
-    @classmethod
-    def capabilities_for(cls, config: GoogleCustomerMatchConfig) -> Capabilities:
-        """The capabilities of the transport ``config`` names (identity rule set "google" or "google_data_manager")."""
-        return ADS_API_CAPABILITIES if config.transport == "google_ads_api" else DATA_MANAGER_CAPABILITIES
-
-    @property
-    def name(self) -> str:
-        return self._ctx.destination
-
-    @name.setter
-    def name(self, value: str) -> None:  # build_destination names the instance after construction
-        self._ctx.destination = value
+            self._transport = DataManagerTransport(config, token, name=lambda: self.name)
 
     # ----- Destination --------------------------------------------------------------------------
     def check(self, audience: AudienceRef | None = None) -> None:
         """Verify the credentials and account access (and the user list when given); ``ConfigError`` says what to fix."""
         self._transport.check(audience)
 
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("add", audience, members)
+    def classify(self, response: PlatformResponse) -> SyncError | None:
+        """What one answer of the transport's API means (a failed gRPC call arrives as its HTTP equivalent)."""
+        return self._transport.classify(response)
 
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("remove", audience, members)
+    def error_context(self) -> ErrorContext:
+        return self._transport.error_context()
 
     def close(self) -> None:
         self._transport.close()
@@ -221,7 +208,7 @@ class GoogleCustomerMatchDestination(Destination):
             name -> {"status", "failure_reason", "match_rate_range"}. google_ads_api: status PENDING, RUNNING,
             SUCCESS or FAILED, ``match_rate_range`` like MATCH_RANGE_61_TO_70 (an estimate while RUNNING).
             data_manager: PROCESSING, SUCCESS, PARTIAL_SUCCESS or FAILED, like MATCH_RATE_RANGE_61_TO_70.
-            NOT_FOUND for a name the platform does not know. ``FINAL_STATUSES`` need no further polling.
+            NOT_FOUND for a name the platform does not know. ``final_statuses`` need no further polling.
 
         Raises:
             ConfigError, TransientError, RateLimited: as for ``add``.
@@ -229,13 +216,8 @@ class GoogleCustomerMatchDestination(Destination):
         names = list(self.jobs if names is None else names)
         return self._transport.poll(names) if names else {}
 
-    # ----- internals ----------------------------------------------------------------------------
+    # ----- one batch ----------------------------------------------------------------------------
     def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op, (), requests=0)
-        if len(members) > self.capabilities.max_batch:
-            raise PermanentError(f"Refusing to send {len(members)} members in one Google call; the limit is"
-                                 f" {self.capabilities.max_batch} (the caller must split batches)")
         refused: dict[str, RowOutcome] = {}
         groups: dict[str | None, list[Member]] = {}
         for member in members:
@@ -248,10 +230,8 @@ class GoogleCustomerMatchDestination(Destination):
                 # Removes carry no consent: a member whose consent was withdrawn must still leave the list.
                 groups.setdefault(None if op == "remove" else ("granted" if marker == "granted" else "unknown"), []).append(member)
         if not groups:
-            return BatchResult(op, tuple(refused[m.member_key] for m in members), requests=0)
+            return BatchResult(op, tuple(refused.values()), requests=0)
         ordered = [Group(consent, tuple(groups[consent])) for consent in ("granted", "unknown", None) if consent in groups]  # type: ignore[arg-type]
         sent = self._transport.send(op, audience, ordered)
         self.jobs.extend(sent.jobs)
-        by_key = {o.member_key: o for o in sent.outcomes} | refused
-        return BatchResult(op, tuple(by_key[m.member_key] for m in members), requests=sent.requests,
-                           platform_counts=dict(sent.counts))
+        return BatchResult(op, (*sent.outcomes, *refused.values()), requests=sent.requests, platform_counts=dict(sent.counts))
