@@ -40,7 +40,8 @@ API flow (plain ``requests`` session, pooled)::
   ``ConfigError`` before any request.
 
 Limits: 75 objects per request in total across attributes, events and purchases (50 on Monthly Active
-Users CY 24-25 plans: ``max_objects_per_request``); 3,000 requests per 3 seconds per workspace. We pace
+Users CY 24-25 plans: ``max_objects_per_request``, which is ``max_batch``, so one batch is one request);
+3,000 requests per 3 seconds per workspace. We pace
 client-side with a token bucket of burst 600 refilled at 800/s: a bucket lets through at most
 burst + rate x window requests in any window, 600 + 800 x 3 = 3,000, so even a sliding 3-second window
 is never exceeded. ``requests_per_second`` caps the rate lower (burst: one second's worth).
@@ -50,9 +51,12 @@ Outcomes: ``{"message": "success"}`` (201) or ``{"message": "queued"}`` (202) ac
 member of object ``i`` with the platform's ``type`` as reason (emails, phones and hashes redacted); an
 error naming no usable index leaves rows SENT and is counted in ``platform_counts["unmapped_errors"]``.
 Members with none of the three identifiers are REJECTED ``no_supported_identifier`` without a request.
-Whole-call failures go through ``classify``: 401/403/404 ``ConfigError`` naming ``api_key_env``, 429
-``RateLimited`` (wait from ``Retry-After``, else ``X-RateLimit-Reset``), 5xx and unexpected 2xx bodies
-``TransientError`` (setting an attribute is idempotent), other 4xx ``PermanentError``.
+Whole-call failures go through ``classify``, which reads Braze's 2xx bodies first: one without
+``success`` or ``queued`` is a ``TransientError`` (setting an attribute is idempotent). Braze's own
+meanings: 403 (the key lacks ``users.track``) and 404 (the key is unknown on this cluster) are
+``ConfigError`` naming ``api_key_env``; 429 is ``RateLimited`` with the wait from ``Retry-After``, else
+``X-RateLimit-Reset``. The rest is the shared table: 401 ``ConfigError`` naming ``api_key_env``, 408 and
+5xx ``TransientError``, other 4xx ``PermanentError``.
 
 Sources: braze.com/docs/api/endpoints/user_data/post_user_track (identifiers incl. email and phone,
 "email used when both", most recently updated profile, 75 per array and 50 combined on CY 24-25 plans,
@@ -80,7 +84,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -88,32 +91,31 @@ import requests
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
     Op,
     RowOutcome,
     RowStatus,
 )
-from destinations.braze.config import BrazeConfig
+from destinations.braze.config import (
+    BURST,
+    CAPABILITIES,
+    IDENTIFIER_KEYS,
+    RATE_PER_SECOND,
+    WINDOW_LIMIT,
+    WINDOW_S,
+    BrazeConfig,
+    capabilities_for,
+)
 from destinations.http import build_session, header, read_body, redact, unreachable
 from destinations.http import retry_after as _retry_after_header
 from destinations.pacing import TokenBucket
+from destinations.responses import ErrorContext, PlatformResponse, classify_status, describe
 from syncer.environment import resolve_secret
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
-__all__ = ["BURST", "WINDOW_LIMIT", "WINDOW_S", "BrazeContext", "BrazeDestination", "MAX_OBJECTS", "RATE_PER_SECOND", "classify", "redact", "retry_after"]
+__all__ = ["BrazeDestination"]
 
-MAX_OBJECTS = 75
-WINDOW_LIMIT, WINDOW_S = 3000, 3.0  # Braze: 3,000 /users/track requests per 3 seconds per workspace
-BURST, RATE_PER_SECOND = 600.0, 800.0  # BURST + RATE_PER_SECOND * WINDOW_S == WINDOW_LIMIT
-IDENTIFIER_KEYS = ("external_id", "email", "phone")
 PROFILE_FIELDS = frozenset({
     "external_id", "user_alias", "braze_id", "email", "phone", "_update_existing_only", "push_token_import",
     "first_name", "last_name", "country", "current_location", "date_of_first_session", "date_of_last_session", "dob",
@@ -121,58 +123,14 @@ PROFILE_FIELDS = frozenset({
     "marked_email_as_spam_at", "facebook", "twitter", "subscription_groups", "email_open_tracking_disabled",
     "email_click_tracking_disabled",
 })
-
-
-@dataclass(frozen=True)
-class BrazeContext:
-    """What ``classify`` needs to tell the operator what to fix."""
-
-    destination: str = "braze"
-    key_env: str = "BRAZE_API_KEY"
-    endpoint: str = "https://rest.iad-01.braze.com"
-
-
-def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, ctx: BrazeContext | None = None) -> SyncError | None:
-    """Map one /users/track response to a whole-call failure, or None when Braze accepted the request.
-
-    The only place that reads Braze status codes. Per-object errors inside a success are not failures
-    here; ``BrazeDestination`` maps them to rows.
-    """
-    ctx = ctx or BrazeContext()
-    message = str(body.get("message")) if isinstance(body, dict) else ""
-    detail = f"HTTP {status}; body: {redact(str(body))[:300]}"
-    name, env = ctx.destination, ctx.key_env
-    if 200 <= status < 300:
-        if message in ("success", "queued"):
-            return None
-        return TransientError(f"Braze answered HTTP {status} without a success message for destination '{name}'; retrying", detail=detail)
-    if status == 401:
-        return ConfigError(f"Braze refused the REST API key of destination '{name}' (HTTP 401: unknown or missing key):"
-                           f" create a key with the users.track permission in that workspace and export it as {env}", detail=detail)
-    if status == 403:
-        return ConfigError(f"Braze forbade /users/track for destination '{name}' (HTTP 403): give the key in {env} the"
-                           " users.track permission, or check that the workspace is active", detail=detail)
-    if status == 404:
-        return ConfigError(f"Braze answered HTTP 404 for destination '{name}': the key in {env} is unknown on {ctx.endpoint}"
-                           " (wrong cluster in instance_url or endpoint?)", detail=detail)
-    if status == 429:
-        wait = retry_after(headers)
-        return RateLimited(f"Braze rate-limited destination '{name}' (HTTP 429); " + (f"retry in {wait:.0f} s" if wait is not None else "backing off"),
-                           retry_after=wait, detail=detail)
-    if status >= 500:
-        return TransientError(f"Braze had a server error (HTTP {status}) for destination '{name}'; retrying", detail=detail)
-    if status == 413:
-        return PermanentError(f"Braze refused a request as too large (HTTP 413) for destination '{name}'; send fewer objects", detail=detail)
-    return PermanentError(f"Braze refused the whole request (HTTP {status}: {redact(message)[:120] or 'no message'}) for"
-                          f" destination '{name}'; nothing was applied", detail=detail)
+_ACCEPTED = ("success", "queued")
 
 
 class BrazeDestination(Destination):
     """Marks audience members with a boolean custom attribute on their Braze profiles."""
 
     kind = "braze"
-    capabilities = Capabilities(platform="plain", identifiers=frozenset(IDENTIFIER_KEYS), max_batch=MAX_OBJECTS,
-                                requests_per_second=RATE_PER_SECOND, channel="email", consent_marker=True)
+    capabilities = CAPABILITIES
 
     def __init__(self, config: BrazeConfig, *, name: str | None = None) -> None:
         """Read the key from the environment now and open a pooled session.
@@ -184,36 +142,62 @@ class BrazeDestination(Destination):
         self.name = name or "braze"
         key = resolve_secret(config.api_key_env, what=f"Braze destination '{self.name}'").get_secret_value()
         self._base = (config.endpoint or config.instance_url).rstrip("/")
-        self.capabilities = replace(type(self).capabilities, max_batch=config.max_objects_per_request)
+        self.capabilities = capabilities_for(config)
         self._bucket = _bucket(config.requests_per_second)
         self._session = build_session(self._base, pool_maxsize=8, headers={
             "Authorization": f"Bearer {key}", "Content-Type": "application/json", "User-Agent": "activation-syncer"})
 
     # ----- Destination --------------------------------------------------------------------------
     def check(self, audience: AudienceRef | None = None) -> None:
-        """Verify the key (an empty /users/track) and, given an audience, its attribute name."""
+        """Verify the key (an empty /users/track) and, given an audience, its attribute name.
+
+        Braze refuses the empty request itself (HTTP 400) once the key got past authentication, so a
+        refusal of the request (``PermanentError``) passes; a refused key or permission raises.
+        """
         if audience is not None:
             _attribute_name(audience)
-        status, body, headers = self._post({"attributes": []})
-        if status == 400:
-            return  # the key got past authentication; Braze only refused the empty request
-        failure = classify(status, body, headers, self._ctx())
-        if failure is not None:
+        failure = self.classify(self._post({"attributes": []}))
+        if failure is not None and not isinstance(failure, PermanentError):
             raise failure
-
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("add", audience, members)
-
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("remove", audience, members)
 
     def close(self) -> None:
         self._session.close()
 
+    def classify(self, response: PlatformResponse) -> SyncError | None:
+        """The failure one /users/track answer means, or None when Braze accepted the request.
+
+        The only place that reads Braze's statuses. Braze answers inside 2xx bodies, so those are read
+        first; per-object errors inside a success are not failures here (``_row_outcomes`` maps them to
+        rows). Where Braze means what the shared table says, the table answers.
+        """
+        status, body = response.status, response.body
+        message = str(body.get("message") or "") if isinstance(body, dict) else ""
+        ctx = self.error_context()
+        if 200 <= status < 300:
+            if message in _ACCEPTED:
+                return None
+            return TransientError(f"Braze answered HTTP {status} without a success message for destination '{ctx.destination}';"
+                                  " retrying", detail=describe(response))
+        if status == 429:  # Braze documents no Retry-After; its X-RateLimit-Reset says when the window frees up
+            wait = _wait(response.headers)
+            when = f"retry in {wait:.0f} s" if wait is not None else "backing off"
+            return RateLimited(f"Braze rate-limited destination '{ctx.destination}' (HTTP 429); {when}", retry_after=wait,
+                               detail=describe(response))
+        if status == 403:
+            return ConfigError(f"Braze forbade /users/track for destination '{ctx.destination}' (HTTP 403): give the key in"
+                               f" {ctx.credential_env} the users.track permission, or check that the workspace is active",
+                               detail=describe(response))
+        if status == 404:  # Braze's 404 is an unknown REST API key: a key of another cluster's workspace
+            return ConfigError(f"Braze answered HTTP 404 for destination '{ctx.destination}': the key in {ctx.credential_env}"
+                               f" is unknown on {self._base} (wrong cluster in instance_url or endpoint?)", detail=describe(response))
+        return classify_status(response, ctx, code=redact(message)[:120] or None)
+
+    def error_context(self) -> ErrorContext:
+        return ErrorContext(platform="Braze", destination=self.name or self.kind, credential_env=self.config.api_key_env,
+                            target="the workspace")
+
     # ----- internals ----------------------------------------------------------------------------
     def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op, (), requests=0)
         attribute = _attribute_name(audience)
         group = self.config.subscription_groups.get(audience.audience_id) if op == "add" else None
         outcomes: dict[str, RowOutcome] = {}
@@ -224,20 +208,18 @@ class BrazeDestination(Destination):
                 outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, "no_supported_identifier")
             else:
                 sendable.append((member, obj))
-        size = self.capabilities.max_batch
         counts = {"attributes_processed": 0, "unmapped_errors": 0}
-        chunks = [sendable[i:i + size] for i in range(0, len(sendable), size)]
-        for chunk in chunks:
-            status, body, headers = self._post({"attributes": [obj for _, obj in chunk]})
-            failure = classify(status, body, headers, self._ctx())
-            if failure is not None:
-                raise failure
-            rows, unmapped = _row_outcomes([m for m, _ in chunk], body)
-            outcomes.update(rows)
-            counts["unmapped_errors"] += unmapped
-            processed = body.get("attributes_processed") if isinstance(body, dict) else None
-            counts["attributes_processed"] += processed if isinstance(processed, int) else 0
-        return BatchResult(op, tuple(outcomes[m.member_key] for m in members), requests=len(chunks), platform_counts=counts)
+        if not sendable:
+            return BatchResult(op, tuple(outcomes.values()), requests=0, platform_counts=counts)
+        response = self._post({"attributes": [obj for _, obj in sendable]})
+        failure = self.classify(response)
+        if failure is not None:
+            raise failure
+        rows, counts["unmapped_errors"] = _row_outcomes([m for m, _ in sendable], response.body)
+        outcomes.update(rows)
+        processed = response.body.get("attributes_processed") if isinstance(response.body, dict) else None
+        counts["attributes_processed"] = processed if isinstance(processed, int) else 0
+        return BatchResult(op, tuple(outcomes.values()), requests=1, platform_counts=counts)
 
     def _object(self, op: Op, attribute: str, member: Member, group: str | None) -> dict[str, Any] | None:
         kind = next((k for k in IDENTIFIER_KEYS if member.identifiers.get(k)), None)
@@ -250,16 +232,13 @@ class BrazeDestination(Destination):
             obj["subscription_groups"] = [{"subscription_group_id": group, "subscription_state": "subscribed"}]
         return obj
 
-    def _post(self, payload: Mapping[str, Any]) -> tuple[int, Any, Mapping[str, str]]:
+    def _post(self, payload: Mapping[str, Any]) -> PlatformResponse:
         self._bucket.acquire()
         try:
             response = self._session.post(f"{self._base}/users/track", json=payload, timeout=self.config.request_timeout_s)
         except requests.RequestException as exc:
             raise unreachable("Braze", self._base, exc, destination=self.name) from None
-        return response.status_code, read_body(response, empty="", max_text=1000), response.headers
-
-    def _ctx(self) -> BrazeContext:
-        return BrazeContext(self.name, self.config.api_key_env, self._base)
+        return PlatformResponse(response.status_code, read_body(response, empty="", max_text=1000), response.headers)
 
 
 def _bucket(cap: float | None) -> TokenBucket:
@@ -295,7 +274,7 @@ def _row_outcomes(members: Sequence[Member], body: Any) -> tuple[dict[str, RowOu
     return outcomes, unmapped
 
 
-def retry_after(headers: Mapping[str, str] | None, now: Callable[[], float] = time.time) -> float | None:
+def _wait(headers: Mapping[str, str] | None, now: Callable[[], float] = time.time) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds or HTTP date), else ``X-RateLimit-Reset`` (epoch s)."""
     wait = _retry_after_header(headers, now=now)
     if wait is not None:

@@ -35,11 +35,12 @@ Strictness (as documented by Braze, see ``destinations.braze.connector`` for sou
 - Answers 201 ``{"message": "success", "attributes_processed": n, ...}`` (202 ``{"message": "queued"}``
   when ``queued`` is set), with ``X-RateLimit-Limit/-Remaining/-Reset`` on every response. Over
   ``rate_limit`` (3,000 requests per 3 s): 429 with those headers and no Retry-After (Braze documents
-  none).
+  none). ``throttle_next(wait)`` answers the next authorised request that way, its reset ``wait`` seconds on.
 
 Test helpers: ``add_user``, ``create_subscription_group``, ``user``, ``attribute_members``,
 ``attribute_values``, ``subscription_state``, ``subscription_states``; ``payloads`` holds the parsed
 bodies of the last 200 calls; ``permissions``, ``max_objects``, ``rate_limit`` and ``queued`` are knobs.
+``consent_of`` reads the consent compartment of the profile identifiers resolve to.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class BrazeEmulator(Emulator):
         self._window: deque[float] = deque()
         self._seq = itertools.count(1)
         self.payloads: deque[Any] = deque(maxlen=200)  # parsed bodies of the last /users/track calls
+        self._throttle: float | None = None  # the reset, in seconds, of a 429 owed to the next request
 
     # ----- test helpers -------------------------------------------------------------------------
     def add_user(self, *, external_id: str | None = None, email: str | None = None, phone: str | None = None,
@@ -146,6 +148,22 @@ class BrazeEmulator(Emulator):
             return {u.key(): _consent(u) for u in self.users.values()}
 
     # ----- Emulator -----------------------------------------------------------------------------
+    def throttle_next(self, retry_after: float) -> float | None:
+        """Answer the next authorised request as Braze throttles: 429 with ``X-RateLimit-*`` headers whose
+        reset is ``retry_after`` seconds away, and no Retry-After; returns that wait."""
+        with self.lock:
+            self._throttle = retry_after
+            return retry_after
+
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """Braze holds consent per profile, whatever the audience: the email subscription state and each
+        subscription group's state of the profile the identifiers resolve to as /users/track resolves them
+        (external_id, else email, else phone); None when no profile holds them."""
+        with self.lock:
+            kind = next((k for k in ("external_id", "email", "phone") if identifiers.get(k)), None)
+            found = self._find(**{kind: identifiers[kind]}) if kind else None
+            return _consent(found) if found else None
+
     def to_state(self) -> dict[str, Any]:
         with self.lock:
             return {"users": [asdict(u) for u in self.users.values()], "groups": dict(self.groups)}
@@ -183,6 +201,9 @@ class BrazeEmulator(Emulator):
             return Response(401, {"message": "Unknown or missing REST API Key"})
         if "users.track" not in self.permissions:
             return Response(403, {"message": "This API key does not have the users.track permission"})
+        if self._throttle is not None:
+            wait, self._throttle = self._throttle, None
+            return Response(429, {"message": "API rate limit exceeded"}, self._throttled_headers(wait))
         headers = self._rate_headers()
         if headers is None:
             return Response(429, {"message": "API rate limit exceeded"}, self._rate_headers(count=False) or {})
@@ -207,6 +228,11 @@ class BrazeEmulator(Emulator):
             self._window.append(now)
         headers["X-RateLimit-Remaining"] = str(max(limit - len(self._window), 0))
         return headers
+
+    def _throttled_headers(self, wait: float) -> dict[str, str]:
+        limit = self.rate_limit[0] if self.rate_limit else 3000
+        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(math.ceil(time.time() + wait))}
 
     def _track(self, request: Request) -> Response:
         if "application/json" not in request.headers.get("content-type", ""):

@@ -1,4 +1,4 @@
-"""The config model of a iterable destination file (``destinations/<name>.yml``)."""
+"""The config model of an Iterable destination file (``destinations/<name>.yml``) and what Iterable accepts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,21 @@ from typing import Literal
 
 from pydantic import Field
 
+from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
+
+__all__ = ["CAPABILITIES", "IterableListConfig", "MAX_SUBSCRIBERS", "RATE_PER_SECOND"]
+
+MAX_SUBSCRIBERS = 1000  # subscribers per list subscribe or unsubscribe request
+RATE_PER_SECOND = 10.0  # a conservative guess: Iterable documents a leaky bucket per project and endpoint, not its rate
+
+CAPABILITIES = Capabilities(
+    platform="plain",
+    identifiers=frozenset({"email", "external_id"}),  # external_id is sent as Iterable's userId
+    max_batch=MAX_SUBSCRIBERS,
+    requests_per_second=RATE_PER_SECOND,
+    channel="email",
+)
 
 
 class IterableListConfig(DestinationConfigBase):

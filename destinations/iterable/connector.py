@@ -25,7 +25,7 @@ API flow (plain ``requests`` session, pooled)::
   ``preferUserId: true`` so an unknown userId gets a user, as an unknown email does (unless
   ``update_existing_users_only``).
 
-Limits: 1,000 subscribers per request (``max_batch``). Iterable throttles with a leaky bucket per
+Limits: 1,000 subscribers per request (``max_batch``: one batch is one request). Iterable throttles with a leaky bucket per
 project and endpoint and answers 429 ``{"code": "RateLimitExceeded"}``; we pace client-side with a token
 bucket at 10 requests/s (burst 10), lowered by ``requests_per_second``.
 
@@ -35,10 +35,14 @@ REJECTED with that key as reason (``iterable: invalidEmails``, ``iterable: forgo
 on a remove, where notFound* and forgotten* mean the person is not on the list, which is what a remove
 wants: SENT. Failures the lists do not tie to a member leave rows SENT and are counted in
 ``platform_counts["unmapped_failures"]``. Members with neither identifier are REJECTED
-``no_supported_identifier`` without a request. Whole-call failures go through ``classify``: 401/403
-``ConfigError`` naming ``api_key_env``, 404 or ``NotFound`` ``ConfigError`` naming the list, 429
-``RateLimited`` (``Retry-After`` when sent, else the engine's backoff), 5xx ``TransientError``, other 4xx
-``PermanentError``.
+``no_supported_identifier`` without a request. Whole-call failures go through ``classify``, which reads
+Iterable's ``code`` first, whatever HTTP status carries it (``BadApiKey`` and ``NotFound`` come on 400
+too): ``RateLimitExceeded`` is ``RateLimited`` (``Retry-After`` when sent, else the engine's backoff);
+``BadApiKey``/``BadAuthorizationHeader``/``InvalidJwtPayload`` and ``Forbidden`` are ``ConfigError``
+naming ``api_key_env``; ``NotFound`` is ``ConfigError`` naming the list; a 2xx carrying another code, or
+a body that is not JSON, fails too. The rest is the shared table: 401/403 ``ConfigError`` naming
+``api_key_env``, 404 ``ConfigError`` naming the list, 429 ``RateLimited``, 408 and 5xx
+``TransientError``, other 4xx ``PermanentError``.
 
 Sources. The official reference (api.iterable.com/api/docs) was not available to read; what we have:
 - [3P] RudderStack's ``iterable_audience`` destination (rudder-transformer README and its recorded
@@ -64,7 +68,6 @@ Config example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -72,90 +75,32 @@ import requests
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
     Op,
     RowOutcome,
     RowStatus,
 )
-from destinations.http import (
-    build_session,
-    read_body,
-    redact,
-    retry_after,
-    unreachable,
-)
-from destinations.iterable.config import IterableListConfig
+from destinations.http import build_session, read_body, retry_after, unreachable
+from destinations.iterable.config import CAPABILITIES, RATE_PER_SECOND, IterableListConfig
 from destinations.pacing import TokenBucket
+from destinations.responses import ErrorContext, PlatformResponse, classify_status, describe
 from syncer.environment import resolve_secret
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
-__all__ = ["HOSTS", "IterableContext", "IterableListDestination", "MAX_SUBSCRIBERS", "RATE_PER_SECOND", "classify", "redact"]
+__all__ = ["HOSTS", "IterableListDestination"]
 
-MAX_SUBSCRIBERS = 1000
-RATE_PER_SECOND = 10.0
 HOSTS = {"US": "https://api.iterable.com", "EU": "https://api.eu.iterable.com"}
 _FIELD = {"email": "email", "external_id": "userId"}
 _GONE_ON_REMOVE = ("notFound", "forgotten")
-
-
-@dataclass(frozen=True)
-class IterableContext:
-    """What ``classify`` needs to tell the operator what to fix."""
-
-    destination: str = "iterable"
-    key_env: str = "ITERABLE_API_KEY"
-    endpoint: str = HOSTS["US"]
-    list_id: int | None = None
-
-
-def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, ctx: IterableContext | None = None) -> SyncError | None:
-    """Map one Iterable response to a whole-call failure, or None when the call was accepted.
-
-    The only place that reads Iterable status and error codes. Per-subscriber failures inside a 200 are
-    not failures here; ``IterableListDestination`` maps them to rows.
-    """
-    ctx = ctx or IterableContext()
-    code = str(body.get("code") or "") if isinstance(body, dict) else ""
-    detail = f"HTTP {status}; code {code or '-'}; body: {redact(str(body))[:300]}"
-    name, env = ctx.destination, ctx.key_env
-    target = f"list {ctx.list_id}" if ctx.list_id is not None else "the project"
-    if 200 <= status < 300 and code in ("", "Success"):
-        if isinstance(body, dict):
-            return None
-        return TransientError(f"Iterable answered HTTP {status} with a body that is not JSON for destination '{name}'; retrying", detail=detail)
-    if status == 429 or code == "RateLimitExceeded":
-        wait = retry_after(headers)
-        return RateLimited(f"Iterable rate-limited destination '{name}' (HTTP {status}); " + (f"retry in {wait:.0f} s" if wait is not None else "backing off"),
-                           retry_after=wait, detail=detail)
-    if status == 401 or code in ("BadApiKey", "BadAuthorizationHeader", "InvalidJwtPayload"):
-        return ConfigError(f"Iterable refused the API key of destination '{name}' (HTTP {status}{', ' + code if code else ''}):"
-                           f" create a server-side key in the project and export it as {env}", detail=detail)
-    if status == 403 or code == "Forbidden":
-        return ConfigError(f"Iterable forbade this call for destination '{name}' (HTTP {status}): the key in {env} lacks"
-                           " list permissions; use a server-side (Standard) key", detail=detail)
-    if status == 404 or code == "NotFound":
-        return ConfigError(f"Iterable has no {target} for destination '{name}' (HTTP {status}): check the sync's audience_id,"
-                           f" and data_center / endpoint ({ctx.endpoint})", detail=detail)
-    if status >= 500:
-        return TransientError(f"Iterable had a server error (HTTP {status}) for {target} of destination '{name}'; retrying", detail=detail)
-    return PermanentError(f"Iterable refused the whole request for {target} of destination '{name}' (HTTP {status}"
-                          f"{', ' + code if code else ''}); nothing was applied", detail=detail)
+_KEY_CODES = frozenset({"BadApiKey", "BadAuthorizationHeader", "InvalidJwtPayload"})
 
 
 class IterableListDestination(Destination):
     """Subscribes and unsubscribes members of one Iterable static list per sync."""
 
     kind = "iterable_list"
-    capabilities = Capabilities(platform="plain", identifiers=frozenset(_FIELD), max_batch=MAX_SUBSCRIBERS,
-                                requests_per_second=RATE_PER_SECOND, channel="email")
+    capabilities = CAPABILITIES
 
     def __init__(self, config: IterableListConfig, *, name: str | None = None) -> None:
         """Read the key from the environment now and open a pooled session.
@@ -182,19 +127,48 @@ class IterableListDestination(Destination):
             raise ConfigError(f"Iterable has no list {list_id} in the project of destination '{self.name}': check the sync's"
                               f" audience_id and the key in {self.config.api_key_env}")
 
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("add", audience, members)
-
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._send("remove", audience, members)
-
     def close(self) -> None:
         self._session.close()
 
+    def classify(self, response: PlatformResponse, *, list_id: int | None = None) -> SyncError | None:
+        """The failure one Iterable answer means, or None when the call was accepted.
+
+        The only place that reads Iterable's statuses and error codes; ``list_id`` names the list the call
+        was about in messages. Per-subscriber failures inside a 200 are not failures here
+        (``_row_outcomes`` maps them to rows). Iterable's ``code`` is read first, whatever status carries
+        it; where the status alone speaks, the shared table answers.
+        """
+        status, body = response.status, response.body
+        code = str(body.get("code") or "") if isinstance(body, dict) else ""
+        ctx = self.error_context(list_id)
+        said, name = f"HTTP {status}{', ' + code if code else ''}", ctx.destination
+        if code == "RateLimitExceeded":
+            wait = retry_after(response.headers)
+            when = f"retry in {wait:.0f} s" if wait is not None else "backing off"
+            return RateLimited(f"Iterable rate-limited destination '{name}' ({said}); {when}", retry_after=wait,
+                               detail=describe(response, code))
+        if code in _KEY_CODES or code == "Forbidden":
+            what = "refused the API key" if code in _KEY_CODES else "forbade this call: the key lacks list permissions"
+            return ConfigError(f"Iterable {what} of destination '{name}' ({said}): export a server-side (Standard) key of"
+                               f" the project as {ctx.credential_env}", detail=describe(response, code))
+        if code == "NotFound":
+            return ConfigError(f"Iterable has no {ctx.target} for destination '{name}' ({said}): check the sync's audience_id,"
+                               f" and data_center / endpoint ({self._base})", detail=describe(response, code))
+        if 200 <= status < 300:
+            if code in ("", "Success"):
+                return None if isinstance(body, dict) else TransientError(
+                    f"Iterable answered {said} with a body that is not JSON for destination '{name}'; retrying",
+                    detail=describe(response))
+            return PermanentError(f"Iterable refused the whole request for {ctx.target} of destination '{name}' ({said});"
+                                  " nothing was applied", detail=describe(response, code))
+        return classify_status(response, ctx, code=code or None)
+
+    def error_context(self, list_id: int | None = None) -> ErrorContext:
+        return ErrorContext(platform="Iterable", destination=self.name or self.kind, credential_env=self.config.api_key_env,
+                            target=f"list {list_id}" if list_id is not None else "the project")
+
     # ----- internals ----------------------------------------------------------------------------
     def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op, (), requests=0)
         list_id = _list_id(audience)
         outcomes: dict[str, RowOutcome] = {}
         sendable: list[tuple[Member, dict[str, Any]]] = []
@@ -204,19 +178,17 @@ class IterableListDestination(Destination):
                 outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, "no_supported_identifier")
             else:
                 sendable.append((member, subscriber))
-        size = self.capabilities.max_batch
-        chunks = [sendable[i:i + size] for i in range(0, len(sendable), size)]
         counts = {"successCount": 0, "failCount": 0, "unmapped_failures": 0}
-        for chunk in chunks:
-            body = self._call("POST", "/api/lists/" + ("subscribe" if op == "add" else "unsubscribe"),
-                              self._body(op, list_id, [s for _, s in chunk]), list_id)
-            rows, tied = _row_outcomes(op, chunk, body.get("failedUpdates"))
-            outcomes.update(rows)
-            for key in ("successCount", "failCount"):
-                counts[key] += body[key] if isinstance(body.get(key), int) else 0
-            failed_here = body.get("failCount") if isinstance(body.get("failCount"), int) else 0
-            counts["unmapped_failures"] += max(failed_here - tied, 0)
-        return BatchResult(op, tuple(outcomes[m.member_key] for m in members), requests=len(chunks), platform_counts=counts)
+        if not sendable:
+            return BatchResult(op, tuple(outcomes.values()), requests=0, platform_counts=counts)
+        body = self._call("POST", "/api/lists/" + ("subscribe" if op == "add" else "unsubscribe"),
+                          self._body(op, list_id, [s for _, s in sendable]), list_id)
+        rows, tied = _row_outcomes(op, sendable, body.get("failedUpdates"))
+        outcomes.update(rows)
+        for key in ("successCount", "failCount"):
+            counts[key] = body[key] if isinstance(body.get(key), int) else 0
+        counts["unmapped_failures"] = max(counts["failCount"] - tied, 0)
+        return BatchResult(op, tuple(outcomes.values()), requests=1, platform_counts=counts)
 
     def _subscriber(self, op: Op, member: Member) -> dict[str, Any] | None:
         kind = next((k for k in self._order if member.identifiers.get(k)), None)
@@ -238,15 +210,14 @@ class IterableListDestination(Destination):
     def _call(self, method: str, path: str, payload: Mapping[str, Any] | None, list_id: int | None) -> dict[str, Any]:
         self._bucket.acquire()
         try:
-            response = self._session.request(method, self._base + path, json=payload, timeout=self.config.request_timeout_s)
+            answer = self._session.request(method, self._base + path, json=payload, timeout=self.config.request_timeout_s)
         except requests.RequestException as exc:
             raise unreachable("Iterable", self._base, exc, destination=self.name) from None
-        body = read_body(response, empty="", max_text=1000)
-        failure = classify(response.status_code, body, response.headers,
-                           IterableContext(self.name, self.config.api_key_env, self._base, list_id))
+        response = PlatformResponse(answer.status_code, read_body(answer, empty="", max_text=1000), answer.headers)
+        failure = self.classify(response, list_id=list_id)
         if failure is not None:
             raise failure
-        return body
+        return response.body
 
 
 def _list_id(audience: AudienceRef) -> int:
@@ -268,12 +239,12 @@ def _failed_index(failed: Any) -> dict[tuple[str, str], str]:
     return index
 
 
-def _row_outcomes(op: Op, chunk: Sequence[tuple[Member, dict[str, Any]]], failed: Any) -> tuple[dict[str, RowOutcome], int]:
+def _row_outcomes(op: Op, sent: Sequence[tuple[Member, dict[str, Any]]], failed: Any) -> tuple[dict[str, RowOutcome], int]:
     """Outcome per member from failedUpdates; returns (outcomes, members the lists name)."""
     index = _failed_index(failed)
     outcomes: dict[str, RowOutcome] = {}
     tied = 0
-    for member, subscriber in chunk:
+    for member, subscriber in sent:
         field = "email" if "email" in subscriber else "userId"
         key = index.get((field, str(subscriber[field]).lower()))
         tied += key is not None

@@ -35,11 +35,13 @@ Strictness:
   An email whose user holds another userId than the one sent is a conflict. Unsubscribe of an unknown
   user is notFound; of a known user not on the list, a success (no-op).
 - Over ``rate_limit`` (requests per window): 429 ``{"code": "RateLimitExceeded", "msg": "Exceeded rate
-  limit for endpoint: ..."}``, without Retry-After (none documented).
+  limit for endpoint: ..."}``, without Retry-After (none documented); ``throttle_next`` answers the next
+  request that way.
 
 Test helpers: ``create_list``, ``add_user``, ``forget``, ``list_members``, ``subscription_state``,
 ``subscription_states``, ``user``; ``payloads`` holds the parsed bodies of the last 200 list calls;
-``max_subscribers`` and ``rate_limit`` (off by default) are knobs.
+``max_subscribers`` and ``rate_limit`` (off by default) are knobs. ``consent_of`` reads a user's consent
+compartment.
 """
 
 from __future__ import annotations
@@ -147,6 +149,20 @@ class IterableEmulator(Emulator):
             return {u.key(): _consent(u) for u in self.users}
 
     # ----- Emulator -----------------------------------------------------------------------------
+    def throttle_next(self, retry_after: float) -> float | None:
+        """Answer the next request as Iterable throttles: 429 ``RateLimitExceeded`` without Retry-After, so
+        the answer states no wait (None), whatever ``retry_after`` asks."""
+        self.inject_http(429, 1)
+        return None
+
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """Iterable holds consent per user, whatever the list: the channels and message types the user
+        (by email, else userId) is unsubscribed from or subscribed to; None when no user holds them."""
+        with self.lock:
+            email, user_id = identifiers.get("email"), identifiers.get("external_id")
+            found = self._find(email, None) if email else self._find(None, user_id) if user_id else None
+            return _consent(found) if found else None
+
     def to_state(self) -> dict[str, Any]:
         with self.lock:
             lists = {str(k): {**v, "members": sorted(v["members"])} for k, v in self.lists.items()}

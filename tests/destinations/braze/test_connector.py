@@ -1,4 +1,8 @@
-"""BrazeDestination over real HTTP against the sandbox's strict Braze emulator."""
+"""BrazeDestination over real HTTP against the sandbox's strict Braze emulator.
+
+What every connector promises (empty batches, one outcome per member, oversized batches, throttles,
+bad credentials, the shared status table) is in ``tests/destinations/test_contract.py``; these are Braze's own.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
-from destinations.braze.config import BrazeConfig
-from destinations.braze.connector import (
-    BURST,
-    RATE_PER_SECOND,
-    WINDOW_LIMIT,
-    WINDOW_S,
-    BrazeContext,
-    BrazeDestination,
-    classify,
-)
-from destinations.pacing import TokenBucket
+from destinations.braze.config import BURST, RATE_PER_SECOND, WINDOW_LIMIT, WINDOW_S, BrazeConfig
+from destinations.braze.connector import BrazeDestination
+from destinations.registry import capabilities_of
+from destinations.responses import PlatformResponse
 from syncer.delivery.engine import Engine
-from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
+from syncer.errors import BatchTooLargeError, ConfigError, PermanentError, RateLimited, TransientError
 from syncer.project.project import load_project
-from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified, by_email, statuses
 
@@ -49,6 +44,13 @@ def make(sandbox, monkeypatch, opened):
 @pytest.fixture
 def dest(make):
     return make()
+
+
+@pytest.fixture
+def offline(monkeypatch, opened) -> BrazeDestination:
+    """A connector that is never called: for ``classify``."""
+    monkeypatch.setenv("BRAZE_TEST_KEY", KEY)
+    return opened(BrazeDestination(config("https://rest.iad-01.braze.com"), name="braze_main"))
 
 
 def seed_consent(braze) -> None:
@@ -123,35 +125,19 @@ def test_subscription_group_subscribes_on_add_with_granted_consent_only_and_neve
     assert braze.subscription_state(email="person6@example.com")["subscription_groups"] == {}
 
 
-def test_batches_stay_within_75_objects_and_the_configured_limit(sandbox, make):
+def test_the_configured_object_limit_is_the_batch_limit_and_a_batch_is_one_request(sandbox, make):
     braze = sandbox.braze
-    result = make().add(AUDIENCE, [by_email(i) for i in range(151)])
-    assert result.requests == 3 and {o.status for o in result.outcomes} == {RowStatus.SENT}
-    assert [rows for _, _, rows in braze.requests] == [75, 75, 1]
-    assert len(braze.attribute_members("in_vip_audience")) == 151
+    assert capabilities_of(config("http://unused", max_objects_per_request=50)).max_batch == 50  # without the connector
     small = make(max_objects_per_request=50)
     assert small.capabilities.max_batch == 50 and BrazeDestination.capabilities.max_batch == 75
-    small.remove(AUDIENCE, [by_email(i) for i in range(75)])
-    assert [rows for _, _, rows in braze.requests[3:]] == [50, 25]
-    assert len(braze.attribute_members("in_vip_audience")) == 76
-
-
-def test_the_emulator_refuses_more_than_75_objects(sandbox):
-    too_many = {"attributes": [{"email": f"p{i}@example.com", "x": True} for i in range(76)]}
-    response = requests.post(sandbox.url_for("braze") + "/users/track", json=too_many,
-                             headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
-    assert response.status_code == 400 and response.json()["message"] == "Max Input Length Exceeded"
-    assert type(classify(response.status_code, response.json(), response.headers)) is PermanentError
-    assert sandbox.braze.users == {}
-
-
-def test_429_is_rate_limited_with_the_retry_after_value(sandbox, dest):
-    sandbox.braze.inject_http(status=429, times=1, retry_after=7)
-    with pytest.raises(RateLimited) as info:
-        dest.add(AUDIENCE, [by_email(1)])
-    assert info.value.retry_after == 7.0
-    assert sandbox.braze.attribute_members("in_vip_audience") == set()
-    assert dest.add(AUDIENCE, [by_email(1)]).outcomes[0].status is RowStatus.SENT
+    with pytest.raises(BatchTooLargeError, match="at most 50"):
+        small.add(AUDIENCE, [by_email(i) for i in range(51)])
+    assert braze.request_count == 0
+    result = make().add(AUDIENCE, [by_email(i) for i in range(75)])
+    assert result.requests == 1 and {o.status for o in result.outcomes} == {RowStatus.SENT}
+    assert small.remove(AUDIENCE, [by_email(i) for i in range(50)]).requests == 1
+    assert [rows for _, _, rows in braze.requests] == [75, 50]
+    assert len(braze.attribute_members("in_vip_audience")) == 25
 
 
 def test_429_without_retry_after_waits_for_the_rate_limit_reset(sandbox, dest):
@@ -171,22 +157,6 @@ def test_client_side_pacing_keeps_under_the_platform_window(sandbox, make):
         dest.add(AUDIENCE, [by_email(i)])
     assert time.monotonic() - started >= 0.7  # (35 - 20 burst) / 20 per s
     assert len(sandbox.braze.attribute_members("in_vip_audience")) == 35
-
-
-def test_token_bucket_bursts_then_paces():
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 6))
-        now[0] += seconds
-
-    bucket = TokenBucket(rate=10.0, burst=3, clock=lambda: now[0], sleep=sleep)
-    assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.acquire() == pytest.approx(0.1) and slept == [pytest.approx(0.1)]
-    now[0] += 10.0
-    assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]  # refilled, but never above the burst
-    assert bucket.acquire() == pytest.approx(0.1)
 
 
 def test_per_row_rejections_carry_braze_reasons(sandbox, make):
@@ -220,22 +190,13 @@ def test_queued_is_accepted(sandbox, dest):
     assert sandbox.braze.attribute_members("in_vip_audience") == {"person1@example.com"}
 
 
-def test_wrong_key_is_a_config_error_naming_the_variable(sandbox, monkeypatch):
-    monkeypatch.setenv("BRAZE_TEST_KEY", "expired-key")
-    dest = BrazeDestination(config(sandbox.url_for("braze")), name="braze_main")
-    with pytest.raises(ConfigError) as info:
-        dest.add(AUDIENCE, [by_email(1)])
-    text = str(info.value) + (info.value.detail or "")
-    assert "BRAZE_TEST_KEY" in str(info.value) and "braze_main" in str(info.value) and "expired-key" not in text
-    with pytest.raises(ConfigError, match="BRAZE_TEST_KEY"):
-        dest.check()
-    dest.close()
-
-
 def test_key_without_permission_is_a_config_error(sandbox, dest):
     sandbox.braze.permissions.clear()
-    with pytest.raises(ConfigError, match="users.track"):
+    with pytest.raises(ConfigError, match="users.track") as info:
         dest.remove(AUDIENCE, [by_email(1)])
+    assert "BRAZE_TEST_KEY" in str(info.value)
+    with pytest.raises(ConfigError, match="users.track"):
+        dest.check()
 
 
 def test_missing_key_variable_fails_at_construction(sandbox, monkeypatch):
@@ -244,14 +205,11 @@ def test_missing_key_variable_fails_at_construction(sandbox, monkeypatch):
         BrazeDestination(config(sandbox.url_for("braze")))
 
 
-def test_check_accepts_a_valid_key(sandbox, dest):
-    dest.check()
+def test_check_accepts_a_valid_key_and_attribute(sandbox, dest):
     dest.check(AUDIENCE)
 
 
-def test_empty_batch_and_unsendable_members_make_no_request(sandbox, dest):
-    assert dest.add(AUDIENCE, []).requests == 0
-    assert dest.remove(AUDIENCE, []).outcomes == ()
+def test_a_batch_of_unsendable_members_makes_no_request(sandbox, dest):
     only_names = dest.add(AUDIENCE, [Member("k1", {"first_name": "Ann"})])
     assert only_names.requests == 0 and only_names.outcomes[0].reason == "no_supported_identifier"
     assert sandbox.braze.request_count == 0
@@ -266,14 +224,6 @@ def test_an_audience_id_that_is_not_a_custom_attribute_is_refused_before_sending
     assert sandbox.braze.request_count == 0
 
 
-@pytest.mark.parametrize("status", [500, 503])
-def test_server_errors_are_transient(sandbox, dest, status):
-    sandbox.braze.inject_http(status=status, times=1)
-    with pytest.raises(TransientError) as info:
-        dest.add(AUDIENCE, [by_email(1)])
-    assert not isinstance(info.value, RateLimited) and str(status) in str(info.value)
-
-
 def test_unreachable_endpoint_is_transient_and_names_it(monkeypatch):
     monkeypatch.setenv("BRAZE_TEST_KEY", KEY)
     dest = BrazeDestination(config("http://127.0.0.1:9/braze"))
@@ -281,35 +231,27 @@ def test_unreachable_endpoint_is_transient_and_names_it(monkeypatch):
         dest.add(AUDIENCE, [by_email(1)])
 
 
-CTX = BrazeContext(destination="braze_main", key_env="BRAZE_TEST_KEY", endpoint="https://rest.iad-01.braze.com")
-
-
-@pytest.mark.parametrize("status, body, headers, expected, wait", [
-    (201, {"message": "success"}, {}, None, None),
-    (201, {"message": "success", "errors": [{"type": "x", "input_array": "attributes", "index": 0}]}, {}, None, None),
-    (202, {"message": "queued"}, {}, None, None),
-    (200, "<html>proxy</html>", {}, TransientError, None),
-    (200, {"message": "something else"}, {}, TransientError, None),
-    (400, {"message": "Max Input Length Exceeded"}, {}, PermanentError, None),
-    (400, {"message": "Bad Request"}, {}, PermanentError, None),
-    (413, "", {}, PermanentError, None),
-    (401, {"message": "Unknown or missing REST API Key"}, {}, ConfigError, None),
-    (403, {"message": "Forbidden"}, {}, ConfigError, None),
-    (404, {"message": "Unknown REST API Key"}, {}, ConfigError, None),
-    (429, {"message": "rate limited"}, {"Retry-After": "12"}, RateLimited, 12.0),
-    (429, "", {}, RateLimited, None),
-    (500, {"message": "Internal Server Error"}, {}, TransientError, None),
-    (502, "<html>bad gateway</html>", {}, TransientError, None),
+@pytest.mark.parametrize("status, body, expected", [
+    (201, {"message": "success"}, None),
+    (201, {"message": "success", "errors": [{"type": "x", "input_array": "attributes", "index": 0}]}, None),
+    (202, {"message": "queued"}, None),
+    (200, "<html>proxy</html>", TransientError),
+    (200, {"message": "something else"}, TransientError),
+    (400, {"message": "Max Input Length Exceeded"}, PermanentError),
+    (404, {"message": "Unknown REST API Key"}, ConfigError),
 ])
-def test_classify_table(status, body, headers, expected, wait):
-    assert_classified(classify(status, body, headers, CTX), expected, wait)
+def test_classify_reads_braze_answers_first(offline, status, body, expected):
+    assert_classified(offline.classify(PlatformResponse(status, body)), expected)
 
 
-def test_classify_reads_the_rate_limit_reset_header_and_names_the_variable():
+def test_classify_reads_the_rate_limit_reset_and_tells_the_operator_what_to_fix(offline):
     reset = str(int(time.time()) + 20)
-    assert 18.0 <= classify(429, {}, {"x-ratelimit-reset": reset}, CTX).retry_after <= 21.0
-    assert "export it as BRAZE_TEST_KEY" in str(classify(401, {}, {}, CTX))
-    assert "person1@example.com" not in (classify(400, {"message": "bad person1@example.com"}, {}, CTX).detail or "")
+    assert 18.0 <= offline.classify(PlatformResponse(429, {}, {"x-ratelimit-reset": reset})).retry_after <= 21.0
+    assert offline.classify(PlatformResponse(429, {}, {"Retry-After": "12", "x-ratelimit-reset": reset})).retry_after == 12.0
+    unknown_here = str(offline.classify(PlatformResponse(404, {"message": "Unknown REST API Key"})))
+    assert "BRAZE_TEST_KEY" in unknown_here and "rest.iad-01.braze.com" in unknown_here
+    refused = offline.classify(PlatformResponse(400, {"message": "bad person1@example.com"}))
+    assert "person1@example.com" not in str(refused) + (refused.detail or "")
 
 
 def test_engine_run_mirrors_the_segment_into_the_attribute(tmp_path: Path, sandbox, monkeypatch):
@@ -332,15 +274,6 @@ def test_engine_run_mirrors_the_segment_into_the_attribute(tmp_path: Path, sandb
     assert braze.attribute_values("1001")["person2@example.com"] is False
     after = braze.subscription_states()
     assert {k: after[k] for k in before} == before
-
-
-def test_emulator_state_survives_a_save_and_load(tmp_path: Path, sandbox, dest):
-    seed_consent(sandbox.braze)
-    dest.add(AUDIENCE, [by_email(1), Member("k9", {"external_id": "u-9"})])
-    sandbox.save(tmp_path / "state.json")
-    restored = Sandbox(port=0, state_file=tmp_path / "state.json")
-    assert restored.braze.attribute_members("in_vip_audience") == {"person1@example.com", "u-9"}
-    assert restored.braze.subscription_states() == sandbox.braze.subscription_states()
 
 
 def test_engine_subscribes_granted_members_to_the_group_and_a_remove_leaves_it(tmp_path: Path, sandbox, monkeypatch):
