@@ -1,4 +1,4 @@
-"""The config model of a attentive destination file (``destinations/<name>.yml``)."""
+"""The config model of an Attentive destination file (``destinations/<name>.yml``) and what it accepts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
+
+__all__ = ["AttentiveConfig", "CAPABILITIES", "DEFAULT_REQUESTS_PER_SECOND"]
+
+DEFAULT_REQUESTS_PER_SECOND = 150.0
+"""Attentive's default limit per API key."""
+
+CAPABILITIES = Capabilities(
+    platform="plain",
+    identifiers=frozenset({"phone", "email"}),
+    max_batch=100,
+    can_remove=True,
+    requests_per_second=DEFAULT_REQUESTS_PER_SECOND,
+    channel="sms",
+)
 
 
 class AttentiveConfig(DestinationConfigBase):

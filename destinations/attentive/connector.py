@@ -21,10 +21,12 @@ Custom-Attributes, operation ``postCustomAttributes``, and tag Test-Authenticati
 - Phones are strict E.164 (``+`` and 7 to 15 digits); anything else is rejected for that row
   (``invalid_phone``) and never sent. Members arrive normalised by the ``plain`` rule set.
 
-Errors (``classify``): 400 rejects that row (``attentive_invalid_request``); 401 and 403 are ``ConfigError``
-naming the key's environment variable; 404 is a wrong ``endpoint``; 429 is ``RateLimited`` with
-``Retry-After`` (1 s when absent: the limit is per second); 5xx, other codes and network failures are
-``TransientError``.
+Errors (``classify``): 400 is a ``PermanentError`` for that request, which carries one member, so it
+rejects that row (``attentive_invalid_request``) and the batch goes on; 401 and 403 are ``ConfigError``
+naming the key's environment variable (403: the ``attributes:write`` scope); 404 is a wrong ``endpoint``;
+429 is ``RateLimited`` with ``Retry-After`` (1 s when absent: the limit is per second); any other 4xx is
+``TransientError`` (setting an attribute is idempotent, so a retry is harmless); 408 and 5xx follow the
+shared table (``TransientError``), and so do network failures.
 
 Config example::
 
@@ -42,24 +44,23 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from destinations.attentive.config import AttentiveConfig
+from destinations.attentive.config import CAPABILITIES, DEFAULT_REQUESTS_PER_SECOND, AttentiveConfig
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
     Op,
     RowOutcome,
     RowStatus,
 )
-from destinations.http import build_session, read_body, redact, retry_after
+from destinations.http import build_session, read_body, redact, retry_after, unreachable
 from destinations.pacing import TokenBucket
+from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
@@ -69,67 +70,20 @@ from syncer.errors import (
     TransientError,
 )
 
-__all__ = ["API_URL", "AttentiveContext", "AttentiveDestination", "DEFAULT_REQUESTS_PER_SECOND", "classify"]
+__all__ = ["API_URL", "AttentiveDestination", "DEFAULT_REQUESTS_PER_SECOND"]
 
 API_URL = "https://api.attentivemobile.com"
-DEFAULT_REQUESTS_PER_SECOND = 150.0
 MAX_ATTRIBUTE_NAME = 200
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _DEFAULT_RETRY_AFTER_S = 1.0
-
-
-@dataclass(frozen=True)
-class AttentiveContext:
-    """What ``classify`` needs to tell the operator what to fix."""
-
-    destination: str = "attentive"
-    key_env: str = "ATTENTIVE_API_KEY"
-    endpoint: str = API_URL
-    attribute: str | None = None
-
-
-def classify(status: int, body: Any, headers: Mapping[str, str] | None = None,
-             ctx: AttentiveContext | None = None) -> SyncError | str | None:
-    """Map one Attentive response to None (success), a row rejection reason (str), or a whole-call failure.
-
-    The only place that reads Attentive's status codes.
-    """
-    ctx = ctx or AttentiveContext()
-    if 200 <= status < 300:
-        return None
-    detail = f"HTTP {status}; body: {_message(body)[:300]}"
-    name = ctx.destination
-    if status == 400:
-        return "attentive_invalid_request"
-    if status == 401:
-        return ConfigError(f"Attentive refused the API key of destination '{name}' (HTTP 401): create a private app key"
-                           f" with the attributes:write scope and export it as {ctx.key_env}", detail=detail)
-    if status == 403:
-        return ConfigError(f"The Attentive key of destination '{name}' lacks the attributes:write scope (HTTP 403):"
-                           f" grant it to the private app, then export the key as {ctx.key_env}", detail=detail)
-    if status == 404:
-        return ConfigError(f"{ctx.endpoint} answered HTTP 404 for the custom attributes call: check 'endpoint' of"
-                           f" destination '{name}'", detail=detail)
-    if status == 429:
-        wait = _wait(headers)
-        return RateLimited(f"Attentive throttled destination '{name}' (HTTP 429); retry in {wait:g} s",
-                           retry_after=wait, detail=detail)
-    # 5xx and anything unexpected: setting an attribute is idempotent, so a retry is harmless.
-    return TransientError(f"Attentive answered HTTP {status} for {_what(ctx)}; retrying", detail=detail)
+_REFUSED_ROW = "attentive_invalid_request"
 
 
 class AttentiveDestination(Destination):
     """Marks segment membership as a custom attribute on Attentive people; never subscribes anyone."""
 
     kind = "attentive"
-    capabilities = Capabilities(
-        platform="plain",
-        identifiers=frozenset({"phone", "email"}),
-        max_batch=100,
-        can_remove=True,
-        requests_per_second=DEFAULT_REQUESTS_PER_SECOND,
-        channel="sms",
-    )
+    capabilities = CAPABILITIES
 
     def __init__(self, config: AttentiveConfig, *, name: str | None = None) -> None:
         """Read the API key from the environment now.
@@ -149,32 +103,53 @@ class AttentiveDestination(Destination):
     # ----- Destination --------------------------------------------------------------------------
     def check(self) -> None:
         """Verify the key with ``GET /v1/me``; raise ``ConfigError`` with what to fix."""
-        status, body, headers = self._request("GET", "/v1/me", None, self._ctx())
-        failure = classify(status, body, headers, self._ctx())
-        if isinstance(failure, SyncError):
-            raise failure
+        response = self._request("GET", "/v1/me", None)
+        failure = self.classify(response)
+        if isinstance(failure, PermanentError):
+            raise ConfigError(f"Attentive refused the key check of destination '{self.name}' (HTTP {response.status})",
+                              detail=failure.detail)
         if failure is not None:
-            raise ConfigError(f"Attentive refused the key check of destination '{self.name}' (HTTP {status})")
+            raise failure
 
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._write("add", audience, members)
+    def classify(self, response: PlatformResponse) -> SyncError | None:
+        """Attentive's answers where they differ from the shared table; the only reader of its status codes.
 
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._write("remove", audience, members)
+        A ``PermanentError`` (HTTP 400) refuses one request, which carries one member: that member's row.
+        """
+        status, ctx = response.status, self.error_context()
+        if 200 <= status < 300 or status == 408 or status >= 500:
+            return classify_status(response, ctx)
+        detail = f"HTTP {status}; body: {_message(response.body)[:300]}"
+        name = ctx.destination
+        if status == 400:
+            return PermanentError(f"Attentive refused a custom attributes call of destination '{name}' (HTTP 400)",
+                                  detail=detail)
+        if status == 401:
+            return ConfigError(f"Attentive refused the API key of destination '{name}' (HTTP 401): create a private app"
+                               f" key with the attributes:write scope and export it as {ctx.credential_env}", detail=detail)
+        if status == 403:
+            return ConfigError(f"The Attentive key of destination '{name}' lacks the attributes:write scope (HTTP 403):"
+                               f" grant it to the private app, then export the key as {ctx.credential_env}", detail=detail)
+        if status == 404:
+            return ConfigError(f"{self._base} answered HTTP 404 for {ctx.target}: check 'endpoint' of destination"
+                               f" '{name}'", detail=detail)
+        if status == 429:
+            wait = _wait(response.headers)
+            return RateLimited(f"Attentive throttled destination '{name}' (HTTP 429); retry in {wait:g} s",
+                               retry_after=wait, detail=detail)
+        # any other refusal: setting an attribute is idempotent, so a retry is harmless
+        return TransientError(f"Attentive answered HTTP {status} for {ctx.target} of destination '{name}'; retrying",
+                              detail=detail)
+
+    def error_context(self) -> ErrorContext:
+        return ErrorContext(platform="Attentive", destination=self.name, credential_env=self.config.api_key_env,
+                            target="the custom attributes call")
 
     def close(self) -> None:
         self._session.close()
 
     # ----- internals ----------------------------------------------------------------------------
-    def _ctx(self, attribute: str | None = None) -> AttentiveContext:
-        return AttentiveContext(self.name, self.config.api_key_env, self._base, attribute)
-
-    def _write(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op, (), requests=0)
-        if len(members) > self.capabilities.max_batch:
-            raise PermanentError(f"Refusing to send {len(members)} members in one Attentive batch; the limit is"
-                                 f" {self.capabilities.max_batch} (the caller must split batches)")
+    def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         attribute = audience.audience_id
         if len(attribute) > MAX_ATTRIBUTE_NAME:
             raise ConfigError(f"Attentive attribute names have at most {MAX_ATTRIBUTE_NAME} characters; shorten the"
@@ -201,7 +176,6 @@ class AttentiveDestination(Destination):
         """
         if not members:
             return {}
-        ctx = self._ctx(attribute)
         stop = threading.Event()
 
         def one(member: Member) -> str | SyncError | None:
@@ -209,11 +183,12 @@ class AttentiveDestination(Destination):
                 return None
             self._pacer.acquire()
             payload = {"user": _user(member), "properties": {attribute: value}}
-            status, body, headers = self._request("POST", "/v1/attributes/custom", payload, ctx)
-            result = classify(status, body, headers, ctx)
-            if isinstance(result, SyncError):
+            failure = self.classify(self._request("POST", "/v1/attributes/custom", payload))
+            if isinstance(failure, PermanentError):  # one member per request: that member is refused
+                return _REFUSED_ROW
+            if failure is not None:
                 stop.set()
-            return result
+            return failure
 
         workers = min(self.config.concurrency, len(members))
         if workers == 1:
@@ -226,14 +201,13 @@ class AttentiveDestination(Destination):
             raise _worst(failures)
         return {m.member_key: r for m, r in zip(members, results)}  # type: ignore[misc]
 
-    def _request(self, method: str, path: str, payload: Any, ctx: AttentiveContext) -> tuple[int, Any, Mapping[str, str]]:
+    def _request(self, method: str, path: str, payload: Any) -> PlatformResponse:
         try:
             response = self._session.request(method, self._base + path, json=payload, timeout=self.config.request_timeout_s)
         except requests.RequestException as exc:
-            # never chain: the exception's text can hold the request
-            raise TransientError(f"Cannot reach Attentive at {ctx.endpoint} ({type(exc).__name__}): check that the"
-                                 " endpoint is up and reachable; retrying") from None
-        return response.status_code, read_body(response), response.headers
+            # never chained: the exception's text can hold the request
+            raise unreachable("Attentive", self._base, exc, destination=self.name, redactor=_redact) from None
+        return PlatformResponse(response.status_code, read_body(response), response.headers)
 
 
 def _row_problem(member: Member) -> str | None:
@@ -280,9 +254,3 @@ _PII = re.compile(r"\+?\d[\d\s().-]{6,}\d|[^\s@'\"<>]+@[^\s@'\"<>]+")
 
 def _redact(text: str) -> str:
     return redact(text, _PII)
-
-
-def _what(ctx: AttentiveContext) -> str:
-    target = f"attribute '{ctx.attribute}'" if ctx.attribute else "the API"
-    return f"{target} of destination '{ctx.destination}'"
-

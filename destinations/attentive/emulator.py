@@ -20,8 +20,8 @@ Strictness, from the Custom Attributes and Subscribers reference (docs.attentive
 phone strictly E.164; ``user`` takes only phone, email and externalIdentifiers; ``properties`` required,
 no arrays or objects as values, names up to 200 characters, case-sensitive; a property defined in the UI
 (``define_property``) accepts only its listed values. Rate limit: ``rate_limit`` requests per second
-(default 150) over a sliding second; beyond it 429, and every answer carries ``x-ratelimit-limit`` and
-``x-ratelimit-remaining``.
+(default 150) over a sliding second; beyond it 429 with no ``Retry-After``, and every answer carries
+``x-ratelimit-limit`` and ``x-ratelimit-remaining``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = ["AttentiveEmulator", "DEFAULT_RATE_LIMIT", "E164"]
 DEFAULT_RATE_LIMIT = 150
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _MAX_ATTRIBUTE_NAME = 200
+_WINDOW_S = 1.0  # the rate limit counts requests per second
 _USER_KEYS = {"phone", "email", "externalIdentifiers"}
 _SUB_TYPES = {"MARKETING", "TRANSACTIONAL"}
 _CHANNELS = {"TEXT", "EMAIL"}
@@ -58,6 +59,25 @@ class AttentiveEmulator(Emulator):
         self.scopes: set[str] = {"attributes:write", "subscriptions:write"}
         self.rate_limit = DEFAULT_RATE_LIMIT
         self._recent: deque[float] = deque()
+        self._throttle_next = False
+
+    def throttle_next(self, retry_after: float) -> float | None:
+        """Answer the next authorised request as the rate limit does: 429 without ``Retry-After``.
+
+        Attentive names no wait (``retry_after`` cannot be stated); its limit counts requests per second,
+        so the wait its answer implies is one window: 1 s.
+        """
+        with self.lock:
+            self._throttle_next = True
+        return _WINDOW_S
+
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """The person's subscriptions (type and channel), sorted; None when nobody has these identifiers.
+
+        Consent is the same for every attribute, so ``audience_id`` does not matter.
+        """
+        found = self.person(identifiers.get("phone"), identifiers.get("email"))
+        return None if found is None else sorted((s["type"], s["channel"]) for s in found["subscriptions"])
 
     def add_subscriber(self, phone: str | None = None, email: str | None = None,
                        subscriptions: Iterable[tuple[str, str]] = (("MARKETING", "TEXT"),)) -> dict[str, Any]:
@@ -127,9 +147,10 @@ class AttentiveEmulator(Emulator):
 
     def _rate_limited(self) -> Response | None:
         now = time.monotonic()
-        while self._recent and self._recent[0] <= now - 1.0:
+        while self._recent and self._recent[0] <= now - _WINDOW_S:
             self._recent.popleft()
-        if len(self._recent) >= self.rate_limit:
+        if len(self._recent) >= self.rate_limit or self._throttle_next:
+            self._throttle_next = False
             return Response(429, {"errors": [{"message": "Too Many Requests"}]},
                             {"x-ratelimit-limit": str(self.rate_limit), "x-ratelimit-remaining": "0"})
         self._recent.append(now)

@@ -6,6 +6,9 @@ It implements the real interface and keeps audiences in a class-level dict so a 
 - ``reject_keys``: member keys answered with ``REJECTED`` (reason ``fake_rejected``)
 - ``fail_calls``: {call number: exception} raised on that call (1-based, counting every call)
 - ``die_after_batches``: hard-exit the process (like ``kill -9``) after this many successful calls
+
+The base ``Destination`` guards every call (empty batch, ``max_batch`` from the config), so ``calls``
+records only batches that reached the "platform".
 """
 
 from __future__ import annotations
@@ -17,19 +20,18 @@ from typing import ClassVar
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
+    Op,
     RowOutcome,
     RowStatus,
 )
-from destinations.fake.config import FakeConfig
+from destinations.fake.config import CAPABILITIES, FakeConfig, capabilities_for
 
 
 class FakeDestination(Destination):
     kind = "fake"
-    capabilities = Capabilities(platform="meta", identifiers=frozenset({"email", "phone", "first_name", "last_name",
-                                "postal_code", "city", "state", "country", "madid", "external_id"}), max_batch=1000)
+    capabilities = CAPABILITIES
     audiences: ClassVar[dict[str, dict[str, dict[str, str]]]] = {}
     calls: ClassVar[list[tuple[str, int]]] = []
     reject_keys: ClassVar[set[str]] = set()
@@ -38,8 +40,7 @@ class FakeDestination(Destination):
 
     def __init__(self, config: FakeConfig) -> None:
         self.config = config
-        self.capabilities = Capabilities(platform="meta", identifiers=type(self).capabilities.identifiers,
-                                         max_batch=config.max_batch)
+        self.capabilities = capabilities_for(config)
 
     @classmethod
     def reset(cls) -> None:
@@ -48,11 +49,7 @@ class FakeDestination(Destination):
     def check(self) -> None:
         return None
 
-    def _call(self, op: str, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op=op, outcomes=(), requests=0)
-        if len(members) > self.capabilities.max_batch:
-            raise AssertionError(f"batch of {len(members)} exceeds max_batch {self.capabilities.max_batch}")
+    def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         cls = type(self)
         cls.calls.append((op, len(members)))
         failure = cls.fail_calls.pop(len(cls.calls), None)
@@ -72,9 +69,3 @@ class FakeDestination(Destination):
         if cls.die_after_batches is not None and len(cls.calls) >= cls.die_after_batches:
             os._exit(137)
         return BatchResult(op=op, outcomes=tuple(outcomes))
-
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._call("add", audience, members)
-
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._call("remove", audience, members)

@@ -1,12 +1,26 @@
-"""The config model of a twilio destination file (``destinations/<name>.yml``)."""
+"""The config model of a Twilio SMS destination file (``destinations/<name>.yml``) and what it accepts."""
 
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
+from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
+
+__all__ = ["CAPABILITIES", "TwilioSmsConfig", "reaches_twilio"]
+
+CAPABILITIES = Capabilities(
+    platform="plain",
+    identifiers=frozenset({"phone"}),
+    max_batch=50,
+    can_remove=False,  # a text cannot be taken back
+    channel="sms",
+    consent_marker=True,
+    at_most_once=True,  # creating a message has no idempotency key: a resend is a second text
+)
 
 
 class TwilioSmsConfig(DestinationConfigBase):
@@ -20,6 +34,7 @@ class TwilioSmsConfig(DestinationConfigBase):
     messages: dict[str, str] = Field(description="Message body per sync audience_id, e.g. {cart_reminder: 'You left items in your cart...'}.")
     status_callback: str | None = Field(None, description="URL Twilio calls with each message's delivery status (StatusCallback).")
     request_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for Twilio's answer to one send; after that the text may have gone out, so it is recorded as sent (delivery_unknown) and never resent.")
+    sandbox_time: AwareDatetime | None = Field(None, description="Sandbox and CI only: judge quiet hours at this instant (ISO 8601 with a UTC offset) instead of the wall clock, so a run against an emulator answers the same at any hour. Refused unless 'endpoint' points somewhere other than Twilio's API.")
 
     _check_env = env_names("account_sid_env", "auth_token_env")
 
@@ -33,3 +48,21 @@ class TwilioSmsConfig(DestinationConfigBase):
             if len(body) > 1600:
                 raise ValueError(f"messages.{audience_id} has {len(body)} characters; Twilio accepts at most 1600")
         return self
+
+    @model_validator(mode="after")
+    def _sandbox_time_off_twilio(self) -> "TwilioSmsConfig":
+        # a frozen clock must never decide when real people are texted (checked again, with ${VAR}s
+        # expanded, when the connector is built)
+        if self.sandbox_time is not None and reaches_twilio(self.endpoint):
+            raise ValueError(SANDBOX_TIME_ON_TWILIO)
+        return self
+
+
+SANDBOX_TIME_ON_TWILIO = ("sandbox_time is for a sandbox or CI endpoint only: remove it, or point 'endpoint' at the"
+                          " emulator; against Twilio, quiet hours are judged by the wall clock")
+
+
+def reaches_twilio(endpoint: str | None) -> bool:
+    """True when ``endpoint`` (None: the default) is Twilio's own API, where real people get the texts."""
+    host = (urlsplit(endpoint).hostname or "") if endpoint else "api.twilio.com"
+    return host == "twilio.com" or host.endswith(".twilio.com")

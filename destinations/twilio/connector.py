@@ -1,7 +1,8 @@
 """Twilio SMS: text a member the configured message once when they enter a segment, and never twice.
 
 Twilio keeps no lists, so a Twilio sync runs in mode ``trigger``: entering the segment is an add (one text);
-leaving only clears the ledger (``can_remove`` is False), so a later re-entry texts again.
+leaving only clears the ledger (``can_remove`` is False: a remove makes no request and answers SENT), so a
+later re-entry texts again.
 
 API flow (REST 2010-04-01 over our own ``requests`` session, HTTP Basic auth with Account SID and token)::
 
@@ -25,11 +26,14 @@ Each member, in order (every check before the send is local):
 3. A recorded opt-out (STOP) for the phone: REJECTED ``opted_out``, no request.
 4. Quiet hours in the recipient's local time (``in_quiet_hours``): RETRYABLE ``quiet_hours``, not sent;
    the next run tries again.
-5. The send. Twilio's answers (``classify``): 201 SENT; 21610 REJECTED ``opted_out`` and the opt-out is
-   recorded; 21211/21614/21612/21635/21408/21608 REJECTED with their reason; HTTP 429 or 20429
-   ``RateLimited`` (raised when nothing went out yet, else RETRYABLE ``throttled`` for the rest); 401,
-   20003, 20404 and sender or body codes ``ConfigError`` (same rule); 503 and a refused connection are
-   "not sent" ``TransientError`` (same rule); any other error REJECTED ``twilio_<code>``, never retried.
+5. The send, one recipient per request. Twilio's answers (``classify``): 201 SENT; 21610
+   ``RecipientRefused`` (REJECTED ``opted_out``) and the opt-out is recorded; 21211/21614/21612/21635/
+   21408/21608 ``RecipientRefused`` with their reason; HTTP 429 or 20429 ``RateLimited`` (raised when nothing
+   went out yet, else RETRYABLE ``throttled`` for the rest); 401, 20003, 20404 and sender or body codes
+   ``ConfigError`` (same rule, ``twilio_config``); 503 and a refused connection are "not sent"
+   ``TransientError`` (same rule, ``twilio_unavailable``); HTTP 500/502/504 ``DeliveryUnknown`` (SENT
+   ``delivery_unknown``); any other error ``RecipientRefused`` ``twilio_<code>``, never retried: a text is
+   not idempotent, so an unknown refusal is surfaced rather than retried.
 
 Opt-outs (STOP): kept in the ledger through ``Destination.id_cache`` (per destination, key
 ``sms_opt_out:<sha256 of the E.164 phone>``, value ``opted_out`` or ``opted_in``), written when Twilio answers
@@ -43,8 +47,10 @@ US numbers whose area code lies in FL, OK, MD, MS, NJ (08-20), CT (09-20), TX (0
 (09-18 weekdays, 10-17 weekends). The time zones come from ``phonenumbers.timezone``; a number that maps
 to several must be inside the window in every one. State holidays are not modelled.
 
-Clock: ``TwilioSmsDestination(config, now=...)`` or the class attribute ``TwilioSmsDestination.clock``
-(a callable returning an aware datetime) for code that lets the engine build the connector, e.g. tests.
+Clock, first given wins: ``TwilioSmsDestination(config, now=...)``; the class attribute
+``TwilioSmsDestination.clock`` (a callable returning an aware datetime) for code that lets the engine build
+the connector, e.g. tests; the config's ``sandbox_time``, a fixed instant for runs against the emulator (the
+contract suite, a user's CI), refused for Twilio's own API; else the wall clock.
 
 Config example::
 
@@ -62,10 +68,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import phonenumbers
 import requests
@@ -74,15 +79,16 @@ from urllib3.exceptions import NewConnectionError
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
+    Op,
     RowOutcome,
     RowStatus,
 )
 from destinations.http import build_session, redact, retry_after
 from destinations.pacing import TokenBucket
-from destinations.twilio.config import TwilioSmsConfig
+from destinations.responses import ErrorContext, PlatformResponse
+from destinations.twilio.config import CAPABILITIES, SANDBOX_TIME_ON_TWILIO, TwilioSmsConfig, reaches_twilio
 from destinations.twilio.quiet_hours import has_time_zone, in_quiet_hours
 from syncer.environment import resolve_secret
 from syncer.errors import (
@@ -93,15 +99,14 @@ from syncer.errors import (
     TransientError,
 )
 
-__all__ = ["API_URL", "TwilioSmsDestination", "Verdict", "classify", "in_quiet_hours", "opt_out_key",
-           "record_opt_in", "record_opt_out"]
+__all__ = ["API_URL", "DeliveryUnknown", "RecipientRefused", "TwilioSmsDestination", "opt_out_key", "record_opt_in",
+           "record_opt_out"]
 
 API_URL = "https://api.twilio.com"
 OPTED_OUT, OPTED_IN = "opted_out", "opted_in"
 ROW_CODES = {21610: "opted_out", 21211: "invalid_phone", 21614: "not_mobile", 21612: "unroutable",
              21635: "landline", 21408: "region_not_permitted", 21608: "unverified_recipient"}
 CONFIG_CODES = {20003, 20404, 20005, 10001, 21212, 21602, 21603, 21606, 21617, 21701, 21705}
-_UNSURE_STATUSES = {500, 502, 504}
 _PHONE_RUN = re.compile(r"\+?\d[\d\s().-]{5,}\d")  # Twilio's messages may quote the number
 _CONNECT_TIMEOUT_S = 10.0
 
@@ -129,50 +134,22 @@ def _e164(phone: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-# --- classification ------------------------------------------------------------------------------
+# --- what a send's failure means -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What one send did. ``sent``: accepted; ``unknown``: may have gone out; ``rejected``: refused for this
-    row for good; ``stop``: certainly not sent, and the whole account or call failed (``error``)."""
+class RecipientRefused(PermanentError):
+    """Twilio refused this one text for good: the request carried one recipient, so only that member is
+    REJECTED (with ``reason``) and the batch goes on."""
 
-    kind: Literal["sent", "unknown", "rejected", "stop"]
-    reason: str | None = None
-    error: SyncError | None = None
+    def __init__(self, message: str, *, reason: str, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.reason = reason
 
 
-def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, *, destination: str = "twilio",
-             sid_env: str = "TWILIO_ACCOUNT_SID", token_env: str = "TWILIO_AUTH_TOKEN") -> Verdict:
-    """Map one Messages.json answer to a ``Verdict``; the only place that reads Twilio's codes."""
-    if 200 <= status < 300:
-        return Verdict("sent")
-    code = body.get("code") if isinstance(body, dict) else None
-    code = code if isinstance(code, int) else None
-    message = str(body.get("message", "")) if isinstance(body, dict) else ""
-    detail = f"HTTP {status}; code {code}; message: {redact(message, _PHONE_RUN)[:200]}"
-    if status == 429 or code == 20429:
-        wait = retry_after(headers, http_date=False)
-        return Verdict("stop", "throttled", RateLimited(
-            f"Twilio throttled destination '{destination}' (code {code or 429})", retry_after=wait, detail=detail))
-    if code in ROW_CODES:
-        return Verdict("rejected", ROW_CODES[code])
-    if status == 401 or code == 20003:
-        return Verdict("stop", "twilio_auth_failed", ConfigError(
-            f"Twilio refused the credentials of destination '{destination}' (code 20003): export the Account SID as"
-            f" {sid_env} and a valid auth token as {token_env}", detail=detail))
-    if code in CONFIG_CODES or status in (403, 404):
-        return Verdict("stop", f"twilio_config_{code or status}", ConfigError(
-            f"Twilio refused every send of destination '{destination}' (code {code or status}): check its account,"
-            f" from_number / messaging_service_sid and message bodies (twilio.com/docs/errors/{code or status})",
-            detail=detail))
-    if status == 503:
-        return Verdict("stop", "twilio_unavailable", TransientError(
-            f"Twilio is unavailable (HTTP 503) for destination '{destination}'; retrying", detail=detail))
-    if status in _UNSURE_STATUSES or status >= 500:
-        return Verdict("unknown", "delivery_unknown")
-    # Unknown refusals: a text is not idempotent, so never retry; surface the code.
-    return Verdict("rejected", f"twilio_{code}" if code else f"http_{status}")
+class DeliveryUnknown(TransientError):
+    """Twilio failed while it held the request (HTTP 500, 502, 504, or no answer once it was sent): the text
+    may have gone out. Message creation has no idempotency key, so the member counts as sent
+    (``delivery_unknown``) and is never resent."""
 
 
 def _never_reached(exc: requests.RequestException) -> bool:
@@ -189,26 +166,21 @@ def _never_reached(exc: requests.RequestException) -> bool:
     return False
 
 
+def _halt_reason(failure: SyncError) -> str:
+    """The RETRYABLE reason of the rows left unsent after ``failure`` stopped a batch midway."""
+    if isinstance(failure, RateLimited):
+        return "throttled"
+    return "twilio_config" if isinstance(failure, ConfigError) else "twilio_unavailable"
+
+
 # --- the connector -------------------------------------------------------------------------------
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class TwilioSmsDestination(Destination):
     """Sends one text per segment entry through Twilio; at most once, never in quiet hours or after STOP."""
 
     kind = "twilio_sms"
-    capabilities = Capabilities(
-        platform="plain",
-        identifiers=frozenset({"phone"}),
-        max_batch=50,
-        can_remove=False,
-        channel="sms",
-        consent_marker=True,
-        at_most_once=True,
-    )
+    capabilities = CAPABILITIES
     clock: ClassVar[Callable[[], datetime] | None] = None
     """Process-wide clock override (tests); ``now=`` given to the constructor wins."""
 
@@ -216,10 +188,13 @@ class TwilioSmsDestination(Destination):
         """Read the Account SID and token from the environment now.
 
         Raises:
-            ConfigError: an environment variable named in the config is not set.
+            ConfigError: an environment variable named in the config is not set, or ``sandbox_time`` is set
+                for Twilio's own API.
         """
         self.config = config
         self.name = name or "twilio_sms"  # build_destination sets the file stem after construction
+        if config.sandbox_time is not None and reaches_twilio(config.endpoint):  # the endpoint's ${VAR}s expanded
+            raise ConfigError(f"destination '{self.name}': {SANDBOX_TIME_ON_TWILIO}")
         what = f"Twilio destination '{self.name}'"
         self._sid = resolve_secret(config.account_sid_env, what=what).get_secret_value()
         token = resolve_secret(config.auth_token_env, what=what).get_secret_value()
@@ -234,23 +209,73 @@ class TwilioSmsDestination(Destination):
     def check(self) -> None:
         """Verify the credentials and that the account is active; raise ``ConfigError`` with what to fix."""
         try:
-            response = self._session.get(f"{self._base}/2010-04-01/Accounts/{self._sid}.json", timeout=self._timeout())
+            answer = self._session.get(f"{self._base}/2010-04-01/Accounts/{self._sid}.json", timeout=self._timeout())
         except requests.RequestException as exc:
             raise TransientError(f"Cannot reach Twilio at {self._base} ({type(exc).__name__})") from None
-        verdict = classify(response.status_code, _json(response), response.headers, **self._names())
-        if verdict.error is not None:
-            raise verdict.error
-        if verdict.kind != "sent" or (_json(response) or {}).get("status") != "active":
+        response = _platform_response(answer)
+        failure = self.classify(response)
+        if failure is not None and not isinstance(failure, (RecipientRefused, DeliveryUnknown)):
+            raise failure
+        body = response.body if isinstance(response.body, dict) else {}
+        if failure is not None or body.get("status") != "active":
             raise ConfigError(f"Twilio account of destination '{self.name}' is not active or not readable"
-                              f" (HTTP {response.status_code})")
+                              f" (HTTP {response.status})")
 
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        """Text each member once; see the module docstring for the outcome of each case."""
-        if not members:
-            return BatchResult("add", (), requests=0)
-        if len(members) > self.capabilities.max_batch:
-            raise PermanentError(f"Refusing {len(members)} texts in one Twilio batch; the limit is"
-                                 f" {self.capabilities.max_batch} (the caller must split batches)")
+    def classify(self, response: PlatformResponse) -> SyncError | None:
+        """Twilio's answer to one call, by its error code first; the only reader of Twilio's codes.
+
+        No fallback to the shared table for the rest: a text is not idempotent, so an unknown refusal is
+        ``RecipientRefused`` (surfaced, never retried) where the table would stop the sync.
+        """
+        status, body = response.status, response.body
+        if 200 <= status < 300:
+            return None
+        code = body.get("code") if isinstance(body, dict) else None
+        code = code if isinstance(code, int) else None
+        message = str(body.get("message", "")) if isinstance(body, dict) else ""
+        detail = f"HTTP {status}; code {code}; message: {redact(message, _PHONE_RUN)[:200]}"
+        name, said = self.name, f"code {code or status}"
+        if status == 429 or code == 20429:
+            return RateLimited(f"Twilio throttled destination '{name}' ({said})",
+                               retry_after=retry_after(response.headers, http_date=False), detail=detail)
+        if code in ROW_CODES:
+            return RecipientRefused(f"Twilio refused a text of destination '{name}' ({said})", reason=ROW_CODES[code],
+                                    detail=detail)
+        if status == 401 or code == 20003:
+            return ConfigError(f"Twilio refused the credentials of destination '{name}' (code 20003): export the"
+                               f" Account SID as {self.config.account_sid_env} and a valid auth token as"
+                               f" {self.config.auth_token_env}", detail=detail)
+        if code in CONFIG_CODES or status in (403, 404):
+            return ConfigError(f"Twilio refused every send of destination '{name}' ({said}): check its account,"
+                               f" from_number / messaging_service_sid and message bodies"
+                               f" (twilio.com/docs/errors/{code or status})", detail=detail)
+        if status == 503:  # Twilio did not take the request: nothing was sent
+            return TransientError(f"Twilio is unavailable (HTTP 503) for destination '{name}'; retrying", detail=detail)
+        if status >= 500:
+            return DeliveryUnknown(f"Twilio failed (HTTP {status}) while handling a call of destination '{name}'; a"
+                                   " text may have gone out, so it is not resent", detail=detail)
+        return RecipientRefused(f"Twilio refused a text of destination '{name}' ({said})",
+                                reason=f"twilio_{code}" if code else f"http_{status}", detail=detail)
+
+    def error_context(self) -> ErrorContext:
+        return ErrorContext(platform="Twilio", destination=self.name, credential_env=self.config.auth_token_env,
+                            target="the account")
+
+    def close(self) -> None:
+        self._session.close()
+
+    def now(self) -> datetime:
+        """The instant quiet hours are judged at (see "Clock" in the module docstring)."""
+        clock = self._now or type(self).clock
+        if clock is not None:
+            return clock()
+        return self.config.sandbox_time or datetime.now(timezone.utc)
+
+    # ----- internals ----------------------------------------------------------------------------
+    def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        """Text each member once (see the module docstring for each case); a remove makes no request."""
+        if op == "remove":  # a text cannot be taken back, and Twilio keeps no list to leave
+            return BatchResult("remove", tuple(RowOutcome(m.member_key, RowStatus.SENT) for m in members), requests=0)
         body = self.config.messages.get(audience.audience_id)
         if body is None:
             raise ConfigError(f"destination '{self.name}' has no message for audience_id '{audience.audience_id}'"
@@ -262,23 +287,8 @@ class TwilioSmsDestination(Destination):
         return BatchResult("add", tuple(outcomes[m.member_key] for m in members), requests=requests_made,
                            platform_counts={"texts_sent": sent})
 
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        """Twilio holds no membership: nothing to call (the engine clears its ledger for ``can_remove=False``)."""
-        return BatchResult("remove", tuple(RowOutcome(m.member_key, RowStatus.SENT) for m in members), requests=0)
-
-    def close(self) -> None:
-        self._session.close()
-
-    # ----- internals ----------------------------------------------------------------------------
-    def _names(self) -> dict[str, str]:
-        return {"destination": self.name, "sid_env": self.config.account_sid_env, "token_env": self.config.auth_token_env}
-
     def _timeout(self) -> tuple[float, float]:
         return min(_CONNECT_TIMEOUT_S, self.config.request_timeout_s), self.config.request_timeout_s
-
-    def now(self) -> datetime:
-        clock = self._now or type(self).clock or _utcnow
-        return clock()
 
     def _screen(self, members: Sequence[Member], outcomes: dict[str, RowOutcome]) -> list[Member]:
         """Local checks before any request: consent marker, phone, recorded opt-outs, known time zone."""
@@ -309,26 +319,26 @@ class TwilioSmsDestination(Destination):
             if in_quiet_hours(phone, self.now()):  # checked per send: a batch may straddle 21:00
                 outcomes[key] = RowOutcome(key, RowStatus.RETRYABLE, "quiet_hours")
                 continue
-            verdict = self._send_one(phone, body)
+            failure = self._send_one(phone, body)
             requests_made += 1
-            if verdict.kind == "stop":
-                if not went_out:
-                    raise verdict.error  # type: ignore[misc]  # nothing of this batch went out: safe to retry it all
-                halted = verdict.reason or "not_sent"
-                outcomes[key] = RowOutcome(key, RowStatus.RETRYABLE, halted)
-            elif verdict.kind == "rejected":
-                outcomes[key] = RowOutcome(key, RowStatus.REJECTED, verdict.reason)
-                if verdict.reason == "opted_out":
-                    self._remember_opt_out(phone)
-            else:
+            if failure is None or isinstance(failure, DeliveryUnknown):
                 went_out = True
-                reason = None if verdict.kind == "sent" else "delivery_unknown"
-                outcomes[key] = RowOutcome(key, RowStatus.SENT, reason)
-                if verdict.kind == "unknown":
+                outcomes[key] = RowOutcome(key, RowStatus.SENT, None if failure is None else "delivery_unknown")
+                if failure is not None:
                     halted = "twilio_unavailable"
+            elif isinstance(failure, RecipientRefused):
+                outcomes[key] = RowOutcome(key, RowStatus.REJECTED, failure.reason)
+                if failure.reason == OPTED_OUT:
+                    self._remember_opt_out(phone)
+            elif not went_out:
+                raise failure  # nothing of this batch went out: safe to retry it all
+            else:
+                halted = _halt_reason(failure)
+                outcomes[key] = RowOutcome(key, RowStatus.RETRYABLE, halted)
         return requests_made
 
-    def _send_one(self, phone: str, body: str) -> Verdict:
+    def _send_one(self, phone: str, body: str) -> SyncError | None:
+        """One text; None when Twilio accepted it, else what its failure means (``classify``)."""
         form = {"To": phone, "Body": body}
         if self.config.messaging_service_sid:
             form["MessagingServiceSid"] = self.config.messaging_service_sid
@@ -343,10 +353,11 @@ class TwilioSmsDestination(Destination):
             response = self._session.post(url, data=form, timeout=self._timeout())
         except requests.RequestException as exc:  # its text can hold the form: never chain it
             if _never_reached(exc):
-                return Verdict("stop", "twilio_unreachable", TransientError(
-                    f"Cannot reach Twilio at {self._base} ({type(exc).__name__}); nothing was sent, retrying"))
-            return Verdict("unknown", "delivery_unknown")
-        return classify(response.status_code, _json(response), response.headers, **self._names())
+                return TransientError(f"Cannot reach Twilio at {self._base} ({type(exc).__name__}); nothing was sent,"
+                                      " retrying")
+            return DeliveryUnknown(f"Twilio did not answer a send of destination '{self.name}' ({type(exc).__name__});"
+                                   " the text may have gone out, so it is not resent")
+        return self.classify(_platform_response(response))
 
     def _opted_out(self, phones: Sequence[str]) -> set[str]:
         keys = {opt_out_key(p): p for p in phones}
@@ -382,8 +393,9 @@ def _row_problem(member: Member) -> str | None:
     return None
 
 
-def _json(response: requests.Response) -> Any:
+def _platform_response(response: requests.Response) -> PlatformResponse:
     try:
-        return response.json() if response.content else None
+        body = response.json() if response.content else None
     except ValueError:
-        return None
+        body = None
+    return PlatformResponse(response.status_code, body, response.headers)

@@ -99,6 +99,15 @@ class TwilioEmulator(Emulator):
         with self.lock:
             self.opted_out.discard(phone)
 
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """``opted_out`` when the phone texted STOP (and not START since), else ``opted_in``; None without a
+        phone. Twilio keeps no lists, so ``audience_id`` does not matter."""
+        phone = identifiers.get("phone")
+        if not phone:
+            return None
+        with self.lock:
+            return "opted_out" if phone in self.opted_out else "opted_in"
+
     def sent_to(self, phone: str) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(m) for m in self.messages if m["to"] == phone]

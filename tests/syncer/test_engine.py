@@ -186,7 +186,9 @@ def test_suppressed_members_are_removed_and_not_re_added(project: Path) -> None:
 def test_consent_aware_destinations_get_the_consent_and_a_change_resends(project: Path, monkeypatch) -> None:
     import dataclasses
 
-    monkeypatch.setattr(FakeDestination, "capabilities", dataclasses.replace(FakeDestination.capabilities, consent_marker=True))
+    from destinations.fake import config as fake_config
+
+    monkeypatch.setattr(fake_config, "CAPABILITIES", dataclasses.replace(fake_config.CAPABILITIES, consent_marker=True))
     write_customers(project / "warehouse.duckdb", [person(1), person(2, ads_consent=None)])
     make_engine(project).run()
     assert FakeDestination.audiences["1001"]["1"]["_consent"] == "granted"

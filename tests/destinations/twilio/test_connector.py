@@ -19,20 +19,22 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from destinations.base import AudienceRef, Member, RowOutcome, RowStatus
-from destinations.registry import SPECS
-from destinations.twilio.config import TwilioSmsConfig
+from destinations.registry import SPECS, build_destination
+from destinations.responses import PlatformResponse
+from destinations.twilio.config import CAPABILITIES, TwilioSmsConfig
 from destinations.twilio.connector import (
+    DeliveryUnknown,
+    RecipientRefused,
     TwilioSmsDestination,
-    classify,
-    in_quiet_hours,
     opt_out_key,
     record_opt_in,
     record_opt_out,
 )
 from destinations.twilio.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_FROM
+from destinations.twilio.quiet_hours import in_quiet_hours
 from syncer.delivery.apply import RetryPolicy
 from syncer.delivery.engine import Engine, SyncReport
-from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
+from syncer.errors import ConfigError, RateLimited, TransientError
 from syncer.ledger.store import Ledger
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
@@ -40,7 +42,7 @@ from syncer.sandbox import server as sandbox_server
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import only_emulator, read_consent_as_sms
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "twilio-test-token"
 BODY = "Your cart misses you. Reply STOP to opt out."
 FAST = RetryPolicy(attempts=4, base_wait=0.0, max_wait=60.0, jitter=0.0)
@@ -130,6 +132,7 @@ def test_declares_an_at_most_once_sms_trigger_destination():
     assert (caps.channel, caps.can_remove, caps.at_most_once, caps.platform) == ("sms", False, True, "plain")
     assert caps.identifiers == {"phone"} and caps.max_batch == 50 and caps.consent_marker
     assert SPECS["twilio_sms"].connector == "destinations.twilio.connector:TwilioSmsDestination"
+    assert SPECS["twilio_sms"].capabilities is CAPABILITIES is caps  # readable without importing the connector
     assert sandbox_server.EMULATORS["twilio"] == "destinations.twilio.emulator:TwilioEmulator"
 
 
@@ -139,6 +142,22 @@ def test_config_needs_a_sender_and_sane_bodies():
         TwilioSmsConfig(**base)
     with pytest.raises(ValueError, match="1600"):
         TwilioSmsConfig(**base | {"from_number": DEFAULT_FROM, "messages": {"x": "a" * 1601}})
+
+
+def test_sandbox_time_is_refused_for_twilios_own_api(monkeypatch):
+    base = {"type": "twilio_sms", "account_sid_env": "TWILIO_SID", "auth_token_env": "TWILIO_TOKEN",
+            "from_number": DEFAULT_FROM, "messages": {"1001": BODY}, "sandbox_time": "2025-06-11T10:00:00-07:00"}
+    for endpoint in (None, "https://api.twilio.com"):
+        with pytest.raises(ValueError, match="sandbox_time"):
+            TwilioSmsConfig(**base | {"endpoint": endpoint})
+    with pytest.raises(ValueError, match="timezone"):  # a time without an offset says nothing about quiet hours
+        TwilioSmsConfig(**base | {"endpoint": "http://127.0.0.1:8510/twilio", "sandbox_time": "2025-06-11T10:00:00"})
+    # an endpoint that names Twilio only once its variables are expanded is refused when the connector is built
+    monkeypatch.setenv("TWILIO_URL", "https://api.twilio.com")
+    monkeypatch.setenv("TWILIO_SID", DEFAULT_ACCOUNT_SID)
+    monkeypatch.setenv("TWILIO_TOKEN", TOKEN)
+    with pytest.raises(ConfigError, match="sandbox_time"):
+        build_destination("dest", TwilioSmsConfig(**base | {"endpoint": "${TWILIO_URL}"}))
 
 
 # --- through the engine ----------------------------------------------------------------------------
@@ -312,12 +331,22 @@ def members(*numbers: int) -> list[Member]:
     return [Member(f"k{i}", {"phone": phone(i)}) for i in numbers]
 
 
-def test_empty_batches_and_removes_make_no_call(sandbox, dest):
-    assert dest.add(AUDIENCE, []).outcomes == ()
-    assert dest.remove(AUDIENCE, members(1)).outcomes == (RowOutcome("k1", RowStatus.SENT),)
+def test_a_remove_makes_no_call_and_answers_sent(sandbox, dest):
+    result = dest.remove(AUDIENCE, members(1, 2))
+    assert (result.outcomes, result.requests) == ((RowOutcome("k1", RowStatus.SENT), RowOutcome("k2", RowStatus.SENT)), 0)
     assert sandbox.twilio.request_count == 0
-    with pytest.raises(PermanentError):
-        dest.add(AUDIENCE, [Member(f"k{i}", {"phone": phone(i)}) for i in range(51)])
+
+
+def test_sandbox_time_decides_quiet_hours_when_no_clock_is_given(sandbox, opened):
+    TwilioSmsDestination.clock = None  # the autouse frozen clock would win
+    config = TwilioSmsConfig(type="twilio_sms", account_sid_env="TWILIO_SID", auth_token_env="TWILIO_TOKEN",
+                             from_number=DEFAULT_FROM, messages={"1001": BODY}, endpoint=sandbox.url_for("twilio"),
+                             sandbox_time=WED_22_LA)
+    night = opened(TwilioSmsDestination(config))
+    assert night.add(AUDIENCE, members(1)).outcomes == (RowOutcome("k1", RowStatus.RETRYABLE, "quiet_hours"),)
+    day = opened(TwilioSmsDestination(config.model_copy(update={"sandbox_time": WED_10_LA})))
+    assert day.add(AUDIENCE, members(1)).outcomes == (RowOutcome("k1", RowStatus.SENT),)
+    assert sandbox.twilio.request_count == 1
 
 
 def test_rows_are_screened_locally_before_any_send(sandbox, dest):
@@ -395,30 +424,35 @@ def test_a_missing_message_is_a_config_error_before_any_send(sandbox, dest):
     assert sandbox.twilio.request_count == 0
 
 
-def test_check_passes_with_good_credentials(dest):
-    dest.check()
+def test_an_account_that_is_not_readable_fails_the_check(sandbox, dest):
+    sandbox.twilio.inject_http(500, times=1)
+    with pytest.raises(ConfigError, match="not active or not readable"):
+        dest.check()
 
 
-@pytest.mark.parametrize(("status", "code", "kind", "reason", "error"), [
-    (201, None, "sent", None, None),
-    (400, 21610, "rejected", "opted_out", None),
-    (400, 21211, "rejected", "invalid_phone", None),
-    (400, 21614, "rejected", "not_mobile", None),
-    (400, 21699, "rejected", "twilio_21699", None),
-    (429, 20429, "stop", "throttled", RateLimited),
-    (400, 20429, "stop", "throttled", RateLimited),
-    (401, 20003, "stop", "twilio_auth_failed", ConfigError),
-    (400, 21606, "stop", "twilio_config_21606", ConfigError),
-    (404, 20404, "stop", "twilio_config_20404", ConfigError),
-    (503, 20500, "stop", "twilio_unavailable", TransientError),
-    (500, 20500, "unknown", "delivery_unknown", None),
-    (502, None, "unknown", "delivery_unknown", None),
-    (504, None, "unknown", "delivery_unknown", None),
+@pytest.mark.parametrize(("status", "code", "expected", "reason"), [
+    (201, None, None, None),
+    (400, 21610, RecipientRefused, "opted_out"),
+    (400, 21211, RecipientRefused, "invalid_phone"),
+    (400, 21614, RecipientRefused, "not_mobile"),
+    (400, 21699, RecipientRefused, "twilio_21699"),     # unknown: a text is not idempotent, never retried
+    (418, None, RecipientRefused, "http_418"),
+    (400, 20429, RateLimited, None),                    # throttled by code on HTTP 400
+    (401, 20003, ConfigError, None),
+    (400, 21606, ConfigError, None),                    # a sender the account does not own
+    (404, 20404, ConfigError, None),
+    (503, 20500, TransientError, None),                 # not taken: nothing was sent
+    (500, 20500, DeliveryUnknown, None),                # may have gone out: never resent
+    (502, None, DeliveryUnknown, None),
+    (504, None, DeliveryUnknown, None),
 ])
-def test_classify_table(status, code, kind, reason, error):
-    verdict = classify(status, {"code": code, "message": "m", "status": status} if code else None)
-    assert (verdict.kind, verdict.reason) == (kind, reason)
-    assert (type(verdict.error) if verdict.error else None) is error
+def test_classify_where_twilio_differs_from_the_shared_table(dest, status, code, expected, reason):
+    failure = dest.classify(PlatformResponse(status, {"code": code, "message": "m", "status": status} if code else None))
+    assert (type(failure) if failure is not None else None) is expected
+    if expected is RecipientRefused:
+        assert failure.reason == reason
+    if expected is ConfigError and status == 401:
+        assert "TWILIO_SID" in failure.message and "TWILIO_TOKEN" in failure.message
 
 
 # --- quiet hours ---------------------------------------------------------------------------------------

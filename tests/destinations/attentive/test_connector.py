@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from destinations.attentive.config import AttentiveConfig
-from destinations.attentive.connector import AttentiveDestination, classify
+from destinations.attentive.config import CAPABILITIES, AttentiveConfig
+from destinations.attentive.connector import AttentiveDestination
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
 from destinations.registry import SPECS
+from destinations.responses import PlatformResponse
 from syncer.delivery.apply import RetryPolicy
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
@@ -64,6 +64,7 @@ def test_declares_an_sms_destination_that_can_remove_and_is_registered():
     assert (caps.channel, caps.can_remove, caps.at_most_once, caps.platform) == ("sms", True, False, "plain")
     assert caps.identifiers == {"phone", "email"} and caps.requests_per_second == 150
     assert SPECS["attentive"].connector == "destinations.attentive.connector:AttentiveDestination"
+    assert SPECS["attentive"].capabilities is CAPABILITIES is caps  # readable without importing the connector
     assert sandbox_server.EMULATORS["attentive"] == "destinations.attentive.emulator:AttentiveEmulator"
 
 
@@ -88,15 +89,6 @@ def test_adds_and_removes_land_as_attributes_and_never_touch_subscriptions(sandb
     assert paths(sandbox) == {("POST", "/v1/attributes/custom")}
 
 
-def test_the_emulator_records_a_subscribe_call_as_a_text(sandbox):
-    """The check above can fail: a subscribe call is seen as a text sent."""
-    response = requests.post(f"{sandbox.url_for('attentive')}/v1/subscriptions", headers={"Authorization": f"Bearer {KEY}"},
-                             json={"user": {"phone": phone(5)}, "signUpSourceId": "123"}, timeout=5)
-    assert response.status_code == 202
-    assert [t["call"] for t in sandbox.attentive.texts_sent] == ["subscribe"]
-    assert sandbox.attentive.person(phone=phone(5))["subscriptions"] == [{"type": "MARKETING", "channel": "TEXT"}]
-
-
 @pytest.mark.parametrize("bad", ["4155550123", "+1 415 555 0123", "+1-415-555-0123", "+0415555012", "+1415555012345678"])
 def test_phones_not_in_strict_e164_are_rejected_per_row_and_never_sent(sandbox, dest, bad):
     members = [member(1), Member("bad", {"phone": bad, "email": "bad@example.com"}), member(2)]
@@ -119,13 +111,6 @@ def test_a_value_the_platform_refuses_rejects_that_row_only(sandbox, dest):
     yes_no = AttentiveDestination(config(sandbox, member_value="Yes", removed_value="No"))
     assert yes_no.add(AUDIENCE, [member(1)]).outcomes == (RowOutcome("k1", RowStatus.SENT),)
     assert sandbox.attentive.attribute("vip", phone=phone(1)) == "Yes"
-
-
-def test_empty_batch_makes_no_call_and_oversized_batch_is_refused(sandbox, dest):
-    assert dest.add(AUDIENCE, []).outcomes == () and dest.remove(AUDIENCE, []).outcomes == ()
-    with pytest.raises(PermanentError):
-        dest.add(AUDIENCE, [member(i) for i in range(AttentiveDestination.capabilities.max_batch + 1)])
-    assert sandbox.attentive.request_count == 0
 
 
 def test_requests_are_paced_under_the_rate_limit(sandbox, monkeypatch):
@@ -183,28 +168,28 @@ def test_a_missing_env_var_fails_at_construction(sandbox, monkeypatch):
         AttentiveDestination(config(sandbox))
 
 
-def test_check_passes_with_a_good_key(dest):
-    dest.check()
-
-
-@pytest.mark.parametrize(("status", "headers", "expected"), [
-    (200, {}, None),
-    (400, {}, "attentive_invalid_request"),
-    (401, {}, ConfigError),
-    (403, {}, ConfigError),
-    (404, {}, ConfigError),
-    (429, {"Retry-After": "3"}, RateLimited),
-    (500, {}, TransientError),
-    (502, {}, TransientError),
-    (418, {}, TransientError),
+@pytest.mark.parametrize(("status", "headers", "expected", "wait"), [
+    (400, {}, PermanentError, None),     # refuses that request's one member: a row reject (see above)
+    (403, {}, ConfigError, None),        # the attributes:write scope
+    (404, {}, ConfigError, None),        # a wrong endpoint
+    (429, {}, RateLimited, 1.0),         # no Retry-After: the limit is per second
+    (418, {}, TransientError, None),     # unknown: setting an attribute is idempotent, so retry
 ])
-def test_classify_table(status, headers, expected):
-    result = classify(status, {"errors": [{"message": "x +14155550123 a@b.co"}]}, headers)
-    if expected is None or isinstance(expected, str):
-        assert result == expected
-    else:
-        assert type(result) is expected
-        assert "+1415" not in (result.detail or "") and "a@b.co" not in (result.detail or "")
+def test_classify_where_attentive_differs_from_the_shared_table(dest, status, headers, expected, wait):
+    failure = dest.classify(PlatformResponse(status, {"errors": [{"message": "x +14155550123 a@b.co"}]}, headers))
+    assert type(failure) is expected
+    assert getattr(failure, "retry_after", None) == wait
+    assert "+1415" not in (failure.detail or "") and "a@b.co" not in (failure.detail or "")
+    if status == 403:
+        assert "attributes:write" in failure.message and "ATTENTIVE_KEY" in failure.message
+    if status == 404:
+        assert "endpoint" in failure.message
+
+
+def test_a_refused_key_check_is_a_config_error(dest, sandbox):
+    sandbox.attentive.inject_http(400, times=1)
+    with pytest.raises(ConfigError, match="key check"):
+        dest.check()
 
 
 # --- through the engine ----------------------------------------------------------------------------
