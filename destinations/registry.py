@@ -8,6 +8,7 @@ for an SDK import.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 
 from destinations.base import Capabilities, Destination
@@ -18,21 +19,23 @@ from syncer.environment import expand_env
 __all__ = ["DestinationSpec", "SPECS", "load_object", "build_destination", "capabilities_of", "destination_class", "spec_for"]
 
 
-def _specs() -> dict[str, DestinationSpec]:
-    from destinations import (
-        attentive,
-        braze,
-        fake,
-        google_customer_match,
-        iterable,
-        klaviyo,
-        mailchimp,
-        meta,
-        twilio,
-    )
+PLATFORMS = (
+    "meta",
+    "google_customer_match",
+    "klaviyo",
+    "mailchimp",
+    "braze",
+    "iterable",
+    "attentive",
+    "twilio",
+    "fake",
+)
+"""The folders under ``destinations/`` that hold a platform, one per line, each exporting ``SPEC``."""
 
-    platforms = (meta, google_customer_match, klaviyo, mailchimp, braze, iterable, attentive, twilio, fake)
-    return {platform.SPEC.type: platform.SPEC for platform in platforms}
+
+def _specs() -> dict[str, DestinationSpec]:
+    specs = (importlib.import_module(f"destinations.{folder}").SPEC for folder in PLATFORMS)
+    return {spec.type: spec for spec in specs}
 
 
 SPECS: Mapping[str, DestinationSpec] = _specs()
