@@ -3,7 +3,9 @@
     segments/<segment>  ->  <destination>/<sync>_plan  --[gates: blocking check]-->  <destination>/<sync>
 
 A tripped gate fails the check, so Dagster does not materialize the apply asset in that run and the
-destination receives nothing; the check's metadata says why. A run tagged ``syncer/approve`` (``true`` or
+destination receives nothing; the check's metadata says why. A failed sync fails the apply asset; its
+failure metadata (and a partly applied sync's materialization) carries ``error_class``, ``error_fault``
+and the platform's own words in ``error_detail``, scrubbed as the ledger keeps them. A run tagged ``syncer/approve`` (``true`` or
 the sync's name) passes the check. Every sync asset runs in the pool of its destination, so concurrent
 runs respect the platform's rate limits.
 """
@@ -109,7 +111,8 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
             [report] = eng.apply_plan(plan, approve=True, command="dagster")  # the blocking gate check already ruled
         if report.status == "failed":
             raise dg.Failure(description=f"sync {name} failed: {report.reason}",
-                             metadata={"plan_hash": report.plan_hash, "added": report.added, "removed": report.removed})
+                             metadata={"plan_hash": report.plan_hash, "added": report.added, "removed": report.removed,
+                                       **error_metadata(report)})
         return dg.MaterializeResult(metadata={
             "status": report.status, "members": report.members, "added": report.added, "removed": report.removed,
             "rejected": report.rejected, "rejected_reasons": dg.MetadataValue.json(report.reasons or {}),
@@ -117,9 +120,19 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
             "deferred_reasons": dg.MetadataValue.json(report.deferred_reasons or {}),
             "plan_hash": report.plan_hash, "duration_seconds": round(time.perf_counter() - started, 3),
             "destination_counts": dg.MetadataValue.json(report.platform_counts or {}),
-            **({"note": report.reason} if report.reason else {})})
+            **({"note": report.reason} if report.reason else {}), **error_metadata(report)})
 
     return _apply
+
+
+def error_metadata(report) -> dict[str, dg.MetadataValue]:
+    """The error that failed or cut short a sync, as the ledger keeps it: class, whose fault, and the platform's
+    own words (scrubbed of PII and secrets by the engine). Empty when nothing failed."""
+    if not report.error_class:
+        return {}
+    return {"error_class": dg.MetadataValue.text(report.error_class),
+            "error_fault": dg.MetadataValue.text(report.error_fault or "caller"),
+            "error_detail": dg.MetadataValue.text(report.error_detail or "no detail")}
 
 
 def _freshness_check(project: Project, name: str, sync: SyncConfig) -> dg.AssetChecksDefinition:

@@ -206,3 +206,31 @@ def test_validate_online_calls_each_destination_and_names_the_variable_to_fix(tm
     report = json.loads(online.stdout)["online"]
     assert report["meta_ads"] == report["google_ads"] == report["twilio"] == "ok"
     assert "SANDBOX_KLAVIYO_KEY" in report["klaviyo"] and "not-the-key" not in online.stdout
+
+
+def test_history_detail_shows_the_redacted_platform_words_of_a_failed_sync(tmp_path: Path) -> None:
+    from destinations.fake.connector import FakeDestination
+    from syncer.delivery.engine import Engine
+    from syncer.errors import PermanentError
+    from syncer.project.project import load_project
+    from tests.conftest import FAKE, person
+
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
+    write_project(tmp_path, destination=FAKE)
+    FakeDestination.fail_calls = {1: PermanentError("Meta refused the batch", detail="HTTP 400 code 100 fbtrace_id AbC123xyz:"
+                                                    " invalid member Person1@Example.com")}
+    with Engine(load_project(tmp_path)) as engine:
+        assert [r.status for r in engine.run()] == ["failed"]
+
+    detailed = syncer("-p", str(tmp_path), "history", "--detail")
+    assert detailed.returncode == 0, detailed.stderr
+    [line] = [ln for ln in detailed.stdout.splitlines() if ln.startswith("run ")]
+    assert line == ("run 1 buyers_sync failed: PermanentError (fault: platform): HTTP 400 code 100 fbtrace_id AbC123xyz:"
+                    " invalid member <redacted>")
+    plain = syncer("-p", str(tmp_path), "history")
+    assert "fbtrace_id" not in plain.stdout and "PermanentError" not in plain.stdout
+    assert plain.stdout == detailed.stdout.split("\nrun 1 ")[0] + "\n"  # without --detail: the table alone, as before
+    [run] = json.loads(syncer("-p", str(tmp_path), "--json", "history").stdout)["runs"]
+    assert (run["error_class"], run["error_fault"]) == ("PermanentError", "platform")
+    assert run["error_detail"].endswith("invalid member <redacted>")
+    assert "Person1@Example.com" not in detailed.stdout + plain.stdout + json.dumps(run)

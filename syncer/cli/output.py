@@ -75,6 +75,19 @@ def history_table(rows: list[dict]) -> Table:
     return table
 
 
+def history_error_lines(rows: list[dict]) -> list[str]:
+    """One plain line per sync run an error failed or cut short: class, fault, then the stored (scrubbed) detail.
+
+    Example: ``run 7 buyers_sync failed: PermanentError (fault: platform): HTTP 400 code 100 fbtrace_id AbC``.
+    """
+    lines = []
+    for r in rows:
+        if r.get("error_class"):
+            lines.append(f"run {r['run_id']} {r['sync']} {r['status']}: {r['error_class']} (fault: {r.get('error_fault') or '-'}):"
+                         f" {r.get('error_detail') or 'no detail'}")
+    return lines or ["no failed sync runs in this history"]
+
+
 def jobs_table(rows: list[dict]) -> Table:
     table = Table(title="platform jobs")
     for col in ("sync", "job", "submitted", "status", "match rate", "failure"):

@@ -12,7 +12,7 @@ import time
 import click
 
 from syncer.cli.common import console, exit_on_sync_error, project_from
-from syncer.cli.output import history_table, jobs_table, latency_line, status_table
+from syncer.cli.output import history_error_lines, history_table, jobs_table, latency_line, status_table
 
 
 @click.command()
@@ -51,9 +51,12 @@ def _status_row(ledger, name: str) -> dict:
 @click.command()
 @click.option("--sync", default=None, help="Only this sync.")
 @click.option("--limit", default=20, show_default=True)
+@click.option("--detail", is_flag=True,
+              help="Under the table, a line per failed or partly applied sync run: the error's class, whose fault, and"
+                   " the platform's own words (scrubbed of PII and secrets).")
 @click.pass_context
-def history(ctx: click.Context, sync: str | None, limit: int) -> None:
-    """Past runs per sync, newest first."""
+def history(ctx: click.Context, sync: str | None, limit: int, detail: bool) -> None:
+    """Past runs per sync, newest first (--json always includes error_class, error_fault and error_detail)."""
     from syncer.ledger.store import Ledger
 
     project = project_from(ctx)
@@ -62,6 +65,9 @@ def history(ctx: click.Context, sync: str | None, limit: int) -> None:
         click.echo(json.dumps({"runs": rows}, default=str))
         return
     console.print(history_table(rows))
+    if detail:
+        for line in history_error_lines(rows):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @click.command()

@@ -23,6 +23,7 @@ from tenacity import (
 
 from destinations.base import AudienceRef, BatchResult, Destination, Member, RowStatus
 from syncer.errors import ConfigError, PermanentError, SyncError, TransientError
+from syncer.ledger.failures import failure_fields, scrub_detail
 from syncer.ledger.store import HeldRow, Ledger
 from syncer.planning.plan import PlannedRow, SyncPlan
 
@@ -50,7 +51,10 @@ class ApplyReport:
     reasons: dict[str, int] = field(default_factory=dict)  # rejected rows by reason
     deferred_reasons: dict[str, int] = field(default_factory=dict)  # rows left for the next run, by reason
     platform_counts: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # the operator's message of the error that failed or cut short the sync
+    error_class: str | None = None  # that error's class name, its fault, and its scrubbed detail
+    error_fault: str | None = None  # (syncer.ledger.failures.failure_fields)
+    error_detail: str | None = None
 
 
 class _Deferred(Exception):
@@ -89,9 +93,11 @@ def _send(destination: Destination, op: str, audience: AudienceRef, members: Seq
 
 def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync_run_id: int,
                policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep,
-               on_batch: Callable[[str, int], None] | None = None) -> ApplyReport:
+               on_batch: Callable[[str, int], None] | None = None,
+               scrub: Callable[[str | None], str | None] = scrub_detail) -> ApplyReport:
     """Send the plan's removes then adds; return the figures. Raises nothing for platform failures:
-    they end up in the report (``status``/``error``) and the ledger."""
+    they end up in the report (``status``, ``error`` and the ``error_*`` fields, the detail passed through
+    ``scrub``) and the ledger."""
     report = ApplyReport(retried=plan.retried)
     report.rejected = len(plan.rejections)
     for _, _, reason in plan.rejections:
@@ -112,13 +118,21 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
             except (_Deferred, TransientError) as exc:
                 cause = exc.cause if isinstance(exc, _Deferred) else exc
                 _defer_rest(ledger, plan, work, index, start, report, cause)
+                _note_error(report, cause, scrub)
                 return report
             except (ConfigError, PermanentError) as exc:
                 report.status, report.error = "failed", exc.message
+                _note_error(report, exc, scrub)
                 return report
             if on_batch:
                 on_batch(op, len(batch))
     return report
+
+
+def _note_error(report: ApplyReport, exc: SyncError, scrub: Callable[[str | None], str | None]) -> None:
+    """Keep the class, fault and scrubbed detail of the error that ended the sync in the report."""
+    for name, value in failure_fields(exc, scrub).items():
+        setattr(report, name, value)
 
 
 def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int, audience: AudienceRef,

@@ -5,6 +5,7 @@ Nothing here prints; it returns ``SyncReport`` values and records everything in 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,7 +26,8 @@ from destinations.base import (
 )
 from destinations.registry import build_destination, capabilities_of
 from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync
-from syncer.errors import ConfigError, SyncError
+from syncer.errors import ConfigError, StalePlanError, SyncError  # StalePlanError: still importable from here
+from syncer.ledger.failures import failure_fields, scrub_detail, secret_env_names
 from syncer.ledger.store import HeldRow, Ledger
 from syncer.planning.gates import GateResult, check_gates, held_reason
 from syncer.planning.local_diff import plan_sync
@@ -35,9 +37,8 @@ from syncer.planning.snapshot import refresh_snapshot
 from syncer.planning.warehouse_diff import WarehouseDiff
 from syncer.project.project import Project
 
-
-class StalePlanError(SyncError):
-    """The ledger or the config changed since the plan was made; plan again."""
+log = logging.getLogger(__name__)
+_ERROR_COLUMNS = ("error_class", "error_fault", "error_detail")
 
 
 @dataclass
@@ -77,6 +78,10 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def scrub(self, text: str | None) -> str | None:
+        """An error's detail without PII and without the value of any secret this project's destinations name."""
+        return scrub_detail(text, env_names=secret_env_names(self.project.destinations.values()))
 
     def destination(self, name: str) -> Destination:
         if name not in self._destinations:
@@ -205,9 +210,10 @@ class Engine:
             self._ensure_audience(plan)
             jobs_before = len(destination.jobs) if isinstance(destination, RunsJobs) else 0
             result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id, policy=self.policy,
-                                sleep=self.sleep, on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None)
+                                sleep=self.sleep, on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None,
+                                scrub=self.scrub)
         except SyncError as exc:
-            return ApplyReport(status="failed", error=exc.message)
+            return ApplyReport(status="failed", error=exc.message, **failure_fields(exc, self.scrub))
         if isinstance(destination, RunsJobs):
             self.ledger.record_jobs(plan.destination, plan.sync, destination.jobs[jobs_before:])
         if (result.added or result.removed) and isinstance(destination, HasPlatformCounts):
@@ -270,6 +276,8 @@ class Engine:
                                          [Member(r.member_key, r.identifiers) for r in sync_plan.adds])
         except SyncError as exc:
             report.status, report.reason = "failed", exc.message
+            for name, value in failure_fields(exc, self.scrub).items():
+                setattr(report, name, value)
         else:
             sent = {o.member_key for o in result.outcomes if o.status is RowStatus.SENT}
             keys, _ = self.ledger.held_fingerprints(sync_name)
@@ -282,8 +290,9 @@ class Engine:
             report.requests, report.platform_counts = result.requests, dict(result.platform_counts)
         report.duration = round(time.perf_counter() - started, 3)
         self.ledger.finish_sync_run(sync_run_id, status=report.status, reason=report.reason, added=report.added,
-                                    removed=report.removed, requests=report.requests)
+                                    removed=report.removed, requests=report.requests, **_error_columns(report))
         self.ledger.finish_run(run_id, report.status)
+        _log_failure(report)
         return report
 
     def check_fresh(self, plan: Plan) -> None:
@@ -341,7 +350,8 @@ class Engine:
             sync_run_id, status=report.status, reason=report.reason, added=report.added, removed=report.removed,
             rejected=report.rejected, retried=report.retried, deferred=report.deferred, requests=report.requests,
             details={"reasons": report.reasons, "deferred_reasons": report.deferred_reasons, "platform_counts": report.platform_counts, "stats": plan.stats,
-                     "gates": [asdict(g) for g in report.gates]})
+                     "gates": [asdict(g) for g in report.gates]}, **_error_columns(report))
+        _log_failure(report)
         return report
 
 
@@ -349,3 +359,18 @@ def _copy(result: ApplyReport, report: SyncReport) -> None:
     for figure in fields(ApplyReport):
         setattr(report, figure.name, getattr(result, figure.name))
     report.reason = result.error
+
+
+def _error_columns(report: SyncReport) -> dict[str, str | None]:
+    """The ledger's error columns of a report; empty when nothing failed (the columns stay NULL)."""
+    return {name: getattr(report, name) for name in _ERROR_COLUMNS} if report.error_class else {}
+
+
+def _log_failure(report: SyncReport) -> None:
+    """Log a failed (WARNING) or cut-short (INFO) sync: the operator's message, then the error's class, fault
+    and detail, already scrubbed of PII and secrets."""
+    if report.status not in ("failed", "partial"):
+        return
+    log.log(logging.WARNING if report.status == "failed" else logging.INFO,
+            "sync %s %s: %s [%s, fault: %s] detail: %s", report.sync, report.status, report.error or report.reason,
+            report.error_class or "-", report.error_fault or "-", report.error_detail or "-")

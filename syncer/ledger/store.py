@@ -10,7 +10,8 @@ Tables (defined, with their migrations, in ``syncer.ledger.tables``; re-exported
 - ``sync_state``    a version counter per sync, bumped by every committed batch (stale-plan check)
 - ``held_log``      every change to ``held`` with its version, so a cached snapshot (``syncer.planning.snapshot``)
                     catches up by reading the churn instead of the whole audience
-- ``runs`` / ``sync_runs``  one row per command run and per sync within it, with the figures
+- ``runs`` / ``sync_runs``  one row per command run and per sync within it, with the figures and, for a
+                    failed sync, the error's class, fault and scrubbed detail (``syncer.ledger.failures``)
 - ``batches``       each request sent: op, rows, outcome counts
 - ``row_outcomes``  rows that did not land: rejected (with reason) or retryable
 - ``pending``       rows to retry on the next run
@@ -39,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncer.json_rows import dumps_many, loads
+from syncer.ledger.failures import scrub_detail
 from syncer.ledger.platform import PlatformIdCache, PlatformJobs
 from syncer.ledger.suppressions import SuppressionRecords
 from syncer.ledger.tables import (  # noqa: F401  (re-exported: callers import the tables from here)
@@ -196,7 +198,14 @@ class Ledger(SuppressionRecords, PlatformJobs):
             return int(result.inserted_primary_key[0])
 
     def finish_sync_run(self, sync_run_id: int, *, status: str, reason: str | None = None, **figures) -> None:
+        """Close a sync run with its status and figures (columns of ``sync_runs``; ``details`` as JSON).
+
+        ``error_class``, ``error_fault`` and ``error_detail`` (``syncer.ledger.failures.failure_fields``)
+        say what failed it; the detail is scrubbed again here, so no caller can store PII or a secret.
+        """
         details = figures.pop("details", None)
+        if figures.get("error_detail"):
+            figures["error_detail"] = scrub_detail(figures["error_detail"])
         values = dict(status=status, reason=reason, finished_at=time.time(), **figures)
         if details is not None:
             values["details"] = json.dumps(details, sort_keys=True, default=str)

@@ -4,19 +4,21 @@ Kept apart from ``syncer.ledger.store`` so the schema reads as one page: each ta
 and ``migrate`` is the only code that changes the shape of the store. ``syncer.ledger.store`` re-exports
 every table, so ``from syncer.ledger.store import suppressions`` keeps working.
 
-Bump ``SCHEMA_VERSION`` together with an entry in ``_MIGRATIONS`` (the SQL that reaches it from the
-version before); ``migrate`` refuses a ledger written by a newer syncer rather than guessing.
+Bump ``SCHEMA_VERSION`` together with an entry in ``_MIGRATIONS`` (the SQL, or steps such as
+``_add_columns``, that reach it from the version before); ``migrate`` refuses a ledger written by a newer
+syncer rather than guessing. A new table needs no migration (``create_all`` makes it); a new column on an
+existing table does, and must be nullable so rows written before it stay valid.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sync_runs.error_class, error_fault, error_detail
 
 metadata = sa.MetaData()
 
@@ -75,6 +77,11 @@ sync_runs = sa.Table(
     sa.Column("details", sa.Text),  # JSON: platform counts, sample reasons, timings
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
+    # the error that failed (or cut short) the sync: its class, whose fault, and the platform's own words,
+    # scrubbed by syncer.ledger.failures (no PII, no secrets, at most DETAIL_LIMIT characters)
+    sa.Column("error_class", sa.String(128)),
+    sa.Column("error_fault", sa.String(16)),  # operator | platform | transient | caller
+    sa.Column("error_detail", sa.Text),
 )
 batches = sa.Table(
     "batches", metadata,
@@ -160,7 +167,50 @@ cursors = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
-_MIGRATIONS: dict[int, Sequence[str]] = {}  # version -> SQL run to reach it from version - 1
+def _add_columns(table: sa.Table, *names: str) -> Callable[[Connection], None]:
+    """A migration step adding the nullable ``names`` of ``table`` that the stored table lacks. Safe to run
+    again, and while another process opening the same old ledger adds them too."""
+    columns = [table.c[name] for name in names]
+    if any(not c.nullable or c.server_default is not None for c in columns):
+        raise ValueError("_add_columns adds nullable columns without defaults only")
+
+    def step(conn: Connection) -> None:
+        for column in columns:
+            if column.name in _stored_columns(conn, table):
+                continue
+            ddl = f"ALTER TABLE {table.name} ADD COLUMN{{}} {column.name} {column.type.compile(dialect=conn.dialect)}"
+            if conn.dialect.name == "postgresql":  # waits for a concurrent ALTER, then skips
+                conn.execute(sa.text(ddl.format(" IF NOT EXISTS")))
+                continue
+            try:
+                conn.execute(sa.text(ddl.format("")))
+            except sa.exc.OperationalError:  # SQLite: "duplicate column name" if another process won the race
+                if column.name not in _stored_columns(conn, table):
+                    raise
+
+    return step
+
+
+def _stored_columns(conn: Connection, table: sa.Table) -> set[str]:
+    return {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+
+
+_MIGRATIONS: dict[int, Sequence[str | Callable[[Connection], None]]] = {
+    # version -> SQL or steps run to reach it from version - 1
+    2: (_add_columns(sync_runs, "error_class", "error_fault", "error_detail"),),
+}
+
+
+def _record_version(conn: Connection, version: int) -> None:
+    """Note ``version`` as applied; a process that migrated the same ledger at the same moment already did."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        conn.execute(schema_version.insert().values(version=version, applied_at=time.time()))
+        return
+    conn.execute(insert(schema_version).values(version=version, applied_at=time.time()).on_conflict_do_nothing())
 
 
 def migrate(conn: Connection) -> None:
@@ -168,13 +218,16 @@ def migrate(conn: Connection) -> None:
     metadata.create_all(conn)
     current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
     if current is None:
-        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=time.time()))
+        _record_version(conn, SCHEMA_VERSION)
         return
     if current > SCHEMA_VERSION:
         raise RuntimeError(
             f"ledger schema version {current} is newer than this syncer knows ({SCHEMA_VERSION}); upgrade syncer"
         )
     for version in range(current + 1, SCHEMA_VERSION + 1):
-        for statement in _MIGRATIONS.get(version, ()):
-            conn.execute(sa.text(statement))
-        conn.execute(schema_version.insert().values(version=version, applied_at=time.time()))
+        for step in _MIGRATIONS.get(version, ()):
+            if callable(step):
+                step(conn)
+            else:
+                conn.execute(sa.text(step))
+        _record_version(conn, version)

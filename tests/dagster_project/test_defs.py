@@ -127,3 +127,23 @@ def test_replace_backfill_drops_members_we_never_sent(project: Path, sandbox: Sa
     result = job.execute_in_process(partition_key="buyers_sync", run_config={"ops": {"resync": {"config": {"mode": "replace"}}}})
     assert result.success
     assert len(sandbox.meta.members("1001")) == 100
+
+
+def test_a_failed_sync_shows_the_platforms_words_redacted_in_the_failure_metadata(tmp_path: Path) -> None:
+    from destinations.fake.connector import FakeDestination
+    from syncer.errors import PermanentError
+    from tests.conftest import FAKE, person
+
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
+    write_project(tmp_path, destination=FAKE)
+    FakeDestination.fail_calls = {1: PermanentError("Meta refused the batch", detail="HTTP 400 code 100 fbtrace_id AbC123xyz:"
+                                                    " invalid member Person1@Example.com")}
+    result = dg.materialize(everything(build_definitions(tmp_path)), raise_on_error=False)
+    assert not result.success and "dest/buyers_sync" not in materialized(result)
+    [failure] = [e for e in result.get_step_failure_events() if e.step_key.startswith("dest__buyers_sync")]
+    data = failure.step_failure_data.user_failure_data
+    meta = {k: v.value for k, v in data.metadata.items()}
+    assert "Meta refused the batch" in data.description
+    assert (meta["error_class"], meta["error_fault"]) == ("PermanentError", "platform")
+    assert meta["error_detail"] == "HTTP 400 code 100 fbtrace_id AbC123xyz: invalid member <redacted>"
+    assert "Person1@Example.com" not in repr(result.all_events)
