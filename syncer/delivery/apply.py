@@ -146,17 +146,25 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
     if op == "add" and capabilities.at_most_once:
         _apply_at_most_once(plan, destination, ledger, sync_run_id, audience, batch, policy, report, sleep)
         return
-    members = [Member(r.member_key, r.identifiers) for r in batch]
+    send_and_commit(destination, ledger, sync=plan.sync, sync_run_id=sync_run_id, audience=audience, op=op,
+                    rows=batch, policy=policy, report=report, sleep=sleep)
+
+
+def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync_run_id: int, audience: AudienceRef,
+                    op: str, rows: Sequence[PlannedRow | HeldRow], policy: RetryPolicy, report: ApplyReport,
+                    sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, str, str]]:
+    """Send one batch (retried per ``policy``), then record what landed and what failed in the ledger, in
+    one commit: the step apply and the fast path share. Returns the failed rows (key, status, reason).
+
+    Raises what the destination raised once the retries are spent (the ledger is then left as it was)."""
+    members = [Member(r.member_key, r.identifiers) for r in rows]
     result, attempts = _send(destination, op, audience, members, policy, report, sleep)
     report.requests += result.requests + (attempts - 1)
-    by_key = {o.member_key: o for o in result.outcomes}
-    missing = [r.member_key for r in batch if r.member_key not in by_key]
-    if missing:
-        raise SyncError(f"destination {destination.kind} returned no outcome for {len(missing)} members; this is a connector bug")
-    landed = [HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in batch if by_key[r.member_key].status is RowStatus.SENT]
+    status = {o.member_key: o.status for o in result.outcomes}  # one per member: the base class checks it
+    landed = [HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in rows if status[r.member_key] is RowStatus.SENT]
     failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
-    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op=op, landed=landed, failed=failed,
-                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch))
+    ledger.commit_batch(sync=sync, sync_run_id=sync_run_id, op=op, landed=landed, failed=failed,
+                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(rows))
     if op == "add":
         report.added += len(landed)
     else:
@@ -165,7 +173,7 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
     for name, value in result.platform_counts.items():
         if isinstance(value, int):
             report.platform_counts[name] = report.platform_counts.get(name, 0) + value
-
+    return failed
 
 def _apply_at_most_once(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int,
                         audience: AudienceRef, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,

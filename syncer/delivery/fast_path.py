@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from destinations.base import AudienceRef, Member, RowStatus
+from destinations.base import AudienceRef
+from syncer.delivery.apply import ApplyReport, RetryPolicy, send_and_commit
 from syncer.delivery.engine import Engine
-from syncer.errors import ConfigError, PermanentError, SyncError, TransientError
-from syncer.ledger.store import HeldRow
+from syncer.errors import ConfigError, SyncError, TransientError
 from syncer.project.project import Project
 
 CURSOR = "conversions"
+_ONE_ATTEMPT = RetryPolicy(attempts=1)  # a remove that fails now is retried by the follow loop, not by blocking it
 
 
 @dataclass(frozen=True)
@@ -172,20 +173,17 @@ class Suppressor:
             self._record(conversion, sync_name, outcome, result)
             return
         try:
-            batch = destination.remove(AudienceRef(sync_name, sync.audience_id), [Member(held.member_key, held.identifiers)])
+            failed = send_and_commit(destination, self.ledger, sync=sync_name, sync_run_id=self._sync_run(sync_name),
+                                     audience=AudienceRef(sync_name, sync.audience_id), op="remove", rows=[held],
+                                     policy=_ONE_ATTEMPT, report=ApplyReport())
         except TransientError:
-            self._record(conversion, sync_name, "pending", result)
+            self._record(conversion, sync_name, "pending", result)  # retried by _retry_pending, with backoff
             return
-        except (ConfigError, PermanentError, SyncError) as exc:
+        except SyncError as exc:
             self._record(conversion, sync_name, "failed", result)
             result.outcomes[sync_name] = f"failed: {exc.message}"
             return
-        [outcome] = batch.outcomes
-        landed = [HeldRow(held.member_key, held.raw_fp, held.identifiers)] if outcome.status is RowStatus.SENT else []
-        failed = [] if landed else [(outcome.member_key, outcome.status.value, outcome.reason or "unknown")]
-        self.ledger.commit_batch(sync=sync_name, sync_run_id=self._sync_run(sync_name), op="remove", landed=landed,
-                                 failed=failed, attempts=1, platform_counts=dict(batch.platform_counts), rows=1)
-        self._record(conversion, sync_name, "removed" if landed else "pending", result)
+        self._record(conversion, sync_name, "pending" if failed else "removed", result)
 
     def _record(self, conversion: Conversion, sync: str, outcome: str, result: SuppressionResult) -> None:
         self.ledger.record_suppression_event(conversion_id=conversion.conversion_id, member_key=conversion.member_key,
