@@ -1,4 +1,4 @@
-"""The config model of a klaviyo destination file (``destinations/<name>.yml``)."""
+"""The config model of a Klaviyo destination file (``destinations/<name>.yml``) and what Klaviyo accepts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,21 @@ from typing import Literal
 
 from pydantic import Field
 
+from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
+
+__all__ = ["ATTRIBUTES", "CAPABILITIES", "KlaviyoListConfig", "MAX_LIST_PROFILES"]
+
+MAX_LIST_PROFILES = 1_000  # profiles per list relationship call
+ATTRIBUTES = {"email": "email", "phone": "phone_number", "external_id": "external_id", "first_name": "first_name", "last_name": "last_name"}
+"""Identifier kind -> the Klaviyo profile attribute it is sent as."""
+
+CAPABILITIES = Capabilities(
+    platform="plain",
+    identifiers=frozenset(ATTRIBUTES),
+    max_batch=MAX_LIST_PROFILES,
+    channel="email",
+)
 
 
 class KlaviyoListConfig(DestinationConfigBase):

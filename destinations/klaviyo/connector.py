@@ -25,13 +25,19 @@ which bypasses our wait accounting, see specs section 9)::
 
 Headers: ``Authorization: Klaviyo-API-Key <key>``, ``revision`` (config), JSON:API content type.
 
-Limits: 1,000 profiles per relationship call (``max_batch``), 10,000 per import job. Rate limits per
-endpoint, a 1-second burst and a 1-minute steady window: list relationships and the import job
-endpoints 10/s and 150/min, GET /api/profiles and GET /api/lists/{id} 75/s and 700/min. Klaviyo counts
-in fixed windows; we keep a sliding window per endpoint (with a small margin), which never exceeds any
-fixed window, where a token bucket as large as the burst can send twice the burst inside one window.
-A 429 raises ``RateLimited`` with its ``Retry-After``; 5xx and lost connections ``TransientError``; 401
-and 403 ``ConfigError`` naming the variable to fix; ``classify`` is the only reader of statuses.
+Limits: 1,000 profiles per relationship call (``max_batch``: the base refuses a larger batch before any
+call), 10,000 per import job. Rate limits per endpoint, a 1-second burst and a 1-minute steady window:
+list relationships and the import job endpoints 10/s and 150/min, GET /api/profiles and GET
+/api/lists/{id} 75/s and 700/min. Klaviyo counts in fixed windows; we keep a sliding window per endpoint
+(with a small margin), which never exceeds any fixed window, where a token bucket as large as the burst
+can send twice the burst inside one window.
+
+Errors: ``classify`` is the only reader of Klaviyo's answers, and answers as the shared table
+(``destinations.responses``) wherever Klaviyo means what it says. Klaviyo's own: a 429 states its wait in
+``Retry-After`` or in the error's detail ("available in 12 seconds"); 401 and 403 name the variable and
+the scopes the key needs; a 400 whose errors all point at rows (``/data/{i}``) is ``RowErrors``; a 404
+of an import job is ``ImportJobLost`` (the job is imported again); 409 and unknown statuses are retried
+(list adds and removes are idempotent set operations). Lost connections raise ``TransientError``.
 
 Import jobs are asynchronous: a job still running after ``import_timeout_s`` raises ``TransientError``
 and the retry resumes polling the same job rather than importing again.
@@ -63,7 +69,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,32 +77,22 @@ import requests
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
     Op,
     RowOutcome,
     RowStatus,
 )
-from destinations.http import (
-    build_session,
-    read_body,
-    redact,
-    retry_after,
-    unreachable,
-)
-from destinations.klaviyo.config import KlaviyoListConfig
+from destinations.http import build_session, read_body, unreachable
+from destinations.klaviyo.config import ATTRIBUTES, CAPABILITIES, KlaviyoListConfig
+from destinations.klaviyo.errors import ImportJobLost, RowErrors, error_detail, error_items, redact_pii, stated_wait
+from destinations.klaviyo.profiles import MATCH_ORDER, errored_member, folded, index_profile, match, row_reason
 from destinations.pacing import SlidingWindowLimiter
+from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.environment import resolve_secret
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, RateLimited, SyncError, TransientError
 
-__all__ = ["API_URL", "KlaviyoContext", "KlaviyoListDestination", "RowErrors", "classify"]
+__all__ = ["API_URL", "ImportJobLost", "KlaviyoListDestination", "RowErrors"]
 
 API_URL = "https://a.klaviyo.com"
 IMPORT_MAX = 10_000
@@ -105,91 +100,17 @@ PAGE_SIZE = 100
 LOOKUP_CHUNK = 50
 # endpoint group -> (burst per second, steady per minute)
 LIMITS = {"relationships": (10, 150), "import": (10, 150), "profiles": (75, 700), "lists": (75, 700)}
-ATTRIBUTES = {"email": "email", "phone": "phone_number", "external_id": "external_id", "first_name": "first_name", "last_name": "last_name"}
-MATCH_ORDER = ("email", "external_id", "phone")  # identifiers Klaviyo matches a profile on, in its order
 _LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _POINTER_ROW = re.compile(r"^/data/(\d+)(/.*)?$")
-_IMPORT_ROW = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/attributes/?([a-z_]*))?")
-_WAIT_HINT = re.compile(r"available in (\d+(?:\.\d+)?) second")
-
-
-@dataclass(frozen=True)
-class KlaviyoContext:
-    """What ``classify`` needs to tell the operator what to fix."""
-
-    destination: str = "klaviyo"
-    key_env: str = "KLAVIYO_API_KEY"
-    endpoint: str = API_URL
-    list_id: str | None = None
-    what: str = "request"  # "list", "import job" or a short description of the call
-
-
-class RowErrors(PermanentError):
-    """Klaviyo refused the whole call because of some of its rows; ``rows`` maps an index to a reason."""
-
-    def __init__(self, message: str, *, rows: Mapping[int, str], detail: str | None = None) -> None:
-        super().__init__(message, detail=detail)
-        self.rows = dict(rows)
-
-
-class ImportJobLost(TransientError):
-    """The import job is gone (expired or cancelled); the retry starts a new one."""
-
-
-def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, ctx: KlaviyoContext | None = None) -> SyncError | None:
-    """Map one Klaviyo response to the failure to raise, or None when it succeeded.
-
-    ``body`` is the parsed JSON (a dict) or the raw text. The only place that reads Klaviyo's statuses.
-    """
-    ctx = ctx or KlaviyoContext()
-    if 200 <= status < 300:
-        return None
-    errors = body.get("errors") if isinstance(body, dict) else None
-    errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-    first = errors[0] if errors else {}
-    code = str(first.get("code") or "")
-    detail = f"HTTP {status}; " + ("; ".join(f"{e.get('code')}: {_redact(str(e.get('detail')))[:200]}" for e in errors[:5])
-                                    or f"body: {_redact(str(body))[:300]}")
-    name, where = ctx.destination, _where(ctx)
-    if status == 429:
-        wait = _wait(headers, str(first.get("detail") or ""))
-        return RateLimited(f"Klaviyo throttled {where}" + (f"; retry in {wait:g} s" if wait else ""), retry_after=wait, detail=detail)
-    if status == 401:
-        return ConfigError(f"Klaviyo refused the API key of destination '{name}' ({code or 'unauthorized'}): create a private key"
-                           f" with lists:read, lists:write, profiles:read and profiles:write and export it as {ctx.key_env}", detail=detail)
-    if status == 403:
-        return ConfigError(f"Klaviyo API key of destination '{name}' lacks a scope for {ctx.what}: give the private key lists:read,"
-                           f" lists:write, profiles:read and profiles:write, then export it as {ctx.key_env}", detail=detail)
-    if status == 404 and ctx.what == "import job":
-        return ImportJobLost(f"Klaviyo no longer has the profile import job for {where}; importing again", detail=detail)
-    if status == 404 and code == "not_found" and ctx.list_id:
-        return ConfigError(f"Klaviyo list {ctx.list_id} does not exist (or this key cannot see it): check the sync's audience_id"
-                           f" for destination '{name}'", detail=detail)
-    if status in (404, 405) and not errors:
-        return ConfigError(f"{ctx.endpoint} answered HTTP {status} with a page that is not Klaviyo's API: check 'endpoint' of"
-                           f" destination '{name}'", detail=detail)
-    rows = {int(m.group(1)): _reason(e) for e in errors if (m := _POINTER_ROW.match(str((e.get("source") or {}).get("pointer") or "")))}
-    if status == 400 and rows and len(rows) == len(errors):
-        return RowErrors(f"Klaviyo refused {where} because of {len(rows)} of its rows; nothing was applied", rows=rows, detail=detail)
-    if status >= 500 or status in (408, 409):
-        return TransientError(f"Klaviyo had a temporary failure (HTTP {status}) on {where}; retrying", detail=detail)
-    if 400 <= status < 500:
-        return PermanentError(f"Klaviyo refused {where} (HTTP {status}, {code or 'no code'}); nothing was applied: see the detail",
-                              detail=detail)
-    # Unknown: list adds and removes are idempotent set operations, so a retry is harmless.
-    return TransientError(f"Klaviyo answered HTTP {status} on {where}; retrying", detail=detail)
+# What a call is about (``ErrorContext.target``); a list call names its list ("list Y6nRLr").
+_PROFILES, _IMPORT, _JOB = "profiles", "a profile import", "a profile import job"
 
 
 class KlaviyoListDestination(Destination):
     """Adds and removes members of Klaviyo lists by profile id; never changes a profile's consent."""
 
     kind = "klaviyo_list"
-    capabilities = Capabilities(
-        platform="plain",
-        identifiers=frozenset(ATTRIBUTES),
-        max_batch=1_000,
-        channel="email",
-    )
+    capabilities = CAPABILITIES
 
     def __init__(self, config: KlaviyoListConfig, *, name: str | None = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -218,27 +139,52 @@ class KlaviyoListDestination(Destination):
     def check(self, audience: AudienceRef | None = None) -> None:
         """Verify the key (and the list when given); raise ``ConfigError`` with what to fix."""
         if audience is None:
-            self._request("GET", "/api/profiles/", "profiles", self._ctx(what="a profile read"), params={"page[size]": 1})
+            self._request("GET", "/api/profiles/", "profiles", _PROFILES, params={"page[size]": 1})
         else:
             list_id = self._list_id(audience)
-            self._request("GET", f"/api/lists/{list_id}/", "lists", self._ctx(list_id, "list"))
-
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._apply("add", audience, members)
-
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._apply("remove", audience, members)
+            self._request("GET", f"/api/lists/{list_id}/", "lists", f"list {list_id}")
 
     def close(self) -> None:
         self._session.close()
 
+    def classify(self, response: PlatformResponse, *, target: str = _PROFILES) -> SyncError | None:
+        """The failure one Klaviyo answer means, or None when the call was accepted.
+
+        The only place that reads Klaviyo's statuses; ``target`` is what the call was about ("list Y6nRLr",
+        ``_JOB``...), named in messages. Klaviyo's own answers first (see the module header), then the
+        shared table.
+        """
+        status, body, errors = response.status, response.body, error_items(response.body)
+        ctx = self.error_context(target)
+        where, code = f"{target} of destination '{ctx.destination}'", str(errors[0].get("code") or "") if errors else ""
+        detail = error_detail(status, body, errors)
+        if 200 <= status < 300:
+            return None if isinstance(body, dict) else TransientError(
+                f"Klaviyo sent a response that is not JSON:API (HTTP {status}) for {where}; retrying", detail=detail)
+        if status == 429:
+            wait = stated_wait(response.headers, errors)
+            return RateLimited(f"Klaviyo throttled {where}" + (f"; retry in {wait:g} s" if wait else ""), retry_after=wait, detail=detail)
+        if status in (401, 403):
+            return _key_refused(status, code, ctx, detail)
+        if status == 404 and target == _JOB:
+            return ImportJobLost(f"Klaviyo no longer has the profile import job for {where}; importing again", detail=detail)
+        if status in (404, 405) and not errors:
+            return ConfigError(f"{self._base} answered HTTP {status} with a page that is not Klaviyo's API: check 'endpoint' of"
+                               f" destination '{ctx.destination}'", detail=detail)
+        rows = {int(m.group(1)): row_reason(e) for e in errors if (m := _POINTER_ROW.match(str((e.get("source") or {}).get("pointer") or "")))}
+        if status == 400 and rows and len(rows) == len(errors):
+            return RowErrors(f"Klaviyo refused {where} because of {len(rows)} of its rows; nothing was applied", rows=rows, detail=detail)
+        if status == 409 or not 400 <= status < 600:
+            # A conflict, or a status Klaviyo does not document: list adds and removes are idempotent, so a retry is harmless.
+            return TransientError(f"Klaviyo answered HTTP {status} on {where}; retrying", detail=detail)
+        return classify_status(response, ctx, code=code or None)
+
+    def error_context(self, target: str = _PROFILES) -> ErrorContext:
+        return ErrorContext(platform="Klaviyo", destination=self.name or self.kind, credential_env=self.config.api_key_env,
+                            target=target)
+
     # ----- flow -----------------------------------------------------------------------------------
-    def _apply(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op, (), requests=0)
-        if len(members) > self.capabilities.max_batch:
-            raise PermanentError(f"Refusing to send {len(members)} members in one Klaviyo call; the limit is"
-                                 f" {self.capabilities.max_batch} (the caller must split batches)")
+    def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         list_id = self._list_id(audience)
         self._calls = 0
         counts = {"ids_cached": 0, "profiles_imported": 0, "profiles_looked_up": 0}
@@ -278,8 +224,8 @@ class KlaviyoListDestination(Destination):
     def _relationships(self, op: Op, list_id: str, ids: Mapping[str, str]) -> None:
         data = [{"type": "profile", "id": profile_id} for profile_id in dict.fromkeys(ids.values())]
         method = "POST" if op == "add" else "DELETE"
-        self._request(method, f"/api/lists/{list_id}/relationships/profiles/", "relationships",
-                      self._ctx(list_id, "list"), body={"data": data})
+        self._request(method, f"/api/lists/{list_id}/relationships/profiles/", "relationships", f"list {list_id}",
+                      body={"data": data})
 
     def _resolve(self, op: Op, members: Sequence[Member], outcomes: dict[str, RowOutcome], counts: dict[str, int],
                  *, use_cache: bool) -> dict[str, str]:
@@ -307,8 +253,7 @@ class KlaviyoListDestination(Destination):
         job_id = self._pending_jobs.get(fingerprint)
         if job_id is None:
             body = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": rows}}}}
-            job_id = str(self._request("POST", "/api/profile-bulk-import-jobs/", "import", self._ctx(what="a profile import"),
-                                       body=body)["data"]["id"])
+            job_id = str(self._request("POST", "/api/profile-bulk-import-jobs/", "import", _IMPORT, body=body)["data"]["id"])
             self._pending_jobs[fingerprint] = job_id
         try:
             found = self._read_job(job_id, members, outcomes)
@@ -321,21 +266,20 @@ class KlaviyoListDestination(Destination):
     def _read_job(self, job_id: str, members: Sequence[Member], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
         """Wait for the job, then map its profiles and import errors back to the members, in the order sent."""
         job = self._wait_for_job(job_id)
-        ctx = self._ctx(what="import job")
         fields = {"page[size]": PAGE_SIZE, "fields[profile]": "email,phone_number,external_id"}
         index: dict[tuple[str, str], str] = {}
-        for profile in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles/", "import", ctx, fields):
-            _index_profile(index, profile)
+        for profile in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles/", "import", _JOB, fields):
+            index_profile(index, profile)
         if int(job.get("failed_count") or 0) > 0:
-            for error in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/import-errors/", "import", ctx, {"page[size]": PAGE_SIZE}):
-                member = _errored_member(error.get("attributes") or {}, members)
+            for error in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/import-errors/", "import", _JOB, {"page[size]": PAGE_SIZE}):
+                member = errored_member(error.get("attributes") or {}, members)
                 if member is not None:
-                    outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, _reason(error.get("attributes") or {}))
+                    outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, row_reason(error.get("attributes") or {}))
         found: dict[str, str] = {}
         for member in members:
             if member.member_key in outcomes:
                 continue
-            profile_id = _match(index, member)
+            profile_id = match(index, member)
             if profile_id:
                 found[member.member_key] = profile_id
             else:
@@ -344,10 +288,9 @@ class KlaviyoListDestination(Destination):
 
     def _wait_for_job(self, job_id: str) -> dict[str, Any]:
         deadline = self._clock() + self.config.import_timeout_s
-        ctx = self._ctx(what="import job")
         while True:
             self._sleep(self.config.import_poll_interval_s)
-            attributes = self._request("GET", f"/api/profile-bulk-import-jobs/{job_id}/", "import", ctx)["data"]["attributes"]
+            attributes = self._request("GET", f"/api/profile-bulk-import-jobs/{job_id}/", "import", _JOB)["data"]["attributes"]
             status = attributes.get("status")
             if status == "complete":
                 return attributes
@@ -360,19 +303,18 @@ class KlaviyoListDestination(Destination):
     def _lookup(self, members: Sequence[Member]) -> dict[str, str]:
         """Ids of the members' existing profiles (never creates one); members Klaviyo does not know are left out."""
         found: dict[str, str] = {}
-        ctx = self._ctx(what="a profile lookup")
         for kind in MATCH_ORDER:
             pending = [m for m in members if m.member_key not in found and m.identifiers.get(kind) and '"' not in m.identifiers[kind]]
-            values = list(dict.fromkeys(_folded(kind, m.identifiers[kind]) for m in pending))
+            values = list(dict.fromkeys(folded(kind, m.identifiers[kind]) for m in pending))
             index: dict[tuple[str, str], str] = {}
             for start in range(0, len(values), LOOKUP_CHUNK):
                 chunk = values[start:start + LOOKUP_CHUNK]
                 params = {"filter": f"any({ATTRIBUTES[kind]},{json.dumps(chunk, ensure_ascii=False)})", "page[size]": PAGE_SIZE,
                           "fields[profile]": "email,phone_number,external_id"}
-                for profile in self._pages("/api/profiles/", "profiles", ctx, params):
-                    _index_profile(index, profile)
+                for profile in self._pages("/api/profiles/", "profiles", _PROFILES, params):
+                    index_profile(index, profile)
             for member in pending:
-                profile_id = index.get((kind, _folded(kind, member.identifiers[kind])))
+                profile_id = index.get((kind, folded(kind, member.identifiers[kind])))
                 if profile_id:
                     found[member.member_key] = profile_id
         return found
@@ -391,11 +333,11 @@ class KlaviyoListDestination(Destination):
             self._local_ids.update(ids)
 
     # ----- HTTP -----------------------------------------------------------------------------------
-    def _pages(self, path: str, group: str, ctx: KlaviyoContext, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    def _pages(self, path: str, group: str, target: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Every item of a cursor-paginated collection (the cursor is read from ``links.next``)."""
         params = dict(params)
         while True:
-            body = self._request("GET", path, group, ctx, params=params)
+            body = self._request("GET", path, group, target, params=params)
             yield from (item for item in body.get("data") or [] if isinstance(item, dict))
             following = (body.get("links") or {}).get("next")
             cursor = parse_qs(urlsplit(following).query).get("page[cursor]", [None])[0] if following else None
@@ -403,9 +345,10 @@ class KlaviyoListDestination(Destination):
                 return
             params["page[cursor]"] = cursor
 
-    def _request(self, method: str, path: str, group: str, ctx: KlaviyoContext, *, params: Mapping[str, Any] | None = None,
+    def _request(self, method: str, path: str, group: str, target: str, *, params: Mapping[str, Any] | None = None,
                  body: Any = None) -> dict[str, Any]:
-        """One call, paced by the endpoint's limiter; returns the JSON object or raises the classified failure."""
+        """One call about ``target``, paced by the endpoint's limiter; returns the JSON object or raises the
+        classified failure."""
         if "account" in self._limiters:
             self._limiters["account"].acquire()
         self._limiters[group].acquire()
@@ -414,18 +357,12 @@ class KlaviyoListDestination(Destination):
             response = self._session.request(method, self._base + path, params=params, timeout=self.config.request_timeout_s,
                                              data=json.dumps(body) if body is not None else None)
         except requests.RequestException as exc:
-            raise unreachable("Klaviyo", self._base, exc, redactor=_redact) from None
-        parsed = read_body(response, empty={})
-        failure = classify(response.status_code, parsed, response.headers, ctx)
+            raise unreachable("Klaviyo", self._base, exc, redactor=redact_pii) from None
+        answer = PlatformResponse(response.status_code, read_body(response, empty={}), response.headers)
+        failure = self.classify(answer, target=target)
         if failure is not None:
             raise failure
-        if not isinstance(parsed, dict):
-            raise TransientError(f"Klaviyo sent a response that is not JSON:API (HTTP {response.status_code}) for {_where(ctx)};"
-                                 " retrying", detail=_redact(str(parsed))[:300])
-        return parsed
-
-    def _ctx(self, list_id: str | None = None, what: str = "request") -> KlaviyoContext:
-        return KlaviyoContext(self.name, self.config.api_key_env, self._base, list_id, what)
+        return answer.body
 
     def _list_id(self, audience: AudienceRef) -> str:
         list_id = audience.audience_id.strip()
@@ -434,72 +371,11 @@ class KlaviyoListDestination(Destination):
         return list_id
 
 
-def _folded(kind: str, value: str) -> str:
-    return value.strip().lower() if kind == "email" else value.strip()
-
-
-def _index_profile(index: dict[tuple[str, str], str], profile: Mapping[str, Any]) -> None:
-    attributes = profile.get("attributes") or {}
-    for kind in MATCH_ORDER:
-        value = attributes.get(ATTRIBUTES[kind])
-        if isinstance(value, str) and value and profile.get("id"):
-            index[(kind, _folded(kind, value))] = str(profile["id"])
-
-
-def _match(index: Mapping[tuple[str, str], str], member: Member) -> str | None:
-    for kind in MATCH_ORDER:
-        value = member.identifiers.get(kind)
-        if value and (kind, _folded(kind, value)) in index:
-            return index[(kind, _folded(kind, value))]
-    return None
-
-
-def _errored_member(error: Mapping[str, Any], members: Sequence[Member]) -> Member | None:
-    """The member an import error is about: by the row index in its pointer, else by its original payload."""
-    match = _IMPORT_ROW.match(str((error.get("source") or {}).get("pointer") or ""))
-    if match and int(match.group(1)) < len(members):
-        return members[int(match.group(1))]
-    payload = error.get("original_payload") or {}
-    for member in members:
-        if any(payload.get(ATTRIBUTES[k]) and _folded(k, str(payload[ATTRIBUTES[k]])) == _folded(k, member.identifiers.get(k) or "")
-               for k in MATCH_ORDER):
-            return member
-    return None
-
-
-def _reason(error: Mapping[str, Any]) -> str:
-    """A short code for a row's error, from the field its pointer names (never the value)."""
-    pointer = str((error.get("source") or {}).get("pointer") or "")
-    field = pointer.rstrip("/").rsplit("/", 1)[-1]
-    if field == "email":
-        return "klaviyo_invalid_email"
-    if field == "phone_number":
-        return "klaviyo_invalid_phone"
-    if field == "id":
-        return "klaviyo_unknown_profile"
-    code = re.sub(r"[^a-z0-9_]", "_", str(error.get("code") or "error").lower())[:40]
-    return f"klaviyo_{code}"
-
-
-def _wait(headers: Mapping[str, str] | None, detail: str) -> float | None:
-    """``Retry-After``, else the wait Klaviyo writes in a 429's detail ("available in 12 seconds")."""
-    wait = retry_after(headers)
-    if wait is not None:
-        return wait
-    hint = _WAIT_HINT.search(detail)
-    return float(hint.group(1)) if hint else None
-
-
-def _where(ctx: KlaviyoContext) -> str:
-    target = f"list {ctx.list_id}" if ctx.list_id else ctx.what
-    return f"{target} of destination '{ctx.destination}'"
-
-
-# Narrower than the shared default: emails and E.164 phones only, so dates and ids in Klaviyo's error
-# details stay readable.
-_PII = re.compile(r"[^\s@'\"<>:,]+@[^\s@'\"<>,]+|\+\d{7,15}")
-
-
-def _redact(text: str) -> str:
-    """Hide email addresses and phone numbers in text bound for logs."""
-    return redact(text, _PII)
+def _key_refused(status: int, code: str, ctx: ErrorContext, detail: str) -> ConfigError:
+    """401 (a wrong key) or 403 (a key without a scope), with the scopes a private key needs."""
+    scopes = "lists:read, lists:write, profiles:read and profiles:write"
+    if status == 401:
+        return ConfigError(f"Klaviyo refused the API key of destination '{ctx.destination}' ({code or 'unauthorized'}): create a"
+                           f" private key with {scopes} and export it as {ctx.credential_env}", detail=detail)
+    return ConfigError(f"Klaviyo API key of destination '{ctx.destination}' lacks a scope for {ctx.target}: give the private key"
+                       f" {scopes}, then export it as {ctx.credential_env}", detail=detail)

@@ -32,7 +32,8 @@ Errors use Klaviyo's envelope ``{"errors": [{id, status, code, title, detail, so
 Test helpers: ``create_list``, ``seed_profile``, ``list_members``, ``list_member_ids``,
 ``subscription_status``, ``profile_id``, ``throttled`` (429s answered by the rate limiter),
 ``job_polls`` (GETs answered "processing" before a job completes), ``rate_limits`` (on/off), ``scopes``
-(when set, the key only has these scopes; others get 403).
+(when set, the key only has these scopes; others get 403). ``throttle_next`` answers the next request
+as the rate limiter does; ``consent_of`` reads the consent of the profile identifiers match.
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ def _error(status: int, code: str, title: str, detail: str, pointer: str | None 
     return item
 
 
+def _throttled(wait: int) -> dict[str, Any]:
+    """The error item of a 429, stating the wait as Klaviyo does."""
+    return _error(429, "throttled", "Request was throttled.",
+                  f"Request was throttled. Expected available in {wait} second{'s' * (wait != 1)}.")
+
+
 def _invalid(detail: str, pointer: str | None = None) -> KlaviyoError:
     return KlaviyoError(400, "invalid", "Invalid input.", detail, pointer)
 
@@ -176,6 +183,25 @@ class KlaviyoEmulator(Emulator):
         """Emails (else phone, else external id) of the list's members."""
         with self.lock:
             return {_label(self.profiles[p]) for p in self.lists[list_id]["members"]}
+
+    def throttle_next(self, retry_after: float) -> float | None:
+        """Answer the next request as Klaviyo throttles: 429 with ``Retry-After`` in whole seconds (at least
+        1) and the same wait in the error's detail; returns that wait."""
+        wait = max(1, math.ceil(retry_after))
+        self.inject_http(429, 1, wait, body={"errors": [_throttled(wait)]})
+        return float(wait)
+
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """Klaviyo holds consent per profile, whatever the list: the email and SMS marketing consent of the
+        profile the identifiers match (email, then external_id, then phone, as an import matches); None when
+        no profile does."""
+        with self.lock:
+            kinds = (("email", "email"), ("external_id", "external_id"), ("phone", "phone_number"))
+            profile_id = next((p for p in (self._find(field, identifiers.get(kind)) for kind, field in kinds) if p), None)
+            if profile_id is None:
+                return None
+            profile = self.profiles[profile_id]
+            return {"email": profile["email_consent"], "sms": profile["sms_consent"]}
 
     def to_state(self) -> dict[str, Any]:
         with self.lock:

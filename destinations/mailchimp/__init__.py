@@ -1,15 +1,32 @@
 """Mailchimp audiences: membership as a tag or a static segment, never the subscription status."""
 
-from destinations.mailchimp.config import MailchimpAudienceConfig
-from destinations.spec import DestinationSpec, load_object
+from typing import Any
+
+from destinations.mailchimp.audience import parse_audience
+from destinations.mailchimp.config import CAPABILITIES, MailchimpAudienceConfig
+from destinations.spec import DestinationSpec
+
+
+def _seed_audience(emulator: Any, config: MailchimpAudienceConfig, audience_id: str, name: str) -> None:
+    """Make the audience (list) exist, and the static segment when the audience_id names one; a tag is
+    created by its first add, as in Mailchimp."""
+    target = parse_audience(audience_id, "tag" if config.membership == "tag" else "segment")
+    emulator.create_list(target.list_id, name=name)
+    if target.kind == "segment":
+        emulator.create_segment(target.list_id, name, segment_id=int(target.target))
+
 
 SPEC = DestinationSpec(
     type="mailchimp_audience",
     config=MailchimpAudienceConfig,
     connector="destinations.mailchimp.connector:MailchimpAudienceDestination",
-    capabilities=lambda config: load_object("destinations.mailchimp.connector:MailchimpAudienceDestination").capabilities,
+    capabilities=CAPABILITIES,
     emulator="destinations.mailchimp.emulator:MailchimpEmulator",
     mount="mailchimp",
-    sandbox_secrets={},
-    seed_audience=None,
+    sandbox_secrets={"SANDBOX_MAILCHIMP_KEY": "sandbox-mailchimp-key"},
+    seed_audience=_seed_audience,
+    sandbox_destination=lambda base_url: {
+        "type": "mailchimp_audience", "api_key_env": "SANDBOX_MAILCHIMP_KEY", "endpoint": base_url,
+    },
+    sandbox_audience="a1b2c3d4e5:tag:contract",
 )

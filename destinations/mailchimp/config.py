@@ -1,4 +1,4 @@
-"""The config model of a mailchimp destination file (``destinations/<name>.yml``)."""
+"""The config model of a Mailchimp destination file (``destinations/<name>.yml``) and what Mailchimp accepts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ from typing import Literal
 
 from pydantic import Field
 
+from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
+
+__all__ = ["CAPABILITIES", "MAX_BATCH", "MailchimpAudienceConfig"]
+
+MAX_BATCH = 500  # members per batch subscribe and per static segment call
+
+CAPABILITIES = Capabilities(
+    platform="plain",
+    identifiers=frozenset({"email", "phone", "first_name", "last_name"}),
+    max_batch=MAX_BATCH,
+    channel="email",
+    consent_marker=True,  # _consent decides the status of a NEW contact (subscribed only when granted)
+)
 
 
 class MailchimpAudienceConfig(DestinationConfigBase):

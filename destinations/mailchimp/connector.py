@@ -5,15 +5,10 @@ of the Mailchimp audience; leaving the segment takes the tag off (or leaves the 
 contact's subscription status is never changed: no PUT or PATCH of a contact, no status in a remove, no
 archive (DELETE) and no ``update_existing``. Leaving a segment is not an unsubscribe.
 
-audience_id (the sync's) names the audience (list) and what membership means in it::
-
-    "LIST_ID:tag:NAME"      the tag NAME on contacts of audience LIST_ID
-    "LIST_ID:segment:ID"    the static segment ID of audience LIST_ID
-    "LIST_ID:NAME"          a tag NAME (config ``membership: tag``, the default) or a static segment
-                            id (``membership: static_segment``)
-
-A bare LIST_ID is refused: membership of the audience itself could only be undone by archiving or
-unsubscribing the contact.
+audience_id (the sync's) names the audience (list) and what membership means in it
+(``destinations.mailchimp.audience``): "LIST_ID:tag:NAME", "LIST_ID:segment:ID" or "LIST_ID:NAME" (a tag,
+or a static segment id with ``membership: static_segment``). A bare LIST_ID is refused: membership of
+the audience itself could only be undone by archiving or unsubscribing the contact.
 
 API flow (``requests``; base ``https://{dc}.api.mailchimp.com/3.0``, dc from the key's ``-usN`` suffix,
 or ``endpoint`` + ``/3.0``; HTTP Basic with any user and the key)::
@@ -39,11 +34,18 @@ Status of a NEW contact (an existing contact's status is never changed):
   "subscribed" without granted consent. A contact who later grants consent is not subscribed by a sync:
   that is the contact's own opt-in, outside membership.
 
-Limits: 500 members per batch subscribe and per segment call (``max_batch``); 10 simultaneous
-connections per account (429 above). Mailchimp sends no rate-limit headers; ``requests_per_second`` in
-the config adds a client-side cap. A 429 raises ``RateLimited`` (its ``Retry-After`` when sent); 5xx and
-a bodyless 403 (an edge throttle) ``TransientError``; 401 and 403 ``ConfigError`` naming the variable;
-200 responses with ``errors[]`` become per-row rejections. ``classify`` is the only reader of statuses.
+Limits: 500 members per batch subscribe and per segment call (``max_batch``: the base refuses a larger
+batch before any call); 10 simultaneous connections per account (429 above). Mailchimp sends no
+rate-limit headers; ``requests_per_second`` in the config adds a client-side cap.
+
+Errors: ``classify`` is the only reader of Mailchimp's answers, and answers as the shared table
+(``destinations.responses``) wherever Mailchimp means what it says. Mailchimp's own, read first: a 2xx
+carrying ``errors[]`` (batch subscribe, segment calls) is accepted as a call, its errors being per-row
+rejections read by the caller, while a 2xx that is not JSON is retried; a 403 without a JSON body comes
+from Mailchimp's edge throttle (``RateLimited``); 401 and 403 name the variable to fix; a 4xx about one
+contact (the tags call) rejects that row only (``RowRejected``); 409 and unknown statuses are retried
+(tag and segment changes are idempotent). A 429 raises ``RateLimited`` (its ``Retry-After`` when sent,
+which Mailchimp does not: the engine backs off).
 
 Outcomes: one per member. REJECTED reasons: ``no_email``, ``mailchimp_invalid_email``,
 ``mailchimp_invalid_merge_fields``, ``mailchimp_compliance_state``, ``mailchimp_not_list_member``,
@@ -70,7 +72,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -78,22 +79,17 @@ import requests
 from destinations.base import (
     AudienceRef,
     BatchResult,
-    Capabilities,
     Destination,
     Member,
     Op,
     RowOutcome,
     RowStatus,
 )
-from destinations.http import (
-    build_session,
-    read_body,
-    redact,
-    retry_after,
-    unreachable,
-)
-from destinations.mailchimp.config import MailchimpAudienceConfig
+from destinations.http import build_session, read_body, redact, retry_after, unreachable
+from destinations.mailchimp.audience import Membership, parse_audience
+from destinations.mailchimp.config import CAPABILITIES, MailchimpAudienceConfig
 from destinations.pacing import SlidingWindowLimiter
+from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.environment import resolve_secret
 from syncer.errors import (
     ConfigError,
@@ -103,57 +99,15 @@ from syncer.errors import (
     TransientError,
 )
 
-__all__ = ["MailchimpAudienceDestination", "MailchimpContext", "Membership", "RowRejected", "classify", "parse_audience",
-           "subscriber_hash"]
+__all__ = ["MailchimpAudienceDestination", "RowRejected", "subscriber_hash"]
 
 NEW_STATUS_WITHOUT_CONSENT = "transactional"
-_LIST_ID = re.compile(r"^[0-9a-zA-Z]{1,32}$")
 _DC = re.compile(r"-([a-z]{2,4}\d+)$")
 
 
 def subscriber_hash(email: str) -> str:
     """Mailchimp's id of a contact: the MD5 of the lowercased email."""
     return hashlib.md5(email.strip().lower().encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Membership:
-    """What a sync's audience_id means: a tag or a static segment of one audience (list)."""
-
-    list_id: str
-    kind: str  # "tag" or "segment"
-    target: str  # tag name or segment id
-
-
-def parse_audience(audience_id: str, default: str = "tag") -> Membership:
-    """Read ``LIST_ID:tag:NAME``, ``LIST_ID:segment:ID`` or ``LIST_ID:NAME``; raise ``ConfigError`` otherwise."""
-    list_id, sep, rest = audience_id.strip().partition(":")
-    kind, explicit, target = rest.partition(":")
-    if explicit and kind in ("tag", "segment"):
-        rest = target
-    else:
-        kind = "tag" if default == "tag" else "segment"
-    usage = "write it as 'LIST_ID:tag:NAME' or 'LIST_ID:segment:ID'"
-    if not sep or not _LIST_ID.match(list_id):
-        raise ConfigError(f"audience_id {audience_id!r} does not name a Mailchimp audience and a tag or static segment: {usage}"
-                          " (a whole audience cannot be a sync's membership)")
-    rest = rest.strip()
-    if kind == "segment" and not rest.isdigit():
-        raise ConfigError(f"audience_id {audience_id!r}: a static segment is given by its numeric id; {usage}")
-    if kind == "tag" and not 0 < len(rest) <= 100:
-        raise ConfigError(f"audience_id {audience_id!r}: a tag name has 1 to 100 characters; {usage}")
-    return Membership(list_id, kind, rest)
-
-
-@dataclass(frozen=True)
-class MailchimpContext:
-    """What ``classify`` needs to tell the operator what to fix."""
-
-    destination: str = "mailchimp"
-    key_env: str = "MAILCHIMP_API_KEY"
-    endpoint: str = "https://usX.api.mailchimp.com/3.0"
-    audience_id: str | None = None
-    member_call: bool = False  # a call about one contact: its 4xx rejects that row only
 
 
 class RowRejected(PermanentError):
@@ -164,61 +118,11 @@ class RowRejected(PermanentError):
         self.reason = reason
 
 
-def classify(status: int, body: Any, headers: Mapping[str, str] | None = None, ctx: MailchimpContext | None = None) -> SyncError | None:
-    """Map one Mailchimp response to the failure to raise, or None when it succeeded.
-
-    ``body`` is the parsed JSON (problem+json for errors) or the raw text. A 200 carrying ``errors[]``
-    succeeded as a call: its row errors are read by the caller. The only place that reads statuses.
-    """
-    ctx = ctx or MailchimpContext()
-    if 200 <= status < 300:
-        return None
-    problem = body if isinstance(body, dict) and "title" in body else {}
-    title = str(problem.get("title") or "")
-    detail = f"HTTP {status}; {title}: {_redact(str(problem.get('detail') or body))[:300]}"
-    if problem.get("errors"):
-        detail += "; fields: " + ", ".join(str(e.get("field")) for e in problem["errors"][:5] if isinstance(e, dict))
-    name, where = ctx.destination, f"audience {ctx.audience_id or '?'} of destination '{ctx.destination}'"
-    if status == 429 or (status == 403 and not problem):  # a bodyless 403 comes from Mailchimp's edge throttle
-        wait_s = retry_after(headers)
-        return RateLimited(f"Mailchimp throttled {where} (HTTP {status})" + (f"; retry in {wait_s:g} s" if wait_s else ""),
-                           retry_after=wait_s, detail=detail)
-    if status == 401:
-        return ConfigError(f"Mailchimp refused the API key of destination '{name}' ({title or 'unauthorized'}): export a valid key,"
-                           f" with its -usN data-center suffix, as {ctx.key_env}", detail=detail)
-    if status == 403:
-        return ConfigError(f"Mailchimp forbids this for destination '{name}' ({title}): the key in {ctx.key_env} needs a user with"
-                           " access to the audience (or the account is disabled)", detail=detail)
-    if status == 404 and ctx.member_call:
-        return RowRejected(f"Mailchimp has no such contact in {where}", reason="mailchimp_member_not_found", detail=detail)
-    if status == 404:
-        if not problem:
-            return ConfigError(f"{ctx.endpoint} answered HTTP 404 with a page that is not Mailchimp's API: check 'endpoint' of"
-                               f" destination '{name}'", detail=detail)
-        return ConfigError(f"Mailchimp {where.replace('audience ', 'audience/tag/segment ', 1)} does not exist (or the key cannot"
-                           " see it): check the sync's audience_id", detail=detail)
-    if status >= 500 or status in (408, 409):
-        return TransientError(f"Mailchimp had a temporary failure (HTTP {status}) on {where}; retrying", detail=detail)
-    if 400 <= status < 500 and ctx.member_call and problem:
-        return RowRejected(f"Mailchimp refused a contact's update in {where} ({title})", reason=_code(title), detail=detail)
-    if 400 <= status < 500:
-        return PermanentError(f"Mailchimp refused the call on {where} (HTTP {status}, {title or 'no title'}); nothing was applied:"
-                              " see the detail", detail=detail)
-    # Unknown: tag and segment changes are idempotent, so a retry is harmless.
-    return TransientError(f"Mailchimp answered HTTP {status} on {where}; retrying", detail=detail)
-
-
 class MailchimpAudienceDestination(Destination):
     """Adds and removes members of a Mailchimp tag or static segment; never changes a contact's status."""
 
     kind = "mailchimp_audience"
-    capabilities = Capabilities(
-        platform="plain",
-        identifiers=frozenset({"email", "phone", "first_name", "last_name"}),
-        max_batch=500,
-        channel="email",
-        consent_marker=True,
-    )
+    capabilities = CAPABILITIES
 
     def __init__(self, config: MailchimpAudienceConfig, *, name: str | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
@@ -242,33 +146,61 @@ class MailchimpAudienceDestination(Destination):
     # ----- Destination --------------------------------------------------------------------------
     def check(self, audience: AudienceRef | None = None) -> None:
         """Verify the key (and the audience, tag or segment when given); raise ``ConfigError`` with what to fix."""
-        self._request("GET", "/ping", self._ctx(None))
+        self._request("GET", "/ping", None)
         if audience is not None:
             target = parse_audience(audience.audience_id, self._default_kind)
-            self._request("GET", f"/lists/{target.list_id}", self._ctx(audience.audience_id))
+            self._request("GET", f"/lists/{target.list_id}", audience.audience_id)
             if target.kind == "segment":
-                self._request("GET", f"/lists/{target.list_id}/segments/{target.target}", self._ctx(audience.audience_id))
-
-    def add(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._apply("add", audience, members)
-
-    def remove(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        return self._apply("remove", audience, members)
+                self._request("GET", f"/lists/{target.list_id}/segments/{target.target}", audience.audience_id)
 
     def close(self) -> None:
         self._session.close()
+
+    def classify(self, response: PlatformResponse, *, audience_id: str | None = None,
+                 member_call: bool = False) -> SyncError | None:
+        """The failure one Mailchimp answer means, or None when the call was accepted.
+
+        The only place that reads Mailchimp's statuses; ``audience_id`` names the sync's audience in
+        messages, ``member_call`` says the call was about one contact (its 4xx rejects that row only).
+        Mailchimp's own answers first, 2xx bodies before anything (see the module header), then the
+        shared table.
+        """
+        status, body = response.status, response.body
+        problem = body if isinstance(body, dict) and "title" in body else {}
+        title = str(problem.get("title") or "")
+        ctx = self.error_context(audience_id)
+        where, detail = f"{ctx.target} of destination '{ctx.destination}'", _detail(status, body, problem)
+        if 200 <= status < 300:  # errors[] in a 2xx are per-row refusals, read by the caller
+            return None if body is None or isinstance(body, dict) else TransientError(
+                f"Mailchimp sent a response that is not JSON (HTTP {status}) for {where}; retrying", detail=detail)
+        if status == 403 and not isinstance(body, dict):  # Mailchimp's edge throttle answers 403 without its JSON
+            wait = retry_after(response.headers)
+            return RateLimited(f"Mailchimp throttled {where} (HTTP 403)" + (f"; retry in {wait:g} s" if wait else ""),
+                               retry_after=wait, detail=detail)
+        if status in (401, 403):
+            return _key_refused(status, title, ctx, detail)
+        if status == 404 and member_call:
+            return RowRejected(f"Mailchimp has no such contact in {where}", reason="mailchimp_member_not_found", detail=detail)
+        if status == 404 and not problem:
+            return ConfigError(f"{self._base} answered HTTP 404 with a page that is not Mailchimp's API: check 'endpoint' of"
+                               f" destination '{ctx.destination}'", detail=detail)
+        if member_call and problem and 400 <= status < 500 and status not in (408, 409, 429):
+            return RowRejected(f"Mailchimp refused a contact's update in {where} ({title})", reason=_code(title), detail=detail)
+        if status == 409 or not 400 <= status < 600:
+            # A conflict, or a status Mailchimp does not document: tag and segment changes are idempotent, so a retry is harmless.
+            return TransientError(f"Mailchimp answered HTTP {status} on {where}; retrying", detail=detail)
+        return classify_status(response, ctx, code=title or None)
+
+    def error_context(self, audience_id: str | None = None) -> ErrorContext:
+        return ErrorContext(platform="Mailchimp", destination=self.name or self.kind, credential_env=self.config.api_key_env,
+                            target=f"audience {audience_id}" if audience_id else "the account")
 
     # ----- flow -----------------------------------------------------------------------------------
     @property
     def _default_kind(self) -> str:
         return "tag" if self.config.membership == "tag" else "segment"
 
-    def _apply(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
-        if not members:
-            return BatchResult(op, (), requests=0)
-        if len(members) > self.capabilities.max_batch:
-            raise PermanentError(f"Refusing to send {len(members)} members in one Mailchimp call; the limit is"
-                                 f" {self.capabilities.max_batch} (the caller must split batches)")
+    def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         target = parse_audience(audience.audience_id, self._default_kind)
         self._calls = 0
         outcomes: dict[str, RowOutcome] = {}
@@ -297,7 +229,7 @@ class MailchimpAudienceDestination(Destination):
     def _subscribe_new(self, list_id: str, audience_id: str, by_email: Mapping[str, list[Member]]) -> tuple[dict[str, str], dict[str, int]]:
         """Add the contacts Mailchimp does not have yet, with the status their consent allows; existing ones stay as they are."""
         rows = [self._new_contact(email, group[0]) for email, group in by_email.items()]
-        body = self._request("POST", f"/lists/{list_id}", self._ctx(audience_id), body={"members": rows, "update_existing": False})
+        body = self._request("POST", f"/lists/{list_id}", audience_id, body={"members": rows, "update_existing": False})
         rejected, existing = {}, 0
         for error in body.get("errors") or []:
             email = str(error.get("email_address") or "").strip().lower()
@@ -320,13 +252,13 @@ class MailchimpAudienceDestination(Destination):
         """Set the tag active (add) or inactive (remove) on each contact, ``max_connections`` calls at once."""
         status = "active" if op == "add" else "inactive"
         body = {"tags": [{"name": target.target, "status": status}]}
-        ctx = self._ctx(audience_id, member_call=True)
         rejected: dict[str, str] = {}
         absent: list[str] = []
 
         def one(email: str) -> None:
             try:
-                self._request("POST", f"/lists/{target.list_id}/members/{subscriber_hash(email)}/tags", ctx, body=body)
+                self._request("POST", f"/lists/{target.list_id}/members/{subscriber_hash(email)}/tags", audience_id, body=body,
+                              member_call=True)
             except RowRejected as exc:
                 if op == "remove" and exc.reason == "mailchimp_member_not_found":
                     absent.append(email)  # no such contact: no tag to remove
@@ -342,12 +274,12 @@ class MailchimpAudienceDestination(Destination):
         if failures:  # the whole batch is retried; tagging is idempotent
             raise _most_severe(failures)
         if absent and len(absent) == len(emails):  # Mailchimp answers a missing audience like a missing contact
-            self._request("GET", f"/lists/{target.list_id}", self._ctx(audience_id))
+            self._request("GET", f"/lists/{target.list_id}", audience_id)
         return rejected
 
     def _segment(self, op: Op, target: Membership, audience_id: str, emails: Sequence[str]) -> dict[str, str]:
         field = "members_to_add" if op == "add" else "members_to_remove"
-        body = self._request("POST", f"/lists/{target.list_id}/segments/{target.target}", self._ctx(audience_id),
+        body = self._request("POST", f"/lists/{target.list_id}/segments/{target.target}", audience_id,
                              body={field: list(emails)})
         rejected: dict[str, str] = {}
         wanted = set(emails)
@@ -360,8 +292,10 @@ class MailchimpAudienceDestination(Destination):
         return rejected
 
     # ----- HTTP -----------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, ctx: MailchimpContext, *, body: Any = None) -> dict[str, Any]:
-        """One call; returns the JSON object (empty for 204) or raises the classified failure."""
+    def _request(self, method: str, path: str, audience_id: str | None, *, body: Any = None,
+                 member_call: bool = False) -> dict[str, Any]:
+        """One call about ``audience_id`` (and one contact, for ``member_call``); returns the JSON object
+        (empty for 204) or raises the classified failure."""
         if self._limiter is not None:
             self._limiter.acquire()
         with self._calls_lock:
@@ -371,17 +305,11 @@ class MailchimpAudienceDestination(Destination):
                                              data=json.dumps(body) if body is not None else None)
         except requests.RequestException as exc:
             raise unreachable("Mailchimp", self._base, exc, redactor=_redact) from None
-        parsed = read_body(response, empty={})
-        failure = classify(response.status_code, parsed, response.headers, ctx)
+        answer = PlatformResponse(response.status_code, read_body(response), response.headers)
+        failure = self.classify(answer, audience_id=audience_id, member_call=member_call)
         if failure is not None:
             raise failure
-        if not isinstance(parsed, dict):
-            raise TransientError(f"Mailchimp sent a response that is not JSON (HTTP {response.status_code}); retrying",
-                                 detail=_redact(str(parsed))[:300])
-        return parsed
-
-    def _ctx(self, audience_id: str | None, *, member_call: bool = False) -> MailchimpContext:
-        return MailchimpContext(self.name, self.config.api_key_env, self._base, audience_id, member_call)
+        return answer.body if isinstance(answer.body, dict) else {}
 
 
 def _base_url(config: MailchimpAudienceConfig, key: str) -> str:
@@ -413,6 +341,23 @@ def _segment_reason(text: str) -> str:
     if any(hint in lowered for hint in ("not belong", "not found", "not exist", "not a member", "not a list member")):
         return "mailchimp_not_list_member"
     return "mailchimp_segment_error"
+
+
+def _detail(status: int, body: Any, problem: Mapping[str, Any]) -> str:
+    """Mailchimp's words for logs: the problem's title, redacted detail and the fields it names."""
+    detail = f"HTTP {status}; {problem.get('title') or ''}: {_redact(str(problem.get('detail') or body))[:300]}"
+    if problem.get("errors"):
+        detail += "; fields: " + ", ".join(str(e.get("field")) for e in problem["errors"][:5] if isinstance(e, dict))
+    return detail
+
+
+def _key_refused(status: int, title: str, ctx: ErrorContext, detail: str) -> ConfigError:
+    """401 (a wrong key) or 403 (a user without access), with what to fix."""
+    if status == 401:
+        return ConfigError(f"Mailchimp refused the API key of destination '{ctx.destination}' ({title or 'unauthorized'}): export a"
+                           f" valid key, with its -usN data-center suffix, as {ctx.credential_env}", detail=detail)
+    return ConfigError(f"Mailchimp forbids this for destination '{ctx.destination}' ({title or 'forbidden'}): the key in"
+                       f" {ctx.credential_env} needs a user with access to the audience (or the account is disabled)", detail=detail)
 
 
 def _code(title: str) -> str:

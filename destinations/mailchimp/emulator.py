@@ -31,6 +31,8 @@ requests in flight, else 429 "Too Many Requests". Errors are ``application/probl
 Test helpers: ``create_list``, ``create_segment``, ``seed_member``, ``subscription_status``,
 ``list_members``, ``tag_members``, ``segment_members``, ``member_tags``, ``peak_connections``,
 ``throttled``, ``max_connections``, ``bodies`` (the JSON of every write, for asserting on payloads).
+``throttle_next`` answers the next request as the connection cap does; ``consent_of`` reads a contact's
+status in the audience an audience_id names.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class MailchimpEmulator(Emulator):
         self.bodies: list[tuple[str, str, Any]] = []
         self.peak_connections = 0
         self.throttled = 0
+        self._throttle_owed = False  # a 429 owed to the next request (throttle_next)
         self._next_segment = 1001
 
     def create_list(self, list_id: str | None = None, name: str = "sandbox audience",
@@ -167,6 +170,23 @@ class MailchimpEmulator(Emulator):
             digest = subscriber_hash(email)
             return {s["name"] for s in self.lists[list_id]["segments"].values() if digest in s["members"]}
 
+    def throttle_next(self, retry_after: float) -> float | None:
+        """Answer the next request as Mailchimp throttles: 429 "Too Many Requests" problem+json without
+        Retry-After (Mailchimp states no wait), so None whatever ``retry_after`` asks."""
+        with self.lock:
+            self._throttle_owed = True
+        return None
+
+    def consent_of(self, audience_id: str, identifiers: Mapping[str, str]) -> Any:
+        """Mailchimp holds consent per contact of an audience (list): the status (subscribed, unsubscribed,
+        cleaned, pending, transactional) of the contact with this email in the list ``audience_id`` names
+        ("LIST_ID:tag:NAME"); None when that list has no such contact."""
+        email = identifiers.get("email")
+        with self.lock:
+            audience = self.lists.get(audience_id.strip().partition(":")[0])
+            member = audience["members"].get(subscriber_hash(email.strip())) if audience and email else None
+            return member["status"] if member else None
+
     def to_state(self) -> dict[str, Any]:
         with self.lock:
             lists = {}
@@ -209,13 +229,14 @@ class MailchimpEmulator(Emulator):
 
     # ----- HTTP -----------------------------------------------------------------------------------
     def serve(self, request: Request) -> tuple[int, dict[str, str], bytes]:
-        """Count connections in flight: above ``max_connections`` the request is refused with 429."""
+        """Count connections in flight: above ``max_connections`` (or when ``throttle_next`` owes one) the
+        request is refused with 429."""
         with self._flight_lock:
             self._in_flight += 1
             in_flight = self._in_flight
             self.peak_connections = max(self.peak_connections, in_flight)
         try:
-            if in_flight > self.max_connections:
+            if in_flight > self.max_connections or self._take_throttle():
                 with self.lock:
                     self.throttled += 1
                     self.request_count += 1
@@ -226,6 +247,11 @@ class MailchimpEmulator(Emulator):
         finally:
             with self._flight_lock:
                 self._in_flight -= 1
+
+    def _take_throttle(self) -> bool:
+        with self.lock:
+            owed, self._throttle_owed = self._throttle_owed, False
+            return owed
 
     def handle(self, request: Request) -> Response:
         try:

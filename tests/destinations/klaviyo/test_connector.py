@@ -1,4 +1,9 @@
-"""KlaviyoListDestination over real HTTP against the sandbox's strict Klaviyo emulator."""
+"""KlaviyoListDestination over real HTTP against the sandbox's strict Klaviyo emulator.
+
+What every connector promises (empty batches, one outcome per member, oversized batches, throttles,
+bad credentials, the shared status table) is in ``tests/destinations/test_contract.py``; these are
+Klaviyo's own. The pacing limiter itself is tested in ``tests/destinations/test_pacing.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,10 @@ import pytest
 
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
 from destinations.emulation import Response
-from destinations.klaviyo.config import KlaviyoListConfig
-from destinations.klaviyo.connector import (
-    ImportJobLost,
-    KlaviyoContext,
-    KlaviyoListDestination,
-    RowErrors,
-    classify,
-)
-from destinations.pacing import SlidingWindowLimiter
+from destinations.klaviyo.config import CAPABILITIES, KlaviyoListConfig
+from destinations.klaviyo.connector import ImportJobLost, KlaviyoListDestination, RowErrors
+from destinations.registry import SPECS
+from destinations.responses import PlatformResponse
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
 from syncer.project.project import load_project
@@ -76,6 +76,13 @@ def dest(make_dest):
     return make_dest()
 
 
+@pytest.fixture
+def offline(monkeypatch, opened) -> KlaviyoListDestination:
+    """A connector that is never called: for ``classify``."""
+    monkeypatch.setenv("KLAVIYO_KEY", "pk_offline")
+    return opened(KlaviyoListDestination(config(None), name="klaviyo_vip"))
+
+
 def calls(sandbox, method: str | None = None, fragment: str = "") -> list[tuple[str, str, int]]:
     return [r for r in sandbox.klaviyo.requests if (method is None or r[0] == method) and fragment in r[1]]
 
@@ -85,6 +92,7 @@ def test_is_an_email_destination_with_declared_limits():
     assert issubclass(KlaviyoListDestination, Destination) and KlaviyoListDestination.kind == "klaviyo_list"
     assert (caps.channel, caps.platform, caps.max_batch, caps.can_remove) == ("email", "plain", 1000, True)
     assert {"email", "phone", "first_name", "last_name", "external_id"} <= caps.identifiers
+    assert SPECS["klaviyo_list"].capabilities is CAPABILITIES is caps  # readable without importing the connector
 
 
 def test_adds_and_removes_land(sandbox, dest):
@@ -134,11 +142,6 @@ def test_batches_at_the_limits(sandbox, dest):
     assert calls(sandbox, "DELETE") == [("DELETE", RELATIONSHIPS, 1000)]
     assert sandbox.klaviyo.throttled == 0  # the client kept under the import endpoints' 10/s
 
-    before = sandbox.klaviyo.request_count
-    with pytest.raises(PermanentError, match="1000"):
-        dest.add(AUDIENCE, [member(i) for i in range(1001)])
-    assert sandbox.klaviyo.request_count == before
-
 
 def test_profile_ids_are_cached_and_reused(sandbox, make_dest):
     cache = DictCache()
@@ -179,14 +182,6 @@ def test_rows_klaviyo_rejects_carry_its_reason(sandbox, dest):
     assert set(dest.id_cache.ids) == {"k1"}
 
 
-def test_throttling_raises_rate_limited_with_the_wait_asked_for(sandbox, dest):
-    sandbox.klaviyo.inject_http(status=429, times=1, retry_after=7)
-    with pytest.raises(RateLimited) as info:
-        dest.add(AUDIENCE, [member(1)])
-    assert info.value.retry_after == 7.0
-    assert dest.add(AUDIENCE, [member(1)]).outcomes[0].status is RowStatus.SENT
-
-
 def test_client_paces_calls_under_the_burst_limit(sandbox, make_dest):
     cache = DictCache()
     dest = make_dest(cache)
@@ -198,26 +193,26 @@ def test_client_paces_calls_under_the_burst_limit(sandbox, make_dest):
     assert sandbox.klaviyo.throttled == 0
 
 
-@pytest.mark.parametrize("status", [500, 503])
-def test_server_errors_are_transient(sandbox, dest, status):
-    sandbox.klaviyo.inject_http(status=status, times=1)
-    with pytest.raises(TransientError) as info:
-        dest.add(AUDIENCE, [member(1)])
-    assert not isinstance(info.value, RateLimited) and str(status) in str(info.value)
+def test_members_without_an_identifier_make_no_call(sandbox, dest):
+    only_names = dest.add(AUDIENCE, [member(1, first_name="Ann")])
+    assert only_names.requests == 0 and only_names.outcomes[0].reason == "no_supported_identifier"
+    assert sandbox.klaviyo.request_count == 0
 
 
-def test_wrong_key_is_a_config_error_naming_the_variable(sandbox, monkeypatch):
+def test_a_missing_key_variable_fails_at_construction(monkeypatch):
+    monkeypatch.delenv("KLAVIYO_KEY", raising=False)
+    with pytest.raises(ConfigError, match="KLAVIYO_KEY"):
+        KlaviyoListDestination(config(None))
+
+
+def test_a_wrong_key_on_a_call_names_the_destination_and_never_the_key(sandbox, monkeypatch):
     monkeypatch.setenv("KLAVIYO_KEY", "pk_not_the_key")
     dest = KlaviyoListDestination(config(sandbox.url_for("klaviyo")), name="klaviyo_vip")
     with pytest.raises(ConfigError) as info:
         dest.add(AUDIENCE, [member(1)])
-    assert "KLAVIYO_KEY" in str(info.value) and "klaviyo_vip" in str(info.value)
+    assert "KLAVIYO_KEY" in str(info.value) and "klaviyo_vip" in str(info.value) and "profiles:write" in str(info.value)
     assert "pk_not_the_key" not in str(info.value) + (info.value.detail or "")
-    with pytest.raises(ConfigError, match="KLAVIYO_KEY"):
-        dest.check(AUDIENCE)
-    monkeypatch.delenv("KLAVIYO_KEY")
-    with pytest.raises(ConfigError, match="KLAVIYO_KEY"):
-        KlaviyoListDestination(config(sandbox.url_for("klaviyo")))
+    dest.close()
 
 
 def test_missing_scope_is_a_config_error(sandbox, dest):
@@ -235,14 +230,6 @@ def test_unknown_list_is_a_config_error_naming_it(sandbox, dest):
         dest.add(AudienceRef("s", "../x"), [member(1)])
     dest.check()
     dest.check(AUDIENCE)
-
-
-def test_empty_batch_makes_no_request(sandbox, dest):
-    assert dest.add(AUDIENCE, []).requests == 0
-    assert dest.remove(AUDIENCE, []).outcomes == ()
-    only_names = dest.add(AUDIENCE, [member(1, first_name="Ann")])
-    assert only_names.requests == 0 and only_names.outcomes[0].reason == "no_supported_identifier"
-    assert sandbox.klaviyo.request_count == 0
 
 
 def test_a_stale_cached_id_is_resolved_again(sandbox, make_dest):
@@ -291,26 +278,6 @@ def test_connection_refused_is_transient(monkeypatch):
         dest.add(AUDIENCE, [member(1)])
 
 
-def test_sliding_window_never_exceeds_a_fixed_window():
-    now = [0.0]
-    stamps: list[float] = []
-    limiter = SlidingWindowLimiter([(10, 1.0), (150, 60.0)], clock=lambda: now[0],
-                                   sleep=lambda s: now.__setitem__(0, now[0] + s))
-    for _ in range(400):
-        limiter.acquire()
-        stamps.append(now[0])
-    for offset in (0.0, 0.3, 0.7):  # any alignment of the server's windows
-        for span, cap in ((1.0, 10), (60.0, 150)):
-            counts: dict[int, int] = {}
-            for t in stamps:
-                counts[int((t + offset) // span)] = counts.get(int((t + offset) // span), 0) + 1
-            assert max(counts.values()) <= cap
-    assert stamps[-1] > 120  # steady 150/min: 400 calls need more than two minutes
-
-
-CTX = KlaviyoContext(destination="klaviyo_vip", key_env="KLAVIYO_KEY", list_id=LIST, what="list")
-
-
 def errors(status: int, code: str, pointer: str | None = None, detail: str = "d") -> dict:
     item = {"id": "x", "status": status, "code": code, "title": "t", "detail": detail}
     if pointer:
@@ -318,36 +285,33 @@ def errors(status: int, code: str, pointer: str | None = None, detail: str = "d"
     return {"errors": [item]}
 
 
-@pytest.mark.parametrize("status, body, headers, ctx, expected, retry_after", [
-    (204, {}, {}, CTX, None, None),
-    (202, {"data": {"id": "j"}}, {}, CTX, None, None),
-    (429, errors(429, "throttled"), {"Retry-After": "3"}, CTX, RateLimited, 3.0),
-    (429, errors(429, "throttled", detail="Request was throttled. Expected available in 12 seconds."), {}, CTX, RateLimited, 12.0),
-    (429, "", {}, CTX, RateLimited, None),
-    (401, errors(401, "not_authenticated"), {}, CTX, ConfigError, None),
-    (401, errors(401, "authentication_failed"), {}, CTX, ConfigError, None),
-    (403, errors(403, "permission_denied"), {}, CTX, ConfigError, None),
-    (404, errors(404, "not_found"), {}, CTX, ConfigError, None),
-    (404, "<html>nginx</html>", {}, KlaviyoContext(what="a profile lookup"), ConfigError, None),
-    (404, errors(404, "not_found"), {}, KlaviyoContext(what="import job"), ImportJobLost, None),
-    (400, errors(400, "invalid", "/data/3/id"), {}, CTX, RowErrors, None),
-    (400, errors(400, "invalid", "/data/type"), {}, CTX, PermanentError, None),
-    (400, errors(400, "invalid"), {}, CTX, PermanentError, None),
-    (415, errors(415, "unsupported_media_type"), {}, CTX, PermanentError, None),
-    (409, errors(409, "conflict"), {}, CTX, TransientError, None),
-    (500, errors(500, "error"), {}, CTX, TransientError, None),
-    (503, "<html>503</html>", {}, CTX, TransientError, None),
-    (302, "", {}, CTX, TransientError, None),
+LIST_CALL, JOB_CALL = f"list {LIST}", "a profile import job"
+
+
+@pytest.mark.parametrize("status, body, headers, target, expected, retry_after", [
+    (200, "<html>a proxy page</html>", {}, LIST_CALL, TransientError, None),  # a 2xx that is not JSON:API
+    (429, errors(429, "throttled", detail="Request was throttled. Expected available in 12 seconds."), {}, LIST_CALL, RateLimited, 12.0),
+    (404, "<html>nginx</html>", {}, "profiles", ConfigError, None),  # not Klaviyo: the endpoint is wrong
+    (405, "<html>nginx</html>", {}, "profiles", ConfigError, None),
+    (404, errors(404, "not_found"), {}, JOB_CALL, ImportJobLost, None),
+    (400, errors(400, "invalid", "/data/3/id"), {}, LIST_CALL, RowErrors, None),
+    (400, errors(400, "invalid", "/data/type"), {}, LIST_CALL, PermanentError, None),  # not a row: the whole call
+    (409, errors(409, "conflict"), {}, LIST_CALL, TransientError, None),
+    (302, "", {}, LIST_CALL, TransientError, None),  # unknown: list adds and removes are idempotent
 ])
-def test_classify_table(status, body, headers, ctx, expected, retry_after):
-    assert_classified(classify(status, body, headers, ctx), expected, retry_after)
+def test_classify_where_klaviyo_differs_from_the_shared_table(offline, status, body, headers, target, expected, retry_after):
+    assert_classified(offline.classify(PlatformResponse(status, body, headers), target=target), expected, retry_after)
 
 
-def test_classify_keeps_pii_out_of_messages():
-    failure = classify(400, errors(400, "invalid", detail="Invalid email address: jane@example.com"), {}, CTX)
+def test_classify_keeps_pii_out_and_names_the_fix(offline):
+    failure = offline.classify(PlatformResponse(400, errors(400, "invalid", detail="Invalid email address: jane@example.com")),
+                               target=LIST_CALL)
     assert "jane@example.com" not in str(failure) + (failure.detail or "")
-    assert "KLAVIYO_KEY" in str(classify(401, errors(401, "not_authenticated"), {}, CTX))
-    assert isinstance(classify(400, errors(400, "invalid", "/data/3/id"), {}, CTX), PermanentError)  # uncaught, it still stops
+    rows = offline.classify(PlatformResponse(400, errors(400, "invalid", "/data/3/id")), target=LIST_CALL)
+    assert rows.rows == {3: "klaviyo_unknown_profile"} and isinstance(rows, PermanentError)  # uncaught, it still stops
+    assert "endpoint" in offline.classify(PlatformResponse(404, "<html>nginx</html>")).message
+    missing = offline.classify(PlatformResponse(404, errors(404, "not_found")), target=LIST_CALL)
+    assert type(missing) is ConfigError and LIST in missing.message
 
 
 def test_engine_keeps_the_list_equal_to_the_segment(tmp_path: Path, sandbox, monkeypatch):
