@@ -131,9 +131,7 @@ def run(n: int, wanted: list[str], kinds: list[str], ledger_url: str | None) -> 
 def _destinations(urls: dict[str, str]) -> list[tuple[str, object, str]]:
     """(name, destination, audience id) of each platform, pointed at the emulators."""
     from destinations.google_customer_match.config import GoogleCustomerMatchConfig
-    from destinations.google_customer_match.connector import (
-        GoogleCustomerMatchDestination,
-    )
+    from destinations.google_customer_match.connector import GoogleCustomerMatchDestination
     from destinations.meta.config import MetaAudienceConfig
     from destinations.meta.connector import MetaAudienceDestination
 

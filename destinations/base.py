@@ -74,12 +74,13 @@ class Capabilities:
     """What a destination accepts, declared as data."""
 
     platform: str
-    """Identity rule set to normalise and hash with (``syncer.identity.rows.PLATFORM_RULES``)."""
+    """Identity rule set to normalise and hash with (``syncer.identity.platform_rules.PLATFORM_RULES``)."""
     identifiers: frozenset[str]
+    """The identifier kinds it takes; ``validate`` refuses a sync asking for another."""
     max_batch: int
+    """Most members in one ``add`` or ``remove``; the engine splits batches by it, the base refuses more."""
     can_remove: bool = True
-    separate_add_remove: bool = True
-    requests_per_second: float | None = None
+    """False for platforms that hold no membership (a text): leaving a segment only clears the ledger."""
     channel: str = "ads"
     """Consent channel a sync checks by default: ads, email or sms."""
     consent_marker: bool = False

@@ -19,7 +19,6 @@ CAPABILITIES = Capabilities(
     identifiers=frozenset({"phone", "email"}),
     max_batch=100,
     can_remove=True,
-    requests_per_second=DEFAULT_REQUESTS_PER_SECOND,
     channel="sms",
 )
 

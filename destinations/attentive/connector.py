@@ -49,26 +49,12 @@ from typing import Any
 import requests
 
 from destinations.attentive.config import CAPABILITIES, DEFAULT_REQUESTS_PER_SECOND, AttentiveConfig
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, read_body, redact, retry_after, unreachable
 from destinations.pacing import TokenBucket
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.environment import resolve_secret
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
 __all__ = ["API_URL", "AttentiveDestination", "DEFAULT_REQUESTS_PER_SECOND"]
 

@@ -23,7 +23,6 @@ CAPABILITIES = Capabilities(
     platform="plain",
     identifiers=frozenset(IDENTIFIER_KEYS),
     max_batch=MAX_OBJECTS,
-    requests_per_second=RATE_PER_SECOND,
     channel="email",
     consent_marker=True,  # _consent decides the opt-in subscription group write on add
 )

@@ -88,15 +88,7 @@ from typing import Any
 
 import requests
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.braze.config import (
     BURST,
     CAPABILITIES,

@@ -17,15 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.fake.config import CAPABILITIES, FakeConfig, capabilities_for
 
 

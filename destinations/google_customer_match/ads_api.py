@@ -17,33 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from destinations.base import AudienceRef, Member, Op, RowOutcome, RowStatus
-from destinations.google_customer_match._common import (
-    Group,
-    Sent,
-    chunks,
-    digits,
-    has_address,
-    redact,
-)
-from destinations.google_customer_match.ads_api_client import (
-    SdkTypes,
-    clients,
-    error_code,
-    response_of,
-)
-from destinations.google_customer_match.config import (
-    ADS_API_IDENTIFIERS,
-    GoogleCustomerMatchConfig,
-)
+from destinations.google_customer_match._common import Group, Sent, chunks, digits, has_address, redact
+from destinations.google_customer_match.ads_api_client import SdkTypes, clients, error_code, response_of
+from destinations.google_customer_match.config import ADS_API_IDENTIFIERS, GoogleCustomerMatchConfig
 from destinations.http import retry_after
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
 __all__ = ["DEFAULT_RETRY_AFTER_S", "IDENTIFIERS", "MAX_IDENTIFIERS_PER_OPERATION", "MAX_OPERATIONS_PER_ADD", "AdsApiTransport"]
 

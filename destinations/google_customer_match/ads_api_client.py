@@ -149,10 +149,7 @@ def clients(config: GoogleCustomerMatchConfig, token: str, developer_token: str)
     version, login = config.api_version, digits(config.login_customer_id)
     endpoint = config.endpoint or ""
     if endpoint.startswith("http://"):
-        from google.ads.googleads.interceptors import (
-            ExceptionInterceptor,
-            MetadataInterceptor,
-        )
+        from google.ads.googleads.interceptors import ExceptionInterceptor, MetadataInterceptor
 
         channel = grpc.intercept_channel(
             grpc.insecure_channel(endpoint.removeprefix("http://").rstrip("/"),

@@ -75,17 +75,11 @@ import grpc
 from google.ads.googleads.v26.errors.types import errors as _errors
 from google.ads.googleads.v26.resources.types import offline_user_data_job as _job_types
 from google.ads.googleads.v26.services.types import google_ads_service as _search_types
-from google.ads.googleads.v26.services.types import (
-    offline_user_data_job_service as _job_service,
-)
+from google.ads.googleads.v26.services.types import offline_user_data_job_service as _job_service
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, duration_pb2, empty_pb2
 
-from destinations.google_customer_match.data_manager_emulator import (
-    Membership,
-    address_id,
-    match_rate_bucket,
-)
+from destinations.google_customer_match.data_manager_emulator import Membership, address_id, match_rate_bucket
 
 __all__ = ["GoogleAdsEmulator", "MAX_IDENTIFIERS_PER_OPERATION", "MAX_OPERATIONS_PER_ADD", "start_google_ads_emulator"]
 

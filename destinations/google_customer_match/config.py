@@ -19,8 +19,7 @@ MAX_BATCH = 10_000
 ADS_API_CAPABILITIES = Capabilities(platform="google", identifiers=ADS_API_IDENTIFIERS, max_batch=MAX_BATCH, channel="ads",
                                     consent_marker=True)
 DATA_MANAGER_CAPABILITIES = Capabilities(platform="google_data_manager", identifiers=DATA_MANAGER_IDENTIFIERS,
-                                         max_batch=MAX_BATCH, channel="ads", consent_marker=True,
-                                         requests_per_second=5.0)  # 300 requests a minute per Cloud project
+                                         max_batch=MAX_BATCH, channel="ads", consent_marker=True)
 
 
 class GoogleCustomerMatchConfig(DestinationConfigBase):

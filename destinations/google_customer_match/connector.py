@@ -110,28 +110,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Capabilities,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
-from destinations.google_customer_match._common import (
-    CONSENT_KEY,
-    FINAL_STATUSES,
-    Group,
-    Transport,
-    digits,
-)
-from destinations.google_customer_match.config import (
-    ADS_API_CAPABILITIES,
-    GoogleCustomerMatchConfig,
-    capabilities_for,
-)
+from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
+from destinations.google_customer_match._common import CONSENT_KEY, FINAL_STATUSES, Group, Transport, digits
+from destinations.google_customer_match.config import ADS_API_CAPABILITIES, GoogleCustomerMatchConfig, capabilities_for
 from destinations.responses import ErrorContext, PlatformResponse
 from syncer.environment import resolve_secret
 from syncer.errors import ConfigError, SyncError
@@ -179,9 +160,7 @@ class GoogleCustomerMatchDestination(Destination):
 
             self._transport = AdsApiTransport(config, token, developer_token, name=lambda: self.name)
         else:
-            from destinations.google_customer_match.data_manager import (
-                DataManagerTransport,
-            )
+            from destinations.google_customer_match.data_manager import DataManagerTransport
 
             self._transport = DataManagerTransport(config, token, name=lambda: self.name)
 

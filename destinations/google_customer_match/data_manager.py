@@ -23,26 +23,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 
 from destinations.base import AudienceRef, Member, Op, RowOutcome, RowStatus
-from destinations.google_customer_match._common import (
-    Group,
-    Sent,
-    digits,
-    has_address,
-    redact,
-)
-from destinations.google_customer_match.config import (
-    DATA_MANAGER_IDENTIFIERS,
-    GoogleCustomerMatchConfig,
-)
+from destinations.google_customer_match._common import Group, Sent, digits, has_address, redact
+from destinations.google_customer_match.config import DATA_MANAGER_IDENTIFIERS, GoogleCustomerMatchConfig
 from destinations.http import build_session, read_body, retry_after, unreachable
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
 __all__ = ["DATA_MANAGER_URL", "IDENTIFIERS", "MAX_MEMBERS_PER_REQUEST", "PER_MINUTE_WAIT_S", "DataManagerTransport"]
 

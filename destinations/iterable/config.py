@@ -18,7 +18,6 @@ CAPABILITIES = Capabilities(
     platform="plain",
     identifiers=frozenset({"email", "external_id"}),  # external_id is sent as Iterable's userId
     max_batch=MAX_SUBSCRIBERS,
-    requests_per_second=RATE_PER_SECOND,
     channel="email",
 )
 

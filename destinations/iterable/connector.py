@@ -72,15 +72,7 @@ from typing import Any
 
 import requests
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, read_body, retry_after, unreachable
 from destinations.iterable.config import CAPABILITIES, RATE_PER_SECOND, IterableListConfig
 from destinations.pacing import TokenBucket

@@ -74,15 +74,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, read_body, unreachable
 from destinations.klaviyo.config import ATTRIBUTES, CAPABILITIES, KlaviyoListConfig
 from destinations.klaviyo.errors import ImportJobLost, RowErrors, error_detail, error_items, redact_pii, stated_wait

@@ -76,28 +76,14 @@ from typing import Any
 
 import requests
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, read_body, redact, retry_after, unreachable
 from destinations.mailchimp.audience import Membership, parse_audience
 from destinations.mailchimp.config import CAPABILITIES, MailchimpAudienceConfig
 from destinations.pacing import SlidingWindowLimiter
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.environment import resolve_secret
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
 __all__ = ["MailchimpAudienceDestination", "RowRejected", "subscriber_hash"]
 

@@ -59,26 +59,12 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.http import redact
 from destinations.meta.config import CAPABILITIES, KEYS, MetaAudienceConfig
 from destinations.responses import ErrorContext, PlatformResponse, classify_status, describe
 from syncer.environment import resolve_secret
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
 __all__ = ["DEFAULT_RETRY_AFTER_S", "MetaAudienceDestination"]
 

@@ -76,28 +76,14 @@ import phonenumbers
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from destinations.base import (
-    AudienceRef,
-    BatchResult,
-    Destination,
-    Member,
-    Op,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, redact, retry_after
 from destinations.pacing import TokenBucket
 from destinations.responses import ErrorContext, PlatformResponse
 from destinations.twilio.config import CAPABILITIES, SANDBOX_TIME_ON_TWILIO, TwilioSmsConfig, reaches_twilio
 from destinations.twilio.quiet_hours import has_time_zone, in_quiet_hours
 from syncer.environment import resolve_secret
-from syncer.errors import (
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
 __all__ = ["API_URL", "DeliveryUnknown", "RecipientRefused", "TwilioSmsDestination", "opt_out_key", "record_opt_in",
            "record_opt_out"]

@@ -18,13 +18,7 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from syncer.cli.common import (  # noqa: F401  (console, err and the exit codes stay importable from here)
     EXIT_FAILED,

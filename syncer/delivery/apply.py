@@ -14,12 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from destinations.base import AudienceRef, BatchResult, Destination, Member, RowStatus
 from syncer.errors import ConfigError, PermanentError, SyncError, TransientError

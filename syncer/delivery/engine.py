@@ -14,16 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from destinations.base import (
-    AudienceRef,
-    CreatesAudiences,
-    Destination,
-    HasPlatformCounts,
-    Member,
-    ReplacesAudiences,
-    RowStatus,
-    RunsJobs,
-)
+from destinations.base import AudienceRef, CreatesAudiences, Destination, HasPlatformCounts, Member, ReplacesAudiences, RowStatus, RunsJobs
 from destinations.registry import build_destination, capabilities_of
 from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync
 from syncer.errors import ConfigError, StalePlanError, SyncError  # StalePlanError: still importable from here

@@ -35,14 +35,7 @@ import pyarrow.compute as pc
 from syncer.identity import normalisers, phones
 from syncer.identity import rows as identity
 from syncer.identity.countries import resolve_country
-from syncer.identity.phone_patterns import (
-    ASCII_TRIM,
-    MISSING,
-    OK,
-    REJECTED,
-    UNDECIDED,
-    columnar_e164,
-)
+from syncer.identity.phone_patterns import ASCII_TRIM, MISSING, OK, REJECTED, UNDECIDED, columnar_e164
 from syncer.identity.rows import Identified
 
 try:  # CPython's own SHA-256 object: the same digest as hashlib's, with less set-up per call

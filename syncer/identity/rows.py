@@ -40,21 +40,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from syncer.identity.countries import resolve_country
-from syncer.identity.kinds import (
-    IDENTIFIER_KINDS,
-    REASONS,
-    InvalidIdentifier,
-    UnsupportedKindError,
-    raw_text,
-    sha256,
-)
+from syncer.identity.kinds import IDENTIFIER_KINDS, REASONS, InvalidIdentifier, UnsupportedKindError, raw_text, sha256
 from syncer.identity.normalisers import Normaliser, dob_parts
-from syncer.identity.platform_rules import (
-    PLATFORM_RULES,
-    RuleSet,
-    normaliser_for,
-    rules_for,
-)
+from syncer.identity.platform_rules import PLATFORM_RULES, RuleSet, normaliser_for, rules_for
 
 if TYPE_CHECKING:
     import pyarrow

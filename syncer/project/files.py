@@ -15,12 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from syncer.project.config import (
-    DestinationConfig,
-    ProjectConfig,
-    SegmentConfig,
-    SyncConfig,
-)
+from syncer.project.config import DestinationConfig, ProjectConfig, SegmentConfig, SyncConfig
 from syncer.project.introspection import models_of, union_tags
 from syncer.project.problems import listing
 

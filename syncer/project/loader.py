@@ -21,12 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from destinations.registry import capabilities_of
-from syncer.project.config import (
-    DestinationConfig,
-    ProjectConfig,
-    SegmentConfig,
-    SyncConfig,
-)
+from syncer.project.config import DestinationConfig, ProjectConfig, SegmentConfig, SyncConfig
 from syncer.project.files import (
     DESTINATION,
     NAME,

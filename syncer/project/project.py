@@ -38,13 +38,7 @@ from typing import Any
 
 from syncer.environment import expand_env
 from syncer.errors import ConfigError
-from syncer.project.config import (
-    DestinationConfig,
-    GateConfig,
-    ProjectConfig,
-    SegmentConfig,
-    SyncConfig,
-)
+from syncer.project.config import DestinationConfig, GateConfig, ProjectConfig, SegmentConfig, SyncConfig
 from syncer.project.files import PROJECT_FILE_NAMES, adapter
 from syncer.project.loader import ProjectLoader
 from syncer.project.problems import Problem, quote

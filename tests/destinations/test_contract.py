@@ -25,14 +25,7 @@ from destinations.base import AudienceRef, Destination, Member, RowStatus
 from destinations.registry import SPECS, build_destination, capabilities_of
 from destinations.responses import PlatformResponse
 from destinations.spec import DestinationSpec
-from syncer.errors import (
-    BatchTooLargeError,
-    ConfigError,
-    PermanentError,
-    RateLimited,
-    SyncError,
-    TransientError,
-)
+from syncer.errors import BatchTooLargeError, ConfigError, PermanentError, RateLimited, SyncError, TransientError
 from syncer.identity.rows import identify
 from syncer.sandbox import Sandbox
 

@@ -5,14 +5,7 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-from syncer.planning.plan import (
-    Plan,
-    PlannedRow,
-    PlanRows,
-    SyncPlan,
-    load_plan,
-    save_plan,
-)
+from syncer.planning.plan import Plan, PlannedRow, PlanRows, SyncPlan, load_plan, save_plan
 
 
 def rows(n: int, start: int = 0) -> list[PlannedRow]:

@@ -15,14 +15,7 @@ import pytest
 
 from syncer.errors import ConfigError, SyncError
 from syncer.project.config import GateConfig
-from syncer.project.project import (
-    InvalidProjectError,
-    Problem,
-    Project,
-    json_schemas,
-    load_project,
-    write_json_schemas,
-)
+from syncer.project.project import InvalidProjectError, Problem, Project, json_schemas, load_project, write_json_schemas
 
 VALID: dict[str, str] = {
     "syncer.yml": """\

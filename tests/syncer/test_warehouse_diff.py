@@ -14,13 +14,7 @@ from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError
 from syncer.planning.plan import SyncPlan
 from syncer.project.project import load_project
-from tests.conftest import (
-    CUSTOMER_COLUMNS,
-    FAKE,
-    person,
-    write_customers,
-    write_project,
-)
+from tests.conftest import CUSTOMER_COLUMNS, FAKE, person, write_customers, write_project
 from tests.syncer.test_postgres_ledger import postgres_url  # noqa: F401  (the fixture)
 
 IDENTIFIERS = "[email, phone]"

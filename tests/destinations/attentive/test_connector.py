@@ -62,7 +62,7 @@ def test_declares_an_sms_destination_that_can_remove_and_is_registered():
     caps = AttentiveDestination.capabilities
     assert issubclass(AttentiveDestination, Destination) and AttentiveDestination.kind == "attentive"
     assert (caps.channel, caps.can_remove, caps.at_most_once, caps.platform) == ("sms", True, False, "plain")
-    assert caps.identifiers == {"phone", "email"} and caps.requests_per_second == 150
+    assert caps.identifiers == {"phone", "email"}
     assert SPECS["attentive"].connector == "destinations.attentive.connector:AttentiveDestination"
     assert SPECS["attentive"].capabilities is CAPABILITIES is caps  # readable without importing the connector
     assert sandbox_server.EMULATORS["attentive"] == "destinations.attentive.emulator:AttentiveEmulator"

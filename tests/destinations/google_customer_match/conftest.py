@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from destinations.google_customer_match.ads_api_emulator import (
-    GoogleAdsEmulator,
-    tls_material,
-)
+from destinations.google_customer_match.ads_api_emulator import GoogleAdsEmulator, tls_material
 from destinations.google_customer_match.config import GoogleCustomerMatchConfig
-from destinations.google_customer_match.connector import (
-    GoogleCustomerMatchDestination,
-)
+from destinations.google_customer_match.connector import GoogleCustomerMatchDestination
 from syncer.sandbox import Sandbox
-from tests.destinations.google_customer_match.helpers import (
-    ADS_TOKEN,
-    DEV_TOKEN,
-    DM_TOKEN,
-    AdsTarget,
-    DmTarget,
-)
+from tests.destinations.google_customer_match.helpers import ADS_TOKEN, DEV_TOKEN, DM_TOKEN, AdsTarget, DmTarget
 
 
 @pytest.fixture(scope="module")

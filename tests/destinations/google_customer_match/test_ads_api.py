@@ -13,21 +13,10 @@ from destinations.google_customer_match import ads_api
 from destinations.google_customer_match.ads_api_client import response_of
 from destinations.google_customer_match.ads_api_emulator import GoogleAdsEmulator
 from destinations.google_customer_match.config import GoogleCustomerMatchConfig
-from destinations.google_customer_match.connector import (
-    GoogleCustomerMatchDestination,
-)
+from destinations.google_customer_match.connector import GoogleCustomerMatchDestination
 from destinations.responses import PlatformResponse
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from tests.destinations.google_customer_match.helpers import (
-    ADS_TOKEN,
-    AUDIENCE,
-    CID,
-    DEV_TOKEN,
-    MADID,
-    member,
-    sha,
-    statuses,
-)
+from tests.destinations.google_customer_match.helpers import ADS_TOKEN, AUDIENCE, CID, DEV_TOKEN, MADID, member, sha, statuses
 
 
 def test_declares_its_sub_limits():

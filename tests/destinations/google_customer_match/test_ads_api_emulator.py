@@ -12,26 +12,14 @@ from google.ads.googleads.client import GoogleAdsClient
 from google.ads.googleads.errors import GoogleAdsException
 from google.ads.googleads.interceptors import ExceptionInterceptor, MetadataInterceptor
 from google.ads.googleads.v26.errors.types import errors as ads_errors
-from google.ads.googleads.v26.services.services.google_ads_service import (
-    GoogleAdsServiceClient,
-)
-from google.ads.googleads.v26.services.services.google_ads_service.transports import (
-    GoogleAdsServiceGrpcTransport,
-)
-from google.ads.googleads.v26.services.services.offline_user_data_job_service import (
-    OfflineUserDataJobServiceClient,
-)
-from google.ads.googleads.v26.services.services.offline_user_data_job_service.transports import (
-    OfflineUserDataJobServiceGrpcTransport,
-)
+from google.ads.googleads.v26.services.services.google_ads_service import GoogleAdsServiceClient
+from google.ads.googleads.v26.services.services.google_ads_service.transports import GoogleAdsServiceGrpcTransport
+from google.ads.googleads.v26.services.services.offline_user_data_job_service import OfflineUserDataJobServiceClient
+from google.ads.googleads.v26.services.services.offline_user_data_job_service.transports import OfflineUserDataJobServiceGrpcTransport
 from google.api_core import exceptions as core_exceptions
 from google.oauth2.credentials import Credentials
 
-from destinations.google_customer_match.ads_api_emulator import (
-    GoogleAdsEmulator,
-    start_google_ads_emulator,
-    tls_material,
-)
+from destinations.google_customer_match.ads_api_emulator import GoogleAdsEmulator, start_google_ads_emulator, tls_material
 from tests.destinations.google_customer_match.helpers import CID, sha
 
 TOKEN, DEV = "test-ads-token", "test-dev-token"

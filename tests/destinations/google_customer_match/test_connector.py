@@ -15,19 +15,10 @@ import pytest
 import destinations.google_customer_match as package
 from destinations.base import AudienceRef, Destination, RowOutcome, RowStatus, RunsJobs
 from destinations.google_customer_match.config import capabilities_for
-from destinations.google_customer_match.connector import (
-    GoogleCustomerMatchDestination,
-)
+from destinations.google_customer_match.connector import GoogleCustomerMatchDestination
 from destinations.registry import build_destination
 from syncer.errors import ConfigError, RateLimited, TransientError
-from tests.destinations.google_customer_match.helpers import (
-    AUDIENCE,
-    CID,
-    canon,
-    member,
-    sha,
-    statuses,
-)
+from tests.destinations.google_customer_match.helpers import AUDIENCE, CID, canon, member, sha, statuses
 
 # ----- interface ----------------------------------------------------------------------------------
 

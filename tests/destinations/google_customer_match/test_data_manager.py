@@ -10,15 +10,7 @@ from destinations.base import RowStatus
 from destinations.google_customer_match.data_manager import PER_MINUTE_WAIT_S
 from destinations.responses import PlatformResponse
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from tests.destinations.google_customer_match.helpers import (
-    AUDIENCE,
-    CID,
-    DM_TOKEN,
-    MADID,
-    member,
-    sha,
-    statuses,
-)
+from tests.destinations.google_customer_match.helpers import AUDIENCE, CID, DM_TOKEN, MADID, member, sha, statuses
 
 # ----- request bodies -----------------------------------------------------------------------------
 

@@ -8,10 +8,7 @@ import uuid
 import pytest
 import requests
 
-from destinations.google_customer_match.data_manager_emulator import (
-    Membership,
-    match_rate_bucket,
-)
+from destinations.google_customer_match.data_manager_emulator import Membership, match_rate_bucket
 from syncer.sandbox import Sandbox
 from tests.destinations.google_customer_match.helpers import CID, sha
 

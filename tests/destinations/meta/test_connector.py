@@ -17,15 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from destinations.base import (
-    AudienceRef,
-    Destination,
-    HasPlatformCounts,
-    Member,
-    ReplacesAudiences,
-    RowOutcome,
-    RowStatus,
-)
+from destinations.base import AudienceRef, Destination, HasPlatformCounts, Member, ReplacesAudiences, RowOutcome, RowStatus
 from destinations.meta import SPEC
 from destinations.meta.config import MetaAudienceConfig
 from destinations.meta.connector import DEFAULT_RETRY_AFTER_S, MetaAudienceDestination
