@@ -1,7 +1,7 @@
 """What every `syncer` command shares: the consoles, the exit codes, and how failures end a command.
 
-Kept apart from ``syncer.cli.main`` so the command modules (``cli_reports``, ``cli_fast_path``,
-``cli_demo``) can use it without importing the click group, which would import them back.
+Kept apart from ``syncer.cli.main`` so the command modules (``reports``, ``fast_path``,
+``demo``) can use it without importing the click group, which would import them back.
 Like the rest of the CLI it never imports dagster, and loads project code only when called.
 """
 

@@ -1,4 +1,5 @@
-"""Local emulators of the platforms' wire protocols, so the official SDKs run unchanged against them.
+"""The sandbox: every registered platform's emulator (``destinations/<platform>/emulator.py``) served on
+one loopback port, so the official SDKs run unchanged against them.
 
     from syncer.sandbox import Sandbox
     with Sandbox(port=0) as sb:                      # serves on 127.0.0.1 in a background thread

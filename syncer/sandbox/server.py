@@ -1,6 +1,7 @@
 """The sandbox HTTP server: platform emulators on one loopback port, plus admin endpoints.
 
-Graph API paths (``/vNN.N/...``) go to the Meta emulator (``destinations.meta.emulator``). Admin endpoints,
+Every platform's emulator comes from the registry (``destinations.registry``: a SPEC's ``emulator`` is served
+under ``/<mount>/``); Graph API paths (``/vNN.N/...``) go to the Meta emulator, at the root. Admin endpoints,
 for users outside the process (the CLI, subprocess tests), need no token::
 
     GET  /_sandbox/stats                      {"meta": {"requests": n, "audiences": k}}
