@@ -29,10 +29,14 @@ from syncer.errors import TransientError
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["PII", "build_session", "header", "read_body", "redact", "retry_after", "unreachable"]
+__all__ = ["HASHES_AND_EMAILS", "PII", "build_session", "header", "read_body", "redact", "retry_after", "unreachable"]
 
 PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>,:]+@[^\s@'\"<>,]+|\+?\d[\d\s().-]{6,}\d")
 """Hex hashes of 32+ characters, email addresses, and digit runs that can be phone numbers."""
+
+HASHES_AND_EMAILS = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>]+@[^\s@'\"<>]+")
+"""For platforms whose messages name ids made of digits (ad accounts, customer ids, resource names) that
+``PII``'s digit runs would hide; our phones reach those platforms hashed, so hashes and emails suffice."""
 
 
 def build_session(base: str, *, headers: Mapping[str, str] | None = None, auth: tuple[str, str] | None = None,

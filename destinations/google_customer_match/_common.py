@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -76,11 +75,7 @@ def digits(customer_id: str | None) -> str | None:
     return customer_id.replace("-", "") if customer_id else None
 
 
-# Hashes and email addresses only: the shared pattern also hides digit runs (phone numbers), which here would
-# hide the customer ids and resource names Google's messages name; our phones reach Google hashed.
-_PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>]+@[^\s@'\"<>]+")
-
-
 def redact(text: str) -> str:
-    """Hide hashes and email addresses in text bound for logs or messages."""
-    return http.redact(text, _PII)
+    """Hide hashes and email addresses in text bound for logs or messages (not digit runs: Google's
+    messages name customer ids and resource names)."""
+    return http.redact(text, http.HASHES_AND_EMAILS)

@@ -49,7 +49,6 @@ Config example::
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -60,7 +59,7 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
-from destinations.http import redact
+from destinations.http import HASHES_AND_EMAILS, redact
 from destinations.meta.config import CAPABILITIES, KEYS, MetaAudienceConfig
 from destinations.responses import ErrorContext, PlatformResponse, classify_status, describe
 from syncer.environment import resolve_secret
@@ -384,9 +383,6 @@ def _what(ctx: ErrorContext) -> str:
     return f"{ctx.target} of destination '{ctx.destination}'"
 
 
-_PII = re.compile(r"[0-9a-fA-F]{32,}|[^\s@'\"<>]+@[^\s@'\"<>]+")
-
-
 def _redact(text: str) -> str:
     """Hide hashes and email addresses in text bound for logs (we only ever send hashes)."""
-    return redact(text, _PII)
+    return redact(text, HASHES_AND_EMAILS)
