@@ -76,7 +76,7 @@ import phonenumbers
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
+from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus, all_sent
 from destinations.http import build_session, redact, retry_after
 from destinations.pacing import TokenBucket
 from destinations.responses import ErrorContext, PlatformResponse
@@ -261,7 +261,7 @@ class TwilioSmsDestination(Destination):
     def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         """Text each member once (see the module docstring for each case); a remove makes no request."""
         if op == "remove":  # a text cannot be taken back, and Twilio keeps no list to leave
-            return BatchResult("remove", tuple(RowOutcome(m.member_key, RowStatus.SENT) for m in members), requests=0)
+            return all_sent("remove", members, requests=0)
         body = self.config.messages.get(audience.audience_id)
         if body is None:
             raise ConfigError(f"destination '{self.name}' has no message for audience_id '{audience.audience_id}'"
