@@ -2,9 +2,9 @@
 
 Built from the project's config files (``$SYNCER_PROJECT``, default the demo): an asset per segment, a
 plan and an apply asset per sync grouped per destination, blocking gate checks, freshness checks, a
-schedule per segment cadence, the ``full_resync`` backfill job, and the fast-path suppression sensor when
-the project has a ``conversions:`` source. A broken config file fails the load
-with every problem listed by file and line.
+schedule per segment cadence, the ``full_resync`` backfill job, the ``reconcile_audiences`` job and its
+schedule, and the fast-path suppression sensor when the project has a ``conversions:`` source. A broken
+config file fails the load with every problem listed by file and line.
 """
 
 from pathlib import Path
@@ -13,6 +13,7 @@ import dagster as dg
 
 from dagster_project import location
 from dagster_project.backfill import backfill_job, poll_jobs_job
+from dagster_project.reconcile import reconcile_job, reconcile_schedule
 from dagster_project.segments import segment_asset, segment_schedule
 from dagster_project.sensors import suppression_sensor, suppressions_spec
 from dagster_project.syncs import destination_definitions
@@ -24,11 +25,11 @@ def build_definitions(project_dir: Path | str | None = None) -> dg.Definitions:
     segments = dg.Definitions(
         assets=[segment_asset(project, name, seg) for name, seg in sorted(project.segments.items())],
         schedules=[segment_schedule(name, seg) for name, seg in sorted(project.segments.items())],
-        jobs=[backfill_job(project), poll_jobs_job(project)],
+        jobs=[backfill_job(project), poll_jobs_job(project), reconcile_job(project)],
     )
     jobs_schedule = dg.ScheduleDefinition(name="poll_platform_jobs_hourly", job_name="poll_platform_jobs",
                                           cron_schedule="17 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
-    segments = dg.Definitions.merge(segments, dg.Definitions(schedules=[jobs_schedule]))
+    segments = dg.Definitions.merge(segments, dg.Definitions(schedules=[jobs_schedule, reconcile_schedule()]))
     per_destination = [destination_definitions(project, name) for name in sorted(project.destinations)]
     fast_path = (dg.Definitions(assets=[suppressions_spec()], sensors=[suppression_sensor(project)])
                  if project.config.conversions else dg.Definitions())

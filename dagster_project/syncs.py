@@ -62,6 +62,7 @@ def _plan_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefin
         return dg.MaterializeResult(metadata={
             "members": p.members, "held_before": p.held_before, "adds": len(p.adds), "removes": len(p.removes),
             "rejected": len(p.rejections), "retries": p.retried, "plan_hash": p.content_hash,
+            "retained": dg.MetadataValue.json(p.stats.get("retained", {})),
             "plan_seconds": p.stats.get("plan_seconds", 0.0)})
 
     return _plan
@@ -118,6 +119,7 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
             "rejected": report.rejected, "rejected_reasons": dg.MetadataValue.json(report.reasons or {}),
             "retried": report.retried, "deferred": report.deferred, "requests": report.requests,
             "deferred_reasons": dg.MetadataValue.json(report.deferred_reasons or {}),
+            "retained": dg.MetadataValue.json(report.retained or {}),
             "plan_hash": report.plan_hash, "duration_seconds": round(time.perf_counter() - started, 3),
             "destination_counts": dg.MetadataValue.json(report.platform_counts or {}),
             **({"note": report.reason} if report.reason else {}), **error_metadata(report)})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Literal, Protocol, final, runtime_checkable
@@ -89,6 +89,11 @@ class Capabilities:
     at_most_once: bool = False
     """Sends are not idempotent (an SMS): the engine records each row before sending and never resends
     a row whose send may have happened (a crash or timeout mid-call leaves it recorded as sent)."""
+    match_keys: frozenset[str] = frozenset({"email", "phone", "madid", "external_id"})
+    """Identifier kinds the platform recognises a person by. Two members sharing a value of one are one
+    person there (Meta and Google remove every person any identifier of a row matches; Klaviyo keeps one
+    profile per email, phone and external id), so the planner never removes a member linked this way to a
+    member who stays (``syncer.planning.shared``)."""
 
 
 @runtime_checkable
@@ -104,6 +109,23 @@ class IdCache(Protocol):
     def get_many(self, member_keys: Sequence[str]) -> Mapping[str, str]: ...
 
     def put_many(self, ids: Mapping[str, str]) -> None: ...
+
+
+class JobBook(Protocol):
+    """Where a connector records how far each platform job it builds in several calls got (in the ledger), so
+    a retried or resumed batch goes on from the recorded stage instead of starting the job again.
+
+    A step is named by the connector (a digest of what it sends: op, group, member keys and identifiers).
+    ``get`` answers only while no batch of ``sync`` has been committed since the step began: after a commit
+    the same step is a new send (a re-add after a remove, a full resync), never a retry. ``put`` is durable
+    when it returns, so a connector records a stage before the call whose outcome it cannot read back."""
+
+    def get(self, sync: str, step: str) -> Mapping[str, object] | None:
+        """``{"job", "stage", "detail"}`` of a step to resume, else None."""
+
+    def put(self, sync: str, step: str, *, job: str | None, stage: str, detail: Mapping[str, object]) -> None: ...
+
+    def drop(self, sync: str, step: str) -> None: ...
 
 
 class Destination(abc.ABC):
@@ -125,6 +147,9 @@ class Destination(abc.ABC):
     """The destination's file stem, for messages; ``build_destination`` sets it."""
     id_cache: IdCache | None = None
     """Set by the engine before the first call; connectors that need platform ids use it."""
+    job_book: JobBook | None = None
+    """Set by the engine before the first call; connectors that build a platform job in several calls
+    record each stage there, so a retry resumes instead of starting again (Google Customer Match)."""
 
     @abc.abstractmethod
     def check(self) -> None:
@@ -208,6 +233,23 @@ class RunsJobs(Protocol):
     final_statuses: frozenset[str]
 
     def poll_jobs(self, names: Sequence[str] | None = None) -> Mapping[str, Mapping[str, str | None]]: ...
+
+
+@runtime_checkable
+class ListsMembers(Protocol):
+    """A destination whose API lists an audience's members (``syncer reconcile`` reads them back)."""
+
+    def list_members(self, audience: AudienceRef) -> Iterator[ListedMember]:
+        """Every member the platform holds in ``audience``, in any order, page by page."""
+
+
+@dataclass(frozen=True)
+class ListedMember:
+    """One member as the platform lists it: its identifiers in the format we send them (so they compare
+    with the ledger's), and the platform's own id where it has one."""
+
+    identifiers: Mapping[str, str]
+    platform_id: str | None = None
 
 
 def all_sent(op: Op, members: Sequence[Member], *, requests: int = 1, counts: Mapping[str, int] | None = None) -> BatchResult:

@@ -234,3 +234,21 @@ def test_history_detail_shows_the_redacted_platform_words_of_a_failed_sync(tmp_p
     assert (run["error_class"], run["error_fault"]) == ("PermanentError", "platform")
     assert run["error_detail"].endswith("invalid member <redacted>")
     assert "Person1@Example.com" not in detailed.stdout + plain.stdout + json.dumps(run)
+
+
+def test_a_long_throttle_is_kept_shown_in_status_and_honoured_by_the_next_run(tmp_path: Path, sandbox) -> None:
+    """Meta says "regain access in 5 minutes": the run defers, `status` says until when, and a run a few
+    seconds later sends nothing at all (before, it sent at once and earned a longer wait)."""
+    write_customers(tmp_path / "warehouse.duckdb", emails(1, 31))
+    meta_project(tmp_path, _port(sandbox))
+    sandbox.meta.throttle_next(300)
+    first = syncer("-p", str(tmp_path), "run")
+    assert first.returncode != 0 and "deferred" in first.stdout, first.stdout
+    shown = syncer("-p", str(tmp_path), "status").stdout
+    assert "destination dest is waiting until" in shown and "min left" in shown, shown
+    waits = json.loads(syncer("-p", str(tmp_path), "--json", "status").stdout)["destination_waits"]
+    assert set(waits) == {"dest"} and waits["dest"]["not_before"] > time.time() + 200
+    before = sandbox.meta.request_count
+    again = syncer("-p", str(tmp_path), "run")
+    assert "asked us to wait until" in again.stdout, again.stdout
+    assert sandbox.meta.request_count == before and held_emails(sandbox) == set()

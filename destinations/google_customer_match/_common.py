@@ -1,13 +1,16 @@
-"""What both Customer Match transports share: member groups, the send result, the transport interface, redaction."""
+"""What both Customer Match transports share: member groups, the send result, the transport interface, the
+job book's step names, redaction."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from destinations import http
-from destinations.base import AudienceRef, Member, Op, RowOutcome
+from destinations.base import AudienceRef, JobBook, Member, Op, RowOutcome
 from destinations.responses import ErrorContext, PlatformResponse
 from syncer.errors import SyncError
 
@@ -30,7 +33,8 @@ class Group:
 
 @dataclass
 class Sent:
-    """What a transport did with the groups of one ``add`` or ``remove``."""
+    """What a transport did with the groups of one ``add`` or ``remove``; filled as it goes, so the jobs it
+    started are known even when a later group fails."""
 
     outcomes: list[RowOutcome] = field(default_factory=list)
     requests: int = 0
@@ -48,7 +52,8 @@ class Transport(Protocol):
 
     def sendable(self, member: Member) -> bool: ...
 
-    def send(self, op: Op, audience: AudienceRef, groups: Sequence[Group]) -> Sent: ...
+    def send(self, op: Op, audience: AudienceRef, groups: Sequence[Group], sent: Sent, book: JobBook | None) -> None:
+        """Send the groups, filling ``sent``; with a ``book``, resume the steps it holds and record each new stage."""
 
     def poll(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]: ...
 
@@ -59,6 +64,15 @@ class Transport(Protocol):
     def error_context(self) -> ErrorContext: ...
 
     def close(self) -> None: ...
+
+
+def step_key(where: str, op: Op, group: str, members: Sequence[Member]) -> str:
+    """The job book's name of one step: a digest of where it goes, what it does and exactly what it sends (member
+    keys and their identifiers, in any order), so the retry of a batch finds its steps and nothing else does."""
+    digest = hashlib.sha256(json.dumps([where, op, group]).encode())
+    for key, identifiers in sorted((m.member_key, sorted(m.identifiers.items())) for m in members):
+        digest.update(json.dumps([key, identifiers]).encode())
+    return digest.hexdigest()
 
 
 def has_address(identifiers: Mapping[str, str]) -> bool:

@@ -1,9 +1,10 @@
 """Customer Match through the Google Ads API: ``OfflineUserDataJobService`` with the official ``google-ads`` SDK.
 
 Per ``add``/``remove``, for each consent group: CreateOfflineUserDataJob (consent GRANTED, or unset for
-unknown consent and for removes) -> AddOfflineUserDataJobOperations (at most 10,000 operations per call,
-``enable_partial_failure``) -> RunOfflineUserDataJob. Jobs are never polled here; ``poll`` reads their
-status with one GAQL search per customer when a later step asks.
+unknown consent and for removes; a random ``external_id``) -> AddOfflineUserDataJobOperations (at most
+10,000 operations per call, ``enable_partial_failure``) -> RunOfflineUserDataJob, each stage recorded in the
+engine's job book so a retry resumes the job instead of starting again (``job_steps``). Jobs are never
+polled here; ``poll`` reads their status with one GAQL search per customer when a later step asks.
 
 Every failed SDK call is read into a ``PlatformResponse`` (``ads_api_client.response_of``: the HTTP
 equivalent of its gRPC status, the GoogleAdsFailure's error codes, the quota's retry delay as
@@ -16,10 +17,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from destinations.base import AudienceRef, Member, Op, RowOutcome, RowStatus
-from destinations.google_customer_match._common import Group, Sent, chunks, digits, has_address, redact
+from destinations.base import AudienceRef, JobBook, Member, Op, RowStatus
+from destinations.google_customer_match._common import Consent, Group, Sent, chunks, digits, has_address, redact, step_key
 from destinations.google_customer_match.ads_api_client import SdkTypes, clients, error_code, response_of
 from destinations.google_customer_match.config import ADS_API_IDENTIFIERS, GoogleCustomerMatchConfig
+from destinations.google_customer_match.job_steps import JobStep, Unapplied
 from destinations.http import retry_after
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
@@ -37,6 +39,10 @@ _TRANSIENT_PER_OPERATION = {("internal_error", None), ("database_error", "CONCUR
 _AUTH_SCOPE = "https://www.googleapis.com/auth/adwords"
 _JOB_NAME = re.compile(r"customers/\d+/offlineUserDataJobs/\d+").fullmatch
 _REFUSED_KINDS = ("request_error", "offline_user_data_job_error", "field_error", "mutate_error", "query_error", "header_error")
+# gRPC statuses of a call Google refused before doing anything: a job call answered so was not applied. Any other
+# failure (INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, no answer) may have been applied.
+_REFUSED_BEFORE_APPLYING = frozenset({"RESOURCE_EXHAUSTED", "INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED",
+                                      "NOT_FOUND", "UNIMPLEMENTED", "FAILED_PRECONDITION"})
 
 
 class AdsApiTransport:
@@ -64,13 +70,12 @@ class AdsApiTransport:
         ids = member.identifiers
         return bool(ids.get("email") or ids.get("phone") or ids.get("madid") or ids.get("external_id") or has_address(ids))
 
-    def send(self, op: Op, audience: AudienceRef, groups: Sequence[Group]) -> Sent:
-        sent = Sent()
+    def send(self, op: Op, audience: AudienceRef, groups: Sequence[Group], sent: Sent, book: JobBook | None) -> None:
         user_list = self._user_list(audience)
         for group in groups:
             if group.members:
-                self._send_job(op, user_list, group, sent)
-        return sent
+                step = step_key(user_list, op, f"ads_api:{group.consent}", group.members)
+                JobStep(self, book, audience.sync, step).send(op, user_list, group, sent)
 
     def poll(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]:
         found: dict[str, dict[str, str | None]] = {}
@@ -108,38 +113,46 @@ class AdsApiTransport:
         for channel in self._channels:
             channel.close()
 
-    # ----- one job ------------------------------------------------------------------------------
-    def _send_job(self, op: Op, user_list: str, group: Group, sent: Sent) -> None:
+    # ----- the three job calls (job_steps.JobCalls) ---------------------------------------------
+    def create_job(self, user_list: str, consent: Consent | None, external_id: int, sent: Sent) -> str | None:
         t = self._types
         job = t.job()
         job.type_ = CUSTOMER_MATCH_USER_LIST
+        job.external_id = external_id
         job.customer_match_user_list_metadata.user_list = user_list
-        if group.consent == "granted":
+        if consent == "granted":
             job.customer_match_user_list_metadata.consent.ad_user_data = GRANTED
             job.customer_match_user_list_metadata.consent.ad_personalization = GRANTED
-        created = self._call(self._jobs.create_offline_user_data_job,
-                             request=t.create_request.wrap(t.create_request.pb()(customer_id=self.customer_id, job=job)))
         sent.requests += 1
-        staged = 0
-        for chunk in chunks(group.members, MAX_OPERATIONS_PER_ADD):
-            request = t.add_request.pb()(resource_name=created.resource_name, enable_partial_failure=True)
+        created = self._call(self._jobs.create_offline_user_data_job, tolerate={"EXTERNAL_UPDATE_ID_ALREADY_EXISTS"},
+                             request=t.create_request.wrap(t.create_request.pb()(customer_id=self.customer_id, job=job)))
+        if created is not None:
+            return str(created.resource_name)
+        sent.requests += 1  # an earlier attempt created it: find it
+        query = ("SELECT offline_user_data_job.resource_name FROM offline_user_data_job"
+                 f" WHERE offline_user_data_job.external_id = {int(external_id)}")
+        rows = list(self._call(self._search.search, request={"customer_id": self.customer_id, "query": query}))
+        return str(rows[0].offline_user_data_job.resource_name) if rows else None
+
+    def add_operations(self, job: str, op: Op, members: Sequence[Member], sent: Sent) -> dict[str, list[str]]:
+        t, failed = self._types, {}
+        for number, chunk in enumerate(chunks(members, MAX_OPERATIONS_PER_ADD)):
+            request = t.add_request.pb()(resource_name=job, enable_partial_failure=True)
             for member in chunk:
                 _operation(request.operations.add(), op, member.identifiers)
-            response = self._call(self._jobs.add_offline_user_data_job_operations, request=t.add_request.wrap(request))
             sent.requests += 1
-            failed = self._failed_operations(response)
-            for index, member in enumerate(chunk):
-                outcome = failed.get(index)
-                sent.outcomes.append(RowOutcome(member.member_key, outcome[0], outcome[1]) if outcome
-                                     else RowOutcome(member.member_key, RowStatus.SENT))
-            staged += len(chunk) - len(failed)
-            sent.count("failed_operations", len(failed))
-        if staged:
-            self._call(self._jobs.run_offline_user_data_job, request=t.run_request.wrap(t.run_request.pb()(resource_name=created.resource_name)))
-            sent.requests += 1
-            sent.jobs.append(created.resource_name)
-            sent.count("jobs")
-            sent.count("operations", staged)
+            # only while the job holds none of these operations may a refused call leave it to be filled again
+            response = self._call(self._jobs.add_offline_user_data_job_operations, unapplied=number == 0,
+                                  request=t.add_request.wrap(request))
+            for index, (status, reason) in self._failed_operations(response).items():
+                failed[chunk[index].member_key] = [status.value, reason]
+        return failed
+
+    def run_job(self, job: str, sent: Sent) -> None:
+        t = self._types
+        sent.requests += 1
+        self._call(self._jobs.run_offline_user_data_job, unapplied=True, tolerate={"JOB_ALREADY_STARTED"},
+                   request=t.run_request.wrap(t.run_request.pb()(resource_name=job)))
 
     def _failed_operations(self, response: Any) -> dict[int, tuple[RowStatus, str]]:
         """Operation index -> (status, Google's error code name) from ``partial_failure_error``."""
@@ -159,14 +172,23 @@ class AdsApiTransport:
                 failed.setdefault(index, (RowStatus.RETRYABLE if transient else RowStatus.REJECTED, name))
         return failed
 
-    def _call(self, method: Any, **kwargs: Any) -> Any:
+    def _call(self, method: Any, *, tolerate: frozenset[str] | set[str] = frozenset(), unapplied: bool = False,
+              **kwargs: Any) -> Any:
+        """The call's answer; None when it failed with an error code in ``tolerate``. A failure is raised as
+        ``classify`` reads it, wrapped in ``Unapplied`` when ``unapplied`` and Google refused before applying."""
         try:
             return method(timeout=self.config.request_timeout_s, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure is classified, nothing escapes unclassified
-            failure = self.classify(response_of(exc, self.config.api_version))
+            response = response_of(exc, self.config.api_version)
+        body = response.body if isinstance(response.body, dict) else {}
+        if tolerate and any(e.get("code") in tolerate for e in body.get("errors") or ()):
+            return None
         # never chained: the SDK's exception text can echo request fields (response_of never answers 2xx, so
         # failure is set; the fallback only keeps the type honest)
-        raise failure or TransientError(f"Google Ads call failed for {self._where()}; retrying") from None
+        failure = self.classify(response) or TransientError(f"Google Ads call failed for {self._where()}; retrying")
+        if unapplied and body.get("grpc_status") in _REFUSED_BEFORE_APPLYING:
+            raise Unapplied(failure) from None
+        raise failure from None
 
     def _user_list(self, audience: AudienceRef) -> str:
         audience_id = audience.audience_id

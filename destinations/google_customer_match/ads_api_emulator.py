@@ -33,7 +33,16 @@ Strictness:
   customer linked under a manager (``link_manager``) needs ``login-customer-id`` = that manager, and an
   unknown customer is refused: PERMISSION_DENIED ``AuthorizationError.USER_PERMISSION_DENIED``.
 - Create: type CUSTOMER_MATCH_USER_LIST, a user list of that customer (INVALID_USER_LIST_ID), job
-  consent ``ad_user_data`` DENIED refused (CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS).
+  consent ``ad_user_data`` DENIED refused (CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS), an ``external_id``
+  another job of the customer has refused (EXTERNAL_UPDATE_ID_ALREADY_EXISTS: "if you attempt to create
+  multiple jobs with the same external_id", developers.google.com/google-ads/api/docs/remarketing/
+  audience-segments/customer-match/troubleshoot); Search finds a job by ``external_id``.
+- Upload key type: a list has one (``create_user_list(..., upload_key_type=)``, CONTACT_INFO by default):
+  CONTACT_INFO takes hashed_email, hashed_phone_number and address_info, CRM_ID third_party_user_id,
+  MOBILE_ADVERTISING_ID mobile_id ("Mixed data types are not allowed on the same list",
+  ``CrmBasedUserListInfo.upload_key_type`` in the v26 wheel). An operation carrying an identifier of
+  another type fails on its own with INCOMPATIBLE_UPLOAD_KEY_TYPE ("Upload data is not compatible with
+  the upload key type of the associated user list", ``OfflineUserDataJobError``).
 - Add: at most 10,000 operations (``RequestError.TOO_MANY_MUTATE_OPERATIONS``, whole call); per
   operation: at most 20 identifiers (TOO_MANY_USER_IDENTIFIERS), at least one (MISSING_USER_IDENTIFIER),
   hashes of 64 lowercase hex (INVALID_SHA256_FORMAT), ISO country (INVALID_COUNTRY_CODE), UUID mobile
@@ -48,9 +57,15 @@ Strictness:
   jobs of the same list complete first). ``finish_jobs()`` completes every run job at once.
 - Faults: ``inject("RESOURCE_EXHAUSTED", retry_delay=30)`` (``QuotaError`` with
   ``QuotaErrorDetails.retry_delay``), ``"INTERNAL"``, ``"UNAVAILABLE"``, ``"DEADLINE_EXCEEDED"``,
-  ``"CONCURRENT_MODIFICATION"``; ``latency`` seconds before every answer; ``fail_next_job()``.
+  ``"CONCURRENT_MODIFICATION"``, of one ``method`` after ``skip`` calls of it pass, before the call is
+  applied or (``after=True``) after it was applied and its answer lost, as a timeout can;
+  ``fail_operations({index: (kind, code)})``: those operations of the next Add fail on their own (say
+  ``internal_error`` ``INTERNAL_ERROR``); ``latency`` seconds before every answer; ``fail_next_job()``.
 
-Membership follows ``destinations.google_customer_match.data_manager_emulator.Membership``: a member is the set of its identifiers.
+Membership follows ``destinations.google_customer_match.data_manager_emulator.Membership``: a person is the set
+of identifiers the list received together; an add linking a known identifier merges into that person, a remove
+drops every person any of its identifiers matches (Google matches each identifier of a row to Google accounts
+on its own: support.google.com/google-ads/answer/7474263).
 """
 
 from __future__ import annotations
@@ -92,6 +107,8 @@ MAX_OPERATIONS_PER_ADD = 10_000
 MAX_IDENTIFIERS_PER_OPERATION = 20
 CUSTOMER_MATCH_TYPES = {4, 5}  # CUSTOMER_MATCH_USER_LIST, CUSTOMER_MATCH_WITH_ATTRIBUTES
 GRANTED, DENIED = 2, 3
+UPLOAD_KEY_TYPES = {"CONTACT_INFO": {"hashed_email", "hashed_phone_number", "address_info"}, "CRM_ID": {"third_party_user_id"},
+                    "MOBILE_ADVERTISING_ID": {"mobile_id"}}
 _STATUS = {2: "PENDING", 3: "RUNNING", 4: "SUCCESS", 5: "FAILED"}
 _STATUS_VALUE = {v: k for k, v in _STATUS.items()}
 
@@ -114,7 +131,7 @@ _LIST_NAME = re.compile(r"customers/(\d+)/userLists/(\d+)").fullmatch
 _QUERY = re.compile(r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<resource>\w+)(?:\s+WHERE\s+(?P<where>.+?))?"
                     r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$", re.I | re.S)
 _CONDITION = re.compile(r"^\s*([\w.]+)\s*(=|IN)\s*(.+?)\s*$", re.I | re.S)
-_JOB_FIELDS = {"resource_name", "id", "type", "status", "failure_reason", "operation_metadata.match_rate_range",
+_JOB_FIELDS = {"resource_name", "id", "external_id", "type", "status", "failure_reason", "operation_metadata.match_rate_range",
                "customer_match_user_list_metadata.user_list"}
 _PERMISSION_MESSAGE = ("User doesn't have permission to access customer. Note: If you're accessing a client customer,"
                        " the manager's customer id must be set in the 'login-customer-id' header.")
@@ -151,12 +168,29 @@ def _failure_bytes(errors: Iterable[Any]) -> bytes:
     return failure.SerializeToString()
 
 
+def _fault_abort(fault: "_Fault") -> _Abort:
+    if fault.code == "RESOURCE_EXHAUSTED":
+        return _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Resource has been exhausted (e.g. check quota).",
+                      [_error("quota_error", "RESOURCE_EXHAUSTED", "Too many requests. Retry in "
+                              f"{fault.retry_delay or 30:g} seconds.", retry_delay=fault.retry_delay or 30)])
+    if fault.code == "INTERNAL":
+        return _Abort(grpc.StatusCode.INTERNAL, "Internal error encountered.",
+                      [_error("internal_error", "INTERNAL_ERROR", "An internal error has occurred.")])
+    if fault.code == "CONCURRENT_MODIFICATION":
+        return _Abort(grpc.StatusCode.ABORTED, "Multiple requests were attempting to modify the same resource at once.",
+                      [_error("database_error", "CONCURRENT_MODIFICATION", "Multiple requests were attempting to"
+                              " modify the same resource at once. Retry the request.")])
+    return _Abort(getattr(grpc.StatusCode, fault.code), f"injected {fault.code}")
+
+
 @dataclass
 class _Fault:
     code: str
     times: int
     retry_delay: float | None
     method: str | None
+    skip: int = 0  # matching calls that pass before the fault strikes
+    after: bool = False  # strike once the call was applied: its answer is lost
 
 
 @dataclass
@@ -166,6 +200,7 @@ class _Job:
     user_list: str
     consent: dict[str, str]
     job_type: int
+    external_id: int | None = None
     ops: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
     kind: str | None = None  # "create" or "remove", fixed by the first staged operation
     remove_all: bool = False
@@ -173,12 +208,13 @@ class _Job:
     run_seq: int | None = None
     failure_reason: str | None = None
     match_rate_range: str | None = None
+    run_calls: int = 0  # RunOfflineUserDataJob calls naming this job, refused ones included
 
     def view(self) -> dict[str, Any]:
         return {"resource_name": self.resource_name, "user_list": self.user_list, "status": self.status,
                 "operation": self.kind, "operations": len(self.ops), "remove_all": self.remove_all,
-                "consent": dict(self.consent), "failure_reason": self.failure_reason,
-                "match_rate_range": self.match_rate_range, "run": self.run_seq is not None}
+                "consent": dict(self.consent), "failure_reason": self.failure_reason, "external_id": self.external_id,
+                "match_rate_range": self.match_rate_range, "run": self.run_seq is not None, "run_calls": self.run_calls}
 
 
 class GoogleAdsEmulator:
@@ -267,10 +303,12 @@ class GoogleAdsEmulator:
     def reset(self) -> None:
         with self.lock:
             self.user_lists: dict[str, Membership] = {}  # user list resource name -> members
+            self.upload_key_types: dict[str, str] = {}  # user list resource name -> CONTACT_INFO, CRM_ID, MOBILE_ADVERTISING_ID
             self.managers: dict[str, str] = {}  # customer id -> manager id required as login-customer-id
             self.customers: set[str] = set()
             self._jobs: dict[str, _Job] = {}
             self._faults: list[_Fault] = []
+            self._operation_faults: dict[int, tuple[str, str]] = {}
             self._fail_next: str | None = None
             self._ids = itertools.count(1)
             self._operation_ids = itertools.count(1)
@@ -278,13 +316,17 @@ class GoogleAdsEmulator:
             self._operations: dict[str, str] = {}  # long-running operation name -> job resource name
             self.requests: list[tuple[str, int]] = []  # (method, operations)
 
-    def create_user_list(self, customer_id: str, user_list_id: str | None = None) -> str:
-        """Create an empty Customer Match list of ``customer_id``; returns its resource name."""
+    def create_user_list(self, customer_id: str, user_list_id: str | None = None, upload_key_type: str = "CONTACT_INFO") -> str:
+        """Create an empty Customer Match list of ``customer_id`` matching members by ``upload_key_type``
+        (CONTACT_INFO, CRM_ID or MOBILE_ADVERTISING_ID); returns its resource name."""
+        if upload_key_type not in UPLOAD_KEY_TYPES:
+            raise ValueError(f"unknown upload key type {upload_key_type!r}")
         customer_id = str(customer_id).replace("-", "")
         with self.lock:
             list_id = str(user_list_id or 7000 + next(self._ids))
             name = f"customers/{customer_id}/userLists/{list_id}"
             self.user_lists.setdefault(name, Membership(self.match_rate))
+            self.upload_key_types.setdefault(name, upload_key_type)
             self.customers.add(customer_id)
             return name
 
@@ -300,21 +342,34 @@ class GoogleAdsEmulator:
 
     @property
     def jobs(self) -> dict[str, dict[str, Any]]:
-        """Every job by resource name: status, operation kind, count, consent, match rate range."""
+        """Every job by resource name: status, operation kind, count, consent, match rate range, Run calls."""
         with self.lock:
             return {name: job.view() for name, job in self._jobs.items()}
 
+    def job_operations(self, name: str) -> list[tuple[str, frozenset[tuple[str, str]]]]:
+        """The operations a job holds: ("create" or "remove", its identifiers as (kind, value) pairs)."""
+        with self.lock:
+            return list(self._jobs[name].ops)
+
     def inject(self, code: str = "RESOURCE_EXHAUSTED", times: int = 1, retry_delay: float | None = None,
-               method: str | None = None) -> None:
-        """Fail the next ``times`` calls (of ``method``, e.g. "AddOfflineUserDataJobOperations", when given).
+               method: str | None = None, *, skip: int = 0, after: bool = False) -> None:
+        """Fail ``times`` calls (of ``method``, e.g. "AddOfflineUserDataJobOperations", when given), once
+        ``skip`` such calls have passed.
 
         ``code``: RESOURCE_EXHAUSTED (QuotaError, ``retry_delay`` seconds in QuotaErrorDetails), INTERNAL,
-        UNAVAILABLE, DEADLINE_EXCEEDED or CONCURRENT_MODIFICATION.
+        UNAVAILABLE, DEADLINE_EXCEEDED or CONCURRENT_MODIFICATION. ``after``: the call is applied first and
+        then fails, as when its answer is lost on the way back (a deadline, a dropped connection).
         """
         if code not in ("RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "CONCURRENT_MODIFICATION"):
             raise ValueError(f"unknown fault {code!r}")
         with self.lock:
-            self._faults.append(_Fault(code, times, retry_delay, method))
+            self._faults.append(_Fault(code, times, retry_delay, method, skip, after))
+
+    def fail_operations(self, errors: Mapping[int, tuple[str, str]]) -> None:
+        """The next Add fails these operations on their own: index -> (error kind, code), e.g.
+        ``{2: ("database_error", "CONCURRENT_MODIFICATION")}``."""
+        with self.lock:
+            self._operation_faults = dict(errors)
 
     def fail_next_job(self, reason: str = "UNKNOWN") -> None:
         """The next job to finish ends FAILED with this ``failure_reason`` and changes nothing."""
@@ -338,8 +393,13 @@ class GoogleAdsEmulator:
                     if len(self.requests) > 100_000:
                         del self.requests[:50_000]
                     self._authenticate(metadata)
-                    self._take_fault(name)
-                    return method(request, metadata, name)
+                    fault = self._take_fault(name)
+                    if fault is not None and not fault.after:
+                        raise _fault_abort(fault)
+                    answer = method(request, metadata, name)
+                    if fault is not None:
+                        raise _fault_abort(fault)
+                    return answer
             except _Abort as exc:
                 trailing = [("request-id", f"sandbox-{time.monotonic_ns()}")]
                 if exc.errors:
@@ -371,24 +431,17 @@ class GoogleAdsEmulator:
             raise _Abort(grpc.StatusCode.PERMISSION_DENIED, "The caller does not have permission",
                          [_error("authorization_error", "USER_PERMISSION_DENIED", _PERMISSION_MESSAGE)])
 
-    def _take_fault(self, method: str) -> None:
+    def _take_fault(self, method: str) -> _Fault | None:
+        """The fault this call meets, if any (``skip`` counts down first)."""
         fault = next((f for f in self._faults if f.times > 0 and f.method in (None, method)), None)
         if fault is None:
-            return
+            return None
+        if fault.skip:
+            fault.skip -= 1
+            return None
         fault.times -= 1
         self._faults = [f for f in self._faults if f.times > 0]
-        if fault.code == "RESOURCE_EXHAUSTED":
-            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Resource has been exhausted (e.g. check quota).",
-                         [_error("quota_error", "RESOURCE_EXHAUSTED", "Too many requests. Retry in "
-                                 f"{fault.retry_delay or 30:g} seconds.", retry_delay=fault.retry_delay or 30)])
-        if fault.code == "INTERNAL":
-            raise _Abort(grpc.StatusCode.INTERNAL, "Internal error encountered.",
-                         [_error("internal_error", "INTERNAL_ERROR", "An internal error has occurred.")])
-        if fault.code == "CONCURRENT_MODIFICATION":
-            raise _Abort(grpc.StatusCode.ABORTED, "Multiple requests were attempting to modify the same resource at once.",
-                         [_error("database_error", "CONCURRENT_MODIFICATION", "Multiple requests were attempting to"
-                                 " modify the same resource at once. Retry the request.")])
-        raise _Abort(getattr(grpc.StatusCode, fault.code), f"injected {fault.code}")
+        return fault
 
     def _list_name(self, user_list: str) -> str:
         if _LIST_NAME(user_list):
@@ -417,10 +470,14 @@ class GoogleAdsEmulator:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Request contains an invalid argument.",
                          [_error("offline_user_data_job_error", "CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS",
                                  "Customer has not accepted the customer data terms in the conversion settings page.")])
+        external_id = job.external_id if job.HasField("external_id") else None
+        if external_id is not None and any(j.customer_id == customer_id and j.external_id == external_id for j in self._jobs.values()):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Request contains an invalid argument.",
+                         [_error("offline_user_data_job_error", "EXTERNAL_UPDATE_ID_ALREADY_EXISTS", "The external update ID already exists.")])
         if request.validate_only:
             return _CreateResponse()
         name = f"customers/{customer_id}/offlineUserDataJobs/{next(self._ids)}"
-        self._jobs[name] = _Job(name, customer_id, user_list, _consent_view(consent), job.type_)
+        self._jobs[name] = _Job(name, customer_id, user_list, _consent_view(consent), job.type_, external_id)
         return _CreateResponse(resource_name=name)
 
     def _job(self, resource_name: str, metadata: Mapping[str, str]) -> _Job:
@@ -449,8 +506,13 @@ class GoogleAdsEmulator:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Request contains an invalid argument.",
                          [_error("request_error", "OPERATION_REQUIRED", "At least one operation is required.")])
         kind, remove_all, staged, errors = job.kind, job.remove_all, [], []
+        accepted = UPLOAD_KEY_TYPES[self.upload_key_types[job.user_list]]
+        injected, self._operation_faults = self._operation_faults, {}
         for index, op in enumerate(request.operations):
             which = op.WhichOneof("operation")
+            if index in injected:
+                errors.append(_error(*injected[index], "Injected failure of this operation.", index=index))
+                continue
             try:
                 if which == "remove_all":
                     if staged or job.ops or index:
@@ -461,7 +523,7 @@ class GoogleAdsEmulator:
                     raise _OpError("MISSING_USER_IDENTIFIER", "The operation has no create or remove.")
                 if kind is not None and which != kind:
                     raise _OpError("CONFLICTING_OPERATION", "A job cannot mix create and remove operations.")
-                staged.append((which, _identifiers(getattr(op, which))))
+                staged.append((which, _identifiers(getattr(op, which), accepted)))
                 kind = which
             except _OpError as exc:
                 errors.append(_error("offline_user_data_job_error", exc.name, exc.message, index=index))
@@ -486,6 +548,7 @@ class GoogleAdsEmulator:
     def _run(self, request: Any, metadata: Mapping[str, str], method: str) -> Any:
         job = self._job(request.resource_name, metadata)
         self.requests.append((method, 0))
+        job.run_calls += 1
         if job.run_seq is not None:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Request contains an invalid argument.",
                          [_error("offline_user_data_job_error", "JOB_ALREADY_STARTED", "The job has already been run.")])
@@ -591,14 +654,19 @@ class GoogleAdsEmulator:
         if unknown:
             raise _query_error("UNRECOGNIZED_FIELD", f"Unrecognized field in the query: 'offline_user_data_job.{unknown[0]}'.")
         names = conditions.get("offline_user_data_job.resource_name")
+        external_ids = conditions.get("offline_user_data_job.external_id")
         for job in list(self._jobs.values()):
             if job.customer_id != customer_id or (names is not None and job.resource_name not in names):
+                continue
+            if external_ids is not None and str(job.external_id) not in external_ids:
                 continue
             self._advance(job)
             row = response.results.add().offline_user_data_job
             row.resource_name = job.resource_name
             if "id" in wanted:
                 row.id = int(job.resource_name.rsplit("/", 1)[1])
+            if "external_id" in wanted and job.external_id is not None:
+                row.external_id = job.external_id
             if "type" in wanted:
                 row.type_ = job.job_type
             if "status" in wanted:
@@ -622,6 +690,9 @@ class GoogleAdsEmulator:
             row.resource_name = name
             row.id = int(list_id)
             row.name = f"sandbox list {list_id}"
+            if "user_list.crm_based_user_list.upload_key_type" in fields:
+                key_types = type(row.crm_based_user_list).DESCRIPTOR.fields_by_name["upload_key_type"].enum_type
+                row.crm_based_user_list.upload_key_type = key_types.values_by_name[self.upload_key_types[name]].number
 
 
 class _OpError(Exception):
@@ -630,8 +701,9 @@ class _OpError(Exception):
         self.name, self.message = name, message
 
 
-def _identifiers(user_data: Any) -> frozenset[tuple[str, str]]:
-    """Validate one operation's UserData; its identifiers as (kind, value) pairs."""
+def _identifiers(user_data: Any, accepted: set[str]) -> frozenset[tuple[str, str]]:
+    """Validate one operation's UserData against the list's upload key type (the identifier kinds it
+    ``accepted``); its identifiers as (kind, value) pairs."""
     if user_data.HasField("consent"):
         raise _OpError("OPERATION_LEVEL_CONSENT_PROVIDED", "Consent must be set on the job, not on an operation.")
     identifiers = user_data.user_identifiers
@@ -643,6 +715,9 @@ def _identifiers(user_data: Any) -> frozenset[tuple[str, str]]:
     for identifier in identifiers:
         which = identifier.WhichOneof("identifier")
         value = getattr(identifier, which) if which else None
+        if which is not None and which not in accepted:
+            raise _OpError("INCOMPATIBLE_UPLOAD_KEY_TYPE", "Upload data is not compatible with the upload key type of the"
+                           " associated user list.")
         if which in ("hashed_email", "hashed_phone_number"):
             if not _HEX64(value):
                 raise _OpError("INVALID_SHA256_FORMAT", "The SHA256 encoded value is malformed.")

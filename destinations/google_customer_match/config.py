@@ -10,16 +10,23 @@ from pydantic import Field
 from destinations.base import Capabilities
 from destinations.config import DestinationConfigBase, env_names
 
-__all__ = ["ADS_API_CAPABILITIES", "ADS_API_IDENTIFIERS", "DATA_MANAGER_CAPABILITIES", "DATA_MANAGER_IDENTIFIERS", "MAX_BATCH",
-           "GoogleCustomerMatchConfig", "capabilities_for"]
+__all__ = ["ADS_API_CAPABILITIES", "ADS_API_IDENTIFIERS", "ADS_API_MATCH_KEYS", "DATA_MANAGER_CAPABILITIES", "DATA_MANAGER_IDENTIFIERS",
+           "DATA_MANAGER_MATCH_KEYS", "MAX_BATCH", "GoogleCustomerMatchConfig", "capabilities_for"]
 
 ADS_API_IDENTIFIERS = frozenset({"email", "phone", "first_name", "last_name", "country", "postal_code", "madid", "external_id"})
 DATA_MANAGER_IDENTIFIERS = ADS_API_IDENTIFIERS - {"external_id"}  # no CRM-id field verified in the Data Manager docs
+# What Google recognises one person by: each identifier of a row is matched to Google accounts on its own
+# (support.google.com/google-ads/answer/7474263) and a remove drops every person any of them matches. Hashed
+# email and phone (hashed_email, hashed_phone_number; Data Manager emailAddress, phoneNumber), mobile id
+# (mobile_id, mobileIds) and, over the Ads API only, the CRM id (third_party_user_id). The address matches too,
+# but only as all four parts together, which no single kind here stands for.
+ADS_API_MATCH_KEYS = frozenset({"email", "phone", "madid", "external_id"})
+DATA_MANAGER_MATCH_KEYS = ADS_API_MATCH_KEYS - {"external_id"}
 MAX_BATCH = 10_000
 ADS_API_CAPABILITIES = Capabilities(platform="google", identifiers=ADS_API_IDENTIFIERS, max_batch=MAX_BATCH, channel="ads",
-                                    consent_marker=True)
+                                    consent_marker=True, match_keys=ADS_API_MATCH_KEYS)
 DATA_MANAGER_CAPABILITIES = Capabilities(platform="google_data_manager", identifiers=DATA_MANAGER_IDENTIFIERS,
-                                         max_batch=MAX_BATCH, channel="ads", consent_marker=True)
+                                         max_batch=MAX_BATCH, channel="ads", consent_marker=True, match_keys=DATA_MANAGER_MATCH_KEYS)
 
 
 class GoogleCustomerMatchConfig(DestinationConfigBase):

@@ -30,8 +30,13 @@ Transport ``google_ads_api`` (``ads_api.py``; official ``google-ads`` SDK, gRPC,
   CONCURRENT_MODIFICATION and the 503s -> ``TransientError``; AuthenticationError / AuthorizationError
   -> ``ConfigError`` naming the variable or field to fix (``login_customer_id`` for
   USER_PERMISSION_DENIED); request and job errors -> ``PermanentError``; any other error code ->
-  ``TransientError`` (adds and removes are idempotent). A retried batch creates new jobs: members of an
-  earlier job of the same batch are sent twice, harmlessly.
+  ``TransientError`` (adds and removes are idempotent).
+- Retries resume: each job's resource name and stage are kept in the engine's job book
+  (``job_book``, the ledger's ``job_steps``), so a retried or resumed batch reuses the job it created,
+  adds operations only if they were not added, runs only what was not run, and returns the outcomes of a
+  job already running without a call. ``job_steps`` walks through every window a failure or crash can hit.
+- Upload key type: a user list matches by one of contact info, CRM id or mobile id; an operation with an
+  identifier of another kind is refused on its own (INCOMPATIBLE_UPLOAD_KEY_TYPE, REJECTED with that reason).
 - Client: ``GoogleAdsClient(credentials=Credentials(token=...), developer_token, endpoint,
   login_customer_id)``, built without a network call (no refresh). ``endpoint: http://host:port`` is
   a plaintext sandbox (insecure channel, the SDK's interceptors plus a bearer-token one).
@@ -52,7 +57,10 @@ Match integrations since 1 April 2026)::
 - Consent per member (CONSENT_GRANTED for granted, absent for unknown), so one request carries both
   groups. ``termsOfService`` ACCEPTED only when ``customer_match_terms_accepted: true``.
 - Fast fail: a 400 whose field violations all name ``audience_members[i]`` rejects those members with
-  the violation's reason and resends the rest (three rounds at most).
+  the violation's reason (INVALID_USER_LIST_TYPE: another upload key type than the list's) and resends the
+  rest (three rounds at most).
+- Retries: an accepted request is recorded in the job book and not sent again by the retry of its batch; a
+  request carries no id of ours, so one whose answer was lost is sent again (a set operation: harmless).
 - 429 RESOURCE_EXHAUSTED -> ``RateLimited``: Retry-After, else RetryInfo, else 60 s (per-minute quota)
   or until midnight Pacific (per-day quota, IngestionMutateRequestsPerDayPerProject); 401/403 ->
   ``ConfigError``; 400 -> ``PermanentError``, 408 and 5xx -> ``TransientError`` (the shared table);
@@ -111,7 +119,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
-from destinations.google_customer_match._common import CONSENT_KEY, FINAL_STATUSES, Group, Transport, digits
+from destinations.google_customer_match._common import CONSENT_KEY, FINAL_STATUSES, Group, Sent, Transport, digits
 from destinations.google_customer_match.config import ADS_API_CAPABILITIES, GoogleCustomerMatchConfig, capabilities_for
 from destinations.responses import ErrorContext, PlatformResponse
 from syncer.environment import resolve_secret
@@ -147,6 +155,7 @@ class GoogleCustomerMatchDestination(Destination):
         self.config = config
         self.capabilities = capabilities_for(config)  # type: ignore[misc] - per transport, as FakeDestination does
         self.jobs: list[str] = []
+        self._known_jobs: set[str] = set()
         self.name = name or f"google_customer_match {digits(config.customer_id)}"
         what = f"Google Customer Match destination '{self.name}'"
         token = resolve_secret(config.access_token_env, what=what).get_secret_value()
@@ -211,6 +220,11 @@ class GoogleCustomerMatchDestination(Destination):
         if not groups:
             return BatchResult(op, tuple(refused.values()), requests=0)
         ordered = [Group(consent, tuple(groups[consent])) for consent in ("granted", "unknown", None) if consent in groups]  # type: ignore[arg-type]
-        sent = self._transport.send(op, audience, ordered)
-        self.jobs.extend(sent.jobs)
+        sent = Sent()
+        try:
+            self._transport.send(op, audience, ordered, sent, self.job_book)
+        finally:  # jobs already running are kept for polling even when a later group fails (a retry reports them again)
+            fresh = [job for job in dict.fromkeys(sent.jobs) if job not in self._known_jobs]
+            self.jobs.extend(fresh)
+            self._known_jobs.update(fresh)
         return BatchResult(op, (*sent.outcomes, *refused.values()), requests=sent.requests, platform_counts=dict(sent.counts))

@@ -6,8 +6,17 @@ members each. Consent rides on each member (``consent.adUserData``/``adPersonali
 CONSENT_GRANTED for granted members, absent for unknown), so both consent groups share a request.
 The API fails fast: one invalid member fails the whole request and nothing is applied, with a
 ``google.rpc.BadRequest`` violation at ``audience_members[i]``. Those members are REJECTED with the
-violation's reason (e.g. INVALID_SHA256_FORMAT) and the others are sent again, at most three rounds.
+violation's reason (e.g. INVALID_SHA256_FORMAT, INVALID_USER_LIST_TYPE for a member of another upload key
+type than the list's) and the others are sent again, at most three rounds.
 ``poll`` reads ``GET /v1/requestStatus:retrieve?requestId=`` for each request id.
+
+Retries: an ingest or remove request carries no id of ours (its body is destinations, audienceMembers,
+consent, validateOnly, encoding, encryptionInfo, termsOfService; the response's ``requestId`` is "The
+auto-generated ID of the request", reference ``audienceMembers/ingest``), so Google cannot tell a repeat from
+a new request and offers nothing to look one up by. What a retry can avoid, it does: each accepted request
+is recorded in the engine's job book (its request id and rejected members), and the retry of a batch whose
+other request failed does not send the accepted one again. A request whose answer was lost is sent again:
+adding or removing the same members twice leaves the list as once.
 """
 
 from __future__ import annotations
@@ -22,8 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from destinations.base import AudienceRef, Member, Op, RowOutcome, RowStatus
-from destinations.google_customer_match._common import Group, Sent, digits, has_address, redact
+from destinations.base import AudienceRef, JobBook, Member, Op, RowOutcome, RowStatus
+from destinations.google_customer_match._common import Group, Sent, digits, has_address, redact, step_key
 from destinations.google_customer_match.config import DATA_MANAGER_IDENTIFIERS, GoogleCustomerMatchConfig
 from destinations.http import build_session, read_body, retry_after, unreachable
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
@@ -69,15 +78,25 @@ class DataManagerTransport:
         ids = member.identifiers
         return bool(_contact(ids) or ids.get("madid"))
 
-    def send(self, op: Op, audience: AudienceRef, groups: Sequence[Group]) -> Sent:
-        sent = Sent()
+    def send(self, op: Op, audience: AudienceRef, groups: Sequence[Group], sent: Sent, book: JobBook | None) -> None:
         pairs = [(m, g.consent) for g in groups for m in g.members]
-        contact = [(m, c) for m, c in pairs if _contact(m.identifiers)]
-        mobile = [(m, c) for m, c in pairs if not _contact(m.identifiers)]
-        for part in (contact, mobile):
+        parts = {"contact": [(m, c) for m, c in pairs if _contact(m.identifiers)],
+                 "mobile": [(m, c) for m, c in pairs if not _contact(m.identifiers)]}
+        where = f"{self.customer_id}/{_user_list_id(audience)}"
+        for name, part in parts.items():
             for start in range(0, len(part), MAX_MEMBERS_PER_REQUEST):
-                self._send_request(op, audience, part[start:start + MAX_MEMBERS_PER_REQUEST], sent)
-        return sent
+                chunk = part[start:start + MAX_MEMBERS_PER_REQUEST]
+                step = step_key(where, op, f"data_manager:{name}", [m for m, _ in chunk])
+                found = book.get(audience.sync, step) if book is not None else None
+                if found and found.get("stage") == "sent":  # accepted by an earlier attempt: not sent again
+                    detail = found.get("detail")
+                    rejected = dict((detail if isinstance(detail, dict) else {}).get("rejected") or {})
+                    request_id = found.get("job")
+                else:
+                    request_id, rejected = self._send_request(op, audience, chunk, sent)
+                    if book is not None:
+                        book.put(audience.sync, step, job=request_id, stage="sent", detail={"rejected": rejected})
+                _report(chunk, request_id if isinstance(request_id, str) else None, rejected, sent)
 
     def poll(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]:
         found: dict[str, dict[str, str | None]] = {}
@@ -127,7 +146,7 @@ class DataManagerTransport:
         if "TERMS_AND_CONDITIONS_NOT_SIGNED" in reasons:
             return ConfigError(f"Google requires the Customer Match terms ({_TERMS_URL}) for customer {self.customer_id}: once"
                                f" they are accepted, set customer_match_terms_accepted: true in destination '{self.name()}'", detail=detail)
-        if _USER_LIST_REASONS.intersection(reasons):
+        if _USER_LIST_REASONS.intersection(_reasons(body, members=False)):  # a member's list type is that member's
             return ConfigError(f"Google Data Manager refused the user list of {self._where()}: check the sync's audience_id is a"
                                " Customer Match list owned by customer_id", detail=detail)
         if status == 404:  # user list problems come as 400 with a reason (above): a 404 is a wrong endpoint
@@ -157,27 +176,25 @@ class DataManagerTransport:
         return f"{target} of destination '{self.name()}'"
 
     # ----- one request --------------------------------------------------------------------------
-    def _send_request(self, op: Op, audience: AudienceRef, pending: list[tuple[Member, str | None]], sent: Sent) -> None:
+    def _send_request(self, op: Op, audience: AudienceRef, pending: list[tuple[Member, str | None]],
+                      sent: Sent) -> tuple[str | None, dict[str, str]]:
+        """(request id, or None when every member was refused; member_key -> reason of the refused ones)."""
         path = "/v1/audienceMembers:ingest" if op == "add" else "/v1/audienceMembers:remove"
+        refused: dict[str, str] = {}
         for _ in range(MAX_ROUNDS):
             response = self._request("POST", path, json=self._body(op, audience, pending))
             sent.requests += 1
             failure = self.classify(response)
             if failure is None:
-                sent.jobs.append(str(response.body["requestId"]))
-                sent.outcomes.extend(RowOutcome(m.member_key, RowStatus.SENT) for m, _ in pending)
-                sent.count("requests_accepted")
-                sent.count("members", len(pending))
-                return
+                return str(response.body["requestId"]), refused
             # Fast fail: when every violation of a refused request names a member, only those members are refused.
             rejected = _member_violations(response.body, len(pending)) if isinstance(failure, PermanentError) else None
             if not rejected:
                 raise failure
-            sent.outcomes.extend(RowOutcome(pending[i][0].member_key, RowStatus.REJECTED, reason) for i, reason in rejected.items())
-            sent.count("rejected_members", len(rejected))
+            refused.update({pending[i][0].member_key: reason for i, reason in rejected.items()})
             pending = [p for i, p in enumerate(pending) if i not in rejected]
             if not pending:
-                return
+                return None, refused
         raise PermanentError(f"Google Data Manager kept refusing members of {self._where(audience)} after {MAX_ROUNDS}"
                              " rounds; nothing more was sent")
 
@@ -205,6 +222,20 @@ class DataManagerTransport:
         failure = self.classify(response)
         if failure is not None:
             raise failure
+
+
+def _report(chunk: Sequence[tuple[Member, str | None]], request_id: str | None, rejected: Mapping[str, str], sent: Sent) -> None:
+    """One outcome per member of a request: refused by the fast fail (with Google's reason) or sent."""
+    for member, _ in chunk:
+        reason = rejected.get(member.member_key)
+        sent.outcomes.append(RowOutcome(member.member_key, RowStatus.REJECTED, str(reason)) if reason
+                             else RowOutcome(member.member_key, RowStatus.SENT))
+    if rejected:
+        sent.count("rejected_members", len(rejected))
+    if request_id is not None:
+        sent.jobs.append(request_id)
+        sent.count("requests_accepted")
+        sent.count("members", len(chunk) - len(rejected))
 
 
 def _contact(ids: Mapping[str, str]) -> bool:
@@ -257,11 +288,12 @@ def _request_status(body: Any) -> dict[str, str | None]:
             "match_rate_range": match if match not in (None, "MATCH_RATE_RANGE_UNKNOWN") else None}
 
 
-def _reasons(body: Any) -> list[str]:
-    """Google's error reasons: of each ErrorInfo detail, then of each field violation."""
+def _reasons(body: Any, *, members: bool = True) -> list[str]:
+    """Google's error reasons: of each ErrorInfo detail, then of each field violation (but those naming one
+    audience member when not ``members``)."""
     found = [str(d.get("reason")) for d in _details(body) if d.get("reason")]
     return found + [str(v.get("reason")) for d in _details(body) for v in d.get("fieldViolations", [])
-                    if isinstance(v, dict) and v.get("reason")]
+                    if isinstance(v, dict) and v.get("reason") and (members or not _MEMBER_FIELD.search(str(v.get("field", ""))))]
 
 
 def _details(body: Any) -> list[dict[str, Any]]:

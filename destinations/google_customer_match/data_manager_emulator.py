@@ -29,6 +29,13 @@ Strictness (what Google documents, see ``destinations/google_customer_match`` fo
   and nothing is applied.
 - A member whose ``adUserData`` consent (its own, else the request's) is CONSENT_DENIED is accepted
   but not added, as Google drops data it may not use.
+- A user list matches members by one upload key type (``create_user_list(..., upload_key_type=)``,
+  CONTACT_INFO by default, as the Google Ads API's ``CrmBasedUserListInfo.upload_key_type``: "Mixed data
+  types are not allowed on the same list"): CONTACT_INFO takes ``userData``, MOBILE_ADVERTISING_ID
+  ``mobileData``, CRM_ID neither (the Data Manager API has no field for a CRM id). Members of another type
+  fail the request, each named by a field violation with reason INVALID_USER_LIST_TYPE (ErrorReason: "The
+  user list type isn't applicable for this request"); that Google names the members rather than the
+  request is this emulator's reading of the fast-fail model [U].
 - Faults: ``inject_http(429, retry_after=...)`` answers RESOURCE_EXHAUSTED in Google's error format
   (``quota_limit`` IngestionMutateRequestsPerMinutePerProject); 500/503 answer INTERNAL/UNAVAILABLE.
 
@@ -67,6 +74,8 @@ _MEMBER_KEYS = {"destinationReferences", "consent", "userData", "pairData", "mob
 _CONSENT = {"CONSENT_STATUS_UNSPECIFIED", "CONSENT_GRANTED", "CONSENT_DENIED"}
 _ACCOUNT_TYPES = {"GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPLAY_VIDEO_ADVERTISER", "DATA_PARTNER"}
 _ADDRESS_KEYS = ("hashed_first_name", "hashed_last_name", "country_code", "postal_code")
+UPLOAD_KEY_TYPES = ("CONTACT_INFO", "CRM_ID", "MOBILE_ADVERTISING_ID")
+_KEY_TYPE_DATA = {"CONTACT_INFO": {"userData"}, "MOBILE_ADVERTISING_ID": {"mobileData"}, "CRM_ID": set()}
 _STATUS_TEXT = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
@@ -211,6 +220,7 @@ class DataManagerEmulator(Emulator):
 
     def reset_state(self) -> None:
         self.user_lists: dict[str, tuple[str, Membership]] = {}  # user list id -> (account id, members)
+        self.upload_key_types: dict[str, str] = {}  # user list id -> CONTACT_INFO, CRM_ID or MOBILE_ADVERTISING_ID
         self.managers: dict[str, str] = {}  # account id -> manager account id required as loginAccount
         self.statuses: dict[str, dict[str, Any]] = {}  # request id -> status record
         self.bodies: list[dict[str, Any]] = []  # the last 20 ingest/remove bodies, for tests
@@ -220,14 +230,18 @@ class DataManagerEmulator(Emulator):
             self.create_user_list(account or "1234567890", list_id)
 
     # ----- test and admin API -------------------------------------------------------------------
-    def create_user_list(self, account_id: str, user_list_id: str | None = None) -> str:
-        """Create an empty Customer Match user list owned by ``account_id``; returns its id."""
+    def create_user_list(self, account_id: str, user_list_id: str | None = None, upload_key_type: str = "CONTACT_INFO") -> str:
+        """Create an empty Customer Match user list owned by ``account_id`` matching members by
+        ``upload_key_type`` (CONTACT_INFO, CRM_ID or MOBILE_ADVERTISING_ID); returns its id."""
         account_id = str(account_id).replace("-", "")
+        if upload_key_type not in UPLOAD_KEY_TYPES:
+            raise ValueError(f"unknown upload key type {upload_key_type!r}")
         with self.lock:
             list_id = str(user_list_id or (max((int(i) for i in self.user_lists), default=9000) + 1))
             if not _DIGITS(account_id) or not _DIGITS(list_id):
                 raise ValueError("account and user list ids are digits")
             self.user_lists.setdefault(list_id, (account_id, Membership(self.match_rate)))
+            self.upload_key_types.setdefault(list_id, upload_key_type)
             self.dirty = True
             return list_id
 
@@ -243,13 +257,15 @@ class DataManagerEmulator(Emulator):
 
     def to_state(self) -> dict[str, Any]:
         with self.lock:
-            return {"user_lists": {i: {"account_id": a, "members": m.to_state()} for i, (a, m) in self.user_lists.items()},
+            return {"user_lists": {i: {"account_id": a, "members": m.to_state(), "upload_key_type": self.upload_key_types[i]}
+                                   for i, (a, m) in self.user_lists.items()},
                     "managers": dict(self.managers)}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         with self.lock:
             self.user_lists = {i: (v["account_id"], Membership.from_state(v.get("members", []), self.match_rate))
                                for i, v in state.get("user_lists", {}).items()}
+            self.upload_key_types = {i: v.get("upload_key_type", "CONTACT_INFO") for i, v in state.get("user_lists", {}).items()}
             self.managers = dict(state.get("managers", {}))
 
     def admin_view(self) -> dict[str, Any]:
@@ -297,13 +313,18 @@ class DataManagerEmulator(Emulator):
     def _admin(self, method: str, path: str, request: Request) -> Response:
         if method == "POST" and path == "/_sandbox/userLists":
             data = request.json() or {}
-            return Response(200, {"userListId": self.create_user_list(str(data.get("accountId", "1234567890")),
-                                                                      data.get("userListId") and str(data["userListId"]))})
+            try:
+                list_id = self.create_user_list(str(data.get("accountId", "1234567890")), data.get("userListId") and str(data["userListId"]),
+                                                str(data.get("uploadKeyType", "CONTACT_INFO")))
+            except ValueError as exc:
+                return Response(400, {"error": str(exc)})
+            return Response(200, {"userListId": list_id})
         if method == "GET" and path.startswith("/_sandbox/userLists/"):
             list_id = path.rsplit("/", 1)[1]
             if list_id not in self.user_lists:
                 return Response(404, {"error": f"unknown user list {list_id}"})
-            return Response(200, {"accountId": self.user_lists[list_id][0], "userListId": list_id, "members": self.members(list_id)})
+            return Response(200, {"accountId": self.user_lists[list_id][0], "userListId": list_id,
+                                  "uploadKeyType": self.upload_key_types[list_id], "members": self.members(list_id)})
         return Response(404, {"error": f"unknown sandbox endpoint {method} {path}"})
 
     def _authenticate(self, request: Request) -> None:
@@ -331,6 +352,7 @@ class DataManagerEmulator(Emulator):
             raise ApiError(400, "Required terms and conditions are not accepted.", "TERMS_AND_CONDITIONS_NOT_SIGNED")
         request_consent = _consent(body.get("consent"), "consent")
         parsed = self._parse_members(members, body.get("encoding"))
+        self._check_key_types(lists, members)
         if body.get("validateOnly"):
             return Response(200, {"requestId": str(uuid.uuid4())})
         request_id = str(uuid.uuid4())
@@ -388,6 +410,17 @@ class DataManagerEmulator(Emulator):
         if violations:
             raise _invalid(violations)
         return parsed
+
+    def _check_key_types(self, lists: list[str], members: list[Any]) -> None:
+        """Refuse members a destination list cannot hold: another upload key type than its own."""
+        violations = []
+        for i, member in enumerate(members):
+            data_type = "mobileData" if "mobileData" in member else "userData"
+            if any(data_type not in _KEY_TYPE_DATA[self.upload_key_types[list_id]] for list_id in lists):
+                violations.append(_violation(f"audience_members.audience_members[{i}]", "INVALID_USER_LIST_TYPE",
+                                             "The user list type isn't applicable for this request."))
+        if violations:
+            raise _invalid(violations)
 
     def _request_status(self, request_id: str) -> Response:
         with self.lock:

@@ -19,6 +19,7 @@ CAPABILITIES = Capabilities(
     identifiers=frozenset({"email", "external_id"}),  # external_id is sent as Iterable's userId
     max_batch=MAX_SUBSCRIBERS,
     channel="email",
+    match_keys=frozenset({"email", "external_id"}),  # a user is found by email or by userId
 )
 
 

@@ -16,6 +16,7 @@ API flow (plain ``requests`` session, pooled)::
     remove  POST {base}/api/lists/unsubscribe  {"listId": 1001, "subscribers": [{"email"} | {"userId"}],
                                                  "channelUnsubscribe": false}
     check   GET  {base}/api/lists               the key works and (given an audience) the list exists
+    list    GET  {base}/api/lists/getUsers?listId=1001   text, one email (or userId) per line (``syncer reconcile``)
 
     Api-Key: <server-side key>; base = ``endpoint``, else https://api.iterable.com (US) or
     https://api.eu.iterable.com (EU, ``data_center``).
@@ -67,12 +68,13 @@ Config example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
 
-from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
+from destinations.base import AudienceRef, BatchResult, Destination, ListedMember, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, read_body, retry_after, unreachable
 from destinations.iterable.config import CAPABILITIES, RATE_PER_SECOND, IterableListConfig
 from destinations.pacing import TokenBucket
@@ -86,6 +88,7 @@ HOSTS = {"US": "https://api.iterable.com", "EU": "https://api.eu.iterable.com"}
 _FIELD = {"email": "email", "external_id": "userId"}
 _GONE_ON_REMOVE = ("notFound", "forgotten")
 _KEY_CODES = frozenset({"BadApiKey", "BadAuthorizationHeader", "InvalidJwtPayload"})
+_EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+").fullmatch
 
 
 class IterableListDestination(Destination):
@@ -121,6 +124,37 @@ class IterableListDestination(Destination):
 
     def close(self) -> None:
         self._session.close()
+
+    def list_members(self, audience: AudienceRef) -> Iterator[ListedMember]:
+        """Every user of the sync's static list: ``GET /api/lists/getUsers?listId=N``.
+
+        The answer is not JSON and has no pages: the whole list as text, one user per line, read here as a
+        stream. A line is the user's email (lowercased, as Iterable keeps emails), or for a user without
+        one its userId (our ``external_id``): a line that does not look like an email is taken as a userId.
+        Sources [3P]: Airbyte's source-iterable (``ListUsers``: path ``lists/getUsers?listId=``, its test
+        body ``alpha@gmail.com\\nbeta@gmail.com``); Meltano's tap-iterable (``ListUsersStream``: "this
+        endpoint response is not JSON (and does not support pagination anyway)", parsed line by line).
+        [U]: what a line holds for a user without an email (assumed: the userId); the endpoint's rate.
+        """
+        list_id = _list_id(audience)
+        self._bucket.acquire()
+        try:
+            answer = self._session.get(self._base + "/api/lists/getUsers", params={"listId": list_id},
+                                       timeout=self.config.request_timeout_s, stream=True)
+        except requests.RequestException as exc:
+            raise unreachable("Iterable", self._base, exc, destination=self.name) from None
+        with answer:
+            if answer.status_code != 200:
+                response = PlatformResponse(answer.status_code, read_body(answer, empty="", max_text=1000), answer.headers)
+                raise self.classify(response, list_id=list_id) or TransientError(
+                    f"Iterable answered HTTP {answer.status_code} listing list {list_id} of destination '{self.name}'; retrying")
+            try:
+                for raw in answer.iter_lines(decode_unicode=False):
+                    line = raw.decode("utf-8", "replace").strip()
+                    if line:
+                        yield ListedMember({"email": line.lower()} if _EMAIL_LIKE(line) else {"external_id": line})
+            except requests.RequestException as exc:
+                raise unreachable("Iterable", self._base, exc, destination=self.name) from None
 
     def classify(self, response: PlatformResponse, *, list_id: int | None = None) -> SyncError | None:
         """The failure one Iterable answer means, or None when the call was accepted.

@@ -6,7 +6,8 @@ Served under ``/iterable`` on the sandbox port, so a destination's ``endpoint`` 
 Routes::
 
     GET  /api/lists                     {"lists": [{"id", "name", "createdAt", "listType"}]}
-    GET  /api/lists/getUsers?listId=N   text/plain, one email (or userId, for users without one) per line
+    GET  /api/lists/getUsers?listId=N   text/plain, one email (or userId, for users without one) per line;
+                                        no pages (the whole list); listId required (400 BadParams)
     POST /api/lists/subscribe           {listId, subscribers: [{email | userId, dataFields?, preferUserId?}],
                                          updateExistingUsersOnly?}
     POST /api/lists/unsubscribe         {listId, subscribers: [{email | userId}], campaignId?, channelUnsubscribe?}
@@ -37,6 +38,9 @@ Strictness:
 - Over ``rate_limit`` (requests per window): 429 ``{"code": "RateLimitExceeded", "msg": "Exceeded rate
   limit for endpoint: ..."}``, without Retry-After (none documented); ``throttle_next`` answers the next
   request that way.
+
+Hand edits, named and shaped as the Klaviyo emulator's: ``remove_from_list``, ``add_to_list``,
+``change_email`` (the user keeps its lists).
 
 Test helpers: ``create_list``, ``add_user``, ``forget``, ``list_members``, ``subscription_state``,
 ``subscription_states``, ``user``; ``payloads`` holds the parsed bodies of the last 200 list calls;
@@ -138,6 +142,34 @@ class IterableEmulator(Emulator):
         with self.lock:
             return {self.users[i].key() for i in self.lists[int(list_id)]["members"]}
 
+    # ----- hand edits, as a person makes them in Iterable's web app (named as the Klaviyo emulator's) -----
+    def remove_from_list(self, list_id: int | str, email: str) -> None:
+        """Take the user out of the list; the user and their consent stay."""
+        with self.lock:
+            user = self._find(email, None)
+            if user is not None:
+                self.lists[int(list_id)]["members"].discard(self.users.index(user))
+
+    def add_to_list(self, list_id: int | str, *, email: str) -> None:
+        """Put the user (created when unknown) on the list."""
+        with self.lock:
+            user = self._find(email, None)
+            if user is None:
+                user = _User(email.lower())
+                self.users.append(user)
+            self.lists[int(list_id)]["members"].add(self.users.index(user))
+
+    def change_email(self, email: str, new_email: str) -> None:
+        """Change a user's email; the user (its lists, userId and consent) stays the same. KeyError for an
+        unknown email, ValueError when another user holds the new one."""
+        with self.lock:
+            user = self._find(email, None)
+            if user is None:
+                raise KeyError("no user has that email")
+            if self._find(new_email, None) is not None:
+                raise ValueError("another user has that email")
+            user.email = new_email.lower()
+
     def subscription_state(self, *, email: str | None = None, user_id: str | None = None) -> dict[str, Any] | None:
         with self.lock:
             found = self._find(email, user_id)
@@ -233,8 +265,11 @@ class IterableEmulator(Emulator):
         return self.lists[value]
 
     def _get_users(self, request: Request) -> Response:
+        values = request.params().get("listId")
+        if not values:
+            raise _Failed(400, "BadParams", "listId is required")
         try:
-            lst = self._list(int(request.params().get("listId", [""])[0]))
+            lst = self._list(int(values[0]))
         except ValueError:
             raise _Failed(400, "BadParams", "listId must be an integer") from None
         lines = sorted(self.users[i].key() for i in lst["members"])

@@ -20,6 +20,8 @@ CAPABILITIES = Capabilities(
     identifiers=frozenset(ATTRIBUTES),
     max_batch=MAX_LIST_PROFILES,
     channel="email",
+    # one profile per email, per phone number and per external id: members sharing one are one profile
+    match_keys=frozenset({"email", "phone", "external_id"}),
 )
 
 

@@ -10,27 +10,41 @@ no ``subscriptions`` and no list, so it only creates a profile or updates its id
 API flow (our own ``requests`` session: the klaviyo-api SDK retries GET and DELETE on 429 by itself,
 which bypasses our wait accounting, see specs section 9)::
 
-    add     1. profile ids from the ledger (``Destination.id_cache``)
+    add     1. profile ids from the ledger (``Destination.id_cache``), for the identifiers given (below)
             2. the others upserted: POST /api/profile-bulk-import-jobs (<= 10,000) -> 202 {data.id}
                GET  /api/profile-bulk-import-jobs/{id} every import_poll_interval_s until "complete"
                GET  .../{id}/profiles?page[size]=100 (cursor pages) -> ids, matched back by email,
                     external_id or phone; GET .../{id}/import-errors when failed_count > 0 -> rejected
-                    rows, by the index in source.pointer; the ids are cached before anything else
+                    rows, by the index in source.pointer; a row refused as ``duplicate_profile`` (its
+                    identifiers name two profiles) is looked up as a remove is, so the member joins as
+                    the profile Klaviyo matches first (its email's); the ids are cached before anything else
             3. POST   /api/lists/{list_id}/relationships/profiles  {data: [{type: profile, id}]} -> 204
     remove  1. cached ids; the others looked up, never created: GET /api/profiles?filter=any(email,[...])
                (50 values a call; then external_id, phone_number). A member Klaviyo does not know is not
                on the list: SENT without a call.
             2. DELETE /api/lists/{list_id}/relationships/profiles  (same body) -> 204
+    list_members  GET /api/lists/{list_id}/profiles?page[size]=100&fields[profile]=email,phone_number,external_id
+               (cursor pages; ``ListsMembers``, for ``syncer reconcile``)
     check   GET /api/lists/{list_id} (GET /api/profiles?page[size]=1 without an audience)
+
+Identity: Klaviyo keeps one profile per email, per phone number and per external id, so members sharing
+one are one profile (``match_keys``), and taking that profile off the list takes all of them off. A
+cached profile id holds only for the identifiers it was resolved from: the ledger keeps it as
+``<profile id>#<digest>`` (``identity_digest`` of the member key, email, external id and phone) and a
+member whose digest differs is resolved afresh. When a member's email changes, the engine removes the
+old identifiers (their cached profile) and adds the new ones (the new email's profile, imported), so the
+list never gets the old profile back. An id cached before digests were kept is resolved once more.
 
 Headers: ``Authorization: Klaviyo-API-Key <key>``, ``revision`` (config), JSON:API content type.
 
 Limits: 1,000 profiles per relationship call (``max_batch``: the base refuses a larger batch before any
-call), 10,000 per import job. Rate limits per endpoint, a 1-second burst and a 1-minute steady window:
-list relationships and the import job endpoints 10/s and 150/min, GET /api/profiles and GET
-/api/lists/{id} 75/s and 700/min. Klaviyo counts in fixed windows; we keep a sliding window per endpoint
-(with a small margin), which never exceeds any fixed window, where a token bucket as large as the burst
-can send twice the burst inside one window.
+call), 10,000 per import job, 100 profiles a page (page[size] 1-100, default 20:
+https://developers.klaviyo.com/en/reference/get_profiles_for_list). Rate limits per endpoint, a 1-second
+burst and a 1-minute steady window: list relationships and the import job endpoints 10/s and 150/min;
+GET /api/profiles, GET /api/lists/{id} and GET /api/lists/{id}/profiles 75/s and 750/min (paced at
+700/min). Klaviyo counts in fixed windows; we keep a sliding window per endpoint (with a small margin),
+which never exceeds any fixed window, where a token bucket as large as the burst can send twice the
+burst inside one window.
 
 Errors: ``classify`` is the only reader of Klaviyo's answers, and answers as the shared table
 (``destinations.responses``) wherever Klaviyo means what it says. Klaviyo's own: a 429 states its wait in
@@ -74,11 +88,21 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
+from destinations.base import AudienceRef, BatchResult, Destination, ListedMember, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, read_body, unreachable
 from destinations.klaviyo.config import ATTRIBUTES, CAPABILITIES, KlaviyoListConfig
 from destinations.klaviyo.errors import ImportJobLost, RowErrors, error_detail, error_items, redact_pii, stated_wait
-from destinations.klaviyo.profiles import MATCH_ORDER, errored_member, folded, index_profile, match, row_reason
+from destinations.klaviyo.profiles import (
+    DUPLICATE_CODE,
+    MATCH_ORDER,
+    errored_member,
+    folded,
+    identity_digest,
+    index_profile,
+    listed_identifiers,
+    match,
+    row_reason,
+)
 from destinations.pacing import SlidingWindowLimiter
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.environment import resolve_secret
@@ -91,11 +115,12 @@ IMPORT_MAX = 10_000
 PAGE_SIZE = 100
 LOOKUP_CHUNK = 50
 # endpoint group -> (burst per second, steady per minute)
-LIMITS = {"relationships": (10, 150), "import": (10, 150), "profiles": (75, 700), "lists": (75, 700)}
+LIMITS = {"relationships": (10, 150), "import": (10, 150), "profiles": (75, 700), "lists": (75, 700), "list_members": (75, 700)}
 _LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _POINTER_ROW = re.compile(r"^/data/(\d+)(/.*)?$")
 # What a call is about (``ErrorContext.target``); a list call names its list ("list Y6nRLr").
 _PROFILES, _IMPORT, _JOB = "profiles", "a profile import", "a profile import job"
+_IDENTIFIER_FIELDS = "email,phone_number,external_id"
 
 
 class KlaviyoListDestination(Destination):
@@ -124,7 +149,7 @@ class KlaviyoListDestination(Destination):
         if config.requests_per_second:
             self._limiters["account"] = SlidingWindowLimiter.per_second(config.requests_per_second, clock=clock, sleep=sleep)
         self._pending_jobs: dict[str, str] = {}  # fingerprint of an import -> job id still running
-        self._local_ids: dict[str, str] = {}  # used when the engine set no id_cache
+        self._local_ids: dict[str, str] = {}  # used when the engine set no id_cache; values as in the ledger
         self._calls = 0
 
     # ----- Destination --------------------------------------------------------------------------
@@ -138,6 +163,21 @@ class KlaviyoListDestination(Destination):
 
     def close(self) -> None:
         self._session.close()
+
+    def list_members(self, audience: AudienceRef) -> Iterator[ListedMember]:
+        """Every profile on the list, page by page: its email (lower-cased), phone (E.164) and external id,
+        as the connector is sent them, and its profile id. Only those fields are asked for (a sparse
+        fieldset); names are left out, as they never decide which profile a member is.
+
+        Raises:
+            ConfigError: the list does not exist or the key may not read it.
+            TransientError: a page failed (the read can start again; it changes nothing).
+        """
+        list_id = self._list_id(audience)
+        params = {"page[size]": PAGE_SIZE, "fields[profile]": _IDENTIFIER_FIELDS}
+        for profile in self._pages(f"/api/lists/{list_id}/profiles/", "list_members", f"list {list_id}", params):
+            profile_id = profile.get("id")
+            yield ListedMember(listed_identifiers(profile), platform_id=str(profile_id) if profile_id else None)
 
     def classify(self, response: PlatformResponse, *, target: str = _PROFILES) -> SyncError | None:
         """The failure one Klaviyo answer means, or None when the call was accepted.
@@ -222,23 +262,38 @@ class KlaviyoListDestination(Destination):
     def _resolve(self, op: Op, members: Sequence[Member], outcomes: dict[str, RowOutcome], counts: dict[str, int],
                  *, use_cache: bool) -> dict[str, str]:
         """Member key -> profile id: from the cache, else imported (add) or looked up (remove)."""
-        cached = dict(self._cache_get([m.member_key for m in members])) if use_cache else {}
+        cached = self._cache_get(members) if use_cache else {}
         counts["ids_cached"] += len(cached)
         missing = [m for m in members if m.member_key not in cached]
         if not missing:
             return cached
         if op == "add":
-            found = self._import(missing, outcomes)
+            ambiguous: list[Member] = []
+            found = self._import(missing, outcomes, ambiguous)
             counts["profiles_imported"] += len(found)
+            found |= self._settle(ambiguous, outcomes, counts)
         else:
             found = self._lookup(missing)
             counts["profiles_looked_up"] += len(found)
-        self._cache_put(found)
+        self._cache_put(found, members)
         return cached | found
 
+    def _settle(self, ambiguous: Sequence[Member], outcomes: dict[str, RowOutcome], counts: dict[str, int]) -> dict[str, str]:
+        """Members whose identifiers name two profiles join as the profile Klaviyo matches first (their
+        email's, else external id's): looked up, as a remove is."""
+        if not ambiguous:
+            return {}
+        found = self._lookup(ambiguous)
+        counts["profiles_looked_up"] += len(found)
+        for member in ambiguous:
+            if member.member_key not in found:
+                outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.RETRYABLE, "klaviyo_profile_not_returned")
+        return found
+
     # ----- profiles -------------------------------------------------------------------------------
-    def _import(self, members: Sequence[Member], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
-        """Upsert the members' profiles in one bulk import job; return their ids, rejecting failed rows."""
+    def _import(self, members: Sequence[Member], outcomes: dict[str, RowOutcome], ambiguous: list[Member]) -> dict[str, str]:
+        """Upsert the members' profiles in one bulk import job; return their ids, rejecting failed rows and
+        adding to ``ambiguous`` the members whose identifiers name two profiles."""
         rows = [{"type": "profile", "attributes": {ATTRIBUTES[k]: v for k, v in m.identifiers.items() if k in ATTRIBUTES and v}}
                 for m in members]
         fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
@@ -248,28 +303,33 @@ class KlaviyoListDestination(Destination):
             job_id = str(self._request("POST", "/api/profile-bulk-import-jobs/", "import", _IMPORT, body=body)["data"]["id"])
             self._pending_jobs[fingerprint] = job_id
         try:
-            found = self._read_job(job_id, members, outcomes)
+            found = self._read_job(job_id, members, outcomes, ambiguous)
         except ImportJobLost:
             self._pending_jobs.pop(fingerprint, None)
             raise
         self._pending_jobs.pop(fingerprint, None)  # kept until read: a throttled page resumes this job, never a new one
         return found
 
-    def _read_job(self, job_id: str, members: Sequence[Member], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
+    def _read_job(self, job_id: str, members: Sequence[Member], outcomes: dict[str, RowOutcome],
+                  ambiguous: list[Member]) -> dict[str, str]:
         """Wait for the job, then map its profiles and import errors back to the members, in the order sent."""
         job = self._wait_for_job(job_id)
-        fields = {"page[size]": PAGE_SIZE, "fields[profile]": "email,phone_number,external_id"}
+        fields = {"page[size]": PAGE_SIZE, "fields[profile]": _IDENTIFIER_FIELDS}
         index: dict[tuple[str, str], str] = {}
         for profile in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles/", "import", _JOB, fields):
             index_profile(index, profile)
         if int(job.get("failed_count") or 0) > 0:
             for error in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/import-errors/", "import", _JOB, {"page[size]": PAGE_SIZE}):
-                member = errored_member(error.get("attributes") or {}, members)
-                if member is not None:
-                    outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, row_reason(error.get("attributes") or {}))
+                attributes = error.get("attributes") or {}
+                member = errored_member(attributes, members)
+                if member is not None and attributes.get("code") == DUPLICATE_CODE:
+                    ambiguous.append(member)
+                elif member is not None:
+                    outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, row_reason(attributes))
         found: dict[str, str] = {}
+        unsure = {m.member_key for m in ambiguous}
         for member in members:
-            if member.member_key in outcomes:
+            if member.member_key in outcomes or member.member_key in unsure:
                 continue
             profile_id = match(index, member)
             if profile_id:
@@ -302,7 +362,7 @@ class KlaviyoListDestination(Destination):
             for start in range(0, len(values), LOOKUP_CHUNK):
                 chunk = values[start:start + LOOKUP_CHUNK]
                 params = {"filter": f"any({ATTRIBUTES[kind]},{json.dumps(chunk, ensure_ascii=False)})", "page[size]": PAGE_SIZE,
-                          "fields[profile]": "email,phone_number,external_id"}
+                          "fields[profile]": _IDENTIFIER_FIELDS}
                 for profile in self._pages("/api/profiles/", "profiles", _PROFILES, params):
                     index_profile(index, profile)
             for member in pending:
@@ -311,18 +371,27 @@ class KlaviyoListDestination(Destination):
                     found[member.member_key] = profile_id
         return found
 
-    def _cache_get(self, keys: Sequence[str]) -> Mapping[str, str]:
-        if self.id_cache is not None:
-            return self.id_cache.get_many(list(keys))
-        return {k: self._local_ids[k] for k in keys if k in self._local_ids}
+    def _cache_get(self, members: Sequence[Member]) -> dict[str, str]:
+        """Member key -> cached profile id, for members whose identifiers are those the id was resolved from."""
+        keys = [m.member_key for m in members]
+        stored = self.id_cache.get_many(keys) if self.id_cache is not None else {k: self._local_ids[k] for k in keys if k in self._local_ids}
+        found = {}
+        for member in members:
+            profile_id, _, digest = (stored.get(member.member_key) or "").partition("#")
+            if profile_id and digest == identity_digest(member):
+                found[member.member_key] = profile_id
+        return found
 
-    def _cache_put(self, ids: Mapping[str, str]) -> None:
-        if not ids:
+    def _cache_put(self, ids: Mapping[str, str], members: Sequence[Member]) -> None:
+        """Cache each member's profile id with the digest of the identifiers it was resolved from."""
+        by_key = {m.member_key: m for m in members}
+        entries = {key: f"{profile_id}#{identity_digest(by_key[key])}" for key, profile_id in ids.items()}
+        if not entries:
             return
         if self.id_cache is not None:
-            self.id_cache.put_many(dict(ids))
+            self.id_cache.put_many(entries)
         else:
-            self._local_ids.update(ids)
+            self._local_ids.update(entries)
 
     # ----- HTTP -----------------------------------------------------------------------------------
     def _pages(self, path: str, group: str, target: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

@@ -1,13 +1,17 @@
 """Matching Klaviyo profiles back to our members: by identifier, by import row, and the reason a row failed.
 
-Klaviyo matches a profile on email, then external_id, then phone number (``MATCH_ORDER``); emails
-case-insensitively. A profile import job reports its profiles in no particular order and its failed
-rows by the index in ``source.pointer`` (``/data/attributes/profiles/data/{i}/...``), so both are mapped
-back to members here; reasons name the field, never its value.
+Klaviyo keeps one profile per email, per phone number and per external id, and matches a profile on
+email, then external_id, then phone number (``MATCH_ORDER``); emails case-insensitively. A profile
+import job reports its profiles in no particular order and its failed rows by the index in
+``source.pointer`` (``/data/attributes/profiles/data/{i}/...``), so both are mapped back to members
+here; reasons name the field, never its value. ``identity_digest`` says which identifiers a cached
+profile id was resolved from, and ``listed_identifiers`` turns a listed profile back into identifiers in
+the format the connector is sent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,15 +19,33 @@ from typing import Any
 from destinations.base import Member
 from destinations.klaviyo.config import ATTRIBUTES
 
-__all__ = ["MATCH_ORDER", "errored_member", "folded", "index_profile", "match", "row_reason"]
+__all__ = ["DUPLICATE_CODE", "MATCH_ORDER", "errored_member", "folded", "identity_digest", "index_profile", "listed_identifiers", "match",
+           "row_reason"]
 
 MATCH_ORDER = ("email", "external_id", "phone")  # identifiers Klaviyo matches a profile on, in its order
+DUPLICATE_CODE = "duplicate_profile"  # Klaviyo's code for identifiers another profile holds
 _IMPORT_ROW = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/attributes/?([a-z_]*))?")
 
 
 def folded(kind: str, value: str) -> str:
     """``value`` as Klaviyo compares it: emails case-insensitively, everything without outer spaces."""
     return value.strip().lower() if kind == "email" else value.strip()
+
+
+def identity_digest(member: Member) -> str:
+    """A short digest of the member's key and the identifiers Klaviyo matches a profile on, as it compares
+    them: it stays while they stay, and changes with the email, phone or external id. Salted with the
+    member key, so the digests of two members sharing an email tell nothing of it."""
+    values = [member.member_key, *(folded(kind, member.identifiers.get(kind) or "") for kind in MATCH_ORDER)]
+    return hashlib.sha256("\x1f".join(values).encode()).hexdigest()[:16]
+
+
+def listed_identifiers(profile: Mapping[str, Any]) -> dict[str, str]:
+    """A profile's identifiers as the connector is sent them: email lower-cased, phone in E.164 (Klaviyo
+    stores it so), external id as is; identifiers the profile lacks are left out."""
+    attributes = profile.get("attributes") or {}
+    found = {kind: attributes.get(ATTRIBUTES[kind]) for kind in MATCH_ORDER}
+    return {kind: folded(kind, value) for kind, value in found.items() if isinstance(value, str) and value.strip()}
 
 
 def index_profile(index: dict[tuple[str, str], str], profile: Mapping[str, Any]) -> None:

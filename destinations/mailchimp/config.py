@@ -19,6 +19,7 @@ CAPABILITIES = Capabilities(
     max_batch=MAX_BATCH,
     channel="email",
     consent_marker=True,  # _consent decides the status of a NEW contact (subscribed only when granted)
+    match_keys=frozenset({"email"}),  # a contact is its email (its id is the MD5 of it); a phone is a merge field
 )
 
 

@@ -23,6 +23,9 @@ or ``endpoint`` + ``/3.0``; HTTP Basic with any user and the key)::
             segment: {members_to_remove: [...]}; an email that is not on the list is in no segment: SENT
             A remove never creates a contact.
     check   GET /ping; with an audience GET /lists/{list_id} (and GET /lists/{list_id}/segments/{id})
+    list    tag:     GET /lists/{list_id}/tag-search?name=NAME -> the tag's segment id, then as a segment
+            segment: GET /lists/{list_id}/segments/{id}/members?count=1000&offset=N&include_cleaned=true
+                     &include_transactional=true&include_unsubscribed=true   (``syncer reconcile``)
 
 Status of a NEW contact (an existing contact's status is never changed):
 
@@ -70,13 +73,14 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
-from destinations.base import AudienceRef, BatchResult, Destination, Member, Op, RowOutcome, RowStatus
+from destinations.base import AudienceRef, BatchResult, Destination, ListedMember, Member, Op, RowOutcome, RowStatus
 from destinations.http import build_session, read_body, redact, retry_after, unreachable
 from destinations.mailchimp.audience import Membership, parse_audience
 from destinations.mailchimp.config import CAPABILITIES, MailchimpAudienceConfig
@@ -88,6 +92,7 @@ from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, T
 __all__ = ["MailchimpAudienceDestination", "RowRejected", "subscriber_hash"]
 
 NEW_STATUS_WITHOUT_CONSENT = "transactional"
+_PAGE = 1000  # records per page of a collection: Mailchimp's maximum ``count``
 _DC = re.compile(r"-([a-z]{2,4}\d+)$")
 
 
@@ -141,6 +146,49 @@ class MailchimpAudienceDestination(Destination):
 
     def close(self) -> None:
         self._session.close()
+
+    def list_members(self, audience: AudienceRef) -> Iterator[ListedMember]:
+        """Every contact carrying the sync's tag (or in its static segment), whatever its status.
+
+        ``GET /lists/{id}/segments/{segment_id}/members`` (a tag is a static segment; its id comes from
+        ``GET /lists/{id}/tag-search?name=``, a prefix search, so the exact name is picked), ``count``
+        1,000 (the documented maximum) and ``offset`` pages. Cleaned, transactional and unsubscribed
+        contacts are left out unless asked for, and a sync tags transactional contacts itself, so all three
+        ``include_*`` flags are set. A tag no contact ever carried does not exist: nobody is listed.
+        Sources: https://mailchimp.com/developer/marketing/api/list-segment-members/list-members-in-segment/,
+        https://mailchimp.com/developer/marketing/api/list-tags/search-for-tags-on-a-list-by-name/.
+        """
+        target = parse_audience(audience.audience_id, self._default_kind)
+        segment_id = target.target if target.kind == "segment" else self._tag_id(target, audience.audience_id)
+        if segment_id is None:
+            return
+        path = f"/lists/{target.list_id}/segments/{segment_id}/members"
+        fields = "members.email_address,members.contact_id,total_items"
+        for page in self._pages(path, audience.audience_id, "members", fields=fields, include_cleaned="true",
+                                include_transactional="true", include_unsubscribed="true"):
+            for member in page:
+                email = str(member.get("email_address") or "").strip().lower()
+                if email:
+                    yield ListedMember({"email": email}, platform_id=str(member.get("contact_id") or "") or None)
+
+    def _tag_id(self, target: Membership, audience_id: str) -> str | None:
+        for page in self._pages(f"/lists/{target.list_id}/tag-search", audience_id, "tags", name=target.target):
+            for tag in page:
+                if tag.get("name") == target.target:
+                    return str(tag.get("id"))
+        return None
+
+    def _pages(self, path: str, audience_id: str, items: str, **params: str) -> Iterator[list[dict[str, Any]]]:
+        """The ``items`` of each page of a count/offset collection, until ``total_items`` are read."""
+        offset = 0
+        while True:
+            query = urlencode({**params, "count": _PAGE, "offset": offset})
+            body = self._request("GET", f"{path}?{query}", audience_id)
+            page = [item for item in body.get(items) or [] if isinstance(item, dict)]
+            yield page
+            offset += len(page)
+            if not page or offset >= int(body.get("total_items") or 0):
+                return
 
     def classify(self, response: PlatformResponse, *, audience_id: str | None = None,
                  member_call: bool = False) -> SyncError | None:

@@ -10,6 +10,9 @@ connector's endpoint is ``http://127.0.0.1:PORT/mailchimp`` (``/3.0`` appended).
     GET  /3.0/lists/{list_id}/members/{hash}             one contact (hash = md5 of the lowercased email)
     POST /3.0/lists/{list_id}/members/{hash}/tags        {tags: [{name, status: active|inactive}]} -> 204
     GET  /3.0/lists/{list_id}/segments/{segment_id}      a tag or static segment
+    GET  /3.0/lists/{list_id}/segments/{segment_id}/members   its contacts, count (<= 1000) / offset pages,
+                                                         include_cleaned / _transactional / _unsubscribed
+    GET  /3.0/lists/{list_id}/tag-search?name=           tags whose name starts with ``name``
     POST /3.0/lists/{list_id}/segments/{segment_id}      {members_to_add[<=500], members_to_remove[<=500]}
                                                          -> 200 {members_added, members_removed, errors[], ...}
 
@@ -27,6 +30,9 @@ unknown merge fields as per-row ``errors[]`` on HTTP 200; a tag or segment membe
 (404 for the tags route, ``errors[]`` for the segment route); at most ``max_connections`` (10)
 requests in flight, else 429 "Too Many Requests". Errors are ``application/problem+json``
 ``{type, title, status, detail, instance}``.
+
+The read-back routes and the hand edits a test makes (``remove_from_list``, ``add_to_list``,
+``change_email``, as the Klaviyo emulator names them) live in ``destinations.mailchimp.emulator_listing``.
 
 Test helpers: ``create_list``, ``create_segment``, ``seed_member``, ``subscription_status``,
 ``list_members``, ``tag_members``, ``segment_members``, ``member_tags``, ``peak_connections``,
@@ -47,6 +53,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from destinations.emulation import Emulator, Request, Response
+from destinations.mailchimp.emulator_listing import ListingRoutes
 
 __all__ = ["MAX_BATCH", "MailchimpEmulator", "STATUSES", "subscriber_hash"]
 
@@ -62,6 +69,8 @@ _ROUTES = [
     (re.compile(r"^/3\.0/lists/([^/]+)/members/([^/]+)/?$"), "member"),
     (re.compile(r"^/3\.0/lists/([^/]+)/members/([^/]+)/tags/?$"), "member_tags"),
     (re.compile(r"^/3\.0/lists/([^/]+)/segments/([^/]+)/?$"), "segment"),
+    (re.compile(r"^/3\.0/lists/([^/]+)/segments/([^/]+)/members/?$"), "segment_members"),
+    (re.compile(r"^/3\.0/lists/([^/]+)/tag-search/?$"), "tag_search"),
 ]
 
 
@@ -98,10 +107,13 @@ def _invalid(field: str, message: str) -> Problem:
                    [{"field": field, "message": message}])
 
 
-class MailchimpEmulator(Emulator):
+class MailchimpEmulator(ListingRoutes, Emulator):
     """Mailchimp audiences with contacts' statuses kept apart from tag and segment membership."""
 
     name = "mailchimp"
+    not_found = staticmethod(_not_found)
+    invalid = staticmethod(_invalid)
+    digest = staticmethod(subscriber_hash)
 
     def __init__(self, key: str | None = None) -> None:
         self._flight_lock = threading.Lock()
@@ -138,7 +150,8 @@ class MailchimpEmulator(Emulator):
             raise ValueError(f"status must be one of {STATUSES}")
         with self.lock:
             digest = subscriber_hash(email)
-            self.lists[list_id]["members"][digest] = {"email_address": email, "status": status, "merge_fields": {}}
+            self.lists[list_id]["members"][digest] = {"email_address": email, "status": status, "merge_fields": {},
+                                                      "contact_id": uuid.uuid4().hex}
             for tag in tags:
                 self._tag_segment(list_id, tag, create=True)["members"][digest] = None
             return digest
@@ -354,14 +367,17 @@ class MailchimpEmulator(Emulator):
         if existing is not None:
             existing.update(status=row["status"], merge_fields=existing["merge_fields"] | merge)
             return "updated"
-        audience["members"][digest] = {"email_address": email, "status": row["status"], "merge_fields": dict(merge)}
+        audience["members"][digest] = {"email_address": email, "status": row["status"], "merge_fields": dict(merge),
+                                       "contact_id": uuid.uuid4().hex}
         return "new"
 
     def _member(self, list_id: str, digest: str) -> dict[str, Any]:
         member = self.lists[list_id]["members"][digest]
         tags = [{"id": int(k), "name": s["name"]} for k, s in self.lists[list_id]["segments"].items() if digest in s["members"]]
-        return {"id": digest, "email_address": member["email_address"], "status": member["status"],
-                "merge_fields": member["merge_fields"], "list_id": list_id, "tags_count": len(tags), "tags": tags}
+        # contact_id stays when the email changes (the id, the MD5 of the email, does not)
+        return {"id": digest, "contact_id": member.get("contact_id") or digest, "email_address": member["email_address"],
+                "status": member["status"], "merge_fields": member["merge_fields"], "list_id": list_id,
+                "tags_count": len(tags), "tags": tags}
 
     def _get_member(self, request: Request, list_id: str, digest: str) -> Response:
         if digest not in self._list(list_id)["members"]:

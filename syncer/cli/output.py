@@ -40,6 +40,8 @@ def print_summary(reports) -> int:
     for r in reports:
         if r.reasons:
             console.print(f"  {r.sync} rejected: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.reasons.items())))
+        if getattr(r, "retained", None):
+            console.print(f"  {r.sync} leavers kept: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.retained.items())))
         if r.deferred_reasons:
             console.print(f"  {r.sync} left for the next run: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.deferred_reasons.items())))
         if r.reason:
@@ -57,6 +59,13 @@ def status_table(rows: list[dict]) -> Table:
         table.add_row(r["sync"], str(r["held"]), r["last_status"] or "-", ago(r["last_success_at"]),
                       str(r["pending_retries"]), ", ".join(f"{k} x{v}" for k, v in sorted(r["rejected"].items())) or "-")
     return table
+
+
+def waiting_line(destination: str, not_before: float, reason: str) -> str:
+    """A destination that asked us to wait: nothing is sent to it until then (``syncer.ledger.links``)."""
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(not_before))
+    left = max(not_before - time.time(), 0)
+    return f"destination {destination} is waiting until {until} ({left / 60:.0f} min left), as it asked: {reason}"
 
 
 def latency_line(latency: dict) -> str:

@@ -1,7 +1,9 @@
 """Read-only `syncer` commands: `status`, `history` and `jobs` report what the ledger knows.
 
 None of them sends anything to an audience (`jobs` only polls platforms for job status), so they
-are safe to run at any time, alongside Dagster runs and the fast path.
+are safe to run at any time, alongside Dagster runs and the fast path. Reconciles (`syncer reconcile`)
+are runs too: `status` shows each sync's last one apart from its last sync run, `history` lists them
+with the others (each row's `command` in --json).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 import click
 
 from syncer.cli.common import console, exit_on_sync_error, project_from
-from syncer.cli.output import history_error_lines, history_table, jobs_table, latency_line, status_table
+from syncer.cli.output import history_error_lines, history_table, jobs_table, latency_line, status_table, waiting_line
 
 
 @click.command()
@@ -27,25 +29,43 @@ def status(ctx: click.Context) -> None:
     from syncer.delivery.fast_path import percentiles
 
     latency = percentiles(ledger.suppression_latencies(since=time.time() - 86400))
+    waits = {name: {"not_before": until, "reason": reason} for name, (until, reason) in ledger.waits().items()
+             if name in project.destinations}
     if ctx.obj["json"]:
-        click.echo(json.dumps({"syncs": rows, "time_to_suppression_24h": latency}))
+        click.echo(json.dumps({"syncs": rows, "time_to_suppression_24h": latency, "destination_waits": waits}))
         return
     console.print(status_table(rows))
+    for name, wait in sorted(waits.items()):
+        console.print(waiting_line(name, wait["not_before"], wait["reason"]), highlight=False)
+    reconciled = [row["last_reconcile"] for row in rows if row["last_reconcile"]]
+    if reconciled:
+        from syncer.cli.reconcile import reconcile_table
+
+        console.print(reconcile_table(reconciled, title="last reconcile"))
     if latency:
         console.print(latency_line(latency))
 
 
 def _status_row(ledger, name: str) -> dict:
-    last = ledger.history(name, limit=1)
+    from syncer.delivery.reconcile_records import last_reconcile, last_sync_run
+
+    last = last_sync_run(ledger, name)
     last_success = ledger.last_success(name)
     return {
         "sync": name, "held": ledger.held_count(name),
-        "last_status": last[0]["status"] if last else None,
-        "last_run_at": last[0]["started_at"] if last else None,
+        "last_status": last["status"] if last else None,
+        "last_run_at": last["started_at"] if last else None,
         "last_success_at": last_success,
         "pending_retries": len(ledger.pending_keys(name)),
         "rejected": ledger.rejection_summary(name),
+        "last_reconcile": _reconcile_figures(last_reconcile(ledger, name)),
     }
+
+
+def _reconcile_figures(row: dict | None) -> dict | None:
+    """The figures a reconcile kept in its ``details``, with when it ran."""
+    figures = (row or {}).get("details", {}).get("reconcile")
+    return {**figures, "at": row["started_at"]} if figures else None
 
 
 @click.command()
@@ -57,12 +77,15 @@ def _status_row(ledger, name: str) -> dict:
 @click.pass_context
 def history(ctx: click.Context, sync: str | None, limit: int, detail: bool) -> None:
     """Past runs per sync, newest first (--json always includes error_class, error_fault and error_detail)."""
+    from syncer.delivery.reconcile_records import commands_of
     from syncer.ledger.store import Ledger
 
     project = project_from(ctx)
-    rows = Ledger(project.ledger_url()).history(sync, limit)
+    ledger = Ledger(project.ledger_url())
+    rows = ledger.history(sync, limit)
     if ctx.obj["json"]:
-        click.echo(json.dumps({"runs": rows}, default=str))
+        commands = commands_of(ledger, [r["run_id"] for r in rows])
+        click.echo(json.dumps({"runs": [{**r, "command": commands.get(r["run_id"])} for r in rows]}, default=str))
         return
     console.print(history_table(rows))
     if detail:

@@ -13,11 +13,12 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from destinations.base import AudienceRef, BatchResult, Destination, Member, RowStatus
-from syncer.errors import ConfigError, PermanentError, SyncError, TransientError
+from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 from syncer.ledger.failures import failure_fields, scrub_detail
 from syncer.ledger.store import HeldRow, Ledger
 from syncer.planning.plan import PlannedRow, SyncPlan
@@ -89,10 +90,11 @@ def _send(destination: Destination, op: str, audience: AudienceRef, members: Seq
 def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync_run_id: int,
                policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep,
                on_batch: Callable[[str, int], None] | None = None,
-               scrub: Callable[[str | None], str | None] = scrub_detail) -> ApplyReport:
+               scrub: Callable[[str | None], str | None] = scrub_detail,
+               clock: Callable[[], float] = time.time) -> ApplyReport:
     """Send the plan's removes then adds; return the figures. Raises nothing for platform failures:
     they end up in the report (``status``, ``error`` and the ``error_*`` fields, the detail passed through
-    ``scrub``) and the ledger."""
+    ``scrub``) and the ledger. While the destination's wait lasts (``remember_wait``) nothing is sent."""
     report = ApplyReport(retried=plan.retried)
     report.rejected = len(plan.rejections)
     for _, _, reason in plan.rejections:
@@ -105,6 +107,12 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
     audience = AudienceRef(plan.sync, plan.audience_id)
     size = destination.capabilities.max_batch
     work = [("remove", plan.removes), ("add", plan.adds)]
+    waiting = ledger.wait_for(plan.destination, now=clock())
+    if waiting is not None and (plan.removes or plan.adds):
+        cause = RateLimited(waiting_message(plan.destination, *waiting), retry_after=waiting[0] - clock())
+        _defer_rest(ledger, plan, work, 0, 0, report, cause)
+        _note_error(report, cause, scrub)
+        return report
     for index, (op, rows) in enumerate(work):
         for start in range(0, len(rows), size):
             batch = rows[start:start + size]
@@ -112,6 +120,7 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
                 _apply_batch(plan, destination, ledger, sync_run_id, audience, op, batch, policy, report, sleep)
             except (_Deferred, TransientError) as exc:
                 cause = exc.cause if isinstance(exc, _Deferred) else exc
+                remember_wait(ledger, plan.destination, cause, now=clock())
                 _defer_rest(ledger, plan, work, index, start, report, cause)
                 _note_error(report, cause, scrub)
                 return report
@@ -122,6 +131,18 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
             if on_batch:
                 on_batch(op, len(batch))
     return report
+
+
+def remember_wait(ledger: Ledger, destination: str, error: SyncError, *, now: float | None = None) -> None:
+    """Keep a throttle's wait in the ledger, so the next run, the fast path, counts and job polling honour
+    it too (a run 20 s later that sends at once only earns a longer wait)."""
+    if isinstance(error, RateLimited) and error.retry_after:
+        ledger.set_wait(destination, error.retry_after, error.message, now=now)
+
+
+def waiting_message(destination: str, not_before: float, reason: str) -> str:
+    until = datetime.fromtimestamp(not_before, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"destination '{destination}' asked us to wait until {until} ({reason[:160]}); nothing sent to it before then"
 
 
 def _note_error(report: ApplyReport, exc: SyncError, scrub: Callable[[str | None], str | None]) -> None:
@@ -159,7 +180,8 @@ def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync
     landed = [HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in rows if status[r.member_key] is RowStatus.SENT]
     failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
     ledger.commit_batch(sync=sync, sync_run_id=sync_run_id, op=op, landed=landed, failed=failed,
-                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(rows))
+                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(rows),
+                        refused=_refused(op, rows, failed))
     if op == "add":
         report.added += len(landed)
     else:
@@ -187,13 +209,25 @@ def _apply_at_most_once(plan: SyncPlan, destination: Destination, ledger: Ledger
         raise
     report.requests += result.requests + (attempts - 1)
     failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
+    refused = _refused("add", batch, failed)
+    if refused:  # a text refused for good was never sent: not held, but not to be tried again as is either
+        ledger.forget_held(plan.sync, [k for k, _, _ in refused])
     ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="add", landed=[], failed=failed,
-                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch))
+                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch), refused=refused)
     not_sent = [k for k, status, _ in failed if status == "retryable"]
     if not_sent:
         ledger.forget_held(plan.sync, not_sent)
     report.added += sum(1 for o in result.outcomes if o.status is RowStatus.SENT)
     _count_failures(report, failed)
+
+
+def _refused(op: str, rows: Sequence[PlannedRow | HeldRow], failed: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(member_key, raw_fp, reason) of adds the platform refused for good: remembered at that fingerprint,
+    so a no-change run does not send them again (a remove refused stays held and is retried as planned)."""
+    if op != "add":
+        return []
+    fps = {r.member_key: r.raw_fp for r in rows}
+    return [(key, fps[key], reason) for key, status, reason in failed if status == "rejected"]
 
 
 def _count_failures(report: ApplyReport, failed: Sequence[tuple[str, str, str]]) -> None:

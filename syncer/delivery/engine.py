@@ -16,7 +16,7 @@ import duckdb
 
 from destinations.base import AudienceRef, CreatesAudiences, Destination, HasPlatformCounts, Member, ReplacesAudiences, RowStatus, RunsJobs
 from destinations.registry import build_destination, capabilities_of
-from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync
+from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync, remember_wait
 from syncer.errors import ConfigError, StalePlanError, SyncError  # StalePlanError: still importable from here
 from syncer.ledger.failures import failure_fields, scrub_detail, secret_env_names
 from syncer.ledger.store import HeldRow, Ledger
@@ -43,6 +43,7 @@ class SyncReport(ApplyReport):
     reason: str | None = None  # held reason, error, or "approved: ..." (the operator's words)
     gates: list[GateResult] = field(default_factory=list)
     plan_seconds: float = 0.0
+    retained: dict[str, int] = field(default_factory=dict)  # leavers kept (one person with a stayer), by reason
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -52,11 +53,12 @@ class SyncReport(ApplyReport):
 
 class Engine:
     def __init__(self, project: Project, *, ledger: Ledger | None = None, policy: RetryPolicy = RetryPolicy(),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
         self.project = project
         self.ledger = ledger or Ledger(project.ledger_url())
         self.policy = policy
         self.sleep = sleep
+        self.clock = clock  # what "now" is for the platforms' waits (a fake clock in tests)
         self._destinations: dict[str, Destination] = {}
 
     def close(self) -> None:
@@ -78,6 +80,7 @@ class Engine:
         if name not in self._destinations:
             destination = build_destination(name, self.project.destinations[name])
             destination.id_cache = self.ledger.id_cache(name)
+            destination.job_book = self.ledger.job_book(name)
             self._destinations[name] = destination
         return self._destinations[name]
 
@@ -171,7 +174,8 @@ class Engine:
                                       ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
                                       consent_marker=capabilities.consent_marker,
                                       cache_dir=project.state_dir / "snapshots", resend_all=resend_all,
-                                      spill_dir=self.spill_dir, warehouse=warehouse)
+                                      spill_dir=self.spill_dir, warehouse=warehouse,
+                                      match_keys=capabilities.match_keys if capabilities.can_remove else frozenset())
                 sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
@@ -198,21 +202,28 @@ class Engine:
                    on_batch: Callable[[str, str, int], None] | None) -> ApplyReport:
         try:
             destination = self.destination(plan.destination)
-            self._ensure_audience(plan)
+            if not self.waiting(plan.destination):
+                self._ensure_audience(plan)
             jobs_before = len(destination.jobs) if isinstance(destination, RunsJobs) else 0
             result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id, policy=self.policy,
                                 sleep=self.sleep, on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None,
-                                scrub=self.scrub)
+                                scrub=self.scrub, clock=self.clock)
         except SyncError as exc:
+            remember_wait(self.ledger, plan.destination, exc, now=self.clock())
             return ApplyReport(status="failed", error=exc.message, **failure_fields(exc, self.scrub))
         if isinstance(destination, RunsJobs):
             self.ledger.record_jobs(plan.destination, plan.sync, destination.jobs[jobs_before:])
-        if (result.added or result.removed) and isinstance(destination, HasPlatformCounts):
+        if (result.added or result.removed) and isinstance(destination, HasPlatformCounts) and not self.waiting(plan.destination):
             try:  # the platform's own view of the audience size, after a change only
                 result.platform_counts.update(destination.audience_counts(AudienceRef(plan.sync, plan.audience_id)))
-            except SyncError:
+            except SyncError as exc:
+                remember_wait(self.ledger, plan.destination, exc, now=self.clock())
                 result.platform_counts["audience_counts_unavailable"] = 1
         return result
+
+    def waiting(self, destination: str) -> bool:
+        """Whether ``destination`` asked us to wait and the wait still lasts (``syncer.ledger.links``)."""
+        return self.ledger.wait_for(destination, now=self.clock()) is not None
 
     def _created_audience(self, sync_name: str) -> str | None:
         sync = self.project.syncs[sync_name]
@@ -237,11 +248,12 @@ class Engine:
             if name not in self.project.destinations:
                 continue
             destination = self.destination(name)
-            if not isinstance(destination, RunsJobs):
+            if not isinstance(destination, RunsJobs) or self.waiting(name):
                 continue
             try:
                 statuses = destination.poll_jobs(jobs)
-            except SyncError:
+            except SyncError as exc:
+                remember_wait(self.ledger, name, exc, now=self.clock())
                 continue  # the next run asks again
             final = destination.final_statuses
             for job, status in statuses.items():
@@ -317,6 +329,7 @@ class Engine:
         plan_hash = plan.content_hash  # hashing every row is not free: once
         report = SyncReport(sync=plan.sync, status="ok", members=plan.members, plan_hash=plan_hash,
                             retried=plan.retried, plan_seconds=plan.stats.get("plan_seconds", 0.0))
+        report.retained = dict(plan.stats.get("retained", {}))
         sync_run_id = self.ledger.start_sync_run(run_id, plan.sync, plan_hash=plan_hash, members=plan.members)
         report.gates = check_gates(plan, self.project.gates_for(plan.sync))
         reason = held_reason(report.gates)

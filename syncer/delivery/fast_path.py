@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from destinations.base import AudienceRef
-from syncer.delivery.apply import ApplyReport, RetryPolicy, send_and_commit
+from syncer.delivery.apply import ApplyReport, RetryPolicy, remember_wait, send_and_commit
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, SyncError, TransientError
 from syncer.project.project import Project
@@ -172,11 +172,19 @@ class Suppressor:
             outcome = "not_held" if held is None else "cancelled"  # a trigger: the plan now skips them
             self._record(conversion, sync_name, outcome, result)
             return
+        if destination.capabilities.match_keys and self.ledger.linked_stayers(sync_name, conversion.member_key):
+            # one person to the platform with a member who stays: removing them would remove that member too
+            self._record(conversion, sync_name, "retained", result)
+            return
+        if self.engine.waiting(sync.destination):
+            self._record(conversion, sync_name, "pending", result)  # the platform's wait first, then _retry_pending
+            return
         try:
             failed = send_and_commit(destination, self.ledger, sync=sync_name, sync_run_id=self._sync_run(sync_name),
                                      audience=AudienceRef(sync_name, sync.audience_id), op="remove", rows=[held],
                                      policy=_ONE_ATTEMPT, report=ApplyReport())
-        except TransientError:
+        except TransientError as exc:
+            remember_wait(self.ledger, sync.destination, exc, now=self.engine.clock())
             self._record(conversion, sync_name, "pending", result)  # retried by _retry_pending, with backoff
             return
         except SyncError as exc:

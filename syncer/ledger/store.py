@@ -18,7 +18,10 @@ Tables (defined, with their migrations, in ``syncer.ledger.tables``; re-exported
 - ``rejected``      rows whose identifiers are unusable, with reason and raw fingerprint
 - ``platform_jobs`` jobs a platform runs later (Google Customer Match), polled until final
 - ``platform_ids``  a platform's own id per member (Klaviyo profile ids), so lookups happen once
+- ``job_steps``     how far each platform job built in several calls got (``syncer.ledger.jobs``), so a retry resumes
 - ``suppressions``, ``suppression_events``, ``cursors``  for the fast path
+- ``shared_links``, ``destination_waits``  members one person to the platform, and waits it asked for
+                    (``syncer.ledger.links``)
 
 This module keeps the audience bookkeeping (held rows, runs, per-batch commits, snapshot log,
 rejections and retries). The fast path's records live in ``syncer.ledger.suppressions`` and what we
@@ -41,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncer.json_rows import dumps_many, loads
 from syncer.ledger.failures import scrub_detail
+from syncer.ledger.links import LinkRecords
 from syncer.ledger.platform import PlatformIdCache, PlatformJobs
 from syncer.ledger.suppressions import SuppressionRecords
 from syncer.ledger.tables import (  # noqa: F401  (re-exported: callers import the tables from here)
@@ -94,7 +98,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class Ledger(SuppressionRecords, PlatformJobs):
+class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
     """Every read and write of the state store goes through here."""
 
     def __init__(self, url: str) -> None:
@@ -138,13 +142,21 @@ class Ledger(SuppressionRecords, PlatformJobs):
 
     def held_fingerprint_chunks(self, sync: str, size: int = 200_000) -> Iterator[tuple[list[str], list[str]]]:
         """What ``held_fingerprints`` returns, ``size`` rows at a time (an audience of millions in bounded memory)."""
+        for keys, fps in self._held_columns(sync, "member_key, raw_fp", size):
+            yield list(keys), list(fps)
+
+    def held_identifier_chunks(self, sync: str, size: int = 200_000) -> Iterator[tuple[list[str], list[str], list[str]]]:
+        """(member_keys, raw_fps, identifiers as JSON text) of every held row, ``size`` rows at a time."""
+        for keys, fps, identifiers in self._held_columns(sync, "member_key, raw_fp, identifiers", size):
+            yield list(keys), list(fps), list(identifiers)
+
+    def _held_columns(self, sync: str, columns: str, size: int) -> Iterator[tuple[tuple, ...]]:
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
-            cur.execute(f"SELECT member_key, raw_fp FROM held WHERE sync = {self._mark}", (sync,))
+            cur.execute(f"SELECT {columns} FROM held WHERE sync = {self._mark}", (sync,))
             while rows := cur.fetchmany(size):
-                keys, fps = zip(*rows)
-                yield list(keys), list(fps)
+                yield tuple(zip(*rows))
         finally:
             raw.close()
 
@@ -179,6 +191,12 @@ class Ledger(SuppressionRecords, PlatformJobs):
 
     def id_cache(self, destination: str) -> PlatformIdCache:
         return PlatformIdCache(self, destination)
+
+    def job_book(self, destination: str) -> "LedgerJobBook":  # noqa: F821 - imported below, kept to this method
+        """Where ``destination`` records the stages of jobs it builds in several calls (``Destination.job_book``)."""
+        from syncer.ledger.jobs import LedgerJobBook
+
+        return LedgerJobBook(self, destination)
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -269,10 +287,13 @@ class Ledger(SuppressionRecords, PlatformJobs):
         attempts: int,
         platform_counts: dict | None = None,
         rows: int,
+        refused: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         """Record one acknowledged batch: what landed changes ``held``; failures go to outcomes/pending.
 
         ``failed`` holds (member_key, status, reason) with status ``rejected`` or ``retryable``.
+        ``refused`` holds (member_key, raw_fp, reason) of adds the platform rejected for good: kept in
+        ``rejected`` like an identity rejection, so no later run sends the row again until it changes.
         """
         now = time.time()
         landed_keys = [r.member_key for r in landed]
@@ -297,6 +318,10 @@ class Ledger(SuppressionRecords, PlatformJobs):
                 gone = [k for k, s, _ in failed if s == "rejected"]
                 if gone:
                     self._delete_keys(conn, pending, sync, gone)
+            if refused:
+                self._delete_keys(conn, rejected, sync, [k for k, _, _ in refused])
+                conn.execute(rejected.insert(), [dict(sync=sync, member_key=k, raw_fp=fp, reason=r[:256], at=now)
+                                                 for k, fp, r in refused])
             if op != "refresh":
                 conn.execute(batches.insert().values(
                     sync_run_id=sync_run_id, op=op, rows=rows, sent=len(landed),

@@ -166,6 +166,25 @@ cursors = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+shared_links = sa.Table(
+    # members of a sync linked by a shared identifier value (one person to the platform), found at plan
+    # time (syncer.planning.shared); the fast path reads it to never remove a member linked to one who stays
+    "shared_links", metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("member_key", sa.String(256), primary_key=True),
+    sa.Column("link", sa.String(256), nullable=False),  # the smallest member key of its linked group
+    sa.Column("kinds", sa.String(128), nullable=False),  # the kinds of its values another member shares
+    sa.Index("ix_shared_links_link", "sync", "link"),
+)
+destination_waits = sa.Table(
+    # a wait a platform asked for ("regain access in 5 minutes"), honoured by every later run and path
+    "destination_waits", metadata,
+    sa.Column("destination", sa.String(128), primary_key=True),
+    sa.Column("not_before", sa.Float, nullable=False),
+    sa.Column("reason", sa.String(256), nullable=False),
+    sa.Column("set_at", sa.Float, nullable=False),
+)
+
 
 def _add_columns(table: sa.Table, *names: str) -> Callable[[Connection], None]:
     """A migration step adding the nullable ``names`` of ``table`` that the stored table lacks. Safe to run
@@ -231,3 +250,20 @@ def migrate(conn: Connection) -> None:
             else:
                 conn.execute(sa.text(step))
         _record_version(conn, version)
+
+
+# --- Google job stages (issue 13) ---
+job_steps = sa.Table(
+    "job_steps", metadata,
+    # one platform job a connector builds in several calls (Google: create, add operations, run), per batch step;
+    # read through syncer.ledger.jobs.LedgerJobBook (Destination.job_book)
+    sa.Column("destination", sa.String(128), primary_key=True),
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("step", sa.String(64), primary_key=True),  # digest of the step: op, consent group, member keys and identifiers
+    sa.Column("job", sa.String(512)),  # the platform's job name, once it exists
+    sa.Column("stage", sa.String(32), nullable=False),  # the connector's own words: created, operations_added, running ...
+    sa.Column("detail", sa.Text, nullable=False),  # JSON the connector needs to resume (row outcomes by member_key, no PII)
+    sa.Column("sync_version", sa.Integer, nullable=False),  # sync_state.version when the step began
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

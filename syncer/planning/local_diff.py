@@ -24,6 +24,7 @@ from syncer.planning.classify import add_leavers, classify_chunk
 from syncer.planning.fingerprints import concat_sql, number_from_hex
 from syncer.planning.plan import PlanRows, SyncPlan
 from syncer.planning.segment import SegmentData
+from syncer.planning.shared import retain_linked
 from syncer.planning.snapshot import load_held
 from syncer.project.config import SegmentConfig, SyncConfig
 
@@ -83,12 +84,14 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
               sync: SyncConfig, *, platform: str, region: str, ledger: Ledger,
               suppressed: set[str], channel: str = "ads", consent_marker: bool = False,
               cache_dir: Path | None = None, resend_all: bool = False, spill_dir: Path | None = None,
-              chunk_rows: int = 50_000, warehouse: PushedDownDiff | None = None) -> SyncPlan:
+              chunk_rows: int = 50_000, warehouse: PushedDownDiff | None = None,
+              match_keys: frozenset[str] = frozenset()) -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected.
 
     The set work runs in ``con`` (the ``local`` mode) or, given ``warehouse``, in the warehouse
     (``syncer.planning.warehouse_diff``); either way the changed rows are finished here. ``spill_dir`` keeps
-    planned rows beyond ``chunk_rows`` on disk (see ``PlanRows``)."""
+    planned rows beyond ``chunk_rows`` on disk (see ``PlanRows``). ``match_keys``: the kinds the platform
+    recognises a person by; a leaver linked by one to a member who stays is kept (``syncer.planning.shared``)."""
     started = time.perf_counter()
     channel = sync.channel or channel
     shape = _shape(data, segment, sync, channel, consent_marker)
@@ -100,8 +103,9 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
                     mode=sync.mode, base_version=base_version, members=0, held_before=0,
                     **{op: PlanRows(spill_dir=spill_dir, chunk_rows=chunk_rows) for op in ("adds", "removes", "refreshes")})
     try:
+        snapshots = cache_dir or Path(".syncer") / "snapshots"
         if warehouse is None:
-            plan.held_before = load_held(con, "_held", ledger, sync_name, cache_dir or Path(".syncer") / "snapshots")
+            plan.held_before = load_held(con, "_held", ledger, sync_name, snapshots)
             members, duplicates, stale, unchanged, candidates = _local_changes(con, data, shape, plan.held_before,
                                                                                resend_all, chunk_rows)
         else:
@@ -124,6 +128,10 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
             with closing(_batches(con, "SELECT member_key FROM _changes WHERE fp IS NULL ORDER BY member_key", chunk_rows)) as leavers:
                 for keys in leavers:
                     add_leavers(plan, ledger, keys, pending)
+        if match_keys and (plan.adds or plan.removes):
+            if warehouse is not None:  # the identifier digests live in the local snapshot in either mode
+                load_held(con, "_held", ledger, sync_name, snapshots)
+            retain_linked(con, plan, "_held_values", match_keys, ledger, pending)
     finally:
         con.unregister("_supp")
         _drop_work_tables(con)

@@ -43,6 +43,7 @@ class SyncPlan:
     refreshes: PlanRows = field(default_factory=PlanRows)  # new raw data, same identifiers: ledger only
     rejections: list[tuple[str, str, str]] = field(default_factory=list)  # (member_key, raw_fp, reason)
     cleared_rejections: list[str] = field(default_factory=list)
+    retained: dict[str, str] = field(default_factory=dict)  # leavers kept, linked to a member who stays: key -> why
     retried: int = 0
     stats: dict = field(default_factory=dict)  # extract time, duplicates, dropped identifiers...
 

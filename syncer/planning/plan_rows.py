@@ -122,6 +122,14 @@ class PlanRows(Sequence[PlannedRow]):
         if self._tail:
             yield _table(self._tail)
 
+    def without(self, member_keys: Iterable[str]) -> "PlanRows":
+        """A copy without the rows of ``member_keys`` (kept in the same order, spilled the same way)."""
+        drop = pa.array(sorted(set(member_keys)), pa.string())
+        kept = PlanRows(spill_dir=self._spill_dir, chunk_rows=self._chunk_rows)
+        for table in self.tables():
+            kept.append_table(table.filter(pc.invert(pc.is_in(table.column(0), value_set=drop))))
+        return kept
+
     def digest(self, op: str) -> bytes:
         """SHA-256 of the rows' canonical text under ``op``, for the plan's content hash; remembered until a
         row is appended (the rows are append-only, so the length says whether it is still right)."""

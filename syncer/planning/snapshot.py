@@ -1,9 +1,15 @@
-"""A Parquet cache of what each audience holds (member key + fingerprint), kept beside the project.
+"""A Parquet cache of what each audience holds (member key, fingerprint, identifier values), kept beside the project.
 
 The ledger stays the truth. A snapshot written at ledger version V is brought up to date by replaying
 ``held_log`` entries after V, so a plan reads the audience in one columnar scan plus the churn, instead
 of pulling every row out of SQLite. A missing, unreadable or too-old snapshot falls back to a full read
 from the ledger and is rewritten.
+
+Beside the fingerprint, each member's values of the kinds a platform recognises a person by
+(``LINK_KINDS``) are kept as 64-bit digests of ``kind:value as sent``, so the planner can tell which
+members share a value (``syncer.planning.shared``) without reading every identifier out of the ledger.
+Two different values share a digest with odds of about 2^-64 per pair; the cost of such a clash is a
+leaver kept, never a stayer removed.
 """
 
 from __future__ import annotations
@@ -14,14 +20,24 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from syncer.json_rows import dumps
 from syncer.ledger.store import Ledger
 from syncer.planning.fingerprints import from_halves, halves, number_from_hex
 
 MAX_REPLAY = 500_000  # more changes than this since the snapshot: re-read the audience in chunks instead
+LINK_KINDS = ("email", "phone", "madid", "external_id")  # see destinations.base.Capabilities.match_keys
+_COLUMNS = "member_key VARCHAR, fp UHUGEINT, " + ", ".join(f"v_{kind} UBIGINT" for kind in LINK_KINDS)
 
 
 def _paths(cache_dir: Path, sync: str) -> tuple[Path, Path]:
-    return cache_dir / f"{sync}.fp.parquet", cache_dir / f"{sync}.version"
+    # ".held": the format with identifier values (a ".fp" snapshot of an older syncer is left unread)
+    return cache_dir / f"{sync}.held.parquet", cache_dir / f"{sync}.held.version"
+
+
+def value_digests(identifiers: str) -> str:
+    """DuckDB SQL: one ``v_<kind>`` column per ``LINK_KINDS`` from a JSON text of identifiers as sent."""
+    return ", ".join(f"md5_number_lower('{kind}:' || json_extract_string({identifiers}, '$.{kind}')) AS v_{kind}"
+                     for kind in LINK_KINDS)
 
 
 def _read_version(path: Path) -> int | None:
@@ -33,8 +49,8 @@ def _read_version(path: Path) -> int | None:
 
 def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: str, cache_dir: Path) -> int:
     """Make ``table(member_key, fp)`` in ``con`` what ``sync`` holds (``fp`` as ``md5_number``, see
-    ``syncer.planning.fingerprints``): a view over the snapshot, caught up first if the ledger moved on. Returns
-    the row count."""
+    ``syncer.planning.fingerprints``), and ``{table}_values(member_key, v_<kind>...)`` its identifier
+    digests: views over the snapshot, caught up first if the ledger moved on. Returns the row count."""
     parquet, version_file = _paths(cache_dir, sync)
     snap_version = _read_version(version_file) if parquet.exists() else None
     caught_up = ledger.held_changes_since(sync, snap_version, limit=MAX_REPLAY) if snap_version is not None else None
@@ -43,17 +59,17 @@ def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: 
         current, changes = caught_up
         try:
             if changes:
-                _from_snapshot(con, build, parquet, changes)
+                _from_snapshot(con, build, parquet, changes, ledger, sync)
             else:
                 return _view(con, table, parquet)
         except duckdb.Error:
             caught_up = None
     if caught_up is None:
         current = ledger.state_version(sync)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {build} (member_key VARCHAR, fp UHUGEINT)")
-        for keys, fps in ledger.held_fingerprint_chunks(sync):
-            con.register("_ledger_rows", pa.table({"member_key": pa.array(keys, pa.string()), "raw_fp": pa.array(fps, pa.string())}))
-            con.execute(f"INSERT INTO {build} SELECT member_key, {number_from_hex('raw_fp')} FROM _ledger_rows")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {build} ({_COLUMNS})")
+        for keys, fps, identifiers in ledger.held_identifier_chunks(sync):
+            con.register("_ledger_rows", _rows_table(keys, fps, identifiers))
+            con.execute(f"INSERT INTO {build} SELECT member_key, {number_from_hex('raw_fp')}, {value_digests('identifiers')} FROM _ledger_rows")
             con.unregister("_ledger_rows")
     _write_snapshot(con, build, parquet, version_file, current)
     con.execute(f"DROP TABLE {build}")
@@ -63,7 +79,14 @@ def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: 
 
 def _view(con: duckdb.DuckDBPyConnection, table: str, parquet: Path) -> int:
     con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT member_key, {from_halves()} AS fp FROM read_parquet('{parquet}')")
+    values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_values AS SELECT member_key, {values} FROM read_parquet('{parquet}')")
     return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def _rows_table(keys: list[str], fps: list[str | None], identifiers: list[str | None]) -> pa.Table:
+    return pa.table({"member_key": pa.array(keys, pa.string()), "raw_fp": pa.array(fps, pa.string()),
+                     "identifiers": pa.array(identifiers, pa.string())})
 
 
 def latest_fingerprints(changes: list[tuple[str, str | None]]) -> dict[str, str | None]:
@@ -71,16 +94,20 @@ def latest_fingerprints(changes: list[tuple[str, str | None]]) -> dict[str, str 
     return dict(changes)
 
 
-def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, changes: list[tuple[str, str | None]]) -> None:
+def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, changes: list[tuple[str, str | None]],
+                   ledger: Ledger, sync: str) -> None:
     latest = latest_fingerprints(changes)
-    delta = pa.table({"member_key": pa.array(list(latest), pa.string()), "raw_fp": pa.array(list(latest.values()), pa.string())})
-    con.register("_delta", delta)
+    # the values as held now: a writer may have moved on since the log was read, which only makes them newer
+    rows = ledger.held_rows(sync, [k for k, fp in latest.items() if fp is not None])
+    identifiers = [dumps(rows[k].identifiers) if k in rows else None for k in latest]
+    con.register("_delta", _rows_table(list(latest), list(latest.values()), identifiers))
+    values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT s.member_key, {from_halves()} AS fp FROM read_parquet('{parquet}') s ANTI JOIN _delta d USING (member_key)
+            SELECT s.member_key, {from_halves()} AS fp, {values} FROM read_parquet('{parquet}') s ANTI JOIN _delta d USING (member_key)
             UNION ALL
-            SELECT member_key, {number_from_hex('raw_fp')} FROM _delta WHERE raw_fp IS NOT NULL""")
+            SELECT member_key, {number_from_hex('raw_fp')}, {value_digests('identifiers')} FROM _delta WHERE raw_fp IS NOT NULL""")
     finally:
         con.unregister("_delta")
 
@@ -88,7 +115,8 @@ def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, ch
 def _write_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, version_file: Path, version: int) -> None:
     parquet.parent.mkdir(parents=True, exist_ok=True)
     tmp = parquet.with_name(f".{parquet.name}.{os.getpid()}.tmp")
-    con.execute(f"COPY (SELECT member_key, {halves('fp')} FROM {table}) TO '{tmp}' (FORMAT parquet)")
+    values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
+    con.execute(f"COPY (SELECT member_key, {halves('fp')}, {values} FROM {table}) TO '{tmp}' (FORMAT parquet)")
     # version first as "unknown", then the data, then the version: a crash in between leaves a
     # snapshot that is ignored (no readable version) rather than one that lies
     version_file.unlink(missing_ok=True)

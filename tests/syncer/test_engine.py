@@ -122,13 +122,46 @@ def test_throttling_is_retried_with_the_wait_the_platform_asked_for(project: Pat
     assert held_keys() == {str(i) for i in range(1, 26)}
 
 
+class FakeClock:
+    def __init__(self, now: float = 1_900_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clocked_engine(root: Path, clock: FakeClock) -> Engine:
+    return Engine(load_project(root), policy=FAST, sleep=[].append, clock=clock)
+
+
 def test_a_wait_longer_than_the_run_allows_defers_rows_to_the_next_run(project: Path) -> None:
+    clock = FakeClock()
     FakeDestination.fail_calls = {2: RateLimited("hourly limit", retry_after=3600)}
-    [report] = make_engine(project).run()
+    [report] = clocked_engine(project, clock).run()
     assert report.status == "partial" and report.added == 10 and report.deferred == 15
     assert "deferred" in report.reason
-    [retry] = make_engine(project).run()
+    clock.now += 3600
+    [retry] = clocked_engine(project, clock).run()
     assert retry.status == "ok" and retry.added == 15 and retry.retried == 15
+    assert held_keys() == {str(i) for i in range(1, 26)}
+
+
+def test_a_platforms_wait_outlives_the_run_that_heard_it(project: Path) -> None:
+    """Meta said "regain access in 5 minutes": a run 20 s later sends nothing, then one after the wait sends."""
+    clock = FakeClock()
+    FakeDestination.fail_calls = {1: RateLimited("regain access in 5 minutes", retry_after=300)}
+    [first] = clocked_engine(project, clock).run()
+    assert first.status == "partial" and first.deferred == 25
+    FakeDestination.calls.clear()
+    clock.now += 20
+    engine = clocked_engine(project, clock)
+    [early] = engine.run()
+    assert FakeDestination.calls == []
+    assert (early.status, early.added, early.deferred) == ("partial", 0, 25)
+    assert "asked us to wait until" in early.reason and "'dest'" in early.reason
+    clock.now += 281
+    [later] = clocked_engine(project, clock).run()
+    assert (later.status, later.added) == ("ok", 25)
     assert held_keys() == {str(i) for i in range(1, 26)}
 
 
@@ -143,6 +176,13 @@ def test_row_rejections_from_the_platform_are_recorded_not_retried(project: Path
     FakeDestination.reject_keys = {"4", "5"}
     [report] = make_engine(project).run()
     assert report.added == 23 and report.rejected == 2 and report.reasons == {"fake_rejected": 2}
+    FakeDestination.calls.clear()
+    [again] = make_engine(project).run()  # nothing changed: the refused rows wait, nothing is sent
+    assert (again.added, again.rejected, again.requests) == (0, 0, 0) and FakeDestination.calls == []
+    write_customers(project / "warehouse.duckdb", [person(i) for i in range(1, 26) if i != 4] + [person(4, email="fixed4@example.com")])
+    FakeDestination.reject_keys = set()
+    [fixed] = make_engine(project).run()  # 4's identifiers changed: it is tried again, 5 still waits
+    assert (fixed.added, fixed.requests) == (1, 1) and "4" in held_keys() and "5" not in held_keys()
 
 
 def test_saved_plan_applies_exactly_and_refuses_when_stale(project: Path, tmp_path: Path) -> None:

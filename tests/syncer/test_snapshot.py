@@ -34,7 +34,7 @@ def test_snapshot_plus_log_equals_the_ledger_after_adds_changes_and_removes(tmp_
     commit(ledger, "add", [(f"k{i}", "a") for i in range(100)])
     con = duckdb.connect()
     assert load_held(con, "_held", ledger, "s", cache) == 100
-    assert (cache / "s.version").read_text() == "1"
+    assert (cache / "s.held.version").read_text() == "1"
     commit(ledger, "remove", [("k1", "a"), ("k2", "a")])
     commit(ledger, "add", [("k3", "b"), ("new", "c")])
     commit(ledger, "remove", [("new", "c")])
@@ -42,7 +42,7 @@ def test_snapshot_plus_log_equals_the_ledger_after_adds_changes_and_removes(tmp_
     assert load_held(con, "_held", ledger, "s", cache) == 99
     expected = {f"k{i}": "a" for i in range(100) if i != 2} | {"k3": "b", "k1": "z"}
     assert held(con) == expected
-    assert (cache / "s.version").read_text() == "5"
+    assert (cache / "s.held.version").read_text() == "5"
     keys, fps = ledger.held_fingerprints("s")
     assert dict(zip(keys, fps)) == {k: fp(label) for k, label in expected.items()}
 
@@ -53,10 +53,10 @@ def test_a_damaged_or_outdated_snapshot_falls_back_to_the_ledger(tmp_path: Path)
     commit(ledger, "add", [("a", "1"), ("b", "2")])
     con = duckdb.connect()
     load_held(con, "_held", ledger, "s", cache)
-    (cache / "s.fp.parquet").write_bytes(b"not parquet")
+    (cache / "s.held.parquet").write_bytes(b"not parquet")
     commit(ledger, "add", [("c", "3")])
     assert load_held(con, "_held", ledger, "s", cache) == 3 and held(con) == {"a": "1", "b": "2", "c": "3"}
-    (cache / "s.version").write_text("0")  # older than the log keeps (the log was truncated at 2)
+    (cache / "s.held.version").write_text("0")  # older than the log keeps (the log was truncated at 2)
     assert load_held(con, "_held", ledger, "s", cache) == 3 and held(con) == {"a": "1", "b": "2", "c": "3"}
 
 
@@ -74,4 +74,4 @@ def test_a_log_longer_than_the_replay_limit_is_read_back_from_held_instead(tmp_p
     assert ledger.held_changes_since("s", 0, limit=5) is None and ledger.held_changes_since("s", 0) is not None
     assert load_held(con, "_held", ledger, "s", cache) == 29
     assert held(con) == {f"k{i}": "a" for i in range(30) if i != 1} | {"k2": "b"}
-    assert (cache / "s.version").read_text() == "3"
+    assert (cache / "s.held.version").read_text() == "3"

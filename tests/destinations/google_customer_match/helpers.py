@@ -37,6 +37,26 @@ def statuses(result: BatchResult) -> dict[str, tuple[str, str | None]]:
     return {o.member_key: (o.status.value, o.reason) for o in result.outcomes}
 
 
+class MemoryJobBook:
+    """A job book in memory (``destinations.base.JobBook``), for tests that call a destination without the
+    engine; ``stages`` lists every stage recorded, in order."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], dict] = {}
+        self.stages: list[str] = []
+
+    def get(self, sync: str, step: str) -> dict | None:
+        found = self.records.get((sync, step))
+        return json.loads(json.dumps(found)) if found else None
+
+    def put(self, sync: str, step: str, *, job: str | None, stage: str, detail: dict) -> None:
+        self.records[(sync, step)] = {"job": job, "stage": stage, "detail": json.loads(json.dumps(detail))}
+        self.stages.append(stage)
+
+    def drop(self, sync: str, step: str) -> None:
+        self.records.pop((sync, step), None)
+
+
 class AdsTarget:
     """The google_ads_api transport against the gRPC emulator (TLS)."""
 

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from google.api_core import exceptions as core_exceptions
 
+from destinations.base import AudienceRef
 from destinations.google_customer_match import ads_api
 from destinations.google_customer_match.ads_api_client import response_of
 from destinations.google_customer_match.ads_api_emulator import GoogleAdsEmulator
@@ -16,7 +17,17 @@ from destinations.google_customer_match.config import GoogleCustomerMatchConfig
 from destinations.google_customer_match.connector import GoogleCustomerMatchDestination
 from destinations.responses import PlatformResponse
 from syncer.errors import ConfigError, PermanentError, RateLimited, TransientError
-from tests.destinations.google_customer_match.helpers import ADS_TOKEN, AUDIENCE, CID, DEV_TOKEN, MADID, member, sha, statuses
+from tests.destinations.google_customer_match.helpers import (
+    ADS_TOKEN,
+    AUDIENCE,
+    CID,
+    DEV_TOKEN,
+    MADID,
+    MemoryJobBook,
+    member,
+    sha,
+    statuses,
+)
 
 
 def test_declares_its_sub_limits():
@@ -28,13 +39,26 @@ def test_declares_its_sub_limits():
 def test_a_member_with_many_identifiers_is_one_operation(ads, opened):
     destination = opened(ads.config())
     rich = member(1, email=sha("a@x.com"), phone=sha("+14155550101"), first_name=sha("bo"), last_name=sha("li"),
-                  country="GB", postal_code="SW1A 1AA", madid=MADID, external_id="crm-77")
+                  country="GB", postal_code="SW1A 1AA")
     result = destination.add(AUDIENCE, [rich])
     assert result.platform_counts == {"jobs": 1, "operations": 1, "failed_operations": 0}
     [job] = destination.jobs
     assert ads.emulator.jobs[job]["operations"] == 1
     [held] = ads.members()
-    assert set(held) == {"hashed_email", "hashed_phone_number", "address", "mobile_id", "third_party_user_id"}
+    assert set(held) == {"hashed_email", "hashed_phone_number", "address"}
+
+
+@pytest.mark.parametrize("key_type, kinds, held", [
+    ("CRM_ID", {"external_id": "crm-77"}, {"third_party_user_id": "crm-77"}),
+    ("MOBILE_ADVERTISING_ID", {"madid": MADID}, {"mobile_id": MADID}),
+])
+def test_crm_id_and_mobile_id_lists_take_their_own_key(ads, opened, key_type, kinds, held):
+    ads.emulator.create_user_list(CID, "556", upload_key_type=key_type)
+    destination = opened(ads.config())
+    result = destination.add(AudienceRef("vip_google", "556"), [member(1, **kinds), member(2)])
+    assert statuses(result) == {"k1": ("sent", None), "k2": ("rejected", "INCOMPATIBLE_UPLOAD_KEY_TYPE")}
+    ads.emulator.finish_jobs()
+    assert ads.emulator.user_list_members("556") == [held]
 
 
 def test_operations_are_split_per_add_call(ads, opened, monkeypatch):
@@ -77,6 +101,31 @@ def test_google_ads_partial_failures_map_back_to_member_keys(ads, opened):
     assert sorted(m["hashed_email"] for m in ads.members()) == sorted(sha(f"person{i}@example.com") for i in (0, 1, 3, 4, 6))
 
 
+def test_an_identifier_of_another_upload_key_type_is_rejected_for_good_and_the_rest_lands(ads, opened):
+    destination = opened(ads.config())  # the list matches by contact info
+    members = [member(1), member(2, madid=MADID), member(3, email=sha("c@x.com"), external_id="crm-3"), member(4)]
+    result = destination.add(AUDIENCE, members)
+    assert statuses(result) == {"k1": ("sent", None), "k2": ("rejected", "INCOMPATIBLE_UPLOAD_KEY_TYPE"),
+                                "k3": ("rejected", "INCOMPATIBLE_UPLOAD_KEY_TYPE"), "k4": ("sent", None)}
+    assert sorted(m["hashed_email"] for m in ads.members()) == sorted([sha("person1@example.com"), sha("person4@example.com")])
+
+
+@pytest.mark.parametrize("kind, code, expected", [
+    ("internal_error", "INTERNAL_ERROR", "retryable"),
+    ("internal_error", "TRANSIENT_ERROR", "retryable"),
+    ("database_error", "CONCURRENT_MODIFICATION", "retryable"),
+    ("quota_error", "RESOURCE_TEMPORARILY_EXHAUSTED", "retryable"),
+    ("offline_user_data_job_error", "INVALID_SHA256_FORMAT", "rejected"),
+    ("offline_user_data_job_error", "INCOMPATIBLE_UPLOAD_KEY_TYPE", "rejected"),
+])
+def test_a_failed_operation_is_retryable_only_when_google_says_so(ads, opened, kind, code, expected):
+    destination = opened(ads.config())
+    ads.emulator.fail_operations({1: (kind, code)})
+    result = destination.add(AUDIENCE, [member(1), member(2), member(3)])
+    assert statuses(result) == {"k1": ("sent", None), "k2": (expected, code), "k3": ("sent", None)}
+    assert len(ads.members()) == 2
+
+
 def test_google_ads_does_not_run_a_job_whose_operations_all_failed(ads, opened):
     destination = opened(ads.config())
     result = destination.add(AUDIENCE, [member(1, email="bad")])
@@ -86,7 +135,7 @@ def test_google_ads_does_not_run_a_job_whose_operations_all_failed(ads, opened):
 
 # ----- call failures ------------------------------------------------------------------------------
 
-def test_a_throttled_add_call_abandons_its_job_and_the_retry_lands(ads, opened):
+def test_without_a_job_book_a_retried_call_starts_its_job_again(ads, opened):
     destination = opened(ads.config())
     ads.emulator.inject("RESOURCE_EXHAUSTED", retry_delay=3, method="AddOfflineUserDataJobOperations")
     with pytest.raises(RateLimited):
@@ -95,6 +144,34 @@ def test_a_throttled_add_call_abandons_its_job_and_the_retry_lands(ads, opened):
     destination.add(AUDIENCE, [member(1)])
     assert [j["run"] for j in ads.emulator.jobs.values()] == [False, True]
     assert ads.members() == [{"hashed_email": sha("person1@example.com")}]
+
+
+def test_with_a_job_book_a_throttled_add_is_retried_on_the_same_job(ads, opened):
+    destination = opened(ads.config())
+    destination.job_book = book = MemoryJobBook()
+    ads.emulator.inject("RESOURCE_EXHAUSTED", retry_delay=3, method="AddOfflineUserDataJobOperations")
+    with pytest.raises(RateLimited):
+        destination.add(AUDIENCE, [member(1)])
+    assert book.stages == ["creating", "created", "adding", "created"]  # refused before applying: back to created
+    result = destination.add(AUDIENCE, [member(1)])
+    assert statuses(result) == {"k1": ("sent", None)} and result.requests == 2  # add and run: the job was reused
+    [job] = ads.emulator.jobs.values()
+    assert job["run"] and job["operations"] == 1 and destination.jobs == [job["resource_name"]]
+    again = destination.add(AUDIENCE, [member(1)])  # the same batch once more, before any commit: nothing sent
+    assert statuses(again) == {"k1": ("sent", None)} and again.requests == 0 and len(ads.emulator.jobs) == 1
+
+
+def test_a_job_that_holds_some_operations_is_never_filled_again(ads, opened, monkeypatch):
+    monkeypatch.setattr(ads_api, "MAX_OPERATIONS_PER_ADD", 2)
+    destination = opened(ads.config())
+    destination.job_book = MemoryJobBook()
+    ads.emulator.inject("RESOURCE_EXHAUSTED", retry_delay=3, method="AddOfflineUserDataJobOperations", skip=1)
+    with pytest.raises(RateLimited):  # the second Add is refused: the first one's operations are in the job
+        destination.add(AUDIENCE, [member(i) for i in range(4)])
+    result = destination.add(AUDIENCE, [member(i) for i in range(4)])
+    assert result.platform_counts["abandoned_jobs"] == 1 and all(o.status.value == "sent" for o in result.outcomes)
+    first, second = ads.emulator.jobs.values()
+    assert (first["run"], first["operations"]) == (False, 2) and (second["run"], second["operations"]) == (True, 4)
 
 
 def test_google_ads_auth_errors_say_what_to_fix(ads, opened, monkeypatch):

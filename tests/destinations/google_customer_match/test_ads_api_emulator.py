@@ -305,3 +305,94 @@ def test_start_google_ads_emulator_exports_the_certificate(monkeypatch):
         assert open(emulator.tls_cert_path).read().startswith("-----BEGIN CERTIFICATE-----")
     finally:
         emulator.stop()
+
+
+# ----- upload key types, persons, external ids and faults ------------------------------------------
+
+def identifier_op(ads: Ads, kind: str = "create", **values: str):
+    """One operation with one UserIdentifier per keyword (hashed_email=..., mobile_id=..., third_party_user_id=...)."""
+    operation = ads.client.get_type("OfflineUserDataJobOperation", version="v26")
+    for field_name, value in values.items():
+        identifier = ads.client.get_type("UserIdentifier", version="v26")
+        setattr(identifier, field_name, value)
+        getattr(operation, kind).user_identifiers.append(identifier)
+    return operation
+
+
+@pytest.mark.parametrize("key_type, fits", [
+    ("CONTACT_INFO", {"hashed_email": sha("a@x.com")}),
+    ("CRM_ID", {"third_party_user_id": "crm-1"}),
+    ("MOBILE_ADVERTISING_ID", {"mobile_id": "6d92078a-8246-4ba4-ae5b-76104861e7dc"}),
+])
+def test_an_operation_of_another_upload_key_type_fails_on_its_own(emu, key_type, fits):
+    list_name = emu.create_user_list(CID, "556", upload_key_type=key_type)
+    ads = Ads(sdk(emu))
+    job = ads.create(user_list=list_name)
+    others = [{"hashed_email": sha("b@x.com")}, {"third_party_user_id": "crm-2"}, {"mobile_id": "7e92078a-8246-4ba4-ae5b-76104861e7dc"}]
+    others = [o for o in others if set(o) != set(fits)]
+    mixed = {**fits, **others[0]}  # one identifier of the list's type, one of another: the whole operation fails
+    response = ads.add(job, [identifier_op(ads, **fits), identifier_op(ads, **others[0]), identifier_op(ads, **others[1]),
+                             identifier_op(ads, **mixed)])
+    assert partial_failures(response) == {1: "INCOMPATIBLE_UPLOAD_KEY_TYPE", 2: "INCOMPATIBLE_UPLOAD_KEY_TYPE",
+                                          3: "INCOMPATIBLE_UPLOAD_KEY_TYPE"}
+    assert emu.jobs[job]["operations"] == 1
+    rows = list(ads.search.search(customer_id=CID, query="SELECT user_list.crm_based_user_list.upload_key_type FROM user_list"
+                                                         " WHERE user_list.id = 556"))
+    assert rows[0].user_list.crm_based_user_list.upload_key_type.name == key_type
+    with pytest.raises(ValueError):
+        emu.create_user_list(CID, "557", upload_key_type="EMAIL")
+
+
+def test_an_add_links_identifiers_into_one_person_and_a_remove_drops_every_person_any_identifier_matches(emu):
+    ads = Ads(sdk(emu))
+    first = ads.create()
+    ads.add(first, [identifier_op(ads, hashed_email=sha("a@x.com"), hashed_phone_number=sha("+14155550100")),
+                    identifier_op(ads, hashed_email=sha("b@x.com")), identifier_op(ads, hashed_email=sha("c@x.com"))])
+    ads.jobs.run_offline_user_data_job(resource_name=first)
+    emu.finish_jobs()
+    linked = ads.create()  # b's phone is a's: Google now sees one person
+    ads.add(linked, [identifier_op(ads, hashed_email=sha("b@x.com"), hashed_phone_number=sha("+14155550100"))])
+    ads.jobs.run_offline_user_data_job(resource_name=linked)
+    emu.finish_jobs()
+    assert sorted(emu.user_list_members("555"), key=str) == sorted([
+        {"hashed_email": (sha("a@x.com"), sha("b@x.com")), "hashed_phone_number": sha("+14155550100")},
+        {"hashed_email": sha("c@x.com")}], key=str)
+    removal = ads.create()  # one identifier of the person is enough to remove the person
+    ads.add(removal, [identifier_op(ads, "remove", hashed_email=sha("a@x.com"), hashed_phone_number=sha("+19999999999"))])
+    ads.jobs.run_offline_user_data_job(resource_name=removal)
+    emu.finish_jobs()
+    assert emu.user_list_members("555") == [{"hashed_email": sha("c@x.com")}]
+
+
+def test_an_external_id_names_one_job_and_finds_it(emu):
+    ads = Ads(sdk(emu))
+    job = ads.client.get_type("OfflineUserDataJob", version="v26")
+    job.type_ = ads.client.enums.OfflineUserDataJobTypeEnum.CUSTOMER_MATCH_USER_LIST
+    job.external_id = 4242
+    job.customer_match_user_list_metadata.user_list = f"customers/{CID}/userLists/555"
+    name = ads.jobs.create_offline_user_data_job(customer_id=CID, job=job).resource_name
+    with pytest.raises(GoogleAdsException) as caught:
+        ads.jobs.create_offline_user_data_job(customer_id=CID, job=job)
+    assert failure_codes(caught.value) == ["EXTERNAL_UPDATE_ID_ALREADY_EXISTS"]
+    query = ("SELECT offline_user_data_job.resource_name, offline_user_data_job.external_id FROM offline_user_data_job"
+             " WHERE offline_user_data_job.external_id = 4242")
+    [row] = list(ads.search.search(customer_id=CID, query=query))
+    assert (row.offline_user_data_job.resource_name, row.offline_user_data_job.external_id) == (name, 4242)
+    assert len(emu.jobs) == 1
+
+
+def test_a_fault_can_skip_calls_and_strike_after_the_call_was_applied(emu):
+    ads = Ads(sdk(emu))
+    emu.inject("DEADLINE_EXCEEDED", method="CreateOfflineUserDataJob", skip=1, after=True)
+    ads.create()  # the first call passes
+    with pytest.raises(core_exceptions.DeadlineExceeded):
+        ads.create()  # applied, then the answer is lost
+    assert len(emu.jobs) == 2
+    job = ads.create()
+    emu.inject("INTERNAL", method="RunOfflineUserDataJob", after=True)
+    with pytest.raises(core_exceptions.InternalServerError):
+        ads.jobs.run_offline_user_data_job(resource_name=job)
+    with pytest.raises(GoogleAdsException) as caught:
+        ads.jobs.run_offline_user_data_job(resource_name=job)
+    assert failure_codes(caught.value) == ["JOB_ALREADY_STARTED"]
+    assert emu.jobs[job]["run"] and emu.jobs[job]["run_calls"] == 2

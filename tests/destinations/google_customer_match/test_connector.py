@@ -33,6 +33,8 @@ def test_is_a_destination_with_declared_limits(ads, dm):
     dm_caps = capabilities_for(dm.config())
     assert dm_caps.platform == "google_data_manager" and "external_id" not in dm_caps.identifiers
     assert capabilities_for(ads.config()) is caps
+    # the kinds Google recognises one person by, per transport (the Data Manager API takes no CRM id)
+    assert caps.match_keys == {"email", "phone", "madid", "external_id"} and dm_caps.match_keys == {"email", "phone", "madid"}
 
 
 def test_the_instance_carries_its_transports_capabilities_and_runs_jobs(dm, opened):

@@ -60,14 +60,11 @@ def test_dm_ingest_and_remove_land(dm, http):
         email_member("a@x.com"), {"userData": {"userIdentifiers": [{"phoneNumber": sha("+14155550100")}, address]}}]))
     assert answer.status_code == 200 and uuid.UUID(answer.json()["requestId"])
     assert len(dm.members("555")) == 2
-    mobile = http("POST", "/v1/audienceMembers:ingest", json=body([{"mobileData": {"mobileIds": ["6d92078a-8246-4ba4-ae5b-76104861e7dc"]}}]))
-    assert mobile.status_code == 200
     removed = http("POST", "/v1/audienceMembers:remove", json={k: v for k, v in body([email_member("a@x.com")]).items()
                                                                   if k != "termsOfService"})
     assert removed.status_code == 200
-    held = dm.members("555")
-    assert {"hashed_email": sha("a@x.com")} not in held and len(held) == 2
-    assert {"mobile_id": "6d92078a-8246-4ba4-ae5b-76104861e7dc"} in held
+    assert dm.members("555") == [{"hashed_phone_number": sha("+14155550100"), "address": {
+        "hashed_first_name": sha("ann"), "hashed_last_name": sha("lee"), "country_code": "US", "postal_code": "94045"}}]
 
 
 def test_dm_needs_the_bearer_token(dm, http, sandbox):
@@ -180,3 +177,33 @@ def test_membership_links_members_sharing_an_identifier():
     assert [match_rate_bucket(r) for r in (0.199, 0.2, 0.305, 0.705, 0.71, 0.95)] == [
         "MATCH_RANGE_LESS_THAN_20", "MATCH_RANGE_20_TO_30", "MATCH_RANGE_20_TO_30", "MATCH_RANGE_61_TO_70",
         "MATCH_RANGE_71_TO_80", "MATCH_RANGE_91_TO_100"]
+
+
+MOBILE_ID = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
+
+
+@pytest.mark.parametrize("key_type, accepted", [("CONTACT_INFO", "userData"), ("MOBILE_ADVERTISING_ID", "mobileData"), ("CRM_ID", None)])
+def test_dm_a_list_takes_members_of_its_upload_key_type_only(dm, http, key_type, accepted):
+    dm.create_user_list(CID, "556", upload_key_type=key_type)
+    for data_type, member in (("userData", email_member("a@x.com")), ("mobileData", {"mobileData": {"mobileIds": [MOBILE_ID]}})):
+        payload = body([member, member])
+        payload["destinations"][0]["productDestinationId"] = "556"
+        answer = http("POST", "/v1/audienceMembers:ingest", json=payload)
+        if data_type == accepted:
+            assert answer.status_code == 200
+            continue
+        assert answer.status_code == 400
+        assert answer.json()["error"]["details"][1]["fieldViolations"] == [
+            {"field": f"audience_members.audience_members[{i}]", "reason": "INVALID_USER_LIST_TYPE",
+             "description": "The user list type isn't applicable for this request."} for i in (0, 1)]
+    assert len(dm.members("556")) == (1 if accepted else 0)
+
+
+def test_dm_upload_key_types_are_set_by_the_admin_endpoint_and_survive_a_restart(dm, sandbox, tmp_path):
+    created = requests.post(sandbox.url + "/datamanager/_sandbox/userLists",
+                            json={"accountId": CID, "userListId": "778", "uploadKeyType": "MOBILE_ADVERTISING_ID"}, timeout=10)
+    assert created.json() == {"userListId": "778"}
+    assert requests.get(sandbox.url + "/datamanager/_sandbox/userLists/778", timeout=10).json()["uploadKeyType"] == "MOBILE_ADVERTISING_ID"
+    assert requests.post(sandbox.url + "/datamanager/_sandbox/userLists", json={"uploadKeyType": "EMAIL"}, timeout=10).status_code == 400
+    restarted = Sandbox(port=0, state_file=sandbox.save(tmp_path / "state.json"))
+    assert restarted.datamanager.upload_key_types == {"555": "CONTACT_INFO", "778": "MOBILE_ADVERTISING_ID"}

@@ -14,7 +14,7 @@ import pytest
 
 from destinations.base import AudienceRef, Destination, Member, RowOutcome, RowStatus
 from destinations.emulation import Response
-from destinations.klaviyo.config import CAPABILITIES, KlaviyoListConfig
+from destinations.klaviyo.config import CAPABILITIES
 from destinations.klaviyo.connector import ImportJobLost, KlaviyoListDestination, RowErrors
 from destinations.registry import SPECS
 from destinations.responses import PlatformResponse
@@ -23,57 +23,7 @@ from syncer.errors import ConfigError, PermanentError, RateLimited, TransientErr
 from syncer.project.project import load_project
 from tests.conftest import person, write_customers, write_project
 from tests.destinations.helpers import assert_classified
-
-LIST = "LsT001"
-AUDIENCE = AudienceRef(sync="vip_klaviyo", audience_id=LIST)
-RELATIONSHIPS = f"/api/lists/{LIST}/relationships/profiles/"
-
-
-class DictCache:
-    """The ledger's id cache, in memory, counting reads and writes."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, str] = {}
-        self.puts: list[dict[str, str]] = []
-
-    def get_many(self, member_keys):
-        return {k: self.ids[k] for k in member_keys if k in self.ids}
-
-    def put_many(self, ids):
-        self.puts.append(dict(ids))
-        self.ids.update(ids)
-
-
-def member(i: int, **identifiers: str) -> Member:
-    return Member(f"k{i}", identifiers or {"email": f"person{i}@example.com"})
-
-
-def config(url: str, **overrides) -> KlaviyoListConfig:
-    fields = {"type": "klaviyo_list", "api_key_env": "KLAVIYO_KEY", "endpoint": url, "import_poll_interval_s": 0.01} | overrides
-    return KlaviyoListConfig(**fields)
-
-
-@pytest.fixture
-def sandbox(sandbox):
-    sandbox.klaviyo.create_list(LIST, name="vip")
-    return sandbox
-
-
-@pytest.fixture
-def make_dest(sandbox, monkeypatch, opened):
-    monkeypatch.setenv("KLAVIYO_KEY", sandbox.klaviyo.key)
-
-    def make(cache: DictCache | None = None, **overrides) -> KlaviyoListDestination:
-        destination = opened(KlaviyoListDestination(config(sandbox.url_for("klaviyo"), **overrides), name="klaviyo_vip"))
-        destination.id_cache = cache if cache is not None else DictCache()
-        return destination
-
-    return make
-
-
-@pytest.fixture
-def dest(make_dest):
-    return make_dest()
+from tests.destinations.klaviyo.helpers import AUDIENCE, LIST, RELATIONSHIPS, DictCache, calls, config, member
 
 
 @pytest.fixture
@@ -83,15 +33,12 @@ def offline(monkeypatch, opened) -> KlaviyoListDestination:
     return opened(KlaviyoListDestination(config(None), name="klaviyo_vip"))
 
 
-def calls(sandbox, method: str | None = None, fragment: str = "") -> list[tuple[str, str, int]]:
-    return [r for r in sandbox.klaviyo.requests if (method is None or r[0] == method) and fragment in r[1]]
-
-
 def test_is_an_email_destination_with_declared_limits():
     caps = KlaviyoListDestination.capabilities
     assert issubclass(KlaviyoListDestination, Destination) and KlaviyoListDestination.kind == "klaviyo_list"
     assert (caps.channel, caps.platform, caps.max_batch, caps.can_remove) == ("email", "plain", 1000, True)
     assert {"email", "phone", "first_name", "last_name", "external_id"} <= caps.identifiers
+    assert caps.match_keys == {"email", "phone", "external_id"}  # one profile per each: names never identify
     assert SPECS["klaviyo_list"].capabilities is CAPABILITIES is caps  # readable without importing the connector
 
 
@@ -148,7 +95,7 @@ def test_profile_ids_are_cached_and_reused(sandbox, make_dest):
     dest = make_dest(cache)
     first = dest.add(AUDIENCE, [member(1)])
     assert first.platform_counts["profiles_imported"] == 1
-    assert cache.ids == {"k1": sandbox.klaviyo.profile_id("person1@example.com")}
+    assert set(cache.ids) == {"k1"} and cache.profile_of("k1") == sandbox.klaviyo.profile_id("person1@example.com")
     dest.remove(AUDIENCE, [member(1)])
     seen = len(sandbox.klaviyo.requests)
 
@@ -164,7 +111,7 @@ def test_remove_looks_profiles_up_and_never_creates_one(sandbox, make_dest):
     result = make_dest(cache).remove(AUDIENCE, [Member("a", {"email": "known@example.com"}), Member("b", {"email": "stranger@example.com"})])
     assert [o.status for o in result.outcomes] == [RowStatus.SENT, RowStatus.SENT]
     assert sandbox.klaviyo.list_members(LIST) == set() and sandbox.klaviyo.profile_id("stranger@example.com") is None
-    assert cache.ids == {"a": known}
+    assert set(cache.ids) == {"a"} and cache.profile_of("a") == known
     assert not calls(sandbox, fragment="profile-bulk-import-jobs")
     assert calls(sandbox, "GET", "/api/profiles")
 
@@ -234,10 +181,14 @@ def test_unknown_list_is_a_config_error_naming_it(sandbox, dest):
 
 def test_a_stale_cached_id_is_resolved_again(sandbox, make_dest):
     cache = DictCache()
-    cache.ids["k1"] = "01HZSTALE00000000000000000"  # a profile merged away since
+    make_dest(cache).add(AUDIENCE, [member(1)])
+    profile_id = cache.profile_of("k1")
+    cache.ids["k1"] = cache.ids["k1"].replace(profile_id, "01HZSTALE00000000000000000")  # a profile merged away since
+    sandbox.klaviyo.remove_from_list(LIST, "person1@example.com")
     result = make_dest(cache).add(AUDIENCE, [member(1)])
     assert result.outcomes[0].status is RowStatus.SENT
-    assert cache.ids["k1"] == sandbox.klaviyo.profile_id("person1@example.com")
+    assert (result.platform_counts["ids_cached"], result.platform_counts["profiles_imported"]) == (1, 1)  # refused, resolved again
+    assert cache.profile_of("k1") == profile_id == sandbox.klaviyo.profile_id("person1@example.com")
     assert sandbox.klaviyo.list_members(LIST) == {"person1@example.com"}
 
 
