@@ -46,7 +46,10 @@ class Sent:
 
 
 class Transport(Protocol):
-    """One wire protocol behind ``GoogleCustomerMatchDestination``; it reads its own answers (``classify``)."""
+    """One wire protocol behind ``GoogleCustomerMatchDestination``; it reads its own answers (``classify``).
+
+    A transport that reads a user list's size also defines ``audience_counts(audience) -> dict[str, int]``
+    (``ads_api``); the connector offers ``HasPlatformCounts`` only then."""
 
     identifiers: frozenset[str]
 

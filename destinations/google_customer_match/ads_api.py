@@ -6,6 +6,16 @@ unknown consent and for removes; a random ``external_id``) -> AddOfflineUserData
 engine's job book so a retry resumes the job instead of starting again (``job_steps``). Jobs are never
 polled here; ``poll`` reads their status with one GAQL search per customer when a later step asks.
 
+``audience_counts`` reads a list's size with one GAQL search: ``user_list.size_for_search`` and
+``size_for_display`` ("Estimated number of users ... null if the number of users has not yet been
+determined") and ``size_range_for_search`` / ``size_range_for_display`` (``UserListSizeRange`` buckets:
+LESS_THAN_FIVE_HUNDRED, LESS_THAN_ONE_THOUSAND "500 to 1000", ONE_THOUSAND_TO_TEN_THOUSAND, ...).
+Sources: developers.google.com/google-ads/api/fields/v26/user_list and
+developers.google.com/google-ads/api/reference/rpc/v26/UserListSizeRangeEnum.UserListSizeRange (also the v26
+wheel's ``resources/types/user_list.py``). Google counts matched people, not uploaded rows, and its UI shows
+the size bucketed (support.google.com/google-ads/answer/7474166); sizes follow uploads only once their jobs
+have run (hours).
+
 Every failed SDK call is read into a ``PlatformResponse`` (``ads_api_client.response_of``: the HTTP
 equivalent of its gRPC status, the GoogleAdsFailure's error codes, the quota's retry delay as
 ``Retry-After``) and classified here; the clients are built in ``ads_api_client`` without a network call.
@@ -26,7 +36,8 @@ from destinations.http import retry_after
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
-__all__ = ["DEFAULT_RETRY_AFTER_S", "IDENTIFIERS", "MAX_IDENTIFIERS_PER_OPERATION", "MAX_OPERATIONS_PER_ADD", "AdsApiTransport"]
+__all__ = ["DEFAULT_RETRY_AFTER_S", "IDENTIFIERS", "MAX_IDENTIFIERS_PER_OPERATION", "MAX_OPERATIONS_PER_ADD", "SIZE_FIELDS",
+           "AdsApiTransport"]
 
 MAX_OPERATIONS_PER_ADD = 10_000
 MAX_IDENTIFIERS_PER_OPERATION = 20
@@ -35,6 +46,8 @@ CUSTOMER_MATCH_USER_LIST = 4
 GRANTED = 2
 DEFAULT_RETRY_AFTER_S = 30.0  # RESOURCE_EXHAUSTED without QuotaErrorDetails.retry_delay
 _POLL_CHUNK = 200
+SIZE_FIELDS = ("size_for_search", "size_for_display")
+"""The ``audience_counts`` keys: the names ``syncer.delivery.reconcile_size`` reads a Google size by."""
 _TRANSIENT_PER_OPERATION = {("internal_error", None), ("database_error", "CONCURRENT_MODIFICATION"), ("quota_error", None)}
 _AUTH_SCOPE = "https://www.googleapis.com/auth/adwords"
 _JOB_NAME = re.compile(r"customers/\d+/offlineUserDataJobs/\d+").fullmatch
@@ -101,13 +114,28 @@ class AdsApiTransport:
                                                             "query": "SELECT customer.id FROM customer LIMIT 1"}))
         if not rows:
             raise ConfigError(f"Google Ads returned no customer {self.customer_id}: check customer_id of destination '{self.name()}'")
-        if audience is not None:
-            user_list = self._user_list(audience)
-            query = f"SELECT user_list.resource_name FROM user_list WHERE user_list.resource_name = '{user_list}'"
-            if not list(self._call(self._search.search, request={"customer_id": self.customer_id, "query": query})):
-                raise ConfigError(f"Google Ads user list {audience.audience_id} does not exist in customer {self.customer_id}"
-                                  f" (or this login cannot see it): check the sync's audience_id and customer_id of destination"
-                                  f" '{self.name()}'")
+        if audience is not None and not self._user_list_rows(audience, "user_list.resource_name"):
+            raise self._no_user_list(audience)
+
+    def audience_counts(self, audience: AudienceRef) -> dict[str, int]:
+        """The list's size as Google estimates it, from one GAQL search.
+
+        Returns:
+            ``size_for_search`` and ``size_for_display`` (people matched, as ints), each only once Google has
+            determined it: a new list, or one whose first job has not run, returns ``{}``. The ranges come back in
+            the same search but are not returned: ``syncer.delivery.reconcile_size`` reads each size as that same
+            ``UserListSizeRange`` bucket.
+
+        Raises:
+            ConfigError: the list does not exist in the customer (or the login cannot see it); credentials.
+            RateLimited, TransientError: as ``classify`` reads the failure.
+        """
+        fields = [f"user_list.{name}" for name in (*SIZE_FIELDS, "size_range_for_search", "size_range_for_display")]
+        rows = self._user_list_rows(audience, *fields)
+        if not rows:
+            raise self._no_user_list(audience)
+        found = rows[0].user_list
+        return {name: int(getattr(found, name)) for name in SIZE_FIELDS if name in found}  # `in` is presence: null stays out
 
     def close(self) -> None:
         for channel in self._channels:
@@ -201,6 +229,16 @@ class AdsApiTransport:
 
     def _where(self) -> str:
         return f"customer {self.customer_id} of destination '{self.name()}'"
+
+    def _user_list_rows(self, audience: AudienceRef, *fields: str) -> list[Any]:
+        user_list = self._user_list(audience)
+        query = f"SELECT {', '.join(fields)} FROM user_list WHERE user_list.resource_name = '{user_list}'"
+        return list(self._call(self._search.search, request={"customer_id": self.customer_id, "query": query}))
+
+    def _no_user_list(self, audience: AudienceRef) -> ConfigError:
+        return ConfigError(f"Google Ads user list {audience.audience_id} does not exist in customer {self.customer_id}"
+                           f" (or this login cannot see it): check the sync's audience_id and customer_id of destination"
+                           f" '{self.name()}'")
 
     # ----- what an answer means ---------------------------------------------------------------------
     def classify(self, response: PlatformResponse) -> SyncError | None:

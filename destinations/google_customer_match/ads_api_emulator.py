@@ -10,7 +10,8 @@ It serves, with grpc generic handlers (the SDK ships no servicer classes)::
         GetOperation                      the operation Run returned (done once the job finished)
     google.ads.googleads.v26.services.GoogleAdsService
         Search                            GAQL, three shapes only: FROM offline_user_data_job (status
-                                          polling), FROM user_list, FROM customer (credential checks)
+                                          polling), FROM user_list (existence, upload key type, size),
+                                          FROM customer (credential checks)
 
 Start it in a test or a demo::
 
@@ -66,6 +67,24 @@ Membership follows ``destinations.google_customer_match.data_manager_emulator.Me
 of identifiers the list received together; an add linking a known identifier merges into that person, a remove
 drops every person any of its identifiers matches (Google matches each identifier of a row to Google accounts
 on its own: support.google.com/google-ads/answer/7474263).
+
+Size (``user_list.size_for_search``, ``size_for_display``, ``size_range_for_search``, ``size_range_for_display``):
+
+- Google counts the people it matched to Google accounts, not the rows uploaded ("the number of records
+  uploaded may not be equal to your Customer Match list size", support.google.com/google-ads/answer/7474166),
+  so both sizes are the list's persons that ``Membership.matches`` (the emulator's deterministic
+  ``match_rate``), counted from the members the list holds now.
+- Sizes are "Estimated number of users ... null if the number of users has not yet been determined"
+  (``UserList`` in the google-ads v26 wheel, ``resources/types/user_list.py``): null until a job of the list
+  has completed, after which they follow its members. The delay Google documents is the jobs' own: members
+  land when a job completes (hours on Google; here on reads or ``finish_jobs()``), and the size with them.
+- Ranges are ``UserListSizeRange`` (LESS_THAN_FIVE_HUNDRED, LESS_THAN_ONE_THOUSAND "500 to 1000",
+  ONE_THOUSAND_TO_TEN_THOUSAND, ... OVER_FIFTY_MILLION:
+  developers.google.com/google-ads/api/reference/rpc/v26/UserListSizeRangeEnum.UserListSizeRange), a size
+  falling in [low, high); UNKNOWN while the size is null.
+- Rounding: the Google Ads UI shows "a bucketed number" (answer/7474166); no rounding of the API's integer
+  (nor reduced precision for small lists) is documented, so the emulator reports it exact.
+- Fields and filters are strict: a user_list field or condition it does not serve is UNRECOGNIZED_FIELD.
 """
 
 from __future__ import annotations
@@ -131,6 +150,18 @@ _LIST_NAME = re.compile(r"customers/(\d+)/userLists/(\d+)").fullmatch
 _QUERY = re.compile(r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<resource>\w+)(?:\s+WHERE\s+(?P<where>.+?))?"
                     r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$", re.I | re.S)
 _CONDITION = re.compile(r"^\s*([\w.]+)\s*(=|IN)\s*(.+?)\s*$", re.I | re.S)
+_USER_LIST_FIELDS = {"resource_name", "id", "name", "crm_based_user_list.upload_key_type", "size_for_search", "size_for_display",
+                     "size_range_for_search", "size_range_for_display"}
+_USER_LIST_FILTERS = {"user_list.resource_name", "user_list.id"}
+# UserListSizeRange by its exclusive upper bound, in users; above the last: OVER_FIFTY_MILLION
+_SIZE_RANGES = ((500, "LESS_THAN_FIVE_HUNDRED"), (1_000, "LESS_THAN_ONE_THOUSAND"), (10_000, "ONE_THOUSAND_TO_TEN_THOUSAND"),
+                (50_000, "TEN_THOUSAND_TO_FIFTY_THOUSAND"), (100_000, "FIFTY_THOUSAND_TO_ONE_HUNDRED_THOUSAND"),
+                (300_000, "ONE_HUNDRED_THOUSAND_TO_THREE_HUNDRED_THOUSAND"),
+                (500_000, "THREE_HUNDRED_THOUSAND_TO_FIVE_HUNDRED_THOUSAND"), (1_000_000, "FIVE_HUNDRED_THOUSAND_TO_ONE_MILLION"),
+                (2_000_000, "ONE_MILLION_TO_TWO_MILLION"), (3_000_000, "TWO_MILLION_TO_THREE_MILLION"),
+                (5_000_000, "THREE_MILLION_TO_FIVE_MILLION"), (10_000_000, "FIVE_MILLION_TO_TEN_MILLION"),
+                (20_000_000, "TEN_MILLION_TO_TWENTY_MILLION"), (30_000_000, "TWENTY_MILLION_TO_THIRTY_MILLION"),
+                (50_000_000, "THIRTY_MILLION_TO_FIFTY_MILLION"))
 _JOB_FIELDS = {"resource_name", "id", "external_id", "type", "status", "failure_reason", "operation_metadata.match_rate_range",
                "customer_match_user_list_metadata.user_list"}
 _PERMISSION_MESSAGE = ("User doesn't have permission to access customer. Note: If you're accessing a client customer,"
@@ -314,6 +345,7 @@ class GoogleAdsEmulator:
             self._operation_ids = itertools.count(1)
             self._runs = itertools.count(1)
             self._operations: dict[str, str] = {}  # long-running operation name -> job resource name
+            self._sized: set[str] = set()  # user lists a job has completed for: Google has determined their size
             self.requests: list[tuple[str, int]] = []  # (method, operations)
 
     def create_user_list(self, customer_id: str, user_list_id: str | None = None, upload_key_type: str = "CONTACT_INFO") -> str:
@@ -339,6 +371,12 @@ class GoogleAdsEmulator:
         """Members of a list, by resource name or bare id (see ``Membership.members``)."""
         with self.lock:
             return self.user_lists[self._list_name(user_list)].members()
+
+    def user_list_size(self, user_list: str) -> int | None:
+        """What ``size_for_search`` and ``size_for_display`` of a list say now (by resource name or bare id): the
+        persons it holds that Google matched, None until a job of the list has completed."""
+        with self.lock:
+            return self._size(self._list_name(user_list))
 
     @property
     def jobs(self) -> dict[str, dict[str, Any]]:
@@ -613,6 +651,7 @@ class GoogleAdsEmulator:
             else:
                 members.remove(ids)
         job.status = "SUCCESS"
+        self._sized.add(job.user_list)
 
     def _estimate(self, job: _Job) -> str:
         members = self.user_lists[job.user_list]
@@ -680,6 +719,11 @@ class GoogleAdsEmulator:
                 row.customer_match_user_list_metadata.user_list = job.user_list
 
     def _search_user_lists(self, customer_id: str, fields: list[str], conditions: dict[str, list[str]], response: Any) -> None:
+        unknown = [f for f in fields if not f.startswith("user_list.") or f.removeprefix("user_list.") not in _USER_LIST_FIELDS]
+        unknown += sorted(set(conditions) - _USER_LIST_FILTERS)
+        if unknown:
+            raise _query_error("UNRECOGNIZED_FIELD", f"Unrecognized field in the query: '{unknown[0]}'.")
+        wanted = {f.removeprefix("user_list.") for f in fields}
         names = conditions.get("user_list.resource_name")
         ids = conditions.get("user_list.id")
         for name in self.user_lists:
@@ -688,11 +732,31 @@ class GoogleAdsEmulator:
                 continue
             row = response.results.add().user_list
             row.resource_name = name
-            row.id = int(list_id)
-            row.name = f"sandbox list {list_id}"
-            if "user_list.crm_based_user_list.upload_key_type" in fields:
+            if "id" in wanted:
+                row.id = int(list_id)
+            if "name" in wanted:
+                row.name = f"sandbox list {list_id}"
+            if "crm_based_user_list.upload_key_type" in wanted:
                 key_types = type(row.crm_based_user_list).DESCRIPTOR.fields_by_name["upload_key_type"].enum_type
                 row.crm_based_user_list.upload_key_type = key_types.values_by_name[self.upload_key_types[name]].number
+            self._fill_size(row, name, wanted)
+
+    def _size(self, user_list: str) -> int | None:
+        if user_list not in self._sized:
+            return None
+        members = self.user_lists[user_list]
+        return sum(members.matches(person) for person in members.persons.values())
+
+    def _fill_size(self, row: Any, user_list: str, wanted: set[str]) -> None:
+        """The size fields asked for: both networks count the same matched persons here."""
+        size = self._size(user_list)
+        ranges = type(row).DESCRIPTOR.fields_by_name["size_range_for_search"].enum_type
+        bucket = "UNKNOWN" if size is None else next((n for high, n in _SIZE_RANGES if size < high), "OVER_FIFTY_MILLION")
+        for network in ("search", "display"):
+            if f"size_for_{network}" in wanted and size is not None:
+                setattr(row, f"size_for_{network}", size)
+            if f"size_range_for_{network}" in wanted:
+                setattr(row, f"size_range_for_{network}", ranges.values_by_name[bucket].number)
 
 
 class _OpError(Exception):

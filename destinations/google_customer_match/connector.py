@@ -76,6 +76,10 @@ Both transports
   are REJECTED ``no_supported_identifier``.
 - Job status is never awaited: ``destination.jobs`` collects job resource names / request ids;
   ``poll_jobs(names)`` returns {name: {status, failure_reason, match_rate_range}} in a later step.
+- Size (``HasPlatformCounts``, for ``syncer reconcile``): only over google_ads_api, where ``audience_counts``
+  reads ``size_for_search`` / ``size_for_display`` with one GAQL search (``ads_api``). A data_manager
+  instance does not offer it (no ``audience_counts`` attribute), so reconcile skips it saying the API reads
+  back no size; the Data Manager API's ``userLists.get`` (``sizeInfo``) is not wired here yet.
 - ``classify(response)`` is the transport's own (``ads_api.AdsApiTransport.classify``,
   ``data_manager.DataManagerTransport.classify``): the connector's one entry point for what an answer means.
 - Limits as data: ``capabilities.max_batch`` 10,000 (the base refuses more); ``ads_api.MAX_OPERATIONS_PER_ADD``,
@@ -115,7 +119,7 @@ Sources (read for this package)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from destinations.base import AudienceRef, BatchResult, Capabilities, Destination, Member, Op, RowOutcome, RowStatus
@@ -172,6 +176,10 @@ class GoogleCustomerMatchDestination(Destination):
             from destinations.google_customer_match.data_manager import DataManagerTransport
 
             self._transport = DataManagerTransport(config, token, name=lambda: self.name)
+        if hasattr(self._transport, "audience_counts"):
+            # HasPlatformCounts is checked with isinstance on the instance: only a transport that reads a size
+            # offers it, so reconcile and the engine never ask the other for a figure it cannot have.
+            self.audience_counts = self._audience_counts
 
     # ----- Destination --------------------------------------------------------------------------
     def check(self, audience: AudienceRef | None = None) -> None:
@@ -203,6 +211,20 @@ class GoogleCustomerMatchDestination(Destination):
         """
         names = list(self.jobs if names is None else names)
         return self._transport.poll(names) if names else {}
+
+    # ----- size (HasPlatformCounts, google_ads_api only) ---------------------------------------
+    def _audience_counts(self, audience: AudienceRef) -> Mapping[str, int]:
+        """The user list's size as Google estimates it; bound as ``audience_counts`` where the transport reads one.
+
+        Returns:
+            ``size_for_search`` and ``size_for_display`` (ints: people Google matched), each left out while Google
+            has not determined it (``{}`` for a list no job has completed for yet).
+
+        Raises:
+            ConfigError: the user list does not exist in the customer, or the credentials are refused.
+            RateLimited, TransientError: as ``classify`` reads the failure.
+        """
+        return self._transport.audience_counts(audience)  # type: ignore[attr-defined] - only bound when it has one
 
     # ----- one batch ----------------------------------------------------------------------------
     def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:

@@ -297,6 +297,57 @@ def test_search_refuses_what_it_does_not_serve(emu):
     assert [r.user_list.resource_name for r in rows] == [f"customers/{CID}/userLists/555"]
 
 
+SIZE_QUERY = ("SELECT user_list.size_for_search, user_list.size_for_display, user_list.size_range_for_search,"
+              " user_list.size_range_for_display FROM user_list WHERE user_list.id = 556")
+
+
+def size_row(ads: Ads):
+    (row,) = list(ads.search.search(customer_id=CID, query=SIZE_QUERY))
+    return row.user_list
+
+
+@pytest.mark.parametrize("people, expected_range", [(0, "LESS_THAN_FIVE_HUNDRED"), (499, "LESS_THAN_FIVE_HUNDRED"),
+                                                    (500, "LESS_THAN_ONE_THOUSAND"), (1_000, "ONE_THOUSAND_TO_TEN_THOUSAND")])
+def test_a_user_list_size_is_its_matched_people_once_a_job_ran(emu, monkeypatch, people, expected_range):
+    monkeypatch.setattr(emu, "match_rate", 1.0)  # every person matched, so the size is the people sent
+    emu.create_user_list(CID, "556")
+    ads = Ads(sdk(emu))
+    before = size_row(ads)  # "null if the number of users has not yet been determined"
+    assert ("size_for_search" in before, "size_for_display" in before) == (False, False)
+    assert (before.size_range_for_search.name, before.size_range_for_display.name) == ("UNKNOWN", "UNKNOWN")
+    job = ads.create(user_list=f"customers/{CID}/userLists/556")
+    if people:
+        ads.add(job, [ads.op(emails=(f"p{i}@x.com",)) for i in range(people)])
+    ads.jobs.run_offline_user_data_job(resource_name=job)
+    assert "size_for_search" not in size_row(ads)  # run, not yet finished: the size waits for the job
+    emu.finish_jobs()
+    after = size_row(ads)
+    assert (after.size_for_search, after.size_for_display) == (people, people) == (emu.user_list_size("556"),) * 2
+    assert (after.size_range_for_search.name, after.size_range_for_display.name) == (expected_range, expected_range)
+
+
+def test_a_user_list_size_counts_matched_people_only(emu):
+    ads = Ads(sdk(emu))
+    job = ads.create()
+    ads.add(job, [ads.op(emails=(f"p{i}@x.com",)) for i in range(200)])
+    ads.jobs.run_offline_user_data_job(resource_name=job)
+    emu.finish_jobs()
+    (row,) = list(ads.search.search(customer_id=CID, query=SIZE_QUERY.replace("556", "555")))
+    assert row.user_list.size_for_search == emu.user_list_size("555") and 100 < row.user_list.size_for_search < 180
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT user_list.size_for_youtube FROM user_list",  # a size the API does not have
+    "SELECT user_list.match_rate_percentage FROM user_list",  # one the emulator does not serve
+    "SELECT size_for_search FROM user_list",
+    "SELECT user_list.id FROM user_list WHERE user_list.size_for_search = 5",  # a filter it does not serve
+])
+def test_user_list_fields_it_does_not_serve_are_refused(emu, query):
+    with pytest.raises(GoogleAdsException) as caught:
+        list(Ads(sdk(emu)).search.search(customer_id=CID, query=query))
+    assert failure_codes(caught.value) == ["UNRECOGNIZED_FIELD"]
+
+
 def test_start_google_ads_emulator_exports_the_certificate(monkeypatch):
     monkeypatch.delenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", raising=False)
     emulator = start_google_ads_emulator(tls=True, access_token=TOKEN, developer_token=DEV)
