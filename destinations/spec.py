@@ -42,6 +42,19 @@ class DestinationSpec:
     sandbox_member: Callable[[int], Member] | None = None
     """The ``i``-th member the contract suite sends, identifiers in the platform's format; default: an
     email, a US phone and a name, encoded by ``syncer.identity`` for ``capabilities.platform``."""
+    sandbox_holds: Callable[[Any, str, Mapping[str, str]], bool] | None = None
+    """``(emulator, audience_id, identifiers)``: whether the sandbox audience holds a person matched by any of
+    these identifiers (kind -> value in the format the connector sends). Read from the emulator's own
+    state, so a scenario checks what the platform holds rather than what our ledger believes. For a
+    platform that keeps no membership (a text), whether that person was sent the audience's message."""
+    sandbox_refused_row: Mapping[str, str | None] | None = None
+    """Raw values (identifier kind -> warehouse value; None clears a kind) that our identity rules accept and
+    the platform refuses for good, as the real one would: the contract suite gives them to one member to
+    see a refused row wait instead of being sent again. None when no such value exists."""
+    sandbox_refuse: Callable[[Any, Mapping[str, str]], None] | None = None
+    """``(emulator, identifiers)``: make the sandbox refuse the person these identifiers (as sent) name for
+    good, through the emulator's own mechanism for what happens outside our syncs (a forgotten user, a
+    number that texted STOP). For platforms whose refusals no value our identity rules accept can reach."""
 
 
 def load_object(reference: str) -> Any:

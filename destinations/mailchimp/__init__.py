@@ -1,5 +1,6 @@
 """Mailchimp audiences: membership as a tag or a static segment, never the subscription status."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from destinations.mailchimp.audience import parse_audience
@@ -16,6 +17,18 @@ def _seed_audience(emulator: Any, config: MailchimpAudienceConfig, audience_id: 
         emulator.create_segment(target.list_id, name, segment_id=int(target.target))
 
 
+def _holds(emulator: Any, audience_id: str, identifiers: Mapping[str, str]) -> bool:
+    """Whether the tag (or static segment) holds the contact of the email: a contact is its email, a phone
+    only one of its merge fields."""
+    email = identifiers.get("email")
+    if not email:
+        return False
+    target = parse_audience(audience_id)
+    held = (emulator.tag_members(target.list_id, target.target) if target.kind == "tag"
+            else emulator.segment_members(target.list_id, target.target))
+    return email.lower() in {e.lower() for e in held}
+
+
 SPEC = DestinationSpec(
     type="mailchimp_audience",
     config=MailchimpAudienceConfig,
@@ -29,4 +42,9 @@ SPEC = DestinationSpec(
         "type": "mailchimp_audience", "api_key_env": "SANDBOX_MAILCHIMP_KEY", "endpoint": base_url,
     },
     sandbox_audience="a1b2c3d4e5:tag:contract",
+    sandbox_holds=_holds,
+    # An address our rules take whose top-level domain exists nowhere (a 0 typed for an o): the batch
+    # subscribe refuses it as "looks fake or invalid" (the emulator's check, a top-level label of letters,
+    # is its reading of Mailchimp's [U]).
+    sandbox_refused_row={"email": "ann.lee@example.c0m"},
 )

@@ -25,4 +25,9 @@ SPEC = DestinationSpec(
         "sandbox_time": "2025-06-11T10:00:00-07:00",
     },
     sandbox_audience=_SANDBOX_AUDIENCE,
+    # Twilio keeps no membership: the "audience" holds whoever was texted its message
+    sandbox_holds=lambda emulator, audience_id, identifiers: bool(
+        identifiers.get("phone") and emulator.sent_to(identifiers["phone"])),
+    # the person texted STOP: Twilio refuses every later send to the number (21610)
+    sandbox_refuse=lambda emulator, identifiers: emulator.opt_out(identifiers["phone"]),
 )

@@ -61,7 +61,7 @@ def member_for(spec: DestinationSpec, destination: Destination, i: int) -> Membe
     if spec.sandbox_member is not None:
         return spec.sandbox_member(i)
     caps = destination.capabilities
-    raw = {"email": f"contract.person{i}@example.com", "phone": f"+1 415 555 {i % 10_000:04d}",
+    raw = {"email": f"contract.person{i}@example.com", "phone": f"+1 415 734 {i % 10_000:04d}",
            "first_name": "Ann", "last_name": f"Lee{i}", "country": "US"}
     kinds = [kind for kind in _RAW_KINDS if kind in caps.identifiers]
     identifiers = dict(identify(raw, kinds, platform=caps.platform, region="US").identifiers)
