@@ -3,7 +3,7 @@
 What it compares and repairs, and what each status means, is in ``syncer.delivery.reconcile``. Exit codes:
 0 every audience in sync, repaired or skipped; 1 a read or repair failed, was cut short, or the platform
 asked us to wait; 3 a gate held the removal of extras (``--approve`` lets it through); 4 drift remains that
-reconcile does not repair (changed members, refused rows, a size beyond the platform's approximation, or
+reconcile does not repair (refused rows, a size beyond the platform's approximation, or
 ``--dry-run``). Output holds counts and member keys, never identifiers.
 """
 
@@ -90,8 +90,8 @@ def notes(reports) -> list[str]:
         if said:
             lines.append(f"  {r.sync} ({r.status}): " + "; ".join(said))
     if any(r.changed for r in reports):
-        lines.append("  changed members were edited on the platform (an email changed by hand, say); reconcile leaves"
-                     " them as they are: check them there")
+        lines.append("  changed members were edited on the platform (an email changed by hand, say); they were sent again"
+                     " as the warehouse has them: an edit that should last belongs in the warehouse")
     if any(r.status == "held" for r in reports):
         lines.append("  nothing was removed where a gate held; if the removal is expected, re-run with --approve")
     return lines

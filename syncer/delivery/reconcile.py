@@ -19,9 +19,11 @@ bug can make it wrong. Reconcile reads the audience back and acts, per sync:
     a plan (``max_removal_pct`` of what the platform lists, ``max_removals``, the zero-row guard,
     ``min_audience_size``): a tripped gate holds the removal (``--approve`` lets it through) and says
     why. Extras were never held, so removing them writes nothing to ``held``;
-  - *changed* members are reported, never repaired: the platform's person was edited outside the syncer
-    (a customer changing their email in a preference centre, say), and sending our old identifiers again
-    could create a second profile or undo their edit.
+  - *changed* members (the platform's person edited outside the syncer: a profile whose email was changed
+    by hand) are sent again as the warehouse has them, as missing ones are: the warehouse is the source
+    of truth of a reverse-ETL sync, and an edit that should last belongs there. Their cached platform ids
+    are dropped first, so the connector resolves the person from the identifiers we send, not from the
+    profile that was edited (which, if it no longer matches anyone we hold, is an extra from then on).
 
 - **Size only** (``HasPlatformCounts``: Meta; Google where its connector reads a size): the platform's
   size is compared with the held count within the platform's documented approximation
@@ -37,7 +39,7 @@ counts only).
 
 Statuses: ``in_sync`` (nothing to repair: every held member is on the platform as sent; extras kept by
 ``extras: keep`` are counted, not drift), ``repaired`` (what drifted was set right), ``drift`` (something
-stays wrong: changed members, extras that could not be removed, rows the platform refused, a size beyond
+stays wrong: extras that could not be removed, rows the platform refused, a size beyond
 the approximation, or a ``--dry-run``), ``held`` (a gate held the removal of extras), ``deferred`` (the
 destination asked us to wait), ``partial`` / ``failed`` (the platform failed mid-way / at once), ``skipped``
 (nothing to read back, or no size computed yet).
@@ -205,21 +207,24 @@ class Reconciler:
                 report: ReconcileReport, sync_run_id: int, version: int) -> None:
         pending = self.ledger.pending_keys(name)
         suppressed = {k for k, segment in self.ledger.active_suppressions() if segment in ("*", sync.segment)}
-        readd = []
-        for key in drift.missing:
-            why = "pending_retry" if key in pending else "suppressed" if key in suppressed else None
-            if why:
-                report.left[why] = report.left.get(why, 0) + 1
-            else:
-                readd.append(key)
+        readd, resend = [], []
+        for keys, wanted in ((drift.missing, readd), (drift.changed, resend)):
+            for key in keys:
+                why = "pending_retry" if key in pending else "suppressed" if key in suppressed else None
+                if why:
+                    report.left[why] = report.left.get(why, 0) + 1
+                else:
+                    wanted.append(key)
         extras = self._removable_extras(name, sync, drift, pending, report, version)
         if self.dry_run:
-            if readd or extras:
-                report.left["dry_run"] = len(readd) + len(extras)
-            report.status = "drift" if (readd or extras or drift.changed) else report.status
+            if readd or resend or extras:
+                report.left["dry_run"] = len(readd) + len(resend) + len(extras)
+            report.status = "drift" if (readd or resend or extras) else report.status
             return
         try:
-            self._readd(name, destination, audience, readd, report, sync_run_id)
+            if resend:
+                self.ledger.id_cache(destination.name).forget(resend)
+            self._readd(name, destination, audience, readd + resend, report, sync_run_id)
             self._remove(sync.destination, destination, audience, extras, report)
         except SyncError as exc:
             remember_wait(self.ledger, sync.destination, exc, now=self.engine.clock())
@@ -331,7 +336,7 @@ def _settle(report: ReconcileReport, drift: Drift) -> None:
     if report.status == "held":
         return
     unrepaired = {k for k in report.left if k not in ("extras_kept", "pending_retry", "suppressed")}
-    if drift.changed or report.rejected or unrepaired:
+    if report.rejected or unrepaired:
         report.status = "drift"
     elif report.readded or report.removed:
         report.status = "repaired"

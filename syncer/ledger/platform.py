@@ -36,6 +36,14 @@ class PlatformIdCache:
                 out.update({k: v for k, v in conn.execute(q)})
         return out
 
+    def forget(self, member_keys: Sequence[str]) -> None:
+        """Drop the cached ids of ``member_keys``: the next call resolves them from their identifiers again
+        (a profile edited on the platform no longer holds what we sent)."""
+        with self._ledger.begin() as conn:
+            for start in range(0, len(member_keys), 900):
+                conn.execute(platform_ids.delete().where(platform_ids.c.destination == self._destination,
+                                                         platform_ids.c.member_key.in_(list(member_keys[start:start + 900]))))
+
     def put_many(self, ids: dict[str, str]) -> None:
         if not ids:
             return
