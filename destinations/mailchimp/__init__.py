@@ -43,8 +43,8 @@ SPEC = DestinationSpec(
     },
     sandbox_audience="a1b2c3d4e5:tag:contract",
     sandbox_holds=_holds,
-    # An address our rules take whose top-level domain exists nowhere (a 0 typed for an o): the batch
-    # subscribe refuses it as "looks fake or invalid" (the emulator's check, a top-level label of letters,
-    # is its reading of Mailchimp's [U]).
-    sandbox_refused_row={"email": "ann.lee@example.c0m"},
+    # An address our rules take (RFC 6531 allows UTF-8 before the @) that Mailchimp refuses: it cannot
+    # process non-ASCII characters in an address's prefix (mailchimp.com/help/international-characters-in-
+    # mailchimp/), so the batch subscribe reports it as "looks fake or invalid".
+    sandbox_refused_row={"email": "jörg.lee@example.com"},
 )

@@ -46,9 +46,10 @@ Errors: ``classify`` is the only reader of Mailchimp's answers, and answers as t
 carrying ``errors[]`` (batch subscribe, segment calls) is accepted as a call, its errors being per-row
 rejections read by the caller, while a 2xx that is not JSON is retried; a 403 without a JSON body comes
 from Mailchimp's edge throttle (``RateLimited``); 401 and 403 name the variable to fix; a 4xx about one
-contact (the tags call) rejects that row only (``RowRejected``); 409 and unknown statuses are retried
-(tag and segment changes are idempotent). A 429 raises ``RateLimited`` (its ``Retry-After`` when sent,
-which Mailchimp does not: the engine backs off).
+contact (the tags call) rejects that row only (``RowRejected``; an address Mailchimp calls "fake or
+invalid", in a batch row's ``error`` or a 400's ``detail``, is ``mailchimp_invalid_email``); 409 and
+unknown statuses are retried (tag and segment changes are idempotent). A 429 raises ``RateLimited``
+(its ``Retry-After`` when sent, which Mailchimp does not: the engine backs off).
 
 Outcomes: one per member. REJECTED reasons: ``no_email``, ``mailchimp_invalid_email``,
 ``mailchimp_invalid_merge_fields``, ``mailchimp_compliance_state``, ``mailchimp_not_list_member``,
@@ -94,6 +95,9 @@ __all__ = ["MailchimpAudienceDestination", "RowRejected", "subscriber_hash"]
 NEW_STATUS_WITHOUT_CONSENT = "transactional"
 _PAGE = 1000  # records per page of a collection: Mailchimp's maximum ``count``
 _DC = re.compile(r"-([a-z]{2,4}\d+)$")
+# Mailchimp's words for an address it refuses, in a batch row's ``error`` or a one-contact 400's ``detail``
+# ("<address> looks fake or invalid, please enter a real email address.")
+_FAKE_OR_INVALID = "fake or invalid"
 
 
 def subscriber_hash(email: str) -> str:
@@ -219,6 +223,9 @@ class MailchimpAudienceDestination(Destination):
             return ConfigError(f"{self._base} answered HTTP 404 with a page that is not Mailchimp's API: check 'endpoint' of"
                                f" destination '{ctx.destination}'", detail=detail)
         if member_call and problem and 400 <= status < 500 and status not in (408, 409, 429):
+            if _FAKE_OR_INVALID in str(problem.get("detail") or "").lower():
+                return RowRejected(f"Mailchimp refused a contact's email address as fake or invalid in {where}",
+                                   reason="mailchimp_invalid_email", detail=detail)
             return RowRejected(f"Mailchimp refused a contact's update in {where} ({title})", reason=_code(title), detail=detail)
         if status == 409 or not 400 <= status < 600:
             # A conflict, or a status Mailchimp does not document: tag and segment changes are idempotent, so a retry is harmless.
@@ -361,7 +368,7 @@ def _row_reason(error: Mapping[str, Any]) -> str:
     """A short code for a batch subscribe error (never the email it names)."""
     text = str(error.get("error") or "").lower()
     field = str(error.get("field") or "")
-    if field == "email_address" or "fake or invalid" in text or "valid email" in text:
+    if field == "email_address" or _FAKE_OR_INVALID in text or "valid email" in text:
         return "mailchimp_invalid_email"
     if field == "merge_fields" or "merge field" in text:
         return "mailchimp_invalid_merge_fields"

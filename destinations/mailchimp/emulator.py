@@ -7,6 +7,8 @@ connector's endpoint is ``http://127.0.0.1:PORT/mailchimp`` (``/3.0`` appended).
     GET  /3.0/lists/{list_id}                            the audience (404 problem when unknown)
     POST /3.0/lists/{list_id}                            batch subscribe: {members[<=500], update_existing}
                                                          -> 200 {new_members, updated_members, errors[], ...}
+    POST /3.0/lists/{list_id}/members                    add one contact: {email_address, status, merge_fields}
+                                                         -> 200 the contact, or 400 problem ("Member Exists", ...)
     GET  /3.0/lists/{list_id}/members/{hash}             one contact (hash = md5 of the lowercased email)
     POST /3.0/lists/{list_id}/members/{hash}/tags        {tags: [{name, status: active|inactive}]} -> 204
     GET  /3.0/lists/{list_id}/segments/{segment_id}      a tag or static segment
@@ -25,11 +27,13 @@ a test prove that leaving a segment unsubscribed nobody.
 
 Strictness: HTTP Basic auth (any user, the key as password) or ``Bearer <key>`` (401 "API Key
 Invalid"/"API Key Missing"); JSON bodies (400 "JSON Parse Exception"); the 500-row limits and the
-documented statuses (400 "Invalid Resource" with ``errors[{field, message}]``); invalid emails and
-unknown merge fields as per-row ``errors[]`` on HTTP 200; a tag or segment member must be on the list
-(404 for the tags route, ``errors[]`` for the segment route); at most ``max_connections`` (10)
-requests in flight, else 429 "Too Many Requests". Errors are ``application/problem+json``
-``{type, title, status, detail, instance}``.
+documented statuses (400 "Invalid Resource" with ``errors[{field, message}]``); the addresses Mailchimp
+refuses, by its published rules only (``destinations.mailchimp.email_rules``: an ASCII local part, any
+IDN domain), and unknown merge fields: per-row ``errors[]`` on HTTP 200 from the batch subscribe, a 400
+"Invalid Resource" problem ("... looks fake or invalid ...") from the one-contact add; a tag or segment
+member must be on the list (404 for the tags route, ``errors[]`` for the segment route); at most
+``max_connections`` (10) requests in flight, else 429 "Too Many Requests". Errors are
+``application/problem+json`` ``{type, title, status, detail, instance}``.
 
 The read-back routes and the hand edits a test makes (``remove_from_list``, ``add_to_list``,
 ``change_email``, as the Klaviyo emulator names them) live in ``destinations.mailchimp.emulator_listing``.
@@ -53,6 +57,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from destinations.emulation import Emulator, Request, Response
+from destinations.mailchimp.email_rules import INVALID_RESOURCE, batch_error, looks_fake_or_invalid
 from destinations.mailchimp.emulator_listing import ListingRoutes
 
 __all__ = ["MAX_BATCH", "MailchimpEmulator", "STATUSES", "subscriber_hash"]
@@ -61,11 +66,11 @@ MAX_BATCH = 500
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
 DEFAULT_MERGE_FIELDS = ("FNAME", "LNAME", "ADDRESS", "PHONE", "BIRTHDAY")
 ERRORS_DOC = "https://mailchimp.com/developer/marketing/docs/errors/"
-_EMAIL = re.compile(r"^[^@\s\"]+@[^@\s\"]+\.[A-Za-z]{2,}$").match
 _HASH = re.compile(r"^[0-9a-f]{32}$").match
 _ROUTES = [
     (re.compile(r"^/3\.0/ping/?$"), "ping"),
     (re.compile(r"^/3\.0/lists/([^/]+)/?$"), "list"),
+    (re.compile(r"^/3\.0/lists/([^/]+)/members/?$"), "members"),
     (re.compile(r"^/3\.0/lists/([^/]+)/members/([^/]+)/?$"), "member"),
     (re.compile(r"^/3\.0/lists/([^/]+)/members/([^/]+)/tags/?$"), "member_tags"),
     (re.compile(r"^/3\.0/lists/([^/]+)/segments/([^/]+)/?$"), "segment"),
@@ -102,7 +107,7 @@ def _not_found() -> Problem:
 
 
 def _invalid(field: str, message: str) -> Problem:
-    return Problem(400, "Invalid Resource",
+    return Problem(400, INVALID_RESOURCE,
                    "The resource submitted could not be validated. For field-specific details, see the 'errors' array.",
                    [{"field": field, "message": message}])
 
@@ -349,11 +354,25 @@ class MailchimpEmulator(ListingRoutes, Emulator):
         return Response(200, {"new_members": new, "updated_members": updated, "errors": errors,
                               "total_created": len(new), "total_updated": len(updated), "error_count": len(errors), "_links": []})
 
+    def _post_members(self, request: Request, list_id: str) -> Response:
+        """Add one contact: the batch subscribe's checks, each refusal a 400 problem instead of an ``errors[]`` row."""
+        audience = self._list(list_id)
+        row = self._json(request)
+        if not isinstance(row.get("email_address"), str):
+            raise _invalid("email_address", "This value should not be blank.")
+        if row.get("status") not in STATUSES:
+            raise _invalid("status", "Data did not match any of the schemas described in the documentation.")
+        result = self._subscribe(list_id, audience, row, update=False)
+        if isinstance(result, dict):
+            title = "Member Exists" if result["error_code"] == "ERROR_CONTACT_EXISTS" else INVALID_RESOURCE
+            fields = [{"field": result["field"], "message": result["field_message"]}] if result["field"] == "merge_fields" else None
+            raise Problem(400, title, result["error"], fields)
+        return Response(200, self._member(list_id, subscriber_hash(row["email_address"])))
+
     def _subscribe(self, list_id: str, audience: dict[str, Any], row: dict[str, Any], update: bool) -> str | dict[str, str]:
         email = row["email_address"]
-        if not _EMAIL(email):
-            return {"email_address": email, "error": f"{email} looks fake or invalid, please enter a real email address.",
-                    "error_code": "ERROR_GENERIC", "field": "email_address", "field_message": "Invalid email address"}
+        if looks_fake_or_invalid(email):
+            return batch_error(email)
         merge = row.get("merge_fields") or {}
         unknown = sorted(k for k in merge if k not in audience["merge_fields"])
         if unknown:

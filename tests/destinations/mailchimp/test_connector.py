@@ -175,6 +175,18 @@ def test_rows_mailchimp_rejects_carry_its_reason(sandbox, make_dest):
     assert sandbox.mailchimp.tag_members(LIST, "VIP buyers") == {"person1@example.com"}
 
 
+def test_an_address_mailchimp_refuses_is_rejected_and_an_international_domain_is_sent(sandbox, dest):
+    members = [by_email(1), Member("k2", {"email": "Jörg@Example.com"}), Member("k3", {"email": "ann@пример.рф"})]
+    result = dest.add(TAG, members)
+    assert [(o.member_key, o.status, o.reason) for o in result.outcomes] == [
+        ("k1", RowStatus.SENT, None),
+        ("k2", RowStatus.REJECTED, "mailchimp_invalid_email"),  # non-ASCII before the @
+        ("k3", RowStatus.SENT, None),
+    ]
+    assert sandbox.mailchimp.tag_members(LIST, "VIP buyers") == {"person1@example.com", "ann@пример.рф"}
+    assert "jörg@example.com" not in sandbox.mailchimp.list_members(LIST)
+
+
 def test_removing_someone_mailchimp_does_not_have_is_a_no_op(sandbox, dest):
     sandbox.mailchimp.seed_member(LIST, "person1@example.com", tags=("VIP buyers",))
     for audience in (TAG, STATIC):
@@ -255,6 +267,14 @@ def test_classify_messages_name_the_fix_and_no_pii(offline):
     missing = offline.classify(PlatformResponse(404, problem(404, "Resource Not Found")), audience_id="nosuchlist:tag:vip")
     assert type(missing) is ConfigError and "nosuchlist" in missing.message
     assert type(offline.classify(PlatformResponse(400, problem(400, "Invalid Resource")))) is PermanentError
+
+
+def test_a_contact_mailchimp_calls_fake_or_invalid_is_an_invalid_email_row(offline):
+    detail = "jörg@example.com looks fake or invalid, please enter a real email address."
+    rejected = offline.classify(PlatformResponse(400, problem(400, "Invalid Resource", detail)), audience_id=TAG.audience_id,
+                                member_call=True)
+    assert type(rejected) is RowRejected and rejected.reason == "mailchimp_invalid_email"
+    assert "fake or invalid" in str(rejected) and "jörg" not in str(rejected) + (rejected.detail or "")
 
 
 def test_engine_keeps_the_tag_equal_to_the_segment(tmp_path: Path, sandbox, monkeypatch):

@@ -309,8 +309,8 @@ def test_server_main_serves_until_sigterm_then_saves(tmp_path):
     assert [(a["id"], a["account_id"], a["members"]) for a in saved] == [("31", "3", [{"EMAIL": sha("a")}])]
 
 
-def test_a_10000_row_request_is_fast(sandbox, api, audience):
+def test_a_10000_row_request_lands_whole(sandbox, api, audience):
+    # its speed (~0.07 s, well over 100k identifiers/s) is bench/push_throughput.py's to measure, not a test's
     data = [sha(str(i)) for i in range(10_000)]
-    started = time.perf_counter()
     users(api, audience, "EMAIL_SHA256", data)
-    assert time.perf_counter() - started < 1.0  # measured ~0.07 s; well over 100k identifiers/s
+    assert len(sandbox.meta.members(audience)) == 10_000
