@@ -20,6 +20,9 @@ CAPABILITIES = Capabilities(
     max_batch=100,
     can_remove=True,
     channel="sms",
+    # each identifier is sent alone (connector docstring): the phone's person and the email's person each
+    # carry the attribute, so members sharing either value are one person there
+    match_keys=frozenset({"phone", "email"}),
 )
 
 
@@ -34,7 +37,7 @@ class AttentiveConfig(DestinationConfigBase):
     api_key_env: str = Field(description="Environment variable holding a private app API key (scope attributes:write).")
     member_value: str = Field("true", min_length=1, description="Attribute value written when a member is added. Attentive types an attribute by its first value; for a property created in the Attentive UI it must be one of the values defined there.")
     removed_value: str = Field("false", min_length=1, description="Attribute value written when a member is removed (Attentive has no call that deletes an attribute).")
-    concurrency: int = Field(8, ge=1, le=64, description="Requests in flight at once (one member per request); the request rate stays under requests_per_second.")
+    concurrency: int = Field(8, ge=1, le=64, description="Members in flight at once (a request per identifier, the phone's then the email's); the request rate stays under requests_per_second.")
     request_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for one response before the call counts as failed (retried; setting an attribute is idempotent).")
 
     _check_env = env_names("api_key_env")

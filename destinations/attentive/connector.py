@@ -3,9 +3,24 @@
 API flow (REST v1 over our own ``requests`` session; reference: docs.attentive.com/openapi/reference/tag/
 Custom-Attributes, operation ``postCustomAttributes``, and tag Test-Authentication, ``getMe``)::
 
-    add     POST {base}/v1/attributes/custom   {"user": {"phone", "email"}, "properties": {<audience_id>: member_value}}
-    remove  POST {base}/v1/attributes/custom   the same with removed_value ("false")
+    add     POST {base}/v1/attributes/custom   {"user": {"phone"}, "properties": {<audience_id>: member_value}}
+            POST {base}/v1/attributes/custom   {"user": {"email"}, ...the same properties}
+    remove  the same two calls with removed_value ("false")
     check   GET  {base}/v1/me
+
+Identity: each identifier goes in a call of its own, never a phone and an email together. Attentive keeps
+one shopper profile per person with every phone and email linked to it (help.attentivemobile.com/hc/en-us/
+articles/50431006248724-Understanding-Attentive-s-Identity-Platform), identifiers sent together are linked,
+and profiles they name apart are bridged into one ("Sending duplicate values could lead to unintentionally
+bridging users together": docs.attentivemobile.com/openapi/reference/tag/Identity/). No call unlinks or
+replaces an email (the Identity API only adds a clientUserId or custom identifiers; User Properties v2,
+docs.attentivemobile.com/openapi/reference-v2/tag/User-Properties, creates or updates a user found by its
+identifiers). So sending both would tie a member's email to their phone's profile for good: after an email
+change that profile, still in the audience, keeps the old address, and two members sharing a household
+email would become one person. Alone, the phone's profile and the email's profile each carry the attribute:
+an email change (the engine removes the old identifiers, then adds the new) leaves the old address's
+profile at "false" and the new one's at "true". An email Attentive itself linked to the phone's profile (a
+sign-up with both) stays linked to it: nothing in the API can take it off.
 
 - The sync's ``audience_id`` is the attribute name (case-sensitive, at most 200 characters). Build the
   Attentive segment on "<audience_id> is true".
@@ -15,11 +30,15 @@ Custom-Attributes, operation ``postCustomAttributes``, and tag Test-Authenticati
 - Never a subscribe or unsubscribe call: ``POST /v1/subscriptions`` texts the person (even "you are already
   subscribed") and needs a legal disclosure. Setting attributes on an unknown phone or email creates a
   person with no subscription (Attentive's "user ... does not need to be actively subscribed").
-- One member per request; ``concurrency`` requests in flight, all paced under ``requests_per_second``
-  (Attentive's default limit: 150/s per key). Attentive's bulk endpoint (``POST /v2/bulk/user/attributes``,
-  256 users, asynchronous, beta) carries subscriptions in the same payload; we do not use it.
+- One or two requests per member, the phone's then the email's: both carry the same properties, so a
+  refused value is refused on the first and the member is rejected with nothing changed (identifiers are
+  checked before sending). ``concurrency`` members in flight, every request paced under
+  ``requests_per_second`` (Attentive's default limit: 150/s per key). Attentive's bulk endpoint
+  (``POST /v2/bulk/user/attributes``, 256 users, asynchronous, beta) carries subscriptions in the same
+  payload; we do not use it.
 - Phones are strict E.164 (``+`` and 7 to 15 digits); anything else is rejected for that row
-  (``invalid_phone``) and never sent. Members arrive normalised by the ``plain`` rule set.
+  (``invalid_phone``) and never sent, as is an email without "@" (``invalid_email``). Members arrive
+  normalised by the ``plain`` rule set.
 
 Errors (``classify``): 400 is a ``PermanentError`` for that request, which carries one member, so it
 rejects that row (``attentive_invalid_request``) and the batch goes on; 401 and 403 are ``ConfigError``
@@ -149,32 +168,38 @@ class AttentiveDestination(Destination):
                 outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, reason)
             else:
                 sendable.append(member)
-        for key, reason in self._post_all(sendable, attribute, value).items():
+        verdicts, calls = self._post_all(sendable, attribute, value)
+        for key, reason in verdicts.items():
             status = RowStatus.REJECTED if reason else RowStatus.SENT
             outcomes[key] = RowOutcome(key, status, reason)
-        return BatchResult(op, tuple(outcomes[m.member_key] for m in members), requests=len(sendable))
+        return BatchResult(op, tuple(outcomes[m.member_key] for m in members), requests=calls)
 
-    def _post_all(self, members: Sequence[Member], attribute: str, value: str) -> dict[str, str | None]:
-        """POST each member (``concurrency`` at a time); return member_key -> rejection reason or None.
+    def _post_all(self, members: Sequence[Member], attribute: str, value: str) -> tuple[dict[str, str | None], int]:
+        """Set the attribute for each member (``concurrency`` members at a time); return member_key ->
+        rejection reason or None, and the number of requests made.
 
         Raises the most serious whole-call failure seen (config before throttling before transient); members
         not yet sent by then are skipped, and the engine re-sends the whole batch (idempotent).
         """
         if not members:
-            return {}
+            return {}, 0
         stop = threading.Event()
 
-        def one(member: Member) -> str | SyncError | None:
-            if stop.is_set():
-                return None
-            self._pacer.acquire()
-            payload = {"user": _user(member), "properties": {attribute: value}}
-            failure = self.classify(self._request("POST", "/v1/attributes/custom", payload))
-            if isinstance(failure, PermanentError):  # one member per request: that member is refused
-                return _REFUSED_ROW
-            if failure is not None:
-                stop.set()
-            return failure
+        def one(member: Member) -> tuple[str | SyncError | None, int]:
+            calls = 0
+            for user in _users(member):
+                if stop.is_set():
+                    break
+                self._pacer.acquire()
+                calls += 1
+                payload = {"user": user, "properties": {attribute: value}}
+                failure = self.classify(self._request("POST", "/v1/attributes/custom", payload))
+                if isinstance(failure, PermanentError):  # the request carries one member: that member is refused
+                    return _REFUSED_ROW, calls
+                if failure is not None:
+                    stop.set()
+                    return failure, calls
+            return None, calls
 
         workers = min(self.config.concurrency, len(members))
         if workers == 1:
@@ -182,10 +207,11 @@ class AttentiveDestination(Destination):
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="attentive") as pool:
                 results = list(pool.map(one, members))
-        failures = [r for r in results if isinstance(r, SyncError)]
+        failures = [r for r, _ in results if isinstance(r, SyncError)]
         if failures:
             raise _worst(failures)
-        return {m.member_key: r for m, r in zip(members, results)}  # type: ignore[misc]
+        verdicts = {m.member_key: r for m, (r, _) in zip(members, results) if not isinstance(r, SyncError)}
+        return verdicts, sum(calls for _, calls in results)
 
     def _request(self, method: str, path: str, payload: Any) -> PlatformResponse:
         try:
@@ -200,13 +226,16 @@ def _row_problem(member: Member) -> str | None:
     phone, email = member.identifiers.get("phone"), member.identifiers.get("email")
     if phone and not _E164.match(phone):
         return "invalid_phone"
+    if email and "@" not in email:
+        return "invalid_email"
     if not phone and not email:
         return "no_identifier"
     return None
 
 
-def _user(member: Member) -> dict[str, str]:
-    return {k: member.identifiers[k] for k in ("phone", "email") if member.identifiers.get(k)}
+def _users(member: Member) -> list[dict[str, str]]:
+    """One ``user`` per identifier, the phone's first: never two together (see the module docstring)."""
+    return [{kind: member.identifiers[kind]} for kind in ("phone", "email") if member.identifiers.get(kind)]
 
 
 def _worst(failures: Sequence[SyncError]) -> SyncError:

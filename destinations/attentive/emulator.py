@@ -9,10 +9,26 @@ Routes (below ``/attentive/v1``, as ``https://api.attentivemobile.com/v1``)::
     POST /subscriptions/unsubscribe    unsubscribe: recorded as a text sent too (the confirmation text)
     GET  /subscriptions?phone=&email=  the person's subscriptions
 
-State: a *person* is found by phone, else by email, and holds ``subscriptions`` (the consent state:
-[{type: MARKETING|TRANSACTIONAL, channel: TEXT|EMAIL}]) apart from ``attributes`` (custom attributes).
-Setting attributes on an unknown phone or email creates a person with no subscription, as Attentive
-does for a site visitor; it never subscribes anyone. Every subscribe or unsubscribe call is appended to
+State: a *person* is Attentive's shopper profile: it holds several phones and several emails ("Can link
+multiple phone numbers, emails [...] to one person", help.attentivemobile.com/hc/en-us/articles/
+50431006248724-Understanding-Attentive-s-Identity-Platform), ``subscriptions`` (the consent state:
+[{type: MARKETING|TRANSACTIONAL, channel: TEXT|EMAIL}]) and, apart from them, ``attributes`` (custom
+attributes). Identity, as Attentive documents it:
+
+- A write (custom attributes, subscribe) links every identifier its ``user`` carries to one person: the
+  person one of them already names, else a new one (a visitor: "does not need to be actively subscribed",
+  docs.attentive.com/openapi/reference/tag/Custom-Attributes). Identifiers naming *different* people
+  bridge those people into one ("Sending duplicate values could lead to unintentionally bridging users
+  together", docs.attentivemobile.com/openapi/reference/tag/Identity/ and the ``identifiers`` notes of
+  docs.attentivemobile.com/openapi/reference-v2/tag/User-Properties). Which attribute value survives a
+  bridge is not documented [U]: here the person named by the phone keeps its own.
+- Nothing unlinks or replaces a phone or an email: no call does (the Identity API only adds a
+  clientUserId or custom identifiers; User Properties v2 "creates or updates" a user found by its
+  identifiers; the Custom Attributes and Subscribers calls set attributes and subscriptions). So an
+  email once linked to a person stays that person's, whatever is sent later.
+- A read names one identifier and finds the person holding it (admin helpers: the phone's, else the email's).
+
+Setting attributes never subscribes anyone. Every subscribe or unsubscribe call is appended to
 ``texts_sent``, so a test can prove a connector never texted anybody.
 
 Strictness, from the Custom Attributes and Subscribers reference (docs.attentive.com/openapi/reference):
@@ -47,13 +63,14 @@ _CHANNELS = {"TEXT", "EMAIL"}
 
 
 class AttentiveEmulator(Emulator):
-    """People with subscriptions and custom attributes kept apart; subscribe calls count as texts."""
+    """People (several phones and emails each) with subscriptions and custom attributes kept apart; a write
+    links the identifiers it carries for good; subscribe calls count as texts."""
 
     name = "attentive"
 
     # ----- test and admin API -------------------------------------------------------------------
     def reset_state(self) -> None:
-        self.people: list[dict[str, Any]] = []  # {phone, email, subscriptions: [...], attributes: {...}}
+        self.people: list[dict[str, Any]] = []  # {phones: [...], emails: [...], subscriptions: [...], attributes: {...}}
         self.texts_sent: list[dict[str, Any]] = []  # {call, phone, email, at}
         self.defined_properties: dict[str, set[str]] = {}
         self.scopes: set[str] = {"attributes:write", "subscriptions:write"}
@@ -81,9 +98,10 @@ class AttentiveEmulator(Emulator):
 
     def add_subscriber(self, phone: str | None = None, email: str | None = None,
                        subscriptions: Iterable[tuple[str, str]] = (("MARKETING", "TEXT"),)) -> dict[str, Any]:
-        """Seed a person (no text recorded), e.g. someone who subscribed through a sign-up unit."""
+        """Seed a person (no text recorded), e.g. someone who subscribed through a sign-up unit; a phone and
+        an email given together are linked, as a sign-up with both links them."""
         with self.lock:
-            person = self._person(phone, email, create=True)
+            person = self._link(phone, email)
             for sub_type, channel in subscriptions:
                 entry = {"type": sub_type, "channel": channel}
                 if entry not in person["subscriptions"]:
@@ -96,9 +114,9 @@ class AttentiveEmulator(Emulator):
             self.defined_properties[name] = set(values)
 
     def person(self, phone: str | None = None, email: str | None = None) -> dict[str, Any] | None:
-        """A copy of the person found by phone, else email; None when unknown."""
+        """A copy of the person holding the phone, else of the one holding the email; None when unknown."""
         with self.lock:
-            found = self._person(phone, email, create=False)
+            found = self._find(phone, email)
             return None if found is None else _copy(found)
 
     def attribute(self, name: str, *, phone: str | None = None, email: str | None = None) -> Any:
@@ -106,9 +124,10 @@ class AttentiveEmulator(Emulator):
         return None if found is None else found["attributes"].get(name)
 
     def holders(self, name: str, value: Any) -> set[str]:
-        """Phones (or emails of people without one) whose attribute ``name`` equals ``value``."""
+        """The phones (the emails, for people without one) of the people whose attribute ``name`` is ``value``."""
         with self.lock:
-            return {p["phone"] or p["email"] for p in self.people if p["attributes"].get(name) == value}
+            return {ident for p in self.people if p["attributes"].get(name) == value
+                    for ident in (p["phones"] or p["emails"])}
 
     # ----- state --------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -189,8 +208,7 @@ class AttentiveEmulator(Emulator):
             error = self._property_error(name, value)
             if error:
                 return self.bad_request(error)
-        person = self._person(user.get("phone"), user.get("email"), create=True)
-        person["attributes"].update(properties)
+        self._link(user.get("phone"), user.get("email"))["attributes"].update(properties)
         return Response(200)
 
     def _property_error(self, name: str, value: Any) -> str | None:
@@ -207,7 +225,7 @@ class AttentiveEmulator(Emulator):
         phone, email, error = _one_lookup(request)
         if error:
             return self.bad_request(error)
-        person = self._person(phone, email, create=False)
+        person = self._find(phone, email)
         if person is None:
             return Response(404, {"errors": [{"message": "user not found"}]})
         return Response(200, [{"name": k, "value": v} for k, v in person["attributes"].items()])
@@ -219,12 +237,12 @@ class AttentiveEmulator(Emulator):
             return self.bad_request(error)
         if not body.get("signUpSourceId") and not (body.get("locale") and body.get("subscriptionType")):
             return self.bad_request("give signUpSourceId, or locale and subscriptionType")
-        person = self._person(user.get("phone"), user.get("email"), create=True)
+        person = self._link(user.get("phone"), user.get("email"))
         entry = {"type": body.get("subscriptionType", "MARKETING"), "channel": "TEXT" if user.get("phone") else "EMAIL"}
         if entry not in person["subscriptions"]:
             person["subscriptions"].append(entry)
         self.texts_sent.append({"call": "subscribe", "phone": user.get("phone"), "email": user.get("email"), "at": time.time()})
-        return Response(202, {"user": {"phone": person["phone"], "email": person["email"]},
+        return Response(202, {"user": {"phone": user.get("phone"), "email": user.get("email")},
                               "subscriptionResponses": [{"subscription": entry}]})
 
     def _unsubscribe(self, request: Request) -> Response:
@@ -236,7 +254,7 @@ class AttentiveEmulator(Emulator):
         for sub in wanted:
             if not isinstance(sub, dict) or sub.get("type") not in _SUB_TYPES or sub.get("channel") not in _CHANNELS:
                 return self.bad_request("subscriptions: [{type: MARKETING|TRANSACTIONAL, channel: TEXT|EMAIL}]")
-        person = self._person(user.get("phone"), user.get("email"), create=False)
+        person = self._find(user.get("phone"), user.get("email"))
         if person is not None:
             person["subscriptions"] = [s for s in person["subscriptions"] if s not in wanted]
         self.texts_sent.append({"call": "unsubscribe", "phone": user.get("phone"), "email": user.get("email"), "at": time.time()})
@@ -244,23 +262,38 @@ class AttentiveEmulator(Emulator):
 
     def _subscriptions(self, request: Request) -> Response:
         params = request.params()
-        person = self._person((params.get("phone") or [None])[0], (params.get("email") or [None])[0], create=False)
+        person = self._find((params.get("phone") or [None])[0], (params.get("email") or [None])[0])
         subs = [] if person is None else person["subscriptions"]
         return Response(200, {"subscriptionEligibilities": [{"subscription": s, "eligibility": {"isEligible": True}} for s in subs]})
 
-    def _person(self, phone: str | None, email: str | None, *, create: bool) -> dict[str, Any] | None:
-        found = None
-        if phone:
-            found = next((p for p in self.people if p["phone"] == phone), None)
-        if found is None and email:
-            found = next((p for p in self.people if p["email"] == email), None)
-        if found is None and create:
-            found = {"phone": phone, "email": email, "subscriptions": [], "attributes": {}}
-            self.people.append(found)
-        if found is not None and create:
-            found["phone"] = found["phone"] or phone
-            found["email"] = found["email"] or email
+    def _find(self, phone: str | None, email: str | None) -> dict[str, Any] | None:
+        """The person holding ``phone``, else the one holding ``email``; never creates or links."""
+        return next(iter(self._named(phone, email)), None)
+
+    def _named(self, phone: str | None, email: str | None) -> list[dict[str, Any]]:
+        """The distinct people holding ``phone`` or ``email``, the phone's first."""
+        found: list[dict[str, Any]] = []
+        for kind, value in (("phones", phone), ("emails", email)):
+            person = next((p for p in self.people if value and value in p[kind]), None)
+            if person is not None and not any(person is f for f in found):
+                found.append(person)
         return found
+
+    def _link(self, phone: str | None, email: str | None) -> dict[str, Any]:
+        """The one person a write names: identifiers sent together are linked to it for good, and people
+        named by different ones are bridged into the first (the phone's)."""
+        named = self._named(phone, email)
+        if not named:
+            named = [{"phones": [], "emails": [], "subscriptions": [], "attributes": {}}]
+            self.people.append(named[0])
+        person = named[0]
+        for other in named[1:]:
+            _bridge(person, other)
+            self.people.remove(other)
+        for kind, value in (("phones", phone), ("emails", email)):
+            if value and value not in person[kind]:
+                person[kind].append(value)
+        return person
 
 
 def _user(user: Any) -> tuple[dict[str, Any], str | None]:
@@ -287,7 +320,18 @@ def _one_lookup(request: Request) -> tuple[str | None, str | None, str | None]:
     return phone, email, None
 
 
+def _bridge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    """Merge ``other`` into ``into``: every identifier and subscription of both; ``into``'s attribute values win."""
+    for kind in ("phones", "emails", "subscriptions"):
+        into[kind].extend(v for v in other[kind] if v not in into[kind])
+    into["attributes"] = {**other["attributes"], **into["attributes"]}
+
+
 def _copy(person: Mapping[str, Any]) -> dict[str, Any]:
-    return {"phone": person.get("phone"), "email": person.get("email"),
+    """A deep copy; a state saved with one ``phone`` and one ``email`` per person loads as lists of them."""
+    def listed(kind: str, single: str) -> list[str]:
+        return list(person.get(kind) or ([person[single]] if person.get(single) else []))
+
+    return {"phones": listed("phones", "phone"), "emails": listed("emails", "email"),
             "subscriptions": [dict(s) for s in person.get("subscriptions", [])],
             "attributes": dict(person.get("attributes", {}))}

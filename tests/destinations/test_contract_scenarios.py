@@ -61,10 +61,7 @@ def _ids(specs: Sequence[DestinationSpec], known: Mapping[str, str] | None = Non
 
 REMOVABLE = [spec for spec in SANDBOXED if _capabilities(spec).can_remove]
 TAKES_EMAIL = [spec for spec in REMOVABLE if "email" in _capabilities(spec).identifiers]
-EMAIL_CHANGE_DEFECTS = {
-    "attentive": "Attentive finds a person by phone first and the custom attributes call never changes the"
-                 " email of the person it finds, so the audience keeps the old address and not the new one",
-}
+EMAIL_CHANGE_DEFECTS: dict[str, str] = {}
 """Platforms failing the changed-email scenario today, with why: defects to fix, not exclusions."""
 
 

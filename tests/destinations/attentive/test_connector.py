@@ -74,13 +74,14 @@ def test_adds_and_removes_land_as_attributes_and_never_touch_subscriptions(sandb
 
     result = dest.add(AUDIENCE, members)
     assert result.outcomes == tuple(RowOutcome(f"k{i}", RowStatus.SENT) for i in (1, 2, 3))
-    assert result.requests == 3
-    assert sandbox.attentive.holders("vip", "true") == {phone(1), phone(2), "person3@example.com"}
+    assert result.requests == 5  # a call per identifier
+    emails = {f"person{i}@example.com" for i in (1, 2)}
+    assert sandbox.attentive.holders("vip", "true") == {phone(1), phone(2), "person3@example.com"} | emails
 
     removed = dest.remove(AUDIENCE, members[:2])
     assert [o.status for o in removed.outcomes] == [RowStatus.SENT] * 2
     assert sandbox.attentive.holders("vip", "true") == {"person3@example.com"}
-    assert sandbox.attentive.holders("vip", "false") == {phone(1), phone(2)}
+    assert sandbox.attentive.holders("vip", "false") == {phone(1), phone(2)} | emails
 
     # consent state is untouched: the subscriber stays subscribed, new people are created unsubscribed
     assert sandbox.attentive.person(phone=phone(1))["subscriptions"] == [{"type": "MARKETING", "channel": "TEXT"}]
@@ -95,7 +96,49 @@ def test_phones_not_in_strict_e164_are_rejected_per_row_and_never_sent(sandbox, 
     result = dest.add(AUDIENCE, members)
     assert result.outcomes == (RowOutcome("k1", RowStatus.SENT), RowOutcome("bad", RowStatus.REJECTED, "invalid_phone"),
                                RowOutcome("k2", RowStatus.SENT))
-    assert sandbox.attentive.request_count == 2 and sandbox.attentive.person(email="bad@example.com") is None
+    assert sandbox.attentive.request_count == 4 and sandbox.attentive.person(email="bad@example.com") is None
+
+
+def test_an_email_without_at_is_rejected_per_row_and_never_sent(sandbox, dest):
+    result = dest.add(AUDIENCE, [Member("bad", {"phone": phone(3), "email": "person3.example.com"})])
+    assert result.outcomes == (RowOutcome("bad", RowStatus.REJECTED, "invalid_email"),)
+    assert sandbox.attentive.request_count == 0 and sandbox.attentive.people == []
+
+
+def test_a_changed_email_leaves_the_old_address_out_of_the_audience(sandbox, dest):
+    """What the engine sends when a member's email changes: a remove with the old identifiers, then an add
+    with the new ones. Sent together, the phone would tie each email to its profile for good."""
+    old, new = member(1), Member("k1", {"phone": phone(1), "email": "moved1@example.com"})
+    dest.add(AUDIENCE, [old])
+    dest.remove(AUDIENCE, [old])
+    dest.add(AUDIENCE, [new])
+    attribute = sandbox.attentive.attribute
+    assert attribute("vip", phone=phone(1)) == "true"
+    assert attribute("vip", email="moved1@example.com") == "true"
+    assert attribute("vip", email="person1@example.com") == "false"
+    assert all(not (p["phones"] and p["emails"]) for p in sandbox.attentive.people)  # nothing linked by us
+
+
+def test_members_sharing_an_email_stay_two_people(sandbox, dest):
+    """A household email sent with each phone would bridge the two people into one on Attentive."""
+    household = [member(i, phone=phone(i), email="lee.household@example.com") for i in (1, 2)]
+    dest.add(AUDIENCE, household)
+    assert [sandbox.attentive.person(phone=phone(i))["phones"] for i in (1, 2)] == [[phone(1)], [phone(2)]]
+    dest.remove(AUDIENCE, household[:1])
+    assert sandbox.attentive.attribute("vip", phone=phone(2)) == "true"
+
+
+def test_an_email_attentive_linked_to_the_phone_stays_with_that_person(sandbox, dest):
+    """The limit no connector can pass: a sign-up with both identifiers linked them, and no Attentive call
+    unlinks an email, so the phone's profile, in the audience again, still holds the old address."""
+    sandbox.attentive.add_subscriber(phone=phone(1), email="person1@example.com")
+    old, new = member(1), Member("k1", {"phone": phone(1), "email": "moved1@example.com"})
+    dest.add(AUDIENCE, [old])
+    dest.remove(AUDIENCE, [old])
+    dest.add(AUDIENCE, [new])
+    signed_up = sandbox.attentive.person(phone=phone(1))
+    assert (signed_up["emails"], signed_up["attributes"]["vip"]) == (["person1@example.com"], "true")
+    assert sandbox.attentive.attribute("vip", email="moved1@example.com") == "true"
 
 
 def test_a_member_without_phone_or_email_is_rejected(sandbox, dest):
@@ -201,6 +244,11 @@ def sms_project(root: Path, destination: str, sync_extra: str = "", identifiers:
     return root
 
 
+def held(ids) -> set[str]:
+    """The phones and emails of conftest ``person(i)``, each its own person on Attentive."""
+    return {f"+1415555{i:04d}" for i in ids} | {f"person{i}@example.com" for i in ids}
+
+
 def test_engine_mirrors_membership_honours_429_and_sends_no_subscribe(tmp_path, sandbox, monkeypatch):
     monkeypatch.setenv("ATTENTIVE_KEY", KEY)
     write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)] + [person(6, ads_consent=False)])
@@ -215,12 +263,12 @@ def test_engine_mirrors_membership_honours_429_and_sends_no_subscribe(tmp_path, 
     [report] = engine.run()
     assert (report.status, report.added) == ("ok", 5)
     assert sleeps == [3.0]  # the wait Attentive asked for
-    assert sandbox.attentive.holders("1001", "true") == {f"+1415555{i:04d}" for i in range(1, 6)}  # not the one who refused
+    assert sandbox.attentive.holders("1001", "true") == held(range(1, 6))  # not the one who refused
 
     write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 4)])
     [report] = Engine(load_project(tmp_path), policy=FAST, sleep=sleeps.append).run()
     assert (report.status, report.added, report.removed) == ("ok", 0, 2)
-    assert sandbox.attentive.holders("1001", "false") == {"+14155550004", "+14155550005"}
+    assert sandbox.attentive.holders("1001", "false") == held([4, 5])
     assert sandbox.attentive.texts_sent == []
     assert all(p["subscriptions"] == [] for p in sandbox.attentive.people)
     engine.close()
