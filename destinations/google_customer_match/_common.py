@@ -49,7 +49,7 @@ class Transport(Protocol):
     """One wire protocol behind ``GoogleCustomerMatchDestination``; it reads its own answers (``classify``).
 
     A transport that reads a user list's size also defines ``audience_counts(audience) -> dict[str, int]``
-    (``ads_api``); the connector offers ``HasPlatformCounts`` only then."""
+    (``ads_api`` and ``data_manager`` do); the connector offers ``HasPlatformCounts`` only then."""
 
     identifiers: frozenset[str]
 

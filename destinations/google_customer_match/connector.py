@@ -76,10 +76,13 @@ Both transports
   are REJECTED ``no_supported_identifier``.
 - Job status is never awaited: ``destination.jobs`` collects job resource names / request ids;
   ``poll_jobs(names)`` returns {name: {status, failure_reason, match_rate_range}} in a later step.
-- Size (``HasPlatformCounts``, for ``syncer reconcile``): only over google_ads_api, where ``audience_counts``
-  reads ``size_for_search`` / ``size_for_display`` with one GAQL search (``ads_api``). A data_manager
-  instance does not offer it (no ``audience_counts`` attribute), so reconcile skips it saying the API reads
-  back no size; the Data Manager API's ``userLists.get`` (``sizeInfo``) is not wired here yet.
+- Size (``HasPlatformCounts``, for ``syncer reconcile`` and the engine's figures after a change): both
+  transports offer ``audience_counts`` -> ``size_for_search`` / ``size_for_display`` (people Google matched,
+  each left out until Google has determined it). google_ads_api reads ``user_list.size_for_search`` /
+  ``size_for_display`` with one GAQL search (``ads_api``); data_manager reads ``sizeInfo.searchNetworkMembersCount``
+  / ``displayNetworkMembersCount`` with one ``GET /v1/accountTypes/GOOGLE_ADS/accounts/{cid}/userLists/{id}``
+  (``data_manager``; a 0 there is indistinguishable from "not determined" and is left out too). A missing list
+  is a ``ConfigError`` naming it; a throttle is ``RateLimited``.
 - ``classify(response)`` is the transport's own (``ads_api.AdsApiTransport.classify``,
   ``data_manager.DataManagerTransport.classify``): the connector's one entry point for what an answer means.
 - Limits as data: ``capabilities.max_batch`` 10,000 (the base refuses more); ``ads_api.MAX_OPERATIONS_PER_ADD``,
@@ -177,8 +180,8 @@ class GoogleCustomerMatchDestination(Destination):
 
             self._transport = DataManagerTransport(config, token, name=lambda: self.name)
         if hasattr(self._transport, "audience_counts"):
-            # HasPlatformCounts is checked with isinstance on the instance: only a transport that reads a size
-            # offers it, so reconcile and the engine never ask the other for a figure it cannot have.
+            # HasPlatformCounts is checked with isinstance on the instance: it is offered only through a transport
+            # that reads a size (both do today), so reconcile and the engine never ask for a figure it cannot have.
             self.audience_counts = self._audience_counts
 
     # ----- Destination --------------------------------------------------------------------------
@@ -212,13 +215,14 @@ class GoogleCustomerMatchDestination(Destination):
         names = list(self.jobs if names is None else names)
         return self._transport.poll(names) if names else {}
 
-    # ----- size (HasPlatformCounts, google_ads_api only) ---------------------------------------
+    # ----- size (HasPlatformCounts) -----------------------------------------------------------
     def _audience_counts(self, audience: AudienceRef) -> Mapping[str, int]:
         """The user list's size as Google estimates it; bound as ``audience_counts`` where the transport reads one.
 
         Returns:
             ``size_for_search`` and ``size_for_display`` (ints: people Google matched), each left out while Google
-            has not determined it (``{}`` for a list no job has completed for yet).
+            has not determined it (``{}`` for a list no upload has landed in yet; over data_manager also for a list
+            Google counts nobody in, which that API does not tell apart).
 
         Raises:
             ConfigError: the user list does not exist in the customer, or the credentials are refused.

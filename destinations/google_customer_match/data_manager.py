@@ -10,6 +10,25 @@ violation's reason (e.g. INVALID_SHA256_FORMAT, INVALID_USER_LIST_TYPE for a mem
 type than the list's) and the others are sent again, at most three rounds.
 ``poll`` reads ``GET /v1/requestStatus:retrieve?requestId=`` for each request id.
 
+``audience_counts`` reads a list's size with one
+``GET /v1/accountTypes/GOOGLE_ADS/accounts/{customer_id}/userLists/{user_list_id}`` (``userLists.get``, scope
+``datamanager``; the manager account, when set, rides in the ``login-account`` header as
+``accountTypes/GOOGLE_ADS/accounts/{id}``, as a GET has no body for ``loginAccount``). Of the ``UserList`` it
+reads ``sizeInfo.searchNetworkMembersCount`` and ``displayNetworkMembersCount``: "Estimated number of members
+in this user list" in the google.com domain and on the Display Network, ``int64`` in the proto, so JSON
+strings. Google's Customer Match upgrade guide maps the Google Ads API's ``size_for_search`` /
+``size_for_display`` to exactly these and has no size range (``size_range_for_*``: "No equivalent"), so the
+keys returned are the Ads API's and reconcile reads them the same way. The counts have no presence (plain
+``int64``, unlike the Ads API's nullable sizes): a size Google has not determined and a size of 0 both come as
+an absent field (proto3 JSON leaves zero out), and both are left out here, so a list Google counts nobody in
+reads as "no size yet", never as empty. Google answers NOT_FOUND (404) for a list the account does not hold
+and PERMISSION_DENIED (403) for an account the credentials may not reach ("The user does not have permission
+or the resource is not found", ``ErrorReason``). Reads count against the ManagementRead quotas
+(``ManagementReadRequestsPerMinutePerProject``: 300 a minute). Sources: developers.google.com/data-manager/api/
+reference/rest/v1/accountTypes.accounts.userLists/get and ``.../accountTypes.accounts.userLists`` (UserList,
+SizeInfo), googleapis ``google/ads/datamanager/v1/user_list.proto``, ``devguides/audiences/google-ads/
+customer-match/upgrade/field-mappings``, ``reference/rest/v1/ErrorReason``, ``devguides/limits``.
+
 Retries: an ingest or remove request carries no id of ours (its body is destinations, audienceMembers,
 consent, validateOnly, encoding, encryptionInfo, termsOfService; the response's ``requestId`` is "The
 auto-generated ID of the request", reference ``audienceMembers/ingest``), so Google cannot tell a repeat from
@@ -38,7 +57,8 @@ from destinations.http import build_session, read_body, retry_after, unreachable
 from destinations.responses import ErrorContext, PlatformResponse, classify_status
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 
-__all__ = ["DATA_MANAGER_URL", "IDENTIFIERS", "MAX_MEMBERS_PER_REQUEST", "PER_MINUTE_WAIT_S", "DataManagerTransport"]
+__all__ = ["DATA_MANAGER_URL", "IDENTIFIERS", "MAX_MEMBERS_PER_REQUEST", "PER_MINUTE_WAIT_S", "SIZE_FIELDS",
+           "DataManagerTransport"]
 
 DATA_MANAGER_URL = "https://datamanager.googleapis.com"
 MAX_MEMBERS_PER_REQUEST = 10_000
@@ -50,6 +70,8 @@ _MEMBER_FIELD = re.compile(r"audience_members\[(\d+)\]")
 _AUTH_SCOPE = "https://www.googleapis.com/auth/datamanager"
 _TERMS_URL = "https://support.google.com/adspolicy/answer/6299717"
 _USER_LIST_REASONS = frozenset({"INVALID_USER_LIST_ID", "INVALID_DESTINATION", "INVALID_USER_LIST_TYPE"})
+SIZE_FIELDS = {"size_for_search": "searchNetworkMembersCount", "size_for_display": "displayNetworkMembersCount"}
+"""``audience_counts`` key (the names ``syncer.delivery.reconcile_size`` reads a Google size by) -> ``SizeInfo`` field."""
 
 
 class DataManagerTransport:
@@ -120,17 +142,37 @@ class DataManagerTransport:
         body["validateOnly"] = True
         self._raise_for(self._request("POST", "/v1/audienceMembers:ingest", json=body))
 
+    def audience_counts(self, audience: AudienceRef) -> dict[str, int]:
+        """The list's size as Google estimates it, from one ``userLists.get``.
+
+        Returns:
+            ``size_for_search`` and ``size_for_display`` (people matched, as ints), each only when Google reports
+            one above zero: ``{}`` while it has not determined them (hours after an upload) and for a list it
+            counts nobody in, which the API does not tell apart.
+
+        Raises:
+            ConfigError: the list does not exist in the customer, the login may not reach it, credentials.
+            RateLimited, TransientError: as ``classify`` reads the failure.
+        """
+        path = f"/v1/accountTypes/GOOGLE_ADS/accounts/{self.customer_id}/userLists/{_user_list_id(audience)}"
+        response = self._request("GET", path, headers=self._login_header())
+        self._raise_for(response, audience)
+        size_info = response.body.get("sizeInfo") if isinstance(response.body, dict) else None
+        return _sizes(size_info if isinstance(size_info, dict) else {})
+
     def close(self) -> None:
         self.session.close()
 
     # ----- what an answer means ---------------------------------------------------------------------
-    def classify(self, response: PlatformResponse) -> SyncError | None:
+    def classify(self, response: PlatformResponse, audience: AudienceRef | None = None) -> SyncError | None:
         """The failure one Data Manager answer means, or None when it was accepted: the only reader of its
         statuses and error reasons (``response.body`` is the parsed JSON, or the text when it was not JSON).
-        Where the Data Manager means what the shared table says (400, 408, 5xx) it answers from that table."""
+        Where the Data Manager means what the shared table says (400, 408, 5xx) it answers from that table.
+        ``audience`` is the user list a read asked for: its NOT_FOUND and PERMISSION_DENIED name it."""
         status, body = response.status, response.body
         if 200 <= status < 300:
-            if isinstance(body, dict) and ("requestId" in body or "requestStatusPerDestination" in body):
+            if isinstance(body, dict) and ("requestId" in body or "requestStatusPerDestination" in body
+                                           or str(body.get("name", "")).startswith("accountTypes/")):
                 return None
             return TransientError(f"Google Data Manager sent an unexpected answer (HTTP {status}) for {self._where()}; retrying",
                                   detail=redact(str(body))[:300])
@@ -142,14 +184,18 @@ class DataManagerTransport:
             wait = _wait(response.headers, body)
             return RateLimited(f"Google Data Manager throttled {self._where()}; retry in {wait:.0f} s", retry_after=wait, detail=detail)
         if status in (401, 403):
-            return self._refused(status, detail)
+            return self._refused(status, detail, audience)
         if "TERMS_AND_CONDITIONS_NOT_SIGNED" in reasons:
             return ConfigError(f"Google requires the Customer Match terms ({_TERMS_URL}) for customer {self.customer_id}: once"
                                f" they are accepted, set customer_match_terms_accepted: true in destination '{self.name()}'", detail=detail)
         if _USER_LIST_REASONS.intersection(_reasons(body, members=False)):  # a member's list type is that member's
             return ConfigError(f"Google Data Manager refused the user list of {self._where()}: check the sync's audience_id is a"
                                " Customer Match list owned by customer_id", detail=detail)
-        if status == 404:  # user list problems come as 400 with a reason (above): a 404 is a wrong endpoint
+        if status == 404 and audience is not None and error.get("status") == "NOT_FOUND":
+            # a read of one user list: Google's own NOT_FOUND (a wrong endpoint answers no google.rpc.Status)
+            return ConfigError(f"Google Data Manager has no {self._where(audience)}: check the sync's audience_id is a"
+                               " Customer Match list owned by customer_id", detail=detail)
+        if status == 404:  # ingest names a missing list in a 400 with a reason (above): a 404 is a wrong endpoint
             return ConfigError(f"{self.base} answered HTTP 404: check 'endpoint' of destination '{self.name()}'", detail=detail)
         if status in (400, 408) or status >= 500:
             return classify_status(response, self.error_context(), code=", ".join(dict.fromkeys(reasons)) or None)
@@ -160,14 +206,19 @@ class DataManagerTransport:
         return ErrorContext(platform=self.platform, destination=self.name(), credential_env=self.config.access_token_env,
                             target=f"customer {self.customer_id}")
 
-    def _refused(self, status: int, detail: str) -> ConfigError:
-        """401: the token is refused; 403: the token's account may not reach the customer."""
+    def _refused(self, status: int, detail: str, audience: AudienceRef | None = None) -> ConfigError:
+        """401: the token is refused; 403: the token's account may not reach the customer (or, for a read of one
+        list, Google does not find it: PERMISSION_DENIED means either)."""
         env, name = self.config.access_token_env, self.name()
         if status == 401:
             return ConfigError(f"Google Data Manager rejected the access token of destination '{name}': export a"
                                f" fresh OAuth token with the {_AUTH_SCOPE} scope as {env}", detail=detail)
         hint = (f"login_customer_id {self.login_customer_id} must be a manager of customer {self.customer_id}"
                 if self.login_customer_id else "if access goes through a manager account, set login_customer_id")
+        if audience is not None:
+            return ConfigError(f"The Google account behind {env} may not read user list {audience.audience_id} of Google"
+                               f" Ads customer {self.customer_id} (destination '{name}'): check the sync's audience_id"
+                               f" and customer_id; {hint}", detail=detail)
         return ConfigError(f"The Google account behind {env} may not write to Google Ads customer {self.customer_id}"
                            f" (destination '{name}'); {hint}", detail=detail)
 
@@ -218,10 +269,16 @@ class DataManagerTransport:
             raise unreachable(self.platform, self.base, exc, destination=self.name(), redactor=redact) from None
         return PlatformResponse(response.status_code, read_body(response), response.headers)
 
-    def _raise_for(self, response: PlatformResponse) -> None:
-        failure = self.classify(response)
+    def _raise_for(self, response: PlatformResponse, audience: AudienceRef | None = None) -> None:
+        failure = self.classify(response, audience)
         if failure is not None:
             raise failure
+
+    def _login_header(self) -> dict[str, str]:
+        """The manager account a read goes through (what ``loginAccount`` says in an ingest body)."""
+        if self.login_customer_id and self.login_customer_id != self.customer_id:
+            return {"login-account": f"accountTypes/GOOGLE_ADS/accounts/{self.login_customer_id}"}
+        return {}
 
 
 def _report(chunk: Sequence[tuple[Member, str | None]], request_id: str | None, rejected: Mapping[str, str], sent: Sent) -> None:
@@ -256,6 +313,19 @@ def _audience_member(ids: Mapping[str, str], consent: str | None) -> dict[str, A
     if consent == "granted":
         member["consent"] = dict(_GRANTED)
     return member
+
+
+def _sizes(size_info: Mapping[str, Any]) -> dict[str, int]:
+    """The sizes Google reports: int64 comes as a JSON string (a number is accepted too); 0 or absent is left out."""
+    found: dict[str, int] = {}
+    for key, field in SIZE_FIELDS.items():
+        try:
+            value = int(size_info.get(field) or 0)
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            found[key] = value
+    return found
 
 
 def _user_list_id(audience: AudienceRef) -> str:

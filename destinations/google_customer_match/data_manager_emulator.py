@@ -7,6 +7,8 @@ Served under ``/datamanager`` on the sandbox port, so a destination with ``trans
     POST /v1/audienceMembers:remove            remove members       -> {"requestId"}
     GET  /v1/requestStatus:retrieve?requestId= PROCESSING on the first poll, then SUCCESS with
                                                uploadMatchRateRange (ingest) or a record count (remove)
+    GET  /v1/accountTypes/GOOGLE_ADS/accounts/{account}/userLists/{id}
+                                               the UserList (userLists.get), its sizeInfo included
     POST /_sandbox/userLists                   {"accountId", "userListId"?} -> {"userListId"} (no token)
     GET  /_sandbox/userLists/{id}              {"accountId", "userListId", "members": [...]} (no token)
 
@@ -36,8 +38,22 @@ Strictness (what Google documents, see ``destinations/google_customer_match`` fo
   fail the request, each named by a field violation with reason INVALID_USER_LIST_TYPE (ErrorReason: "The
   user list type isn't applicable for this request"); that Google names the members rather than the
   request is this emulator's reading of the fast-fail model [U].
-- Faults: ``inject_http(429, retry_after=...)`` answers RESOURCE_EXHAUSTED in Google's error format
-  (``quota_limit`` IngestionMutateRequestsPerMinutePerProject); 500/503 answer INTERNAL/UNAVAILABLE.
+- ``userLists.get`` (developers.google.com/data-manager/api/reference/rest/v1/accountTypes.accounts.userLists/get):
+  the optional ``login-account`` header (``accountTypes/{type}/accounts/{id}``, else the path's account) must
+  be the manager of a linked account, else 403; an account the emulator holds no list of is 403
+  PERMISSION_DENIED ("The user does not have permission or the resource is not found", ErrorReason); a list the
+  account does not hold (unknown, or another account's) is 404 NOT_FOUND with ErrorInfo reason NOT_FOUND.
+- Size (``sizeInfo``, ``SizeInfo`` in googleapis ``google/ads/datamanager/v1/user_list.proto``):
+  ``searchNetworkMembersCount`` and ``displayNetworkMembersCount`` both count the list's persons that
+  ``Membership.matches``, from the members it holds now, as the Google Ads emulator's ``user_list_size`` does
+  (Google counts people it matched, not rows uploaded). They are plain ``int64`` (no presence), so JSON strings,
+  and a zero is left out as proto3 JSON does: "not determined yet" and 0 look the same. Members land at once
+  here, and the size with them (hours on Google).
+- Faults: ``inject_http(429, retry_after=...)`` answers RESOURCE_EXHAUSTED in Google's error format, naming
+  the quota the request counts against (``quota_limit``: IngestionMutateRequestsPerMinutePerProject for
+  ingest and remove, IngestionReadRequestsPerMinutePerProject for requestStatus, ManagementReadRequests
+  PerMinutePerProject for userLists.get: developers.google.com/data-manager/api/devguides/limits); 500/503
+  answer INTERNAL/UNAVAILABLE.
 
 Membership (``Membership``, shared with the Google Ads gRPC emulator): a member is the set of its
 identifiers (hashed email, hashed phone, address = first+last name+country+postal code, mobile id,
@@ -52,6 +68,7 @@ import binascii
 import hashlib
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -76,6 +93,10 @@ _ACCOUNT_TYPES = {"GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPLAY_VIDEO_ADVERTIS
 _ADDRESS_KEYS = ("hashed_first_name", "hashed_last_name", "country_code", "postal_code")
 UPLOAD_KEY_TYPES = ("CONTACT_INFO", "CRM_ID", "MOBILE_ADVERTISING_ID")
 _KEY_TYPE_DATA = {"CONTACT_INFO": {"userData"}, "MOBILE_ADVERTISING_ID": {"mobileData"}, "CRM_ID": set()}
+_USER_LIST_PATH = re.compile(r"/v1/accountTypes/([^/]+)/accounts/([^/]+)/userLists/([^/]+)").fullmatch
+_LOGIN_ACCOUNT = re.compile(r"accountTypes/([A-Z_]+)/accounts/(\d{1,20})").fullmatch
+_UPLOAD_KEY_NAMES = {"CONTACT_INFO": "CONTACT_ID", "MOBILE_ADVERTISING_ID": "MOBILE_ID", "CRM_ID": "USER_ID"}
+_QUOTAS = (("/v1/audienceMembers", "IngestionMutate"), ("/v1/requestStatus", "IngestionRead"), ("/v1/accountTypes/", "ManagementRead"))
 _STATUS_TEXT = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
@@ -225,6 +246,8 @@ class DataManagerEmulator(Emulator):
         self.statuses: dict[str, dict[str, Any]] = {}  # request id -> status record
         self.bodies: list[dict[str, Any]] = []  # the last 20 ingest/remove bodies, for tests
         self.match_rate = 0.65
+        if not hasattr(self, "_serving"):
+            self._serving = threading.local()  # the path each server thread is answering, for the quota it counts against
         for spec in filter(None, os.environ.get("SANDBOX_DATAMANAGER_USER_LISTS", "").split(",")):
             account, _, list_id = spec.strip().rpartition(":")
             self.create_user_list(account or "1234567890", list_id)
@@ -255,6 +278,12 @@ class DataManagerEmulator(Emulator):
         with self.lock:
             return self.user_lists[str(user_list_id)][1].members()
 
+    def user_list_size(self, user_list_id: str) -> int:
+        """What ``sizeInfo`` of a list says now (both networks): the persons it holds that Google matched."""
+        with self.lock:
+            members = self.user_lists[str(user_list_id)][1]
+            return sum(members.matches(person) for person in members.persons.values())
+
     def to_state(self) -> dict[str, Any]:
         with self.lock:
             return {"user_lists": {i: {"account_id": a, "members": m.to_state(), "upload_key_type": self.upload_key_types[i]}
@@ -283,11 +312,18 @@ class DataManagerEmulator(Emulator):
             return 0
         return len(members) if isinstance(members, list) else 0
 
+    def serve(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        self._serving.path = request.path
+        return super().serve(request)
+
     def fault_body(self, status: int) -> Any:
         if status == 429:
-            return error_body(429, "Quota exceeded for quota metric 'Ingestion mutate requests' and limit"
-                              " 'Ingestion mutate requests per minute per project'.", "RESOURCE_EXHAUSTED",
-                              metadata={"quota_limit": "IngestionMutateRequestsPerMinutePerProject"})
+            path = getattr(self._serving, "path", "")
+            quota = next((name for prefix, name in _QUOTAS if path.startswith(prefix)), "IngestionMutate")
+            words = re.sub(r"(?<!^)([A-Z])", r" \1", quota).lower()
+            return error_body(429, f"Quota exceeded for quota metric '{words.capitalize()} requests' and limit"
+                              f" '{words.capitalize()} requests per minute per project'.", "RESOURCE_EXHAUSTED",
+                              metadata={"quota_limit": f"{quota}RequestsPerMinutePerProject"})
         if status >= 500:
             return error_body(status, "Internal error encountered." if status == 500 else "The service is currently unavailable.",
                               "INTERNAL_ERROR" if status == 500 else None)
@@ -306,6 +342,8 @@ class DataManagerEmulator(Emulator):
                 return self._audience_members(path.endswith(":ingest"), request.json())
             if request.method == "GET" and path == "/v1/requestStatus:retrieve":
                 return self._request_status(request.params().get("requestId", [""])[0])
+            if request.method == "GET" and (found := _USER_LIST_PATH(path)):
+                return self._user_list(*found.groups(), login_header=request.headers.get("login-account"))
         except ApiError as exc:
             return exc.response()
         return Response(404, error_body(404, f"Method not found: {request.method} {request.path}"))
@@ -421,6 +459,30 @@ class DataManagerEmulator(Emulator):
                                              "The user list type isn't applicable for this request."))
         if violations:
             raise _invalid(violations)
+
+    def _user_list(self, account_type: str, account: str, list_id: str, login_header: str | None) -> Response:
+        """userLists.get: who may read the list, then the UserList as Google's JSON shows it."""
+        if account_type not in _ACCOUNT_TYPES or not _DIGITS(account) or not _DIGITS(list_id):
+            raise _invalid([_violation("name", "INVALID_ARGUMENT", "Expected accountTypes/{type}/accounts/{id}/userLists/{id}.")])
+        login = _LOGIN_ACCOUNT(login_header) if login_header else None
+        if login_header and not login:
+            raise _invalid([_violation("login-account", "INVALID_ARGUMENT", "Expected accountTypes/{type}/accounts/{id}.")])
+        login_as = login.groups() if login else (account_type, account)
+        with self.lock:
+            held = {a for a, _ in self.user_lists.values()}
+            if account_type != "GOOGLE_ADS" or account not in held or login_as != ("GOOGLE_ADS", self.managers.get(account, account)):
+                raise ApiError(403, "The caller does not have permission", "PERMISSION_DENIED")
+            known = self.user_lists.get(list_id)
+            if known is None or known[0] != account:
+                raise ApiError(404, f"User list {list_id} was not found.", "NOT_FOUND")
+            size = self.user_list_size(list_id)
+            key_type = self.upload_key_types[list_id]
+        sizes = {"displayNetworkMembersCount": str(size), "searchNetworkMembersCount": str(size)} if size else {}
+        return Response(200, {
+            "name": f"accountTypes/GOOGLE_ADS/accounts/{account}/userLists/{list_id}", "id": list_id,
+            "displayName": f"sandbox list {list_id}", "membershipStatus": "OPEN", "accessReason": "OWNED",
+            "sizeInfo": sizes, "targetNetworkInfo": {"eligibleForDisplay": True, "eligibleForSearch": True},
+            "ingestedUserListInfo": {"uploadKeyTypes": [_UPLOAD_KEY_NAMES[key_type]]}})
 
     def _request_status(self, request_id: str) -> Response:
         with self.lock:

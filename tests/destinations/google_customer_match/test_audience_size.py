@@ -1,6 +1,6 @@
 """The size of a Customer Match list read back (``HasPlatformCounts``) for ``syncer reconcile``: over the google-ads
-SDK against the Google Ads emulator, what Google's estimate says after members land, how its failures read, and
-reconcile comparing it with the ledger within Google's size ranges. The Data Manager transport reads no size."""
+SDK against the Google Ads emulator and over the Data Manager API against its emulator, what Google's estimate says
+after members land, how its failures read, and reconcile comparing it with the ledger within Google's size ranges."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import pytest
 from destinations.base import AudienceRef, HasPlatformCounts
 from destinations.google_customer_match.ads_api_emulator import GoogleAdsEmulator
 from destinations.google_customer_match.config import GoogleCustomerMatchConfig
+from destinations.google_customer_match.data_manager import PER_MINUTE_WAIT_S
+from destinations.google_customer_match.data_manager_emulator import DataManagerEmulator
 from syncer.delivery.engine import Engine
 from syncer.delivery.reconcile import Reconciler, ReconcileReport
 from syncer.errors import ConfigError, RateLimited
 from syncer.project.project import load_project
 from tests.conftest import person, write_customers, write_project
-from tests.destinations.google_customer_match.helpers import AUDIENCE, CID, member
+from tests.destinations.google_customer_match.helpers import AUDIENCE, CID, DmTarget, member
 
 
 def sizes(n: int | None) -> dict[str, int]:
@@ -79,9 +81,73 @@ def test_refused_credentials_are_a_config_error(ads, opened, monkeypatch):
         destination.audience_counts(AUDIENCE)
 
 
-def test_the_data_manager_transport_offers_no_size(dm, opened):
+# ----- the connector over the Data Manager API ----------------------------------------------------
+
+def test_data_manager_the_size_is_what_google_counts_after_ingesting(dm, opened):
     destination = opened(dm.config())
-    assert not isinstance(destination, HasPlatformCounts) and not hasattr(destination, "audience_counts")
+    assert isinstance(destination, HasPlatformCounts)
+    assert destination.audience_counts(AUDIENCE) == {}  # a new list: Google reports no size
+    destination.add(AUDIENCE, [member(i) for i in range(1, 1201)])
+    matched = dm.emulator.user_list_size("555")
+    assert destination.audience_counts(AUDIENCE) == sizes(matched)
+    assert 600 < matched < 1200  # people Google matched (65% in the emulator), not rows sent
+
+
+def test_data_manager_every_member_matched_is_counted_exactly(dm, opened, monkeypatch):
+    monkeypatch.setattr(dm.emulator, "match_rate", 1.0)  # lists created from now on match everyone
+    dm.emulator.create_user_list(CID, "556")
+    destination = opened(dm.config())
+    audience = AudienceRef("vip_google", "556")
+    destination.add(audience, [member(i) for i in range(1, 1001)])
+    destination.remove(audience, [member(i) for i in range(1, 11)])
+    assert destination.audience_counts(audience) == sizes(990)
+    destination.remove(audience, [member(i) for i in range(11, 1001)])
+    assert destination.audience_counts(audience) == {}  # Google leaves a zero out: read as no size, never as 0
+
+
+def test_data_manager_the_size_read_is_one_get_of_the_user_list(dm, opened):
+    destination = opened(dm.config())
+    before = dm.calls
+    destination.audience_counts(AUDIENCE)
+    assert dm.emulator.requests[before:] == [("GET", "/v1/accountTypes/GOOGLE_ADS/accounts/1234567890/userLists/555", 0)]
+
+
+def test_data_manager_a_missing_user_list_is_a_config_error(dm, opened):
+    dm.emulator.create_user_list("5555555555", "777")  # another customer's list
+    destination = opened(dm.config())
+    for missing in ("999", "777"):
+        with pytest.raises(ConfigError, match=f"has no user list {missing} of customer 1234567890 of destination 'google_vip'"):
+            destination.audience_counts(AudienceRef("vip_google", missing))
+    with pytest.raises(ConfigError, match="is not a Google Ads user list id"):
+        destination.audience_counts(AudienceRef("vip_google", "vip-list"))
+
+
+def test_data_manager_a_customer_out_of_reach_is_a_config_error(dm, opened):
+    with pytest.raises(ConfigError, match="may not read user list 555 of Google Ads customer 2222222222"):
+        opened(dm.config(customer_id="222-222-2222")).audience_counts(AUDIENCE)
+    dm.emulator.link_manager("9999999999", CID)
+    with pytest.raises(ConfigError, match="if access goes through a manager account, set login_customer_id"):
+        opened(dm.config()).audience_counts(AUDIENCE)
+    assert opened(dm.config(login_customer_id="999-999-9999")).audience_counts(AUDIENCE) == {}  # sent as login-account
+
+
+def test_data_manager_a_throttled_size_read_is_rate_limited(dm, opened):
+    destination = opened(dm.config())
+    dm.throttle(12)
+    with pytest.raises(RateLimited) as caught:
+        destination.audience_counts(AUDIENCE)
+    assert caught.value.retry_after == 12
+    dm.throttle(None)  # ManagementReadRequestsPerMinutePerProject: the minute's quota
+    with pytest.raises(RateLimited) as caught:
+        destination.audience_counts(AUDIENCE)
+    assert caught.value.retry_after == PER_MINUTE_WAIT_S
+    assert destination.audience_counts(AUDIENCE) == {}  # the next read goes through
+
+
+def test_data_manager_refused_credentials_are_a_config_error(dm, opened, monkeypatch):
+    monkeypatch.setenv("DM_TOKEN", "expired")
+    with pytest.raises(ConfigError, match="DM_TOKEN"):
+        opened(dm.config()).audience_counts(AUDIENCE)
 
 
 # ----- through syncer reconcile -------------------------------------------------------------------
@@ -144,21 +210,44 @@ def test_reconcile_compares_the_google_size_with_the_ledger(ads_server, tmp_path
     assert below.requests == 0 and below.readded == 0  # a flag, never a repair
 
 
-def test_reconcile_skips_a_data_manager_sync_saying_why(dm, tmp_path):
-    dm.emulator.create_user_list(CID, "1001")
-    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 11)])
-    write_project(tmp_path, destination=f"""\
+def dm_project(root: Path, emulator: DataManagerEmulator, url: str) -> Path:
+    emulator.create_user_list(CID, "1001")
+    write_customers(root / "warehouse.duckdb", [person(i) for i in range(1, MEMBERS + 1)])
+    return write_project(root, destination=f"""\
         type: google_customer_match
         customer_id: "{CID}"
         transport: data_manager
         access_token_env: DM_TOKEN
         customer_match_terms_accepted: true
-        endpoint: {dm.url}
+        endpoint: {url}
         """)
-    with Engine(load_project(tmp_path)) as engine:
-        assert [r.status for r in engine.run()] == ["ok"]
+
+
+def remove_from_data_manager_by_hand(dm: DmTarget, opened, people: range) -> None:
+    """People taken off the list by another tool (the ledger never hears of it)."""
+    opened(dm.config(), name="another_tool").remove(AudienceRef("by_hand", "1001"), [member(i) for i in people])
+
+
+def test_reconcile_compares_the_data_manager_size_with_the_ledger(dm, tmp_path, opened):
+    root = dm_project(tmp_path, dm.emulator, dm.url)
+    with Engine(load_project(root)) as engine:
+        [run] = engine.run()
+        assert (run.status, run.added) == ("ok", MEMBERS)
+        matched = dm.emulator.user_list_size("1001")
+        assert 1_000 <= matched < MEMBERS  # ONE_THOUSAND_TO_TEN_THOUSAND: a normal match rate, not drift
         calls = dm.calls
-        report = reconcile(engine)
-    assert (report.method, report.status) == ("skipped", "skipped")
-    assert "reads back neither an audience's members nor its size" in report.reason
-    assert dm.calls == calls  # nothing asked of Google
+        first = reconcile(engine)
+        assert (first.method, first.status, first.size["verdict"], first.size["counts"]) == ("size", "in_sync", "ok", sizes(matched))
+        assert first.size["platform"] == {"low": 1_000, "high": 10_000} and first.requests == 0
+        assert dm.calls == calls + 1  # one userLists.get
+
+        remove_from_data_manager_by_hand(dm, opened, range(1, 2))  # one person: within Google's size ranges
+        within = reconcile(engine)
+        assert (within.status, within.size["verdict"], within.held) == ("in_sync", "ok", MEMBERS)
+
+        remove_from_data_manager_by_hand(dm, opened, range(2, 1_601))  # 1,600 people: under 500 left
+        assert dm.emulator.user_list_size("1001") < 500
+        below = reconcile(engine)
+    assert (below.status, below.size["verdict"]) == ("drift", "below")
+    assert below.size["platform"] == {"low": 0, "high": 500} and "members dropped outside the syncer" in below.reason
+    assert below.requests == 0 and below.readded == 0  # a flag, never a repair

@@ -91,6 +91,7 @@ def dm_error(status: int, state: str, reasons: list[str] = (), violations: list[
 
 @pytest.mark.parametrize("status, body, headers, expected, wait", [
     (200, {"requestId": "r"}, {}, None, None),
+    (200, {"name": "accountTypes/GOOGLE_ADS/accounts/1234567890/userLists/555", "sizeInfo": {}}, {}, None, None),  # userLists.get
     (200, "<html>ok</html>", {}, TransientError, None),  # a proxy's page is no answer of Google's
     (429, dm_error(429, "RESOURCE_EXHAUSTED"), {}, RateLimited, 60.0),
     (429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [
@@ -101,6 +102,7 @@ def dm_error(status: int, state: str, reasons: list[str] = (), violations: list[
     (400, dm_error(400, "INVALID_ARGUMENT", ["INVALID_ARGUMENT"], [{"field": "audience_members", "reason": "TOO_MANY_AUDIENCE_MEMBERS"}]),
      {}, PermanentError, None),
     (404, "<html>Not Found</html>", {}, ConfigError, None),
+    (404, dm_error(404, "NOT_FOUND", ["NOT_FOUND"]), {}, ConfigError, None),
     (418, {}, {}, TransientError, None),  # unknown: adds and removes are idempotent
 ])
 def test_data_manager_classify_table(dm, opened, status, body, headers, expected, wait):

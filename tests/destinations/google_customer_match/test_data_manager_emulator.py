@@ -207,3 +207,49 @@ def test_dm_upload_key_types_are_set_by_the_admin_endpoint_and_survive_a_restart
     assert requests.post(sandbox.url + "/datamanager/_sandbox/userLists", json={"uploadKeyType": "EMAIL"}, timeout=10).status_code == 400
     restarted = Sandbox(port=0, state_file=sandbox.save(tmp_path / "state.json"))
     assert restarted.datamanager.upload_key_types == {"555": "CONTACT_INFO", "778": "MOBILE_ADVERTISING_ID"}
+
+
+# ----- userLists.get ------------------------------------------------------------------------------
+
+USER_LIST = f"/v1/accountTypes/GOOGLE_ADS/accounts/{CID}/userLists/555"
+
+
+def test_dm_user_list_get_reports_the_matched_size_as_int64_strings(dm, http):
+    empty = http("GET", USER_LIST)
+    assert empty.status_code == 200
+    assert empty.json()["name"] == f"accountTypes/GOOGLE_ADS/accounts/{CID}/userLists/555"
+    assert empty.json()["sizeInfo"] == {}  # proto3 JSON leaves a zero count out
+    assert empty.json()["ingestedUserListInfo"] == {"uploadKeyTypes": ["CONTACT_ID"]}
+    http("POST", "/v1/audienceMembers:ingest", json=body([email_member(f"p{i}@x.com") for i in range(200)]))
+    matched = dm.user_list_size("555")
+    assert 0 < matched < 200 and matched == sum(dm.user_lists["555"][1].matches(p) for p in dm.user_lists["555"][1].persons.values())
+    assert http("GET", USER_LIST).json()["sizeInfo"] == {"displayNetworkMembersCount": str(matched),
+                                                        "searchNetworkMembersCount": str(matched)}
+
+
+def test_dm_user_list_get_answers_who_may_read_it_as_google_does(dm, http, sandbox):
+    dm.create_user_list("5555555555", "777")
+    not_found = http("GET", f"/v1/accountTypes/GOOGLE_ADS/accounts/{CID}/userLists/777")  # another account's list
+    assert not_found.status_code == 404 and reasons(not_found) == ["NOT_FOUND"]
+    assert not_found.json()["error"]["status"] == "NOT_FOUND"
+    assert http("GET", f"/v1/accountTypes/GOOGLE_ADS/accounts/{CID}/userLists/999").status_code == 404
+    unknown_account = http("GET", "/v1/accountTypes/GOOGLE_ADS/accounts/2222222222/userLists/555")
+    assert unknown_account.status_code == 403 and unknown_account.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert http("GET", f"/v1/accountTypes/EMAIL/accounts/{CID}/userLists/555").status_code == 400
+    assert requests.get(sandbox.url_for("datamanager") + USER_LIST, timeout=10).status_code == 401
+
+    dm.link_manager("9999999999", CID)
+    assert http("GET", USER_LIST).status_code == 403
+    assert http("GET", USER_LIST, headers={"login-account": "accountTypes/GOOGLE_ADS/accounts/8888888888"}).status_code == 403
+    assert http("GET", USER_LIST, headers={"login-account": "accountTypes/GOOGLE_ADS/accounts/9999999999"}).status_code == 200
+    assert http("GET", USER_LIST, headers={"login-account": "9999999999"}).status_code == 400
+
+
+def test_dm_a_throttled_read_names_the_management_read_quota(dm, http):
+    dm.inject_http(429)
+    error = http("GET", USER_LIST).json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    assert error["details"][0]["metadata"] == {"quota_limit": "ManagementReadRequestsPerMinutePerProject"}
+    dm.inject_http(429)
+    retrieve = http("GET", "/v1/requestStatus:retrieve", params={"requestId": "x"}).json()["error"]
+    assert retrieve["details"][0]["metadata"] == {"quota_limit": "IngestionReadRequestsPerMinutePerProject"}
