@@ -14,7 +14,7 @@ Mixed into ``syncer.ledger.store.Ledger`` like ``SuppressionRecords``:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -34,11 +34,20 @@ class LinkRecords:
     if TYPE_CHECKING:
         def begin(self) -> AbstractContextManager[Connection]: ...
 
-    def replace_links(self, sync: str, links: Mapping[str, tuple[str, str]]) -> None:
-        """Store the sync's links as found over its whole audience: member_key -> (link, kinds shared),
-        ``link`` naming the group (its smallest member key). Replaces what was stored."""
+    def linked_members(self, sync: str) -> set[str]:
+        """Every member of ``sync`` stored as linked to another."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(shared_links.c.member_key).where(shared_links.c.sync == sync)).scalars())
+
+    def update_links(self, sync: str, stale: Iterable[str], links: Mapping[str, tuple[str, str]]) -> None:
+        """Drop the stored links of ``stale`` members, then store ``links``: member_key -> (link, kinds
+        shared), ``link`` naming the group (its smallest member key). The planner passes every stored member
+        whose group its changes may touch, and the groups as they are now."""
+        drop = sorted(set(stale) | set(links))
         with self.begin() as conn:
-            conn.execute(shared_links.delete().where(shared_links.c.sync == sync))
+            for start in range(0, len(drop), 900):
+                conn.execute(shared_links.delete().where(shared_links.c.sync == sync,
+                                                         shared_links.c.member_key.in_(drop[start:start + 900])))
             if links:
                 conn.execute(shared_links.insert(), [dict(sync=sync, member_key=k, link=link, kinds=kinds)
                                                      for k, (link, kinds) in links.items()])

@@ -12,11 +12,17 @@ is dropped from the plan and the leaver is kept in the audience with a reason ("
 with a member who stays"); it is looked at again on every run, and leaves once nobody it is linked to
 stays. A member whose identifiers changed is two rows: the old one (removed first, see
 ``syncer.delivery.apply``) and the new one (added after), so sharing a value only with itself never
-holds a change back. The groups are stored in the ledger (``shared_links``) for the fast path, which
-removes one member at a time and cannot see the whole audience.
+holds a change back; when the old row is linked to another member who stays, the member is kept as it
+was and its new values wait (the platform holds it merged with that member under the old values, and the
+ledger must keep saying so, or a later remove of either would take both). The groups are stored in the
+ledger (``shared_links``) for the fast path, which removes one member at a time and cannot see the whole
+audience.
 
-Only shared values are brought back to Python: the grouping is a GROUP BY in DuckDB over a few 64-bit
-digests per member (``syncer.planning.snapshot.LINK_KINDS``).
+Only the corner of the audience this plan touches is looked at: starting from the values of the rows it
+adds and removes, DuckDB follows shared values hop by hop over a few 64-bit digests per member
+(``syncer.planning.snapshot.LINK_KINDS``), and only values held by two members or more come back to
+Python. Links elsewhere cannot have changed, so the stored ones stand; a churn run costs what its churn
+costs.
 """
 
 from __future__ import annotations
@@ -24,39 +30,52 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from syncer.ledger.store import Ledger
-from syncer.planning.plan import SyncPlan
+from syncer.planning.plan import PlanRows, SyncPlan
 from syncer.planning.snapshot import LINK_KINDS, value_digests
+
+MAX_HOPS = 32  # links followed from a changed row; a longer chain of shared values is cut there
 
 
 def retain_linked(con: duckdb.DuckDBPyConnection, plan: SyncPlan, held_values: str, match_keys: Iterable[str],
                   ledger: Ledger, pending: dict[str, str]) -> None:
     """Drop from ``plan.removes`` every leaver linked to a member who stays, noting why in ``plan.retained``,
-    and store the sync's linked groups in the ledger. ``held_values`` names the snapshot's digest view."""
+    and bring the sync's stored links up to date. ``held_values`` names the snapshot's digest view."""
     kinds = [kind for kind in LINK_KINDS if kind in set(match_keys)]
     if not kinds or not (plan.adds or plan.removes):
         return  # nothing held changes, so neither do the links
     leaving = _remove_keys(plan)
-    _collect_rows(con, plan, held_values, kinds)
+    stored = ledger.linked_members(plan.sync)
     try:
+        _touched_rows(con, plan, held_values, kinds, leaving)
+        stale = _found_among(con, stored)  # links stored before whose group this plan may change
         rows = con.sql("""
-            SELECT r.member_key, r.side, r.kind, r.h FROM _links_rows r
-            SEMI JOIN (SELECT kind, h FROM _links_rows GROUP BY kind, h HAVING count(DISTINCT member_key) > 1) s
+            SELECT r.member_key, r.side, r.kind, r.h FROM _links_found r
+            SEMI JOIN (SELECT kind, h FROM _links_found GROUP BY kind, h HAVING count(DISTINCT member_key) > 1) s
                 USING (kind, h)""").fetchall()
     finally:
-        con.execute("DROP TABLE IF EXISTS _links_rows")
+        for table in ("_links_found", "_links_adds", "_links_values", "_links_leaving", "_links_hop"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute("DROP VIEW IF EXISTS _links_held")
     groups = _Groups()
     for key, side, kind, digest in rows:
         groups.join((key, side), ("value", f"{kind}:{digest}"))
     retained = _retained(groups, rows, leaving)
+    # a changed member whose old row stays is kept as it is: the platform holds it under the old values, merged
+    # with the member it shares them with, and the ledger must go on saying so; its new values wait
+    withheld = _keys_among(plan.adds, retained.keys()) if retained else set()
+    if withheld:
+        plan.adds = plan.adds.without(withheld)
     if retained:
         plan.removes = plan.removes.without(retained)
         plan.retained.update(retained)
         plan.retried -= sum(1 for key in retained if pending.get(key) == "remove")
         for reason in retained.values():
             plan.stats.setdefault("retained", {})[reason] = plan.stats.get("retained", {}).get(reason, 0) + 1
-    ledger.replace_links(plan.sync, _links(groups, rows))
+    ledger.update_links(plan.sync, stale | (leaving & stored), _links(rows, leaving - set(retained), withheld))
 
 
 def _remove_keys(plan: SyncPlan) -> set[str]:
@@ -66,20 +85,72 @@ def _remove_keys(plan: SyncPlan) -> set[str]:
     return keys
 
 
-def _collect_rows(con: duckdb.DuckDBPyConnection, plan: SyncPlan, held_values: str, kinds: list[str]) -> None:
-    """``_links_rows(member_key, side, kind, h)``: each value of ``kinds`` of every held row (side ``h``)
-    and every row to add (side ``a``)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _links_rows (member_key VARCHAR, side VARCHAR, kind VARCHAR, h UBIGINT)")
-    held = " UNION ALL ".join(f"SELECT member_key, 'h', '{k}', v_{k} FROM {held_values} WHERE v_{k} IS NOT NULL" for k in kinds)
-    con.execute(f"INSERT INTO _links_rows {held}")
+def _keys_among(rows: PlanRows, keys: Iterable[str]) -> set[str]:
+    """Those of ``keys`` that have a row in ``rows``."""
+    wanted = pa.array(sorted(keys), pa.string())
+    found: set[str] = set()
+    for table in rows.tables():
+        found.update(table.column(0).filter(pc.is_in(table.column(0), value_set=wanted)).to_pylist())
+    return found
+
+
+def _touched_rows(con: duckdb.DuckDBPyConnection, plan: SyncPlan, held_values: str, kinds: list[str],
+                  leaving: set[str]) -> None:
+    """Leave in ``_links_found(member_key, side, kind, h)`` every value of every row (held: side ``h``, to add:
+    side ``a``) linked, through any chain of shared values, to a row this plan adds or removes. Each hop
+    joins the held digests with the values reached so far, so a churn run costs what its churn costs, not
+    a grouping of every value the audience holds."""
+    con.execute("CREATE OR REPLACE TEMP VIEW _links_held AS " + " UNION ALL ".join(
+        f"SELECT member_key, 'h' AS side, '{k}' AS kind, v_{k} AS h FROM {held_values} WHERE v_{k} IS NOT NULL" for k in kinds))
+    _collect_adds(con, plan, kinds)
+    con.register("_links_leaving_arrow", pa.table({"member_key": pa.array(sorted(leaving), pa.string())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _links_leaving AS SELECT * FROM _links_leaving_arrow")
+    con.unregister("_links_leaving_arrow")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _links_found AS
+        SELECT * FROM _links_adds
+        UNION ALL SELECT h.* FROM _links_held h SEMI JOIN _links_leaving USING (member_key)""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _links_values AS SELECT DISTINCT kind, h FROM _links_found")
+    frontier = con.sql("SELECT count(*) FROM _links_values").fetchall()[0][0]
+    for _ in range(MAX_HOPS):
+        if not frontier:
+            break
+        # rows holding a value reached, then every value of those rows' members not reached yet
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _links_hop AS
+            SELECT h.* FROM _links_held h
+            WHERE h.member_key IN (SELECT member_key FROM _links_held SEMI JOIN _links_values USING (kind, h))
+              AND h.member_key NOT IN (SELECT member_key FROM _links_found WHERE side = 'h')""")
+        con.execute("INSERT INTO _links_found SELECT * FROM _links_hop")
+        new = con.execute("""
+            INSERT INTO _links_values SELECT DISTINCT kind, h FROM _links_hop
+            EXCEPT SELECT kind, h FROM _links_values""").fetchall()
+        frontier = new[0][0] if new else 0
+        con.execute("DROP TABLE _links_hop")
+
+
+def _found_among(con: duckdb.DuckDBPyConnection, keys: set[str]) -> set[str]:
+    """The ``keys`` that have a row in ``_links_found``."""
+    if not keys:
+        return set()
+    con.register("_links_stored", pa.table({"member_key": pa.array(sorted(keys), pa.string())}))
+    try:
+        return {k for (k,) in con.sql("SELECT member_key FROM _links_stored SEMI JOIN _links_found USING (member_key)").fetchall()}
+    finally:
+        con.unregister("_links_stored")
+
+
+def _collect_adds(con: duckdb.DuckDBPyConnection, plan: SyncPlan, kinds: list[str]) -> None:
+    """``_links_adds(member_key, side, kind, h)``: each value of ``kinds`` of every row to add."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _links_adds (member_key VARCHAR, side VARCHAR, kind VARCHAR, h UBIGINT)")
     for table in plan.adds.tables():
-        con.register("_links_adds", table.select([0, 2]).rename_columns(["member_key", "identifiers"]))
+        con.register("_links_add_rows", table.select([0, 2]).rename_columns(["member_key", "identifiers"]))
         try:
-            digests = f"SELECT member_key, {value_digests('identifiers')} FROM _links_adds"
+            digests = f"SELECT member_key, {value_digests('identifiers')} FROM _links_add_rows"
             adds = " UNION ALL ".join(f"SELECT member_key, 'a', '{k}', v_{k} FROM d WHERE v_{k} IS NOT NULL" for k in kinds)
-            con.execute(f"INSERT INTO _links_rows WITH d AS ({digests}) {adds}")
+            con.execute(f"INSERT INTO _links_adds WITH d AS ({digests}) {adds}")
         finally:
-            con.unregister("_links_adds")
+            con.unregister("_links_add_rows")
 
 
 class _Groups:
@@ -122,18 +193,22 @@ def _retained(groups: _Groups, rows: list[tuple], leaving: set[str]) -> dict[str
     return retained
 
 
-def _links(groups: _Groups, rows: list[tuple]) -> dict[str, tuple[str, str]]:
-    """member_key -> (group name, kinds it shares) for every member linked to another, the row to add
-    (its identifiers after this plan) deciding a changed member's group."""
-    members: dict[tuple[str, str], set[str]] = {}
-    for key, side, _, _ in rows:
-        members.setdefault(groups.find((key, side)), set()).add(key)
-    names = {root: min(keys) for root, keys in members.items() if len(keys) > 1}
-    links: dict[str, tuple[str, str]] = {}
+def _links(rows: list[tuple], gone: set[str], withheld: set[str]) -> dict[str, tuple[str, str]]:
+    """member_key -> (group name, kinds it shares) for every member linked to another once the plan is
+    applied: the held rows of ``gone`` members (removed, not retained) and the rows to add of ``withheld``
+    ones left out."""
+    after = [r for r in rows if (r[1] == "a" and r[0] not in withheld) or (r[1] == "h" and r[0] not in gone)]
+    holders: dict[str, set[str]] = {}
+    for key, _, kind, digest in after:
+        holders.setdefault(f"{kind}:{digest}", set()).add(key)
+    groups = _Groups()
     kinds: dict[str, set[str]] = {}
-    for key, side, kind, _ in sorted(rows, key=lambda r: r[1] == "a"):  # adds last: they win
-        name = names.get(groups.find((key, side)))
-        if name is not None:
+    for key, side, kind, digest in after:
+        if len(holders[f"{kind}:{digest}"]) > 1:
+            groups.join((key, "member"), ("value", f"{kind}:{digest}"))
             kinds.setdefault(key, set()).add(kind)
-            links[key] = (name, ",".join(sorted(kinds[key])))
-    return links
+    members: dict[tuple[str, str], set[str]] = {}
+    for key in kinds:
+        members.setdefault(groups.find((key, "member")), set()).add(key)
+    names = {root: min(keys) for root, keys in members.items()}
+    return {key: (names[groups.find((key, "member"))], ",".join(sorted(kinds[key]))) for key in kinds}

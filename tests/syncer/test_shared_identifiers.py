@@ -106,3 +106,35 @@ def test_the_fast_path_keeps_a_converter_who_shares_a_phone_with_a_stayer(projec
         gone = suppressor.handle(Conversion("c3", "3", "purchase", 1.0))
     assert kept.outcomes == {"buyers_sync": "retained"} and gone.outcomes == {"buyers_sync": "removed"}
     assert on_meta(sandbox, 2) and not on_meta(sandbox, 3)
+
+
+def test_a_linked_member_whose_phone_changes_is_kept_as_it_was(project: Path, sandbox: Sandbox) -> None:
+    """Meta merged 1 and 2 into one person under the shared phone; sending 2's new phone would not split
+    them, and forgetting the old one would let a later remove of 1 take 2 too."""
+    write_customers(project / "warehouse.duckdb", [person(1, phone=SHARED_PHONE), person(2, phone=SHARED_PHONE), person(3)])
+    run(project)
+    write_customers(project / "warehouse.duckdb", [person(1, phone=SHARED_PHONE), person(2, phone="+1 415 734 9981"), person(3)])
+    report = run(project)
+    assert (report.added, report.removed) == (0, 0) and report.retained == {"retained: shares phone with a member who stays": 1}
+    ledger = Ledger(load_project(project).ledger_url())
+    assert ledger.linked_members("buyers_sync") == {"1", "2"}
+    write_customers(project / "warehouse.duckdb", [person(2, phone="+1 415 734 9981"), person(3)])  # 1 leaves
+    report = run(project)  # the merged person goes with 1, then 2 is added again under its new phone
+    assert (report.removed, report.added, report.retained) == (2, 1, {})
+    assert on_meta(sandbox, 2) and not on_meta(sandbox, 1)
+
+
+def test_a_link_ends_when_both_leave(project: Path, sandbox: Sandbox) -> None:
+    write_customers(project / "warehouse.duckdb", [person(1, phone=SHARED_PHONE), person(2, phone=SHARED_PHONE), person(3)])
+    (project / "syncer.yml").write_text((project / "syncer.yml").read_text() + (
+        "conversions:\n  table: conversions\n  rules: [{types: [purchase], segments: ['*']}]\n"))
+    run(project)
+    write_customers(project / "warehouse.duckdb", [person(3)])
+    assert run(project).removed == 2
+    ledger = Ledger(load_project(project).ledger_url())
+    assert ledger.linked_members("buyers_sync") == set()
+    write_customers(project / "warehouse.duckdb", [person(1, phone=SHARED_PHONE), person(3)])  # 1 comes back alone
+    run(project)
+    with Suppressor(load_project(project)) as suppressor:
+        assert suppressor.handle(Conversion("c1", "1", "purchase", 1.0)).outcomes == {"buyers_sync": "removed"}
+    assert not on_meta(sandbox, 1) and on_meta(sandbox, 3)
