@@ -80,10 +80,13 @@ def _send(destination: Destination, op: str, audience: AudienceRef, members: Seq
     retrying = Retrying(stop=stop_after_attempt(policy.attempts), wait=_wait_for(policy, report),
                         retry=retry_if_exception_type(TransientError), reraise=True, sleep=sleep)
     attempts = 0
-    for attempt in retrying:
-        with attempt:
-            attempts += 1
-            result = call(audience, members)
+    try:
+        for attempt in retrying:
+            with attempt:
+                attempts += 1
+                result = call(audience, members)
+    except _Deferred as deferred:  # a wait longer than we block for: the platform's own error, for the caller
+        raise deferred.cause from None
     return result, attempts
 
 
@@ -118,8 +121,7 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
             batch = rows[start:start + size]
             try:
                 _apply_batch(plan, destination, ledger, sync_run_id, audience, op, batch, policy, report, sleep)
-            except (_Deferred, TransientError) as exc:
-                cause = exc.cause if isinstance(exc, _Deferred) else exc
+            except TransientError as cause:
                 remember_wait(ledger, plan.destination, cause, now=clock())
                 _defer_rest(ledger, plan, work, index, start, report, cause)
                 _note_error(report, cause, scrub)

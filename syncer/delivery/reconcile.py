@@ -277,9 +277,6 @@ class Reconciler:
                 send_and_commit(destination, self.ledger, sync=name, sync_run_id=sync_run_id, audience=audience, op="add",
                                 rows=ordered[start:start + batch_size], policy=self.engine.policy, report=figures,
                                 sleep=self.engine.sleep)
-        except Exception as exc:  # the retries' "wait longer than we block for" carries the platform's error as cause
-            cause = getattr(exc, "cause", None)
-            raise cause if isinstance(cause, SyncError) else exc
         finally:
             report.readded += figures.added
             report.rejected += figures.rejected

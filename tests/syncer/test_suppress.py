@@ -185,3 +185,26 @@ def test_a_timestamp_cursor_with_a_tiebreak_id_loses_no_conversion_sharing_a_tim
     record_conversion(project, "8", at=same)  # late-arriving row with the same timestamp, a higher id
     assert [r.conversion.member_key for r in suppressor.step()] == ["8"]
     assert not {email_hash(6), email_hash(7), email_hash(8)} & held(sandbox, "1")
+
+
+def test_a_platforms_wait_holds_the_fast_path_too(setup) -> None:
+    """Meta said "come back in 5 minutes" to one remove: the next conversions wait in the ledger without a
+    call until then (calling at once only earns a longer wait), and go through once the wait is over."""
+    from syncer.delivery.fast_path import Conversion
+    from tests.syncer.test_engine import FakeClock
+
+    root, sandbox = setup
+    project = load_project(root)
+    clock = FakeClock()
+    suppressor = Suppressor(project, engine=Engine(project, clock=clock))
+    sandbox.meta.throttle_next(300)
+    first = suppressor.handle(Conversion("c4", "4", "purchase", clock.now))
+    assert set(first.outcomes.values()) == {"pending"}
+    clock.now += 20
+    calls = sandbox.meta.request_count
+    second = suppressor.handle(Conversion("c5", "5", "purchase", clock.now))
+    assert set(second.outcomes.values()) == {"pending"} and sandbox.meta.request_count == calls
+    clock.now += 300
+    third = suppressor.handle(Conversion("c6", "6", "purchase", clock.now))
+    suppressor.close()
+    assert set(third.outcomes.values()) == {"removed"} and email_hash(6) not in held(sandbox, "1")
