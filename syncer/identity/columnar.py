@@ -7,17 +7,25 @@ identifiers), ``reason`` (null when the row can be sent) and ``dropped`` (``kind
 the same arguments; ``to_identified`` turns it back into ``Identified`` objects to check that.
 
 How it stays exact
-    A vectorised path decides the values it can prove, and every other row goes to
-    ``identify_many`` itself, whose results are spliced in; so a value the fast path is unsure of
-    costs what it costs today, never a different answer. The fast path covers ``email`` and
-    ``phone`` text (and integer) columns; a table with any other kind goes wholly to
-    ``identify_many`` (those kinds only ever arrive with small audiences). How many rows went that
-    way is in the schema metadata (``fallback_rows``).
+    A vectorised path decides the values it can prove, and every other value goes through the
+    per-value rule ``identify_many`` would run on it (the same normaliser, text and region), its
+    answer spliced in; so a value the fast path is unsure of costs what it costs row by row, never
+    a different answer. Only the undecided values go that way, not their rows: a fast plan (email
+    and phone) has no address group, so each value's fate is its own, and the row's ``reason`` and
+    ``dropped`` are then built from the per-kind outcomes as ``identify_many`` builds them. The
+    fast path covers ``email`` and ``phone`` text (and integer) columns; a table with any other
+    kind goes wholly to ``identify_many`` (those kinds only ever arrive with small audiences). How
+    many rows needed the per-value rules is in the schema metadata (``fallback_rows``).
 
-    email   ASCII values only: ``raw_text``'s trim on ASCII is the whitespace set below, and ASCII
-            lower-casing is ``str.lower`` there; then the same regex (RE2 and ``re`` agree on it,
-            as it has no whitespace left to match), and the Data Manager Gmail rule. Values with
-            any non-ASCII or control character, or inner whitespace, are left to the fallback.
+    email   printable ASCII values only (``raw_text``'s trim on ASCII is the whitespace set below,
+            ASCII lower-casing is ``str.lower`` there, and NFKC leaves ASCII alone). Accepted when
+            a strict RE2 pattern (a subset of ``syncer.identity.emails``' rules) matches, the
+            local part is at most 64 characters, the domain at most 63 and no ``--`` appears;
+            then the placeholder addresses are refused and the Data Manager Gmail rule applied.
+            Rejected as ``invalid_email`` when even a loose pattern that every valid address
+            matches fails. Everything between (long domains, ``xn--`` labels, a top-level label
+            starting with a digit) and any value with a non-ASCII, control or inner whitespace
+            character is left to the fallback.
     phone   see ``syncer.identity.phone_patterns`` for the exact conditions.
     hashing lowercase hex SHA-256 per value with CPython's built-in SHA-256 (measured faster than
             ``hashlib``'s OpenSSL object and DuckDB's ``sha256()`` for short values on this
@@ -26,16 +34,20 @@ How it stays exact
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncer.identity import normalisers, phones
+from syncer.identity import emails, phones
 from syncer.identity import rows as identity
 from syncer.identity.countries import resolve_country
+from syncer.identity.emails import ATEXT, GMAIL_DOMAINS
+from syncer.identity.kinds import InvalidIdentifier, raw_text
 from syncer.identity.phone_patterns import ASCII_TRIM, MISSING, OK, REJECTED, UNDECIDED, columnar_e164
+from syncer.identity.placeholder_columns import placeholder_emails
+from syncer.identity.placeholders import PLACEHOLDER
 from syncer.identity.rows import Identified
 
 try:  # CPython's own SHA-256 object: the same digest as hashlib's, with less set-up per call
@@ -49,9 +61,17 @@ except ImportError:  # pragma: no cover - interpreter dependent
 __all__ = ["FALLBACK_ROWS_KEY", "fallback_rows", "identify_columns", "to_identified"]
 
 FALLBACK_ROWS_KEY = b"fallback_rows"
-_EMAIL = r"^[^@]+@[^@.]+(?:\.[^@.]+)*\.[^@.]{2,}$"  # normalisers._EMAIL_RE on text with no whitespace
 _PRINTABLE = r"^[!-~]*$"  # printable ASCII, no space: nothing str.strip or str.lower treat differently
-_GMAIL = pa.array(sorted(normalisers._GMAIL_DOMAINS))
+# A subset of what emails.email accepts: a dot-atom, labels of letters and digits joined by single
+# hyphens (so no "--", hence no reserved or xn-- label), a top-level label that starts with a letter.
+# With the lengths checked apart, every match is valid there. Only printable ASCII can match.
+_LABEL = "[a-z0-9](?:[a-z0-9]|-[a-z0-9])*"
+_EMAIL = rf"^[{ATEXT}]+(?:\.[{ATEXT}]+)*@(?:{_LABEL}\.)+[a-z](?:[a-z0-9]|-[a-z0-9])+$"
+# A superset: every address emails.email accepts matches it, so a printable value that does not is invalid.
+_LOOSE_EMAIL = r"^[^@]+@[^@.]+(?:\.[^@.]+)*\.[^@.]{2,}$"
+_MAX_LOCAL = 64
+_MAX_DOMAIN_DECIDED = 63  # then no label is over 63 and the address is under 254: longer ones go to the rules
+_GMAIL = pa.array(sorted(GMAIL_DOMAINS))
 
 
 def identify_columns(
@@ -80,23 +100,22 @@ def identify_columns(
     columns: dict[str, pa.Array] = {}
     statuses, reasons = [], []
     if fast:
-        regions = _phone_regions(table, region_column, default_region, n) if "phone" in plan.kinds else None
+        regions = _phone_regions(table, region_column, default_region, n)
+        by_rules = np.zeros(n, dtype=bool)
         for kind, fn, hashed, _ in plan.steps:
-            raw = _text(table, kind, n)
-            if raw is None:
-                values, status, reason = pa.nulls(n, pa.string()), _unread(table.column(kind)), pa.nulls(n, pa.string())
-            elif kind == "email":
-                values, status, reason = _emails(raw, fn is normalisers.email_data_manager)
-            else:
-                values, status, reason = columnar_e164(raw, regions)
-                if fn is phones.e164_digits:
-                    values = pc.utf8_slice_codeunits(values, 1)
+            values, status, reason = _decide(table, kind, fn, regions)
+            undecided = status == UNDECIDED
+            if undecided.any():
+                values, reason = _by_the_rules(table, kind, fn, regions, values, status, reason, undecided)
+                by_rules |= undecided
             columns[kind] = _sha_hex(values) if hashed else values
             statuses.append(status)
             reasons.append(reason)
-        slow = np.flatnonzero(np.any(np.stack(statuses) == UNDECIDED, axis=0))
+        slow = np.zeros(0, dtype=np.int64)
+        fallback = int(by_rules.sum())
     else:
         slow = np.arange(n)
+        fallback = n
     reason, dropped = _row_outcome(plan.kinds, statuses, reasons, n)
     out = {kind: columns.get(kind, pa.nulls(n, pa.string())) for kind in plan.kinds}
     out["reason"], out["dropped"] = reason, dropped
@@ -105,11 +124,63 @@ def identify_columns(
                 identity.identify_many(table.take(pa.array(slow)), kinds, platform=platform, region=region,
                                        region_column=region_column))
     result = pa.table({name: _as_string(col) for name, col in out.items()})
-    return result.replace_schema_metadata({FALLBACK_ROWS_KEY: str(len(slow)).encode()})
+    return result.replace_schema_metadata({FALLBACK_ROWS_KEY: str(fallback).encode()})
+
+
+def _decide(table: pa.Table, kind: str, fn: object, regions: pa.Array) -> tuple[pa.Array, np.ndarray, pa.Array]:
+    """The vectorised rules for one kind: (value or null, status per row, reason or null)."""
+    n = table.num_rows
+    raw = _text(table, kind, n)
+    if raw is None:
+        return pa.nulls(n, pa.string()), _unread(table.column(kind)), pa.nulls(n, pa.string())
+    if kind == "email":
+        return _emails(raw, fn is emails.email_data_manager)
+    values, status, reason = columnar_e164(raw, regions)
+    if fn is phones.e164_digits:
+        values = pc.utf8_slice_codeunits(values, 1)
+    return values, status, reason
+
+
+def _by_the_rules(table: pa.Table, kind: str, fn: Callable[[str, str | None], str], regions: pa.Array,
+                  values: pa.Array, status: np.ndarray, reason: pa.Array,
+                  undecided: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """Decide the ``undecided`` values of one kind with the per-value rules, exactly as ``identify_many`` does.
+
+    A fast plan has no address group and no ``country`` kind, so each value's fate is its own, and
+    the region ``identify_many`` hands every kind of the row is the phone region. Updates ``status``
+    in place; returns the spliced values and reasons. Repeated (text, region) pairs are read once.
+    """
+    rows = np.flatnonzero(undecided)
+    index = pa.array(rows)
+    raws = table.column(kind).take(index).to_pylist() if kind in table.column_names else [None] * len(rows)
+    memo: dict[tuple[str, str | None], tuple[int, str | None, str | None]] = {}
+    got_values, got_reasons = [], []
+    for i, (raw, row_region) in enumerate(zip(raws, regions.take(index).to_pylist())):
+        try:
+            key = (raw_text(raw, kind), row_region)
+        except InvalidIdentifier as exc:
+            outcome = (MISSING, None, None) if exc.reason == "missing" else (REJECTED, None, exc.reason)
+        else:
+            outcome = memo.get(key) or memo.setdefault(key, _outcome(fn, *key))
+        status[rows[i]] = outcome[0]
+        got_values.append(outcome[1])
+        got_reasons.append(outcome[2])
+    where = np.arange(len(status), dtype=np.int64)
+    where[rows] = len(status) + np.arange(len(rows))
+    spliced = [pa.concat_arrays([_as_string(old), pa.array(new, pa.string())]).take(pa.array(where))
+               for old, new in ((values, got_values), (reason, got_reasons))]
+    return spliced[0], spliced[1]
+
+
+def _outcome(fn: Callable[[str, str | None], str], text: str, region: str | None) -> tuple[int, str | None, str | None]:
+    try:
+        return OK, fn(text, region), None
+    except InvalidIdentifier as exc:
+        return (MISSING, None, None) if exc.reason == "missing" else (REJECTED, None, exc.reason)
 
 
 def fallback_rows(result: pa.Table) -> int:
-    """How many rows of an ``identify_columns`` result were computed by ``identify_many``."""
+    """How many rows of an ``identify_columns`` result needed the per-value rules for at least one identifier."""
     return int((result.schema.metadata or {}).get(FALLBACK_ROWS_KEY, b"0"))
 
 
@@ -130,7 +201,7 @@ def to_identified(result: pa.Table) -> list[Identified]:
 
 
 def _fast_kind(fn: object) -> bool:
-    return fn in (normalisers.email, normalisers.email_data_manager, phones.e164, phones.e164_digits)
+    return fn in (emails.email, emails.email_data_manager, phones.e164, phones.e164_digits)
 
 
 def _text(table: pa.Table, kind: str, n: int) -> pa.StringArray | None:
@@ -175,20 +246,45 @@ def _emails(raw: pa.StringArray, data_manager: bool) -> tuple[pa.Array, np.ndarr
     n = len(raw)
     trimmed = pc.utf8_trim(raw, ASCII_TRIM)
     status = np.full(n, UNDECIDED, dtype=np.int8)
-    printable = pc.match_substring_regex(trimmed, _PRINTABLE).fill_null(False).to_numpy(zero_copy_only=False)
     empty = pc.binary_length(trimmed).fill_null(0).to_numpy(zero_copy_only=False) == 0
     status[empty] = MISSING
     address = pc.ascii_lower(trimmed)
-    valid = pc.match_substring_regex(address, _EMAIL).fill_null(False).to_numpy(zero_copy_only=False)
-    decided = printable & ~empty
+    valid = _mask(pc.match_substring_regex(address, _EMAIL))  # only printable ASCII can match
+    if valid.any():  # exact lengths for the local part; long domains go to the rules
+        local_len = pc.find_substring(address, "@").fill_null(0).to_numpy(zero_copy_only=False)
+        domain_len = pc.binary_length(address).fill_null(0).to_numpy(zero_copy_only=False) - local_len - 1
+        valid &= (local_len <= _MAX_LOCAL) & (domain_len <= _MAX_DOMAIN_DECIDED)
+    rest = ~valid & ~empty
+    invalid = _rows_failing(address, rest & _rows_matching(trimmed, rest, _PRINTABLE), _LOOSE_EMAIL)
+    fake = valid & placeholder_emails(address) if valid.any() else np.zeros(n, dtype=bool)
+    valid &= ~fake
     if data_manager and valid.any():
         address, emptied = _gmail_rule(address, valid)
+        invalid |= emptied
         valid &= ~emptied
-    status[decided & valid] = OK
-    status[decided & ~valid] = REJECTED
-    values = pc.if_else(pa.array(status == OK), address, pa.scalar(None, pa.string()))
-    reason = pc.if_else(pa.array(status == REJECTED), pa.scalar("invalid_email"), pa.scalar(None, pa.string()))
+    status[valid] = OK
+    status[invalid | fake] = REJECTED
+    values = pc.if_else(pa.array(valid), address, pa.scalar(None, pa.string()))
+    reason = pc.if_else(pa.array(fake), pa.scalar(PLACEHOLDER), pa.scalar(None, pa.string()))
+    reason = pc.if_else(pa.array(invalid), pa.scalar("invalid_email"), reason)
     return values, status, reason
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    return values.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _rows_matching(values: pa.Array, rows: np.ndarray, pattern: str) -> np.ndarray:
+    """Among ``rows``, those whose value matches ``pattern`` (the regex runs on those rows only)."""
+    out = np.zeros(len(values), dtype=bool)
+    if rows.any():
+        out[rows] = _mask(pc.match_substring_regex(values.filter(pa.array(rows)), pattern))
+    return out
+
+
+def _rows_failing(values: pa.Array, rows: np.ndarray, pattern: str) -> np.ndarray:
+    """Among ``rows``, those whose value does not match ``pattern``."""
+    return rows & ~_rows_matching(values, rows, pattern)
 
 
 def _gmail_rule(address: pa.Array, valid: np.ndarray) -> tuple[pa.Array, np.ndarray]:

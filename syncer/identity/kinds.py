@@ -26,7 +26,7 @@ REASONS: frozenset[str] = frozenset({
     "missing", "no_identifier", "incomplete_address",
     "invalid_email", "invalid_phone", "phone_no_country", "invalid_name", "invalid_postal_code",
     "invalid_city", "invalid_state", "invalid_country", "invalid_madid", "invalid_external_id",
-    "invalid_gender", "invalid_dob", "ambiguous_dob",
+    "invalid_gender", "invalid_dob", "ambiguous_dob", "placeholder",
 })
 
 #: The reason a value of each kind is dropped with when it cannot even be read as text.

@@ -3,17 +3,19 @@
 Each function here is a ``Normaliser``: it takes text already trimmed by ``raw_text`` and the row's
 region (ISO alpha-2, or None), and returns the platform's form *before* hashing, or raises
 ``InvalidIdentifier`` with a reason code. ``syncer.identity.platform_rules`` picks one per kind and platform;
-``syncer.identity.rows`` runs them. Phones live in ``syncer.identity.phones``, countries and US states in
-``syncer.identity.countries``. This docstring is the reference for what each platform wants.
+``syncer.identity.rows`` runs them. Emails live in ``syncer.identity.emails``, phones in
+``syncer.identity.phones``, countries and US states in ``syncer.identity.countries``, the placeholder
+values both refuse in ``syncer.identity.placeholders``. This docstring is the reference for what each
+platform wants.
 
 Per kind (M = meta, G = google, D = google_data_manager, P = plain)
-    email         trim, lowercase; must be local@domain.tld: one ``@``, no whitespace inside, a dot in
-                  the domain, a TLD of 2+ characters; else ``invalid_email``. Gmail dots are kept on
-                  M, G and P. Only D removes them: for gmail.com and googlemail.com addresses it drops
-                  every ``.`` before the ``@`` and cuts a ``+tag``, as the current Data Manager page
-                  requires. The Google Ads API page only says that removing the dots is "not
-                  required". Inner whitespace is rejected, not squeezed out (D says "trim intermediate
-                  whitespace", but ``jo hn@x.com`` is not an address we can vouch for).
+    email         see ``syncer.identity.emails`` (the RFC rules, NFKC, IDNA, lengths, placeholders).
+                  Gmail dots are kept on M, G and P. Only D removes them: for gmail.com and
+                  googlemail.com addresses it drops every ``.`` before the ``@`` and cuts a
+                  ``+tag``, as the current Data Manager page requires. The Google Ads API page only
+                  says that removing the dots is "not required". Inner whitespace is rejected, not
+                  squeezed out (D says "trim intermediate whitespace", but ``jo hn@x.com`` is not an
+                  address we can vouch for).
     phone         see ``syncer.identity.phones``. M: E.164 digits without ``+`` (``16505551212``); G, D, P:
                   E.164 with ``+`` (``+16505551212``).
     first_name    M: NFC, lowercase, letters and combining marks only (spaces, punctuation, digits
@@ -112,28 +114,6 @@ def _has_letter(text: str) -> bool:
 
 
 # --- one normaliser per kind and platform flavour --------------------------------------------
-
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)*\.[^@\s.]{2,}")
-_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
-
-
-def email(text: str, region: str | None) -> str:
-    address = text.lower()
-    if _EMAIL_RE.fullmatch(address) is None:
-        raise InvalidIdentifier("invalid_email", "email")
-    return address
-
-
-def email_data_manager(text: str, region: str | None) -> str:
-    address = email(text, region)
-    local, _, domain = address.rpartition("@")
-    if domain in _GMAIL_DOMAINS:
-        local = local.split("+", 1)[0].replace(".", "")
-        if not local:
-            raise InvalidIdentifier("invalid_email", "email")
-        address = f"{local}@{domain}"
-    return address
-
 
 def name_letters(text: str, region: str | None) -> str:
     name = _letters(text.lower())

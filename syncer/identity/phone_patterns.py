@@ -1,11 +1,12 @@
 """Columnar E.164 for the common phone shapes, built from ``phonenumbers``' own metadata.
 
 ``columnar_e164(texts, regions)`` takes a column of raw phone text and each row's region (ISO
-alpha-2, or null) and returns, per row, the E.164 text that ``syncer.identity.phones.e164`` would give, a
-reason it would give (``phone_no_country``), or "undecided". It only decides a value when it can
-prove ``phonenumbers.parse`` plus ``is_valid_number`` would reach the same answer; everything else
-is undecided and the caller hands it to the per-value rules. Declining is always safe; accepting a
-number ``phonenumbers`` would read differently is the bug this module must never have.
+alpha-2, or null) and returns, per row, the E.164 text that ``syncer.identity.phones.e164`` would
+give, a reason it would give (``phone_no_country``, ``placeholder``), or "undecided". It only
+decides a value when it can prove ``phonenumbers.parse`` plus ``is_valid_number`` would reach the
+same answer; everything else is undecided and the caller hands it to the per-value rules.
+Declining is always safe; accepting a number ``phonenumbers`` would read differently is the bug
+this module must never have.
 
 What is decided (every other value is undecided)
     - null, or blank after ``raw_text``'s trim: ``missing``.
@@ -31,6 +32,9 @@ What is decided (every other value is undecided)
       same patterns). A number valid nowhere stays undecided rather than rejected.
     E.164 is then ``+``, the country code and the national significant number (the digits, leading
     zeros kept, exactly what ``national_significant_number`` rebuilds).
+    - a number so accepted whose code and national significant number are a placeholder
+      (``syncer.identity.placeholders``, the same data ``phones.e164`` reads) is ``placeholder``
+      instead. Invalid placeholders (``+1 111 111 1111``) stay undecided, as every invalid number does.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+from syncer.identity.placeholder_columns import placeholder_phones
+from syncer.identity.placeholders import PLACEHOLDER
 
 __all__ = ["MISSING", "OK", "REJECTED", "UNDECIDED", "columnar_e164", "digits_only"]
 
@@ -263,12 +270,20 @@ class _Accepted:
     rows: list[np.ndarray]
     cc: list[int]
     nsn: list[pa.Array]
+    placeholders: list[np.ndarray]  # valid numbers refused as ``placeholder``, as ``phones.e164`` does
 
     def add(self, rows: np.ndarray, cc: int, nsn: pa.Array, accept: np.ndarray) -> None:
-        if accept.any():
-            self.rows.append(rows[accept])
+        if not accept.any():
+            return
+        rows, nsn = rows[accept], nsn.filter(pa.array(accept))
+        fake = placeholder_phones(cc, nsn)
+        if fake.any():
+            self.placeholders.append(rows[fake])
+            rows, nsn = rows[~fake], nsn.filter(pa.array(~fake))
+        if len(rows):
+            self.rows.append(rows)
             self.cc.append(cc)
-            self.nsn.append(nsn.filter(pa.array(accept)))
+            self.nsn.append(nsn)
 
 
 def _validate(out: _Accepted, rows: np.ndarray, cc: int, nsn: pa.Array, hints: pa.Array) -> None:
@@ -370,7 +385,7 @@ def columnar_e164(texts: pa.StringArray, regions: pa.Array) -> tuple[pa.Array, n
     starts00 = pc.starts_with(d, "00").to_numpy(zero_copy_only=False)
     no_country = shaped & ~plus & no_region & ~starts00
     status[no_country] = REJECTED
-    accepted = _Accepted([], [], [])
+    accepted = _Accepted([], [], [], [])
     rows = np.flatnonzero(shaped & plus)
     if len(rows):
         _international(accepted, rows, d.take(pa.array(rows)), regions.take(pa.array(rows)))
@@ -382,6 +397,11 @@ def columnar_e164(texts: pa.StringArray, regions: pa.Array) -> tuple[pa.Array, n
     if accepted.rows:
         status[np.concatenate(accepted.rows)] = OK
     reason = pc.if_else(pa.array(no_country), pa.scalar("phone_no_country"), pa.scalar(None, pa.string()))
+    if accepted.placeholders:
+        fake = np.zeros(n, dtype=bool)
+        fake[np.concatenate(accepted.placeholders)] = True
+        status[fake] = REJECTED
+        reason = pc.if_else(pa.array(fake), pa.scalar(PLACEHOLDER), reason)
     return values, status, reason
 
 

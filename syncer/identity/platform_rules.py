@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from syncer.identity import normalisers as n
+from syncer.identity.emails import email, email_data_manager
 from syncer.identity.kinds import IDENTIFIER_KINDS, UnsupportedKindError
 from syncer.identity.normalisers import Normaliser
 from syncer.identity.phones import e164, e164_digits
@@ -43,7 +44,7 @@ _GOOGLE_ADDRESS = ("first_name", "last_name", "country", "postal_code")
 _META = RuleSet(
     name="meta",
     normalisers=MappingProxyType({
-        "email": n.email, "phone": e164_digits, "first_name": n.name_letters,
+        "email": email, "phone": e164_digits, "first_name": n.name_letters,
         "last_name": n.name_letters, "postal_code": n.postal_meta, "city": n.city_letters,
         "state": n.state_meta, "country": n.country_lower, "madid": n.madid,
         "external_id": n.external_id, "date_of_birth": n.dob_compact, "gender": n.gender,
@@ -53,7 +54,7 @@ _META = RuleSet(
 _GOOGLE = RuleSet(
     name="google",
     normalisers=MappingProxyType({
-        "email": n.email, "phone": e164, "first_name": n.name_no_space,
+        "email": email, "phone": e164, "first_name": n.name_no_space,
         "last_name": n.name_no_space_no_punct, "postal_code": n.postal_clear,
         "country": n.country_upper, "madid": n.madid, "external_id": n.external_id,
     }),
@@ -63,7 +64,7 @@ _GOOGLE = RuleSet(
 _GOOGLE_DATA_MANAGER = RuleSet(
     name="google_data_manager",
     normalisers=MappingProxyType({
-        "email": n.email_data_manager, "phone": e164, "first_name": n.name_trimmed_lower,
+        "email": email_data_manager, "phone": e164, "first_name": n.name_trimmed_lower,
         "last_name": n.name_trimmed_lower, "postal_code": n.postal_clear,
         "country": n.country_upper, "madid": n.madid,
     }),
@@ -73,7 +74,7 @@ _GOOGLE_DATA_MANAGER = RuleSet(
 _PLAIN = RuleSet(
     name="plain",
     normalisers=MappingProxyType({
-        "email": n.email, "phone": e164, "first_name": n.name_plain, "last_name": n.name_plain,
+        "email": email, "phone": e164, "first_name": n.name_plain, "last_name": n.name_plain,
         "postal_code": n.postal_clear, "city": n.city_plain, "state": n.state_plain,
         "country": n.country_upper, "madid": n.madid, "external_id": n.external_id,
         "date_of_birth": n.dob_iso, "gender": n.gender,

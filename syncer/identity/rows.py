@@ -26,7 +26,9 @@ Where the parts live (this module is the public face; import from here)
     ``syncer.identity.kinds``  kinds, reason codes, the two errors, raw value -> trimmed text.
     ``syncer.identity.normalisers``       one normaliser per kind and platform flavour; its docstring holds the
                                  per-kind rules and the platform pages they follow.
+    ``syncer.identity.emails``            email addresses: RFC 5321/5322 rules, NFKC, IDNA (``idna``).
     ``syncer.identity.phones``            phone numbers to E.164 (``phonenumbers``).
+    ``syncer.identity.placeholders``      values no person owns (``1234567890``, 555-0100): ``placeholder``.
     ``syncer.identity.countries``         the ISO 3166 table, country aliases and US states (``resolve_country``).
     ``syncer.identity.platform_rules``    the four ``RuleSet`` tables above.
     Here: ``normalise``/``encode``/``split_dob`` for one value, ``identify``/``identify_many`` for rows.

@@ -161,30 +161,30 @@ PHONES = [
     ("06 12 34 56 78", "FR", "+33612345678",
      "8a3e7886c9335e82e02299fa3e87b46e2de3b0c63d56003e30a5029394a47661",
      "42d573cfc315801d4cd8eddd5416b416a0bf298b9b9e12d6b07442c91db42bd8"),
-    ("090-1234-5678", "JP", "+819012345678",
-     "0ad07193350775c6d4377f8b039d32877e66c69a454ed886b05279771c0fca0b",
-     "3d06a39d40790f11761295e053029378ae28c4b4f6f301693005e079f3d4ca64"),
+    ("090-4217-3365", "JP", "+819042173365",
+     "e6425c005667f7f1790fbf5c764ef189f6b8cc88ac51ff1ef11c3e50ec2b9897",
+     "ea7ec5675d07944d933af9ba1025757420e1ff4fe5eff6585a3400ed5ff5d6a6"),
     ("0412 345 678", "AU", "+61412345678",
      "222e24d90b23ba2af558a2891bfa399f19a7eb9f33df34a7d6809b97c5a97246",
      "bc65da54a3ddbacfdc93a0400f0a2d78e41c2180c8255015e9616facfe56f58a"),
     ("(11) 91234-5678", "BR", "+5511912345678",
      "eeff2a7b3fdffa242c44700da8293d40c64a070956a3cdac36a4553dd4786704",
      "195563c1d879cb1564e2cdd6d89363ecb1f091ac0eeac094760f06139eae6077"),
-    ("+91 98765 43210", "US", "+919876543210",  # explicit + beats the segment region
-     "92b5072176e723878b5e06ff3ca61898e4eb74e8c46642a0f2db800b17364ab0",
-     "f3a47ce5ce3d4ca8ad15225a245b2759022f79489f5c62719b8c9490f7aab90e"),
-    ("0044 20 7946 0958", "US", "+442079460958",  # 00 prefix in a region whose IDD is 011
-     "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823",
-     "f0bf0228144d9fe2bdf1da2d8ca698f17bf1410ee688b075c27062e47b6f0b6d"),
-    ("0044 20 7946 0958", None, "+442079460958",  # 00 prefix with no region at all
-     "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823",
-     "f0bf0228144d9fe2bdf1da2d8ca698f17bf1410ee688b075c27062e47b6f0b6d"),
-    ("011 44 20 7946 0958", "US", "+442079460958",  # the US's own international prefix
-     "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823",
-     "f0bf0228144d9fe2bdf1da2d8ca698f17bf1410ee688b075c27062e47b6f0b6d"),
-    ("+44 (0)20 7946 0958", None, "+442079460958",
-     "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823",
-     "f0bf0228144d9fe2bdf1da2d8ca698f17bf1410ee688b075c27062e47b6f0b6d"),
+    ("+91 98201 47365", "US", "+919820147365",  # explicit + beats the segment region
+     "1a480a9bf261124b20a270a0fec01a4b21dd31baf87fddfc0665c76005848350",
+     "4607836946ca367a5c08c641037f79f186d6759f9bc88f6b73a553150b219ca6"),
+    ("0044 20 7183 8750", "US", "+442071838750",  # 00 prefix in a region whose IDD is 011
+     "8d5f937f3a5590634cbe975951a6aa1543170671ce6e73cce4062f4e8c288417",
+     "e631c2534428c6c9b48c2167604a8983046085e43a2c00ed748733c544c0bb4d"),
+    ("0044 20 7183 8750", None, "+442071838750",  # 00 prefix with no region at all
+     "8d5f937f3a5590634cbe975951a6aa1543170671ce6e73cce4062f4e8c288417",
+     "e631c2534428c6c9b48c2167604a8983046085e43a2c00ed748733c544c0bb4d"),
+    ("011 44 20 7183 8750", "US", "+442071838750",  # the US's own international prefix
+     "8d5f937f3a5590634cbe975951a6aa1543170671ce6e73cce4062f4e8c288417",
+     "e631c2534428c6c9b48c2167604a8983046085e43a2c00ed748733c544c0bb4d"),
+    ("+44 (0)20 7183 8750", None, "+442071838750",
+     "8d5f937f3a5590634cbe975951a6aa1543170671ce6e73cce4062f4e8c288417",
+     "e631c2534428c6c9b48c2167604a8983046085e43a2c00ed748733c544c0bb4d"),
     ("+1 650 253 0000 ext. 123", None, "+16502530000",  # extension dropped
      "67d3cb9e9b1b64b913a5f2508beac167cfa7d3fb943f6a52e6767392d425a536",
      "3ad9f10d73829a714b1383221691d4dbf08484f3ceeae884f53053a1c7bb0a92"),
@@ -213,7 +213,7 @@ INVALID = [
     ("email", "+tag@gmail.com", "google_data_manager", None, "invalid_email"),
     ("phone", "12345", "meta", "US", "invalid_phone"),
     ("phone", "+1 555 987 6543", "google", None, "invalid_phone"),  # area code 555 does not exist
-    ("phone", "07700 900123", "meta", "GB", "invalid_phone"),  # Ofcom drama range
+    ("phone", "07700 900123", "meta", "GB", "placeholder"),  # Ofcom drama range
     ("phone", "07911 123456", "meta", "US", "invalid_phone"),  # a UK number read as American
     ("phone", "1-800-FLOWERS", "google", "US", "invalid_phone"),  # vanity letters refused
     ("phone", "6505551212", "meta", None, "phone_no_country"),

@@ -89,7 +89,12 @@ def _phone_corpus() -> tuple[list[object], list[object]]:
            "416 555 0123", "1 416 555 0123", "+1 441 295 1234", "+800 1234 5678", "+882 1234 5678",
            "+44 1624 123456", "+358 18 12345", "+262 269 12 34 56", "+590 590 12 34 56",
            "(650) 555-1212", "650.555.1212", "-650-555-1212-", ".(650) 555-1212", ")650 555 1212",
-           "1-650-555-1212", "+1-650-555-1212", "001 650 555 1212", "011 44 20 7946 0958"]
+           "1-650-555-1212", "+1-650-555-1212", "001 650 555 1212", "011 44 20 7946 0958",
+           # placeholders: one digit, runs, and the documented fictional ranges (and their neighbours)
+           "0000000000", "5555555555", "+1 111 111 1111", "1234567890", "0123456789", "9876543210", "123456789",
+           "+55 12 3456-7890", "+1 234 567 8901", "(212) 555-0100", "+1 212 555 0199", "+1 212 555 0200",
+           "(800) 555-0100", "07700 900123", "+44 113 496 0123", "020 7946 0123", "020 7946 1123", "0491 570 006",
+           "+61 2 5550 1234", "+61 491 570 007"]
     for text in odd:
         for hint in ("US", "GB", "AU", "CA", "BR", "RU", "uk", "United States", "Narnia", "", None):
             phones.append(text)
@@ -150,7 +155,19 @@ EMAILS = ["John_Smith@gmail.com", "  JOHN_smith@GMAIL.com\t", "cloudy.sanfrancis
           ".+x@gmail.com", "a.b+c+d@googlemail.com", "a@gmail.co", "a@b", "a@b.c", "a@b.co", "@b.co", "a@.co",
           "a@@b.co", "a b@c.co", "a@b..co", "a@b.co.", "ÄBC@x.com", "äbc@x.com", "İ@x.com", "a@xn--p1ai.ru",
           "a@bü.de", "\u200ba@b.co", "a@b.co\u200b", "\u00a0a@b.co", "a@b.co\x1c", "\x1fa@b.co", "", "   ", None,
-          "\n\t", "A@B.CO", "x@y.z1", "x@y.\u00e91", "a\tb@c.co", "ǅ@x.com", "ﬀ@x.com", "K@x.com"]
+          "\n\t", "A@B.CO", "x@y.z1", "x@y.\u00e91", "a\tb@c.co", "ǅ@x.com", "ﬀ@x.com", "K@x.com",
+          # malformed: lengths, URI and header forms, invisible and control characters, bad labels
+          "a" * 300 + "@example.com", "a" * 64 + "@x.com", "a" * 65 + "@x.com", "mailto:x@y.com", "<x@y.com>",
+          "jo\u200bhn@example.com", "jo\u00adhn@example.com", "jo\x00hn@example.com", "user@-example.com",
+          "user@example-.com", ".dot@example.com", "dot.@example.com", "do..t@x.com", "a--b@x.com", "a@a-b.com",
+          "a@b.c-d", "a@b.1c", "a@b.c1", "user@example.123", "user@1.2.3.4", "a@xn--zz.com", "a@xn--bcher-kva.de",
+          "a@ab--cd.com", "a@" + "b" * 63 + ".com", "a@" + "b" * 64 + ".com", "a@" + ("b" * 60 + ".") * 4 + "com",
+          "a@" + ("b" * 62 + ".") * 4 + "com", '"a"@x.com', "a@b_c.com",
+          # Unicode forms: full-width, an IDN domain, an ideographic full stop
+          "ｊｏｈｎ@ｅｘａｍｐｌｅ.ｃｏｍ", "Jörg@Bücher.DE", "a@例え。テスト", "a@bü\u200bcher.de",
+          # placeholders
+          "test@test.com", "noreply@shop.com", "No-Reply@Shop.com", "x@shop.test", "x@shop.localhost",
+          "x@shop.invalid", "x@shop.example", "noreply+1@shop.com", "no.reply@gmail.com"]
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -183,6 +200,18 @@ def test_other_kinds_fall_back_and_still_match(phone_table, platform):
     kinds = ["email", "phone", "first_name", "postal_code", "country"]
     result = _assert_same(table, kinds, platform=platform, region=None, region_column="region")
     assert fallback_rows(result) == table.num_rows
+
+
+def test_columns_the_fast_path_cannot_read_are_decided_value_by_value():
+    table = pa.table({
+        "phone": pa.array([16505551212.0, None, 1.5, float("nan"), 1234567890.0, 442071838750.0], pa.float64()),
+        "email": pa.array([b"a@b.co", None, b"\xff", b"x", b"test@test.com", b"A@B.CO"], pa.binary()),
+        "country": pa.array(["US", "US", None, "GB", "GB", None]).dictionary_encode(),
+    })
+    for platform in PLATFORMS:
+        for kinds in (["email", "phone"], ["phone", "email"]):
+            _assert_same(table, kinds, platform=platform, region="US", region_column="country")
+            _assert_same(table, kinds, platform=platform, region=None)
 
 
 def test_missing_columns_and_record_batches():
@@ -243,3 +272,26 @@ def test_sample_warehouse_matches(customers, platform):
     assert fallback_rows(result) < 0.35 * customers.num_rows
     _assert_same(customers, ["phone", "email", "first_name", "postal_code", "country"], platform=platform,
                  region=None, region_column="country")
+
+
+def _random_emails(rows: int) -> list[str]:
+    """Deterministic ASCII values made of the pieces the email rules turn on, most shaped like addresses."""
+    rng = random.Random(6531)
+    local_parts = ["ann", "b", "x1", "no", "reply", "noreply", "test", "-", "_", "+tag", ".", "..", ":", "<", "\x00",
+                   " ", "A", "a--b"]
+    labels = ["example", "gmail", "shop", "a", "b-c", "b--c", "xn--p1ai", "xn--zz", "-a", "a-", "1", "42", "a_b", "",
+              "b" * 63, "b" * 64]
+    tlds = ["com", "co", "de", "c", "1", "1c", "c1", "test", "localhost", "invalid", "c-", "-c", "xn--p1ai", ""]
+    out = []
+    for _ in range(rows):
+        local = "".join(rng.choice(local_parts) for _ in range(rng.randint(0, 3)))
+        domain = ".".join([rng.choice(labels) for _ in range(rng.randint(0, 3))] + [rng.choice(tlds)])
+        out.append(local + rng.choice(["@", "@", "@", "@", "@", "@@", ""]) + domain)
+    return out
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_random_ascii_emails_match_identify_many(platform):
+    values = _random_emails(6000)
+    result = _assert_same(pa.table({"email": values}), ["email"], platform=platform, region=None)
+    assert fallback_rows(result) < 0.5 * len(values)  # the fast path decides most of them
