@@ -51,6 +51,7 @@ class ApplyReport:
     error_class: str | None = None  # that error's class name, its fault, and its scrubbed detail
     error_fault: str | None = None  # (syncer.ledger.failures.failure_fields)
     error_detail: str | None = None
+    suppressed: int = 0  # adds dropped because the member was suppressed (a conversion) after the plan was made
 
 
 class _Deferred(Exception):
@@ -157,6 +158,10 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
                  op: str, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,
                  sleep: Callable[[float], None]) -> None:
     capabilities = destination.capabilities
+    if op == "add":
+        batch = _without_late_suppressions(plan, ledger, batch, report)
+        if not batch:
+            return
     if op == "remove" and not capabilities.can_remove:
         # the platform keeps no membership (a trigger): leaving only clears the ledger, so re-entry triggers again
         ledger.forget_held(plan.sync, [r.member_key for r in batch])
@@ -168,9 +173,21 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
                     rows=batch, policy=policy, report=report, sleep=sleep)
 
 
+def _without_late_suppressions(plan: SyncPlan, ledger: Ledger, batch: Sequence[PlannedRow],
+                               report: ApplyReport) -> Sequence[PlannedRow]:
+    """The batch without members suppressed since the plan was made: a conversion that lands while a slow
+    apply is under way must not be undone by it (the fast path found them not yet held, or removed them)."""
+    late = ledger.suppressed_since(plan.planned_at, plan.segment)
+    if not late:
+        return batch
+    kept = [r for r in batch if r.member_key not in late]
+    report.suppressed += len(batch) - len(kept)
+    return kept
+
+
 def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync_run_id: int, audience: AudienceRef,
                     op: str, rows: Sequence[PlannedRow | HeldRow], policy: RetryPolicy, report: ApplyReport,
-                    sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, str, str]]:
+                    sleep: Callable[[float], None] = time.sleep, fast_path: bool = False) -> list[tuple[str, str, str]]:
     """Send one batch (retried per ``policy``), then record what landed and what failed in the ledger, in
     one commit: the step apply and the fast path share. Returns the failed rows (key, status, reason).
 
@@ -183,7 +200,7 @@ def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync
     failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
     ledger.commit_batch(sync=sync, sync_run_id=sync_run_id, op=op, landed=landed, failed=failed,
                         attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(rows),
-                        refused=_refused(op, rows, failed))
+                        refused=_refused(op, rows, failed), fast_path=fast_path)
     if op == "add":
         report.added += len(landed)
     else:

@@ -159,6 +159,7 @@ class Engine:
             warehouse = stack.enter_context(self._warehouse()) if project.config.diff_mode == "warehouse" else None
             loaded: dict[str, SegmentData] = {}
             plans: list[SyncPlan] = []
+            read_at = time.time()  # before the read: a suppression recorded from here on is re-read by apply
             suppressions = self.ledger.active_suppressions()
             for name in names:
                 sync = project.syncs[name]
@@ -177,6 +178,7 @@ class Engine:
                                       spill_dir=self.spill_dir, warehouse=warehouse,
                                       match_keys=capabilities.match_keys if capabilities.can_remove else frozenset())
                 sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
+                sync_plan.planned_at = read_at
                 sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
                 plans.append(sync_plan)
             return Plan(syncs=plans, project_fingerprint=project.fingerprint())
@@ -302,7 +304,7 @@ class Engine:
         if plan.project_fingerprint != self.project.fingerprint():
             raise StalePlanError("the project's config files changed since this plan was made; run `syncer plan` again")
         for sync_plan in plan.syncs:
-            now = self.ledger.state_version(sync_plan.sync)
+            now = self.ledger.batch_version(sync_plan.sync)
             if now != sync_plan.base_version:
                 raise StalePlanError(
                     f"sync '{sync_plan.sync}' changed since this plan was made (ledger version {sync_plan.base_version} -> {now});"

@@ -182,7 +182,7 @@ class Suppressor:
         try:
             failed = send_and_commit(destination, self.ledger, sync=sync_name, sync_run_id=self._sync_run(sync_name),
                                      audience=AudienceRef(sync_name, sync.audience_id), op="remove", rows=[held],
-                                     policy=_ONE_ATTEMPT, report=ApplyReport())
+                                     policy=_ONE_ATTEMPT, report=ApplyReport(), fast_path=True)
         except TransientError as exc:
             remember_wait(self.ledger, sync.destination, exc, now=self.engine.clock())
             self._record(conversion, sync_name, "pending", result)  # retried by _retry_pending, with backoff

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncer.json_rows import dumps_many, loads
+from syncer.ledger.claims import ClaimRecords
 from syncer.ledger.failures import scrub_detail
 from syncer.ledger.links import LinkRecords
 from syncer.ledger.platform import PlatformIdCache, PlatformJobs
@@ -98,7 +99,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
+class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords):
     """Every read and write of the state store goes through here."""
 
     def __init__(self, url: str) -> None:
@@ -127,8 +128,15 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
     # --- what each audience holds -------------------------------------------------------------
 
     def state_version(self, sync: str) -> int:
+        """Bumped by every commit to the sync (snapshots catch up from it)."""
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(sync_state.c.version).where(sync_state.c.sync == sync)).scalar()
+        return int(value or 0)
+
+    def batch_version(self, sync: str) -> int:
+        """Bumped by every commit but the fast path's: a plan made at one is stale once it moves."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sync_state.c.batch_version).where(sync_state.c.sync == sync)).scalar()
         return int(value or 0)
 
     def held_fingerprints(self, sync: str) -> tuple[list[str], list[str]]:
@@ -246,15 +254,19 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
 
     # --- per-batch commit ---------------------------------------------------------------------
 
-    def _touch_state(self, conn: Connection, sync: str, *, bump: bool = True, success: bool = False) -> int:
-        row = conn.execute(sa.select(sync_state.c.version).where(sync_state.c.sync == sync)).first()
+    def _touch_state(self, conn: Connection, sync: str, *, bump: bool = True, success: bool = False,
+                     fast_path: bool = False) -> int:
+        row = conn.execute(sa.select(sync_state.c.version, sync_state.c.batch_version).where(sync_state.c.sync == sync)).first()
         values: dict = {}
         if bump:
             values["version"] = (row[0] if row else 0) + 1
+            if not fast_path:
+                values["batch_version"] = ((row[1] or 0) if row else 0) + 1
         if success:
             values["last_success_at"] = time.time()
         if row is None:
             conn.execute(sync_state.insert().values(sync=sync, version=values.get("version", 0), log_floor=0,
+                                                    batch_version=values.get("batch_version", 0),
                                                     last_success_at=values.get("last_success_at")))
         elif values:
             conn.execute(sync_state.update().where(sync_state.c.sync == sync).values(**values))
@@ -288,17 +300,19 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
         platform_counts: dict | None = None,
         rows: int,
         refused: Sequence[tuple[str, str, str]] = (),
+        fast_path: bool = False,
     ) -> None:
         """Record one acknowledged batch: what landed changes ``held``; failures go to outcomes/pending.
 
         ``failed`` holds (member_key, status, reason) with status ``rejected`` or ``retryable``.
         ``refused`` holds (member_key, raw_fp, reason) of adds the platform rejected for good: kept in
         ``rejected`` like an identity rejection, so no later run sends the row again until it changes.
+        ``fast_path``: a suppression's remove, which leaves ``batch_version`` alone.
         """
         now = time.time()
         landed_keys = [r.member_key for r in landed]
         with self.begin() as conn:
-            version = self._touch_state(conn, sync)
+            version = self._touch_state(conn, sync, fast_path=fast_path)
             if landed:
                 if op in ("add", "refresh"):
                     fps = [r.raw_fp for r in landed]

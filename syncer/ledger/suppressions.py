@@ -61,6 +61,16 @@ class SuppressionRecords:
                 sa.or_(suppressions.c.expires_at.is_(None), suppressions.c.expires_at > now))
             return [(k, s) for k, s in conn.execute(q)]
 
+    def suppressed_since(self, since: float, segment: str, now: float | None = None) -> set[str]:
+        """Members suppressed from ``segment`` (or every segment) by suppressions recorded at or after
+        ``since`` and still active: what a plan made at ``since`` could not know."""
+        now = now or time.time()
+        with self.engine.connect() as conn:
+            q = sa.select(suppressions.c.member_key).where(
+                suppressions.c.created_at >= since, suppressions.c.segment.in_((segment, "*")),
+                sa.or_(suppressions.c.expires_at.is_(None), suppressions.c.expires_at > now))
+            return set(conn.execute(q).scalars())
+
     def record_suppression_event(self, *, conversion_id: str, member_key: str, sync: str, converted_at: float,
                                  outcome: str) -> None:
         """Store the outcome of one (conversion, sync): removed | not_held | cancelled | pending | failed.

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 2  # 2: sync_runs.error_class, error_fault, error_detail
+SCHEMA_VERSION = 3  # 2: sync_runs.error_class, error_fault, error_detail; 3: sync_state.batch_version
 
 metadata = sa.MetaData()
 
@@ -41,6 +41,9 @@ sync_state = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("last_success_at", sa.Float),
     sa.Column("log_floor", sa.Integer, nullable=False, server_default="0"),  # held_log holds every change after this
+    # bumped by every commit but the fast path's: what a saved plan is checked against, so a conversion
+    # suppressed beside a batch run never makes its plan stale (apply re-reads suppressions per batch instead)
+    sa.Column("batch_version", sa.Integer),
 )
 held_log = sa.Table(
     "held_log", metadata,
@@ -217,6 +220,7 @@ def _stored_columns(conn: Connection, table: sa.Table) -> set[str]:
 _MIGRATIONS: dict[int, Sequence[str | Callable[[Connection], None]]] = {
     # version -> SQL or steps run to reach it from version - 1
     2: (_add_columns(sync_runs, "error_class", "error_fault", "error_detail"),),
+    3: (_add_columns(sync_state, "batch_version"),),
 }
 
 
@@ -266,4 +270,24 @@ job_steps = sa.Table(
     sa.Column("sync_version", sa.Integer, nullable=False),  # sync_state.version when the step began
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+
+# --- message claims (issue 14) ---
+message_claims = sa.Table(
+    # one text a sync owes a member for their entry into the segment (syncer.ledger.claims): taken by a
+    # conditional insert just before the send, so two processes never both own it, and settled right after
+    "message_claims", metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("member_key", sa.String(256), primary_key=True),
+    sa.Column("raw_fp", sa.String(32), nullable=False),  # the entry the text is for
+    sa.Column("identifiers", sa.Text, nullable=False),  # JSON, as sent: what the platform's log is searched by
+    sa.Column("state", sa.String(16), nullable=False),  # claimed | sent | not_sent | unknown
+    sa.Column("attempt", sa.Integer, nullable=False),  # bumped by every take-over: the compare-and-set token
+    sa.Column("claimed_by", sa.String(256), nullable=False),  # host/pid namespace/pid/start/sync run of the holder
+    sa.Column("claimed_at", sa.Float, nullable=False),  # when the holder took it
+    sa.Column("since", sa.Float, nullable=False),  # earliest moment a text for this entry may have gone out
+    sa.Column("message_id", sa.String(64)),  # the platform's id of the text (Twilio's message SID)
+    sa.Column("at", sa.Float, nullable=False),  # last change of state
+    sa.Index("ix_message_claims_state", "sync", "state"),
 )

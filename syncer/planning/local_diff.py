@@ -95,7 +95,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     started = time.perf_counter()
     channel = sync.channel or channel
     shape = _shape(data, segment, sync, channel, consent_marker)
-    base_version = ledger.state_version(sync_name)
+    base_version = ledger.batch_version(sync_name)
     rejected = ledger.rejected_fingerprints(sync_name)
     _register_rejected(con, rejected)
     _register(con, "_supp", {"member_key": sorted(suppressed)})

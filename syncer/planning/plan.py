@@ -35,7 +35,7 @@ class SyncPlan:
     destination: str
     audience_id: str
     mode: str
-    base_version: int  # ledger version of the sync when planned
+    base_version: int  # the sync's ledger batch_version when planned (fast-path removes leave it alone)
     members: int  # members the audience should hold after apply
     held_before: int
     adds: PlanRows = field(default_factory=PlanRows)
@@ -45,6 +45,7 @@ class SyncPlan:
     cleared_rejections: list[str] = field(default_factory=list)
     retained: dict[str, str] = field(default_factory=dict)  # leavers kept, linked to a member who stays: key -> why
     retried: int = 0
+    planned_at: float = 0.0  # when the plan read suppressions: apply drops members suppressed since (0: every active one)
     stats: dict = field(default_factory=dict)  # extract time, duplicates, dropped identifiers...
 
     @property

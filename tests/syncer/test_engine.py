@@ -290,3 +290,18 @@ def test_the_diff_database_is_capped_and_spills_to_the_state_folder(project: Pat
     assert limit.replace(" ", "") in ("256.0MB", "244.1MiB") and spill == str(project / ".syncer" / "tmp")
     [report] = engine.run()
     assert report.added == 25
+
+
+def test_a_conversion_during_a_slow_apply_is_not_undone_by_it(project: Path) -> None:
+    """Suppressions are re-read before each batch: member 20, suppressed while batch 1 of 3 was in flight,
+    is not added by batch 2 or 3 (before, 4 of 8 such converters were re-added and stayed)."""
+    engine = make_engine(project)
+
+    def convert_mid_apply(sync: str, op: str, rows: int) -> None:
+        if op == "add" and len(FakeDestination.calls) == 1:
+            engine.ledger.suppress("20", ["buyers"], reason="purchase c20", expires_at=None)
+
+    [report] = engine.run(on_batch=convert_mid_apply)
+    assert "20" not in held_keys() and report.added == 24 and report.suppressed == 1
+    [again] = make_engine(project).run()
+    assert (again.added, again.requests) == (0, 0) and "20" not in held_keys()

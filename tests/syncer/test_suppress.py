@@ -208,3 +208,17 @@ def test_a_platforms_wait_holds_the_fast_path_too(setup) -> None:
     third = suppressor.handle(Conversion("c6", "6", "purchase", clock.now))
     suppressor.close()
     assert set(third.outcomes.values()) == {"removed"} and email_hash(6) not in held(sandbox, "1")
+
+
+def test_a_suppression_beside_a_batch_run_does_not_make_its_plan_stale(setup) -> None:
+    """A steady stream of conversions must not starve batch runs: the fast path's removes leave the plan
+    valid (apply drops suppressed members itself), while a batch commit still makes it stale."""
+    root, sandbox = setup
+    engine = Engine(load_project(root))
+    plan = engine.build_plan()
+    record_conversion(load_project(root), "4")
+    with Suppressor(load_project(root)) as suppressor:
+        assert set(suppressor.step()[0].outcomes.values()) == {"removed"}
+    reports = engine.apply_plan(plan)  # before: "changed since this plan was made"
+    assert {r.status for r in reports} == {"ok"}
+    assert email_hash(4) not in held(sandbox, "1")
