@@ -120,7 +120,7 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
             "retried": report.retried, "deferred": report.deferred, "requests": report.requests,
             "deferred_reasons": dg.MetadataValue.json(report.deferred_reasons or {}),
             "retained": dg.MetadataValue.json(report.retained or {}),
-            "suppressed_since_plan": report.suppressed,
+            "suppressed_since_plan": report.suppressed, "left_segment_since_plan": report.left_segment,
             "plan_hash": report.plan_hash, "duration_seconds": round(time.perf_counter() - started, 3),
             "destination_counts": dg.MetadataValue.json(report.platform_counts or {}),
             **({"note": report.reason} if report.reason else {}), **error_metadata(report)})

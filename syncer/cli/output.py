@@ -42,6 +42,8 @@ def print_summary(reports) -> int:
             console.print(f"  {r.sync} rejected: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.reasons.items())))
         if getattr(r, "suppressed", 0):
             console.print(f"  {r.sync}: {r.suppressed} not added: suppressed (a conversion) after the plan was made")
+        if getattr(r, "left_segment", 0):
+            console.print(f"  {r.sync}: {r.left_segment} not texted: they left the segment (or withdrew consent) after the plan")
         if getattr(r, "retained", None):
             console.print(f"  {r.sync} leavers kept: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.retained.items())))
         if r.deferred_reasons:

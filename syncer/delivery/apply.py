@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from destinations.base import AudienceRef, BatchResult, Destination, Member, RowStatus
+from syncer.delivery.at_most_once import apply_at_most_once
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 from syncer.ledger.failures import failure_fields, scrub_detail
 from syncer.ledger.store import HeldRow, Ledger
@@ -52,6 +53,7 @@ class ApplyReport:
     error_fault: str | None = None  # (syncer.ledger.failures.failure_fields)
     error_detail: str | None = None
     suppressed: int = 0  # adds dropped because the member was suppressed (a conversion) after the plan was made
+    left_segment: int = 0  # texts not sent: the member left the segment (or withdrew consent) after the plan
 
 
 class _Deferred(Exception):
@@ -95,10 +97,13 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
                policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep,
                on_batch: Callable[[str, int], None] | None = None,
                scrub: Callable[[str | None], str | None] = scrub_detail,
-               clock: Callable[[], float] = time.time) -> ApplyReport:
+               clock: Callable[[], float] = time.time,
+               still_in_segment: Callable[[list[str]], set[str]] | None = None) -> ApplyReport:
     """Send the plan's removes then adds; return the figures. Raises nothing for platform failures:
     they end up in the report (``status``, ``error`` and the ``error_*`` fields, the detail passed through
-    ``scrub``) and the ledger. While the destination's wait lasts (``remember_wait``) nothing is sent."""
+    ``scrub``) and the ledger. While the destination's wait lasts (``remember_wait``) nothing is sent.
+    ``still_in_segment`` (trigger syncs: a text cannot be taken back) answers which of a batch's members the
+    segment holds now, asked just before the batch is sent."""
     report = ApplyReport(retried=plan.retried)
     report.rejected = len(plan.rejections)
     for _, _, reason in plan.rejections:
@@ -121,6 +126,8 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
         for start in range(0, len(rows), size):
             batch = rows[start:start + size]
             try:
+                if op == "add" and still_in_segment is not None:
+                    batch = _still_wanted(batch, still_in_segment, report)
                 _apply_batch(plan, destination, ledger, sync_run_id, audience, op, batch, policy, report, sleep)
             except TransientError as cause:
                 remember_wait(ledger, plan.destination, cause, now=clock())
@@ -167,10 +174,20 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
         ledger.forget_held(plan.sync, [r.member_key for r in batch])
         return
     if op == "add" and capabilities.at_most_once:
-        _apply_at_most_once(plan, destination, ledger, sync_run_id, audience, batch, policy, report, sleep)
+        apply_at_most_once(plan, destination, ledger, sync_run_id, audience, batch, report,
+                           send=lambda members: _send(destination, "add", audience, members, policy, report, sleep))
         return
     send_and_commit(destination, ledger, sync=plan.sync, sync_run_id=sync_run_id, audience=audience, op=op,
                     rows=batch, policy=policy, report=report, sleep=sleep)
+
+
+def _still_wanted(batch: Sequence[PlannedRow], still_in_segment: Callable[[list[str]], set[str]],
+                  report: ApplyReport) -> Sequence[PlannedRow]:
+    """The batch without members who left the segment (or withdrew consent) since the plan was made."""
+    now = still_in_segment([r.member_key for r in batch])
+    kept = [r for r in batch if r.member_key in now]
+    report.left_segment += len(batch) - len(kept)
+    return kept
 
 
 def _without_late_suppressions(plan: SyncPlan, ledger: Ledger, batch: Sequence[PlannedRow],
@@ -210,34 +227,6 @@ def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync
         if isinstance(value, int):
             report.platform_counts[name] = report.platform_counts.get(name, 0) + value
     return failed
-
-def _apply_at_most_once(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int,
-                        audience: AudienceRef, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,
-                        sleep: Callable[[float], None]) -> None:
-    """Sends that must never repeat (texts): record every row as held before calling, so a crash at any
-    point never sends it again. The connector raises only when nothing was sent and returns RETRYABLE
-    only for rows it did not send (quiet hours, throttled); those are released for the next run."""
-    keys = [r.member_key for r in batch]
-    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
-                        landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in batch])
-    try:
-        result, attempts = _send(destination, "add", audience, [Member(r.member_key, r.identifiers) for r in batch],
-                                 policy, report, sleep)
-    except BaseException:
-        ledger.forget_held(plan.sync, keys)
-        raise
-    report.requests += result.requests + (attempts - 1)
-    failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
-    refused = _refused("add", batch, failed)
-    if refused:  # a text refused for good was never sent: not held, but not to be tried again as is either
-        ledger.forget_held(plan.sync, [k for k, _, _ in refused])
-    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="add", landed=[], failed=failed,
-                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch), refused=refused)
-    not_sent = [k for k, status, _ in failed if status == "retryable"]
-    if not_sent:
-        ledger.forget_held(plan.sync, not_sent)
-    report.added += sum(1 for o in result.outcomes if o.status is RowStatus.SENT)
-    _count_failures(report, failed)
 
 
 def _refused(op: str, rows: Sequence[PlannedRow | HeldRow], failed: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:

@@ -21,7 +21,7 @@ from syncer.errors import ConfigError, StalePlanError, SyncError  # StalePlanErr
 from syncer.ledger.failures import failure_fields, scrub_detail, secret_env_names
 from syncer.ledger.store import HeldRow, Ledger
 from syncer.planning.gates import GateResult, check_gates, held_reason
-from syncer.planning.local_diff import plan_sync
+from syncer.planning.local_diff import consent_filter, plan_sync
 from syncer.planning.plan import Plan, SyncPlan
 from syncer.planning.segment import SegmentData, load_segment, load_segment_file
 from syncer.planning.snapshot import refresh_snapshot
@@ -159,7 +159,7 @@ class Engine:
             warehouse = stack.enter_context(self._warehouse()) if project.config.diff_mode == "warehouse" else None
             loaded: dict[str, SegmentData] = {}
             plans: list[SyncPlan] = []
-            read_at = time.time()  # before the read: a suppression recorded from here on is re-read by apply
+            read_at = self.clock()  # before the read: a suppression recorded from here on is re-read by apply
             suppressions = self.ledger.active_suppressions()
             for name in names:
                 sync = project.syncs[name]
@@ -209,7 +209,8 @@ class Engine:
             jobs_before = len(destination.jobs) if isinstance(destination, RunsJobs) else 0
             result = apply_sync(plan, destination, self.ledger, sync_run_id=sync_run_id, policy=self.policy,
                                 sleep=self.sleep, on_batch=(lambda op, n: on_batch(plan.sync, op, n)) if on_batch else None,
-                                scrub=self.scrub, clock=self.clock)
+                                scrub=self.scrub, clock=self.clock,
+                                still_in_segment=self._members_now(plan.sync) if plan.mode == "trigger" else None)
         except SyncError as exc:
             remember_wait(self.ledger, plan.destination, exc, now=self.clock())
             return ApplyReport(status="failed", error=exc.message, **failure_fields(exc, self.scrub))
@@ -222,6 +223,30 @@ class Engine:
                 remember_wait(self.ledger, plan.destination, exc, now=self.clock())
                 result.platform_counts["audience_counts_unavailable"] = 1
         return result
+
+    def _members_now(self, sync_name: str) -> Callable[[list[str]], set[str]]:
+        """Which of some member keys the sync's segment holds now, consent included: its query filtered to
+        those keys (a text cannot be taken back, so a trigger sync asks again just before each batch)."""
+        sync = self.project.syncs[sync_name]
+        segment = self.project.segments[sync.segment]
+        channel = sync.channel or capabilities_of(self.project.destinations[sync.destination]).channel
+
+        def members_now(keys: list[str]) -> set[str]:
+            if not keys:
+                return set()
+            listed = ", ".join("'" + key.replace("'", "''") + "'" for key in keys)
+            sql = (f'SELECT * FROM ({self.project.segment_sql(sync.segment)}) AS s'
+                   f' WHERE CAST(s."{segment.member_key}" AS VARCHAR) IN ({listed})')
+            con = self._duckdb()
+            try:
+                data = load_segment(con, f"{sync.segment}_now", segment, sql, warehouse_url=self.project.warehouse_url(),
+                                    chunk_rows=self.project.config.chunk_rows)
+                where = consent_filter(segment, sync, channel)
+                return {k for (k,) in con.sql(f"SELECT member_key FROM {data.table} WHERE {where}").fetchall()}
+            finally:
+                con.close()
+
+        return members_now
 
     def waiting(self, destination: str) -> bool:
         """Whether ``destination`` asked us to wait and the wait still lasts (``syncer.ledger.links``)."""
@@ -304,6 +329,12 @@ class Engine:
         if plan.project_fingerprint != self.project.fingerprint():
             raise StalePlanError("the project's config files changed since this plan was made; run `syncer plan` again")
         for sync_plan in plan.syncs:
+            age = self.clock() - (sync_plan.planned_at or plan.created_at)
+            limit = self.project.syncs[sync_plan.sync].max_plan_age_minutes
+            if age > limit * 60:
+                raise StalePlanError(
+                    f"sync '{sync_plan.sync}': this plan was made {age / 60:.0f} min ago and plans expire after {limit:g} min"
+                    " (max_plan_age_minutes): its segment has moved on since; run `syncer plan` again")
             now = self.ledger.batch_version(sync_plan.sync)
             if now != sync_plan.base_version:
                 raise StalePlanError(

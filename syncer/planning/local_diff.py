@@ -40,7 +40,8 @@ class PushedDownDiff(Protocol):
         """Leave the changed members in ``con`` as ``_wchanges``; returns what was found."""
 
 
-def _consent_filter(segment: SegmentConfig, sync: SyncConfig, default_channel: str) -> str:
+def consent_filter(segment: SegmentConfig, sync: SyncConfig, default_channel: str) -> str:
+    """SQL over a segment's canonical columns: the member's consent lets this sync send to them."""
     channel = sync.channel or default_channel
     send_unknown = sync.send_unknown_consent if sync.send_unknown_consent is not None else channel == "ads"
     column = getattr(segment.consent, channel)
@@ -77,7 +78,7 @@ def _shape(data: SegmentData, segment: SegmentConfig, sync: SyncConfig, channel:
     consent_sql = (f"CASE WHEN s.{consent_column} THEN 'granted' ELSE 'unknown' END" if consent_column
                    else "'unknown'" if consent_marker else None)
     parts = [f"s.k_{k}" for k in kinds] + (["s.region"] if data.has_region else []) + ([consent_sql] if consent_sql else [])
-    return _Shape(kinds, data.has_region, concat_sql(parts), _consent_filter(segment, sync, channel), consent_sql)
+    return _Shape(kinds, data.has_region, concat_sql(parts), consent_filter(segment, sync, channel), consent_sql)
 
 
 def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,

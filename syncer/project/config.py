@@ -164,6 +164,7 @@ class SyncConfig(_Strict):
     channel: Channel | None = Field(None, description="Consent channel that must not be denied for a member to be sent; default: the destination's (ads, email or sms).")
     send_unknown_consent: bool | None = Field(None, description="Send members whose consent column is NULL; default: yes for ads, no for email and sms.")
     gates: GateConfig | None = Field(None, description="Gates for this sync; default: the project's.")
+    max_plan_age_minutes: float = Field(60, gt=0, description="`syncer apply` refuses a saved plan of this sync older than this: its segment has moved on since (plan again).")
     extras: Literal["keep", "remove"] = Field("keep", description="What `syncer reconcile` does with members the platform lists that this sync never sent (people added by hand): keep them (default) or remove them (mirror syncs only, within the gates).")
     owners: list[str] = Field(default_factory=list)
 
