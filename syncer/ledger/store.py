@@ -43,7 +43,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncer.json_rows import dumps_many, loads
-from syncer.ledger.claims import ClaimRecords
 from syncer.ledger.failures import scrub_detail
 from syncer.ledger.links import LinkRecords
 from syncer.ledger.platform import PlatformIdCache, PlatformJobs
@@ -99,7 +98,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords):
+class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
     """Every read and write of the state store goes through here."""
 
     def __init__(self, url: str) -> None:

@@ -273,21 +273,3 @@ job_steps = sa.Table(
 )
 
 
-# --- message claims (issue 14) ---
-message_claims = sa.Table(
-    # one text a sync owes a member for their entry into the segment (syncer.ledger.claims): taken by a
-    # conditional insert just before the send, so two processes never both own it, and settled right after
-    "message_claims", metadata,
-    sa.Column("sync", sa.String(128), primary_key=True),
-    sa.Column("member_key", sa.String(256), primary_key=True),
-    sa.Column("raw_fp", sa.String(32), nullable=False),  # the entry the text is for
-    sa.Column("identifiers", sa.Text, nullable=False),  # JSON, as sent: what the platform's log is searched by
-    sa.Column("state", sa.String(16), nullable=False),  # claimed | sent | not_sent | unknown
-    sa.Column("attempt", sa.Integer, nullable=False),  # bumped by every take-over: the compare-and-set token
-    sa.Column("claimed_by", sa.String(256), nullable=False),  # host/pid namespace/pid/start/sync run of the holder
-    sa.Column("claimed_at", sa.Float, nullable=False),  # when the holder took it
-    sa.Column("since", sa.Float, nullable=False),  # earliest moment a text for this entry may have gone out
-    sa.Column("message_id", sa.String(64)),  # the platform's id of the text (Twilio's message SID)
-    sa.Column("at", sa.Float, nullable=False),  # last change of state
-    sa.Index("ix_message_claims_state", "sync", "state"),
-)
