@@ -57,7 +57,7 @@ def retain_linked(con: duckdb.DuckDBPyConnection, plan: SyncPlan, held_values: s
             SEMI JOIN (SELECT kind, h FROM _links_found GROUP BY kind, h HAVING count(DISTINCT member_key) > 1) s
                 USING (kind, h)""").fetchall()
     finally:
-        for table in ("_links_found", "_links_adds", "_links_values", "_links_leaving", "_links_hop"):
+        for table in ("_links_found", "_links_adds", "_links_values", "_links_leaving", "_links_hop", "_links_keys"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute("DROP VIEW IF EXISTS _links_held")
     groups = _Groups()
@@ -110,17 +110,22 @@ def _touched_rows(con: duckdb.DuckDBPyConnection, plan: SyncPlan, held_values: s
         CREATE OR REPLACE TEMP TABLE _links_found AS
         SELECT * FROM _links_adds
         UNION ALL SELECT h.* FROM _links_held h SEMI JOIN _links_leaving USING (member_key)""")
+    if not plan.held_before:
+        return  # an initial sync: nothing held to reach, the adds are all there is
     con.execute("CREATE OR REPLACE TEMP TABLE _links_values AS SELECT DISTINCT kind, h FROM _links_found")
     frontier = con.sql("SELECT count(*) FROM _links_values").fetchall()[0][0]
     for _ in range(MAX_HOPS):
         if not frontier:
             break
-        # rows holding a value reached, then every value of those rows' members not reached yet
+        # held members holding a value reached, not reached before (one scan; usually none: no second)
         con.execute("""
-            CREATE OR REPLACE TEMP TABLE _links_hop AS
-            SELECT h.* FROM _links_held h
-            WHERE h.member_key IN (SELECT member_key FROM _links_held SEMI JOIN _links_values USING (kind, h))
-              AND h.member_key NOT IN (SELECT member_key FROM _links_found WHERE side = 'h')""")
+            CREATE OR REPLACE TEMP TABLE _links_keys AS
+            SELECT DISTINCT member_key FROM _links_held SEMI JOIN _links_values USING (kind, h)
+            EXCEPT SELECT member_key FROM _links_found WHERE side = 'h'""")
+        if not con.sql("SELECT count(*) FROM _links_keys").fetchall()[0][0]:
+            break
+        # every value of those members: the next hop's frontier
+        con.execute("CREATE OR REPLACE TEMP TABLE _links_hop AS SELECT h.* FROM _links_held h SEMI JOIN _links_keys USING (member_key)")
         con.execute("INSERT INTO _links_found SELECT * FROM _links_hop")
         new = con.execute("""
             INSERT INTO _links_values SELECT DISTINCT kind, h FROM _links_hop
