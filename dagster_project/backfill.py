@@ -4,11 +4,15 @@ A partition per sync, so a backfill launched from the UI (or ``dagster job backf
 subset. ``mode: resend`` plans every member as an add and still removes leavers; ``mode: replace`` uses
 the platform's replace where the connector offers one (Meta ``usersreplace``), which also drops members
 the platform holds that we never knew about.
+
+A resync sends under the sync's lease: while another process holds it, the op succeeds without sending,
+with a warning and ``status: busy`` naming the holder (launch the partition again once that run ends).
 """
 
 import dagster as dg
 
 from dagster_project import location
+from dagster_project.syncs import lease_label
 from syncer.delivery.engine import Engine
 from syncer.project.project import Project, load_project
 
@@ -26,15 +30,20 @@ def backfill_job(project: Project) -> dg.JobDefinition:
         name = context.partition_key
         proj = load_project(project.root)
         with Engine(proj) as eng:
+            eng.lease_label = lease_label(context)
             if config.mode == "replace":
                 report = eng.replace(name)
-            else:
+            else:  # a plan another process overtook while this one waited is made again, as a resend
                 [report] = eng.apply_plan(eng.build_plan([name], resend_all=True), command="backfill",
-                                          approve=location.approved(context.run.tags, name))
+                                          approve=location.approved(context.run.tags, name),
+                                          replan=lambda names: eng.build_plan(names, resend_all=True))
         context.log.info(f"{name}: {report.status}, added {report.added}, removed {report.removed}")
+        if report.status == "busy":
+            context.log.warning(f"resync of {name} not sent: {report.reason}")
         if report.status in ("failed", "held"):
             raise dg.Failure(description=f"resync of {name} {report.status}: {report.reason}")
-        context.add_output_metadata({"added": report.added, "removed": report.removed, "status": report.status})
+        context.add_output_metadata({"added": report.added, "removed": report.removed, "status": report.status,
+                                     **({"note": report.reason} if report.reason else {})})
 
     @dg.job(name="full_resync", partitions_def=partitions,
             description="Full resync of the chosen syncs (a partition per sync)", tags={"syncer/kind": "backfill"})

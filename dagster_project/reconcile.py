@@ -12,7 +12,7 @@ were recorded.
 import dagster as dg
 
 from dagster_project import location
-from dagster_project.syncs import sync_key
+from dagster_project.syncs import lease_label, sync_key
 from syncer.delivery.engine import Engine
 from syncer.delivery.reconcile import Reconciler, ReconcileReport
 from syncer.project.project import Project, load_project
@@ -53,6 +53,7 @@ def reconcile_job(project: Project) -> dg.JobDefinition:
     def reconcile_op(context: dg.OpExecutionContext, config: ReconcileConfig):
         proj = load_project(project.root)
         with Engine(proj) as eng:
+            eng.lease_label = lease_label(context)  # a sync another process holds is reported busy, not repaired
             reconciler = Reconciler(eng, approve=lambda name: location.approved(context.run.tags, name), dry_run=config.dry_run)
             reports = reconciler.run(config.syncs or None)
         for report in reports:  # yielded, not logged: the observations stand even when the run then fails

@@ -43,6 +43,7 @@ def suppression_sensor(project: Project) -> dg.SensorDefinition:
         deadline = time.monotonic() + window
         events: list[dg.AssetMaterialization] = []
         with Suppressor(load_project(project.root)) as suppressor:
+            suppressor.engine.lease_label = "Dagster sensor conversion_suppression"  # named in others' busy messages
             suppressor.follow(until=lambda: time.monotonic() > deadline,
                               on_result=lambda r: events.append(_event(r)) if r.outcomes else None)
             cursor = suppressor.ledger.get_cursor(CURSOR)

@@ -8,9 +8,16 @@ failure metadata (and a partly applied sync's materialization) carries ``error_c
 and the platform's own words in ``error_detail``, scrubbed as the ledger keeps them. A run tagged ``syncer/approve`` (``true`` or
 the sync's name) passes the check. Every sync asset runs in the pool of its destination, so concurrent
 runs respect the platform's rate limits.
+
+The apply asset sends under the sync's lease, as the CLI does (``syncer.ledger.leases``). While another
+process holds it (a `syncer run`, another Dagster run), or when one applied the sync after this run's plan
+was made, the asset is not materialized: the step succeeds, logs a warning, and records an observation
+whose ``status`` (``busy`` or ``stale``) and ``note`` say who holds the sync since when. Nothing is sent; the
+next materialization plans again.
 """
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 
 import dagster as dg
@@ -18,6 +25,7 @@ import dagster as dg
 from dagster_project import location
 from dagster_project.segments import segment_key
 from syncer.delivery.engine import Engine
+from syncer.errors import StalePlanError
 from syncer.planning.gates import check_gates, held_reason
 from syncer.planning.plan import load_plan, save_plan
 from syncer.project.config import SyncConfig
@@ -104,17 +112,26 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
     @dg.asset(key=sync_key(sync.destination, name), deps=[plan_key(sync.destination, name)], group_name=sync.destination,
               description=sync.description or f"Sync {name}: segment {sync.segment} -> {destination.type} audience {sync.audience_id}",
               owners=(sync.owners or project.config.owners) or None, kinds={destination.type},
-              pool=pool_for(sync.destination), metadata={"audience_id": sync.audience_id, "mode": sync.mode})
-    def _apply(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+              pool=pool_for(sync.destination), metadata={"audience_id": sync.audience_id, "mode": sync.mode},
+              output_required=False)  # not materialized while another process holds the sync
+    def _apply(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
         proj, plan = _saved_plan(project, context, name)
         started = time.perf_counter()
         with Engine(proj) as eng:
-            [report] = eng.apply_plan(plan, approve=True, command="dagster")  # the blocking gate check already ruled
+            eng.lease_label = lease_label(context)
+            try:
+                [report] = eng.apply_plan(plan, approve=True, command="dagster")  # the blocking gate check already ruled
+            except StalePlanError as exc:  # e.g. another process applied the sync since this run planned it
+                yield not_applied(context, name, "stale", exc.message)
+                return
+        if report.status == "busy":
+            yield not_applied(context, name, "busy", report.reason or "busy")
+            return
         if report.status == "failed":
             raise dg.Failure(description=f"sync {name} failed: {report.reason}",
                              metadata={"plan_hash": report.plan_hash, "added": report.added, "removed": report.removed,
                                        **error_metadata(report)})
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(metadata={
             "status": report.status, "members": report.members, "added": report.added, "removed": report.removed,
             "rejected": report.rejected, "rejected_reasons": dg.MetadataValue.json(report.reasons or {}),
             "retried": report.retried, "deferred": report.deferred, "requests": report.requests,
@@ -126,6 +143,18 @@ def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefi
             **({"note": report.reason} if report.reason else {}), **error_metadata(report)})
 
     return _apply
+
+
+def lease_label(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> str:
+    """How this run is named in the lease it takes, so another process's busy message points at it."""
+    return f"Dagster run {context.run.run_id[:8]}"
+
+
+def not_applied(context: dg.AssetExecutionContext, name: str, status: str, reason: str) -> dg.AssetObservation:
+    """A sync this run did not apply (``busy``: another process holds it; ``stale``: its plan is overtaken): a
+    warning in the log and an observation on the asset saying why; nothing was sent."""
+    context.log.warning(f"sync {name} not applied ({status}): {reason}")
+    return dg.AssetObservation(asset_key=context.asset_key, metadata={"status": status, "note": reason})
 
 
 def error_metadata(report) -> dict[str, dg.MetadataValue]:

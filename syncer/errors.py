@@ -7,7 +7,8 @@
     ├── TransientError             retry after ``retry_after`` seconds (or with backoff)
     │   └── RateLimited            the platform throttled us; wait what it asked for
     ├── GateHeld                   a safety gate held the sync; nothing sent until an operator approves
-    └── StalePlanError             the ledger or config changed since the plan; plan again
+    ├── StalePlanError             the ledger or config changed since the plan; plan again
+    └── StateFileError             a file we keep (ledger, snapshot, plan) cannot be read or written; fix it
 
 =====================  ==========  =============================================================
 class                  fault       what to do
@@ -20,6 +21,7 @@ TransientError         transient   retry the same batch after ``retry_after`` (N
 RateLimited            transient   wait at least ``retry_after`` seconds, then retry
 GateHeld               operator    check the plan; approve the run if the change is expected
 StalePlanError         operator    run ``syncer plan`` again, then apply the new plan
+StateFileError         operator    free disk space, fix permissions, or plan again: the message names the file
 =====================  ==========  =============================================================
 
 ``fault`` is a class attribute, shown by ``syncer history --detail`` and in Dagster metadata:
@@ -39,6 +41,7 @@ raised before any work starts.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "PermanentError",
     "RateLimited",
     "StalePlanError",
+    "StateFileError",
     "SyncError",
     "TransientError",
 ]
@@ -116,3 +120,17 @@ class StalePlanError(SyncError):
     """The ledger or the config changed since the plan was made; plan again."""
 
     fault: ClassVar[Fault] = "operator"
+
+
+class StateFileError(SyncError):
+    """A file the syncer keeps (the ledger, a snapshot, a saved plan) cannot be read or written: fix what the
+    message names (permissions, disk space, a damaged file), then run again.
+
+    ``path`` is the file or folder at fault. The message says what to do; ``detail`` keeps the system's words.
+    """
+
+    fault: ClassVar[Fault] = "operator"
+
+    def __init__(self, message: str, *, path: str | Path, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.path = Path(path)

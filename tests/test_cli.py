@@ -252,3 +252,197 @@ def test_a_long_throttle_is_kept_shown_in_status_and_honoured_by_the_next_run(tm
     again = syncer("-p", str(tmp_path), "run")
     assert "asked us to wait until" in again.stdout, again.stdout
     assert sandbox.meta.request_count == before and held_emails(sandbox) == set()
+
+
+# --- faults of the files we keep: one message naming the file and what to do, exit 1, no traceback ----------
+
+
+def _honour_file_permissions() -> None:
+    """``preexec_fn`` for a child that honours file permissions even when the tests run as root: it drops
+    CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER from its bounding set before exec, as
+    ``setpriv --bounding-set=-dac_override,...`` does. Any other user honours them already."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _as_user(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "syncer.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, preexec_fn=_honour_file_permissions)
+
+
+def _require_honoured_permissions(folder: Path) -> None:
+    probe = folder / "read-only-probe"
+    probe.write_text("")
+    probe.chmod(0o444)
+    try:
+        result = subprocess.run([sys.executable, "-c", f"open({str(probe)!r}, 'a')"], capture_output=True,
+                                preexec_fn=_honour_file_permissions)
+    except subprocess.SubprocessError:
+        pytest.skip("this machine lets no process give up root's access to files")
+    finally:
+        probe.unlink()
+    if result.returncode == 0:
+        pytest.skip("this process writes read-only files regardless of their permissions")
+
+
+def _leave_wal_behind(ledger: Path) -> None:
+    """The -wal and -shm a process leaves when it dies with the ledger open (SQLite deletes them on a clean close)."""
+    code = (f"import os, sqlite3; c = sqlite3.connect({str(ledger)!r}); c.execute('PRAGMA journal_mode=WAL');"
+            " c.execute('UPDATE runs SET status = status'); c.commit(); os._exit(0)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("read_only", ["the ledger and its folder", "the -wal and -shm beside it"])
+def test_a_read_only_ledger_is_one_message_naming_it_and_no_run_is_left_running(tmp_path: Path, read_only: str) -> None:
+    """Before: a traceback (attempt to write a readonly database); in the field, a SIGBUS with no message."""
+    from tests.conftest import FAKE, person
+
+    _require_honoured_permissions(tmp_path)
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
+    write_project(tmp_path, destination=FAKE)
+    assert syncer("-p", str(tmp_path), "run").returncode == 0
+    state = tmp_path / ".syncer"
+    ledger = state / "ledger.db"
+    if read_only == "the ledger and its folder":
+        locked = [ledger, state]
+    else:
+        _leave_wal_behind(ledger)
+        locked = [state / "ledger.db-wal", state / "ledger.db-shm"]
+    modes = {path: path.stat().st_mode for path in locked}
+    for path in locked:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        results = [_as_user("-p", str(tmp_path), command) for command in ("run", "history", "status")]
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    for result in results:
+        assert result.returncode == 1, (result.returncode, result.stderr)  # an exit code, not a signal
+        assert "Traceback" not in result.stderr, result.stderr
+        assert f"error: ledger {ledger}" in result.stderr and "writable by this user" in result.stderr, result.stderr
+    history = json.loads(syncer("-p", str(tmp_path), "--json", "history").stdout)["runs"]
+    assert [run["status"] for run in history] == ["ok"]  # the refused runs were never recorded, so none is "running"
+
+
+_SNAPSHOT_DISK_FULL = """
+import errno, os, sys
+_replace = os.replace
+def replace(src, dst, *args, **kwargs):  # the disk fills up just as a snapshot is written
+    if str(dst).endswith(".held.parquet"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+    return _replace(src, dst, *args, **kwargs)
+os.replace = replace
+sys.argv[0] = "syncer"
+from syncer.cli.main import main
+main()
+"""
+
+
+def _run_into_a_full_disk_at_the_snapshot_refresh(root: Path) -> subprocess.CompletedProcess:
+    """A first run, then 45 joiners (a large change, so the apply refreshes the snapshot) on a disk that is full."""
+    from tests.conftest import FAKE, person
+
+    write_customers(root / "warehouse.duckdb", [person(i) for i in range(1, 6)])
+    write_project(root, destination=FAKE)
+    assert syncer("-p", str(root), "run").returncode == 0
+    write_customers(root / "warehouse.duckdb", [person(i) for i in range(1, 51)])
+    return subprocess.run([sys.executable, "-c", _SNAPSHOT_DISK_FULL, "-p", str(root), "run"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
+
+def test_a_full_disk_during_the_snapshot_refresh_is_one_message_naming_the_snapshot(tmp_path: Path) -> None:
+    result = _run_into_a_full_disk_at_the_snapshot_refresh(tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "Traceback" not in out, out
+    snapshot = tmp_path / ".syncer" / "snapshots" / "buyers_sync.held.parquet"
+    assert f"cannot write the snapshot {snapshot} (No space left on device): free space on that disk" in out, out
+
+
+def test_a_run_cut_short_by_a_full_disk_is_failed_in_history_not_running(tmp_path: Path) -> None:
+    assert _run_into_a_full_disk_at_the_snapshot_refresh(tmp_path).returncode == 1
+    history = json.loads(syncer("-p", str(tmp_path), "--json", "history").stdout)["runs"]
+    assert [run["status"] for run in history] == ["failed", "ok"]
+    assert "cannot write the snapshot" in history[0]["reason"]
+
+
+@pytest.mark.parametrize("damage", ["rows cut short", "rows missing", "header cut short"])
+def test_apply_of_a_damaged_plan_names_the_file_and_says_to_plan_again(tmp_path: Path, damage: str) -> None:
+    """Before: a raw pyarrow traceback ("Parquet magic bytes not found in footer")."""
+    from tests.conftest import FAKE, person
+
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
+    write_project(tmp_path, destination=FAKE)
+    folder = Path(json.loads(syncer("-p", str(tmp_path), "--json", "plan").stdout)["plan"])
+    damaged = folder / ("plan.json" if damage == "header cut short" else "buyers_sync.parquet")
+    if damage == "rows missing":
+        damaged.unlink()
+    else:
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    result = syncer("-p", str(tmp_path), "apply", str(folder))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: plan file {damaged} " in result.stderr and "plan again with `syncer plan`" in result.stderr, result.stderr
+    assert json.loads(syncer("-p", str(tmp_path), "--json", "history").stdout)["runs"] == []
+
+
+# --- overlapping runs: a lease per sync ----------------------------------------------------------------------
+
+
+def test_two_runs_at_once_add_every_member_once_and_the_loser_names_the_holder(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Two `syncer run` started together on one SQLite ledger, the platform slow: the first add waits at the
+    emulator until the other process is done (``HeldAdds``). Before leases both planned the same adds and
+    both sent them: every member went twice. Now the second run skips the sync (status ``busy``, exit code 5)
+    naming the first's pid and since when, in its output and its history."""
+    from syncer.cli import common
+    from tests.syncer.test_leases import HeldAdds, check_one_won, meta_project, run_at_once
+
+    root = meta_project(tmp_path, sandbox, 300)
+    gate = HeldAdds(sandbox)
+    results = run_at_once(root, gate)
+    lost = check_one_won(results, gate, sandbox, 300)
+    [code] = [code for _, code, report in results if report["status"] == "busy"]
+    assert code == common.EXIT_BUSY == 5  # another run holds the sync: not a failure, not a success either
+    history = json.loads(syncer("-p", str(root), "--json", "history").stdout)["runs"]
+    assert sorted(r["status"] for r in history) == ["busy", "ok"]
+    assert [r["reason"] for r in history if r["status"] == "busy"] == [lost["reason"]]
+    again = syncer("-p", str(root), "--json", "run")  # the lease was released: the next run goes ahead
+    assert json.loads(again.stdout)["syncs"][0]["status"] == "ok" and gate.add_rows() == [300]
+
+
+def test_a_dagster_materialization_beside_a_running_sync_skips_it_naming_the_cli_run(
+        tmp_path: Path, sandbox: Sandbox, monkeypatch) -> None:
+    """A `syncer run` is mid-apply (its add held at the emulator) when Dagster materializes the same sync: the
+    apply asset sends nothing and is not materialized; its observation says who holds the sync. Before, Dagster
+    added every member a second time."""
+    import dagster as dg
+
+    from dagster_project.definitions import build_definitions
+    from tests.dagster_project.test_defs import everything
+    from tests.syncer.test_leases import HeldAdds, meta_project
+
+    monkeypatch.setenv("SANDBOX_META_TOKEN", TOKEN)
+    root = meta_project(tmp_path, sandbox, 200)
+    gate = HeldAdds(sandbox)
+    cli = subprocess.Popen([sys.executable, "-m", "syncer.cli", "-p", str(root), "--json", "run"], cwd=ROOT,
+                           env=dict(os.environ, SANDBOX_META_TOKEN=TOKEN), stdout=subprocess.PIPE, text=True)
+    try:
+        while not gate.first.wait(0.1):  # until the CLI run, holding the lease, has its add at the platform
+            assert cli.poll() is None, "the CLI run ended before sending its add"
+        result = dg.materialize(everything(build_definitions(root)))
+    finally:
+        gate.release()
+        out, _ = cli.communicate(timeout=300)
+    assert result.success and "dest/buyers_sync" not in {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    [observed] = [e.asset_observation_data.asset_observation for e in result.all_events
+                  if e.event_type_value == "ASSET_OBSERVATION"]
+    note = observed.metadata["note"].value
+    assert observed.metadata["status"].value == "busy" and f"syncer run (run 1, pid {cli.pid} on " in note
+    assert json.loads(out)["syncs"][0]["added"] == 200
+    assert gate.add_rows() == [200] and len(sandbox.meta.members("1001")) == 200

@@ -33,7 +33,8 @@ class TwilioSmsConfig(DestinationConfigBase):
     messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9a-fA-F]{32}$", description="Messaging Service that sends (handles opt-out keywords).")
     messages: dict[str, str] = Field(description="Message body per sync audience_id, e.g. {cart_reminder: 'You left items in your cart...'}.")
     status_callback: str | None = Field(None, description="URL Twilio calls with each message's delivery status (StatusCallback).")
-    request_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for Twilio's answer to one send; after that the text may have gone out, so it is recorded as sent (delivery_unknown) and never resent.")
+    request_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for Twilio's answer to one send; after that the text may have gone out, so it is never resent blindly: Twilio's message log decides (see log_settle_s).")
+    log_settle_s: float = Field(120.0, ge=0, description="Seconds after a text was claimed before Twilio's message log is trusted to say whether it went out. A send cut short (a crash, a timeout) may still be taken by Twilio for a while; until then the member waits, and after it the log decides: found, the text counts as sent; not found, it is sent now.")
     sandbox_time: AwareDatetime | None = Field(None, description="Sandbox and CI only: judge quiet hours at this instant (ISO 8601 with a UTC offset) instead of the wall clock, so a run against an emulator answers the same at any hour. Refused unless 'endpoint' points somewhere other than Twilio's API.")
 
     _check_env = env_names("account_sid_env", "auth_token_env")

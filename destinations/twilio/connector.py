@@ -8,14 +8,22 @@ API flow (REST 2010-04-01 over our own ``requests`` session, HTTP Basic auth wit
 
     send   POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json
                 form: To, MessagingServiceSid | From, Body (config.messages[audience_id]), StatusCallback?
+    log    GET  {base}/2010-04-01/Accounts/{AccountSid}/Messages.json?To={phone}&PageSize=1000
+                then each page's next_page_uri (``find_sent``)
     check  GET  {base}/2010-04-01/Accounts/{AccountSid}.json
 
-At most once (``Capabilities.at_most_once``): the engine records every row of a batch as held before
-``add`` and releases only rows returned RETRYABLE, or every row when ``add`` raises. So this module raises
-only while nothing of the batch has gone out, returns RETRYABLE only for rows it certainly did not send,
-and returns SENT ``delivery_unknown`` for a send that may have reached Twilio (read timeout, connection
-dropped after the request, HTTP 500/502/504): message creation has no idempotency key, so it is never
-resent. After such a row the rest of the batch is returned RETRYABLE ``twilio_unavailable``.
+At most once (``Capabilities.at_most_once``): the engine (``syncer.delivery.at_most_once``) claims each text
+in the ledger just before calling ``add`` with that one member, and settles the claim right after: ``sent``
+with the message SID (``last_message_ids``), released when the text certainly did not go out (a raise, a
+REJECTED or RETRYABLE row), ``unknown`` for SENT ``delivery_unknown`` (read timeout, connection dropped
+after the request, HTTP 500/502/504: message creation has no idempotency key, so it is never resent
+blindly). A claim left ``unknown``, or ``claimed`` by a process that died, is looked up in Twilio's message
+log by the next run (``find_sent``): found, the text counts as sent; not found, it is sent then, once. So
+this module raises only while nothing of a batch has gone out, and returns RETRYABLE only for rows it
+certainly did not send; after a ``delivery_unknown`` row the rest of a batch is RETRYABLE
+``twilio_unavailable``.
+
+The log and how a text in doubt is matched there: ``destinations.twilio.message_log``.
 
 Each member, in order (every check before the send is local):
 
@@ -66,11 +74,11 @@ Config example::
 
 from __future__ import annotations
 
-import hashlib
 import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import phonenumbers
 import requests
@@ -81,6 +89,8 @@ from destinations.http import build_session, redact, retry_after
 from destinations.pacing import TokenBucket
 from destinations.responses import ErrorContext, PlatformResponse
 from destinations.twilio.config import CAPABILITIES, SANDBOX_TIME_ON_TWILIO, TwilioSmsConfig, reaches_twilio
+from destinations.twilio.message_log import find_in_log
+from destinations.twilio.opt_outs import OPTED_OUT, opt_out_key, record_opt_in, record_opt_out
 from destinations.twilio.quiet_hours import has_time_zone, in_quiet_hours
 from syncer.environment import resolve_secret
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
@@ -89,35 +99,11 @@ __all__ = ["API_URL", "DeliveryUnknown", "RecipientRefused", "TwilioSmsDestinati
            "record_opt_out"]
 
 API_URL = "https://api.twilio.com"
-OPTED_OUT, OPTED_IN = "opted_out", "opted_in"
 ROW_CODES = {21610: "opted_out", 21211: "invalid_phone", 21614: "not_mobile", 21612: "unroutable",
              21635: "landline", 21408: "region_not_permitted", 21608: "unverified_recipient"}
 CONFIG_CODES = {20003, 20404, 20005, 10001, 21212, 21602, 21603, 21606, 21617, 21701, 21705}
 _PHONE_RUN = re.compile(r"\+?\d[\d\s().-]{5,}\d")  # Twilio's messages may quote the number
 _CONNECT_TIMEOUT_S = 10.0
-
-
-# --- opt-outs ------------------------------------------------------------------------------------
-
-
-def opt_out_key(phone: str) -> str:
-    """The ``id_cache`` key of a phone's opt-out state (hashed: no phone number in another ledger table)."""
-    return "sms_opt_out:" + hashlib.sha256(phone.encode()).hexdigest()
-
-
-def record_opt_out(ledger: Any, destination: str, phone: str) -> None:
-    """Record an inbound STOP for ``phone`` (E.164) so ``destination`` never texts it again."""
-    ledger.id_cache(destination).put_many({opt_out_key(_e164(phone)): OPTED_OUT})
-
-
-def record_opt_in(ledger: Any, destination: str, phone: str) -> None:
-    """Record an inbound START: ``phone`` may be texted again (if its consent is granted)."""
-    ledger.id_cache(destination).put_many({opt_out_key(_e164(phone)): OPTED_IN})
-
-
-def _e164(phone: str) -> str:
-    number = phonenumbers.parse(phone, None)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --- what a send's failure means -----------------------------------------------------------------
@@ -188,6 +174,8 @@ class TwilioSmsDestination(Destination):
         self._session = build_session(self._base, auth=(self._sid, token))
         self._now = now
         self._memory_opt_outs: dict[str, str] = {}
+        self.last_message_ids: dict[str, str] = {}
+        """Twilio's message SID of each text the last ``add`` sent, by member key (the claim records it)."""
         rate = config.requests_per_second
         self._pacer = TokenBucket(rate, burst=1) if rate else None  # burst 1: sends at least 1/rate s apart
 
@@ -262,16 +250,44 @@ class TwilioSmsDestination(Destination):
         """Text each member once (see the module docstring for each case); a remove makes no request."""
         if op == "remove":  # a text cannot be taken back, and Twilio keeps no list to leave
             return all_sent("remove", members, requests=0)
-        body = self.config.messages.get(audience.audience_id)
-        if body is None:
-            raise ConfigError(f"destination '{self.name}' has no message for audience_id '{audience.audience_id}'"
-                              f" (sync '{audience.sync}'): add it under 'messages'")
+        self.last_message_ids = {}
+        body = self._body(audience)
         outcomes: dict[str, RowOutcome] = {}
         candidates = self._screen(members, outcomes)
         requests_made = self._send_all(candidates, body, outcomes)
         sent = sum(1 for o in outcomes.values() if o.status is RowStatus.SENT)
         return BatchResult("add", tuple(outcomes[m.member_key] for m in members), requests=requests_made,
                            platform_counts={"texts_sent": sent})
+
+    def find_sent(self, audience: AudienceRef, member: Member, since: float) -> str | None:
+        """The SID of a text of ``audience``'s message to ``member``'s phone, from this account's sender,
+        created at or after ``since`` (epoch seconds), as Twilio's message log shows it; None when it shows
+        none.
+
+        Raises:
+            TransientError: the log cannot tell yet: fewer than ``log_settle_s`` seconds since ``since``,
+                Twilio unreachable or failing, or more messages to the phone than are read.
+            ConfigError: Twilio refused the credentials or the account.
+        """
+        phone = member.identifiers.get("phone")
+        if not phone:
+            return None  # nothing can have gone out to no number
+        early = since + self.config.log_settle_s - time.time()
+        if early > 0:
+            raise TransientError(f"Twilio's message log of destination '{self.name}' is read {self.config.log_settle_s:g} s"
+                                 " after a send in doubt; it is looked up by a later run", retry_after=early)
+        sender = (("messaging_service_sid", self.config.messaging_service_sid) if self.config.messaging_service_sid
+                  else ("from", self.config.from_number or ""))
+        return find_in_log(self._session, f"{self._base}/2010-04-01/Accounts/{self._sid}/Messages.json",
+                           phone=phone, body=self._body(audience), sender=sender, since=since, timeout=self._timeout(),
+                           classify=self.classify, name=self.name)
+
+    def _body(self, audience: AudienceRef) -> str:
+        body = self.config.messages.get(audience.audience_id)
+        if body is None:
+            raise ConfigError(f"destination '{self.name}' has no message for audience_id '{audience.audience_id}'"
+                              f" (sync '{audience.sync}'): add it under 'messages'")
+        return body
 
     def _timeout(self) -> tuple[float, float]:
         return min(_CONNECT_TIMEOUT_S, self.config.request_timeout_s), self.config.request_timeout_s
@@ -305,10 +321,12 @@ class TwilioSmsDestination(Destination):
             if in_quiet_hours(phone, self.now()):  # checked per send: a batch may straddle 21:00
                 outcomes[key] = RowOutcome(key, RowStatus.RETRYABLE, "quiet_hours")
                 continue
-            failure = self._send_one(phone, body)
+            failure, sid = self._send_one(phone, body)
             requests_made += 1
             if failure is None or isinstance(failure, DeliveryUnknown):
                 went_out = True
+                if sid:
+                    self.last_message_ids[key] = sid
                 outcomes[key] = RowOutcome(key, RowStatus.SENT, None if failure is None else "delivery_unknown")
                 if failure is not None:
                     halted = "twilio_unavailable"
@@ -323,8 +341,8 @@ class TwilioSmsDestination(Destination):
                 outcomes[key] = RowOutcome(key, RowStatus.RETRYABLE, halted)
         return requests_made
 
-    def _send_one(self, phone: str, body: str) -> SyncError | None:
-        """One text; None when Twilio accepted it, else what its failure means (``classify``)."""
+    def _send_one(self, phone: str, body: str) -> tuple[SyncError | None, str | None]:
+        """One text: (None, its message SID) when Twilio accepted it, else (what its failure means, None)."""
         form = {"To": phone, "Body": body}
         if self.config.messaging_service_sid:
             form["MessagingServiceSid"] = self.config.messaging_service_sid
@@ -340,10 +358,13 @@ class TwilioSmsDestination(Destination):
         except requests.RequestException as exc:  # its text can hold the form: never chain it
             if _never_reached(exc):
                 return TransientError(f"Cannot reach Twilio at {self._base} ({type(exc).__name__}); nothing was sent,"
-                                      " retrying")
+                                      " retrying"), None
             return DeliveryUnknown(f"Twilio did not answer a send of destination '{self.name}' ({type(exc).__name__});"
-                                   " the text may have gone out, so it is not resent")
-        return self.classify(_platform_response(response))
+                                   " the text may have gone out, so it is not resent"), None
+        answer = _platform_response(response)
+        failure = self.classify(answer)
+        sid = answer.body.get("sid") if failure is None and isinstance(answer.body, dict) else None
+        return failure, sid if isinstance(sid, str) else None
 
     def _opted_out(self, phones: Sequence[str]) -> set[str]:
         keys = {opt_out_key(p): p for p in phones}

@@ -5,7 +5,7 @@ Served under ``/twilio``, so a connector's base URL is ``http://127.0.0.1:PORT/t
 
     GET  /2010-04-01/Accounts/{Sid}.json                the account (status active)
     POST /2010-04-01/Accounts/{Sid}/Messages.json       send: form To, From | MessagingServiceSid, Body
-    GET  /2010-04-01/Accounts/{Sid}/Messages.json       messages sent, newest first (?To= filters)
+    GET  /2010-04-01/Accounts/{Sid}/Messages.json       the message log, newest first, page by page
 
 Strictness: HTTP Basic auth with the Account SID (``account_sid``) and the auth token (``key``) on every
 call, else 401 with code 20003; another account's SID in the path is 404 (20404). ``To`` must be a valid
@@ -15,11 +15,24 @@ required (21602) and at most 1,600 characters (21617). A number that texted STOP
 21610 until it texts START (``opt_in``). Errors use Twilio's JSON ``{code, message, more_info, status}``.
 
 Every accepted send is recorded in ``messages`` with the time it was accepted: that is what the person
-received; ``attempted`` lists the ``To`` of every send that reached the checks, refused or not. Faults:
-``inject_http(429)`` answers code 20429 with ``Retry-After``; ``latency`` delays every call;
-``fail_message(n, status, code)`` answers the n-th next send with that error; ``hold_message(n)`` makes the
-n-th next send wait (before it is recorded) until ``release()``, so a test can kill the sender, or let its
-read time out, while the request is in flight; released, the send goes through as Twilio's would.
+received; ``attempted`` lists the ``To`` of every send that reached the checks, refused or not. A send is
+answered as Twilio answers a create (``status`` queued, or accepted through a Messaging Service, no
+``date_sent``) and counts as sent at once (``status`` sent, ``date_sent`` set), unless ``deliver_later`` keeps
+it queued, with no ``date_sent``, until ``deliver()``. Faults: ``inject_http(429)`` answers code 20429 with
+``Retry-After``; ``latency`` delays every call; ``fail_message(n, status, code)`` answers the n-th next send
+with that error; ``hold_message(n)`` makes the n-th next send wait (before it is recorded) until
+``release()``, so a test can kill the sender, or let its read time out, while the request is in flight;
+released, the send goes through as Twilio's would, or with ``release(deliver=False)`` it never reached
+Twilio (HTTP 503, nothing recorded).
+
+The log (twilio.com/docs/messaging/api/message-resource, "Read multiple Message resources"; query names as
+twilio-python's ``MessageList.page`` sends them): ``To`` and ``From`` filter exactly; ``DateSent``,
+``DateSent<`` and ``DateSent>`` take a GMT date ``YYYY-MM-DD`` (the SDK's ``YYYY-MM-DDTHH:MM:SSZ`` is read
+by its date) and keep messages sent on, on or before, on or after it, so a message not sent yet (no
+``date_sent``) never passes one; ``PageSize`` 1-1000 (default 50), then each page's ``next_page_uri``
+(``PageToken`` ``PA`` + the last SID of the page before; null on the last page). Newest first by
+``date_sent``, messages not sent yet first [U: where Twilio sorts them]. A malformed ``PageSize``,
+``Page``, ``PageToken`` or date is HTTP 400 code 20001 [U: the code Twilio answers].
 """
 
 from __future__ import annotations
@@ -31,7 +44,10 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
+from datetime import date, datetime, timezone
+from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import phonenumbers
 
@@ -45,6 +61,9 @@ DEFAULT_SERVICE_SID = "MG" + "0" * 31 + "1"
 _MAX_BODY = 1600
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+?)(/Messages)?\.json$")
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}:\d{2}Z)?$")
+_DATE_FILTERS = {"DateSent": "on", "DateSent<": "on_or_before", "DateSent>": "on_or_after"}
+_PAGE_SIZE, _MAX_PAGE_SIZE = 50, 1000
 _MESSAGES = {
     20003: "Authenticate",
     20404: "The requested resource was not found",
@@ -77,7 +96,9 @@ class TwilioEmulator(Emulator):
         self._posts = 0
         self._script: dict[int, tuple[str, dict[str, Any]]] = {}  # message POST number -> action
         self._gate = threading.Event()
+        self._drop_held = False
         self.holding = threading.Event()
+        self.deliver_later = False
         super().__init__(key)
 
     # ----- test and admin API -------------------------------------------------------------------
@@ -116,6 +137,7 @@ class TwilioEmulator(Emulator):
         """Make the n-th send from now wait, before it is recorded, until ``release()``."""
         with self._hold_lock:
             self._gate.clear()
+            self._drop_held = False
             self.holding.clear()
             self._script[self._posts + n] = ("hold", {})
 
@@ -124,11 +146,19 @@ class TwilioEmulator(Emulator):
         with self._hold_lock:
             self._script[self._posts + n] = ("fail", {"status": status, "code": code, "retry_after": retry_after})
 
-    def release(self) -> None:
-        """Let a held send go on (and every later one)."""
+    def release(self, deliver: bool = True) -> None:
+        """Let a held send go on (and every later one); ``deliver=False``: it never reached Twilio."""
         with self._hold_lock:
             self._script = {k: v for k, v in self._script.items() if v[0] != "hold"}
+            self._drop_held = not deliver
             self._gate.set()
+
+    def deliver(self) -> None:
+        """Send every queued message now (``deliver_later``): it gets its ``date_sent``."""
+        with self.lock:
+            for message in self.messages:
+                if message["sent_at"] is None:
+                    message["sent_at"], message["status"] = time.time(), "sent"
 
     def serve(self, request: Request) -> tuple[int, dict[str, str], bytes]:
         if request.method == "POST" and request.path.endswith("/Messages.json"):
@@ -138,6 +168,9 @@ class TwilioEmulator(Emulator):
             if action == "hold":
                 self.holding.set()
                 self._gate.wait(timeout=60)
+                with self._hold_lock:
+                    if self._drop_held:
+                        return twilio_error(503, 20503, "Service Unavailable").encode()
             elif action == "fail":
                 body = twilio_error(args["status"], args["code"]).body
                 self.inject_http(args["status"], times=1, retry_after=args["retry_after"], body=body)
@@ -151,7 +184,7 @@ class TwilioEmulator(Emulator):
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         with self.lock:
-            self.messages = [dict(m) for m in state.get("messages", [])]
+            self.messages = [{"sent_at": m.get("at"), "status": "sent", "from": DEFAULT_FROM, **m} for m in state.get("messages", [])]
             self.opted_out = set(state.get("opted_out", []))
             self.numbers = set(state.get("numbers", [DEFAULT_FROM]))
             self.services = set(state.get("services", [DEFAULT_SERVICE_SID]))
@@ -181,9 +214,7 @@ class TwilioEmulator(Emulator):
         if match.group(2) and request.method == "POST":
             return self._send(request)
         if match.group(2) and request.method == "GET":
-            to = (request.params().get("To") or [None])[0]
-            found = [m for m in reversed(self.messages) if to is None or m["to"] == to]
-            return Response(200, {"messages": found, "page": 0, "page_size": len(found)})
+            return self._list(request)
         return twilio_error(405, 20004, "Method not allowed")
 
     def _authorised(self, header: str) -> bool:
@@ -214,12 +245,95 @@ class TwilioEmulator(Emulator):
             return twilio_error(400, 21617)
         if to in self.opted_out:
             return twilio_error(400, 21610)
-        message = {"sid": "SM" + secrets.token_hex(16), "to": to, "from": sender, "messaging_service_sid": service,
-                   "body": body, "status": "accepted" if service else "queued", "at": time.time(),
-                   "status_callback": form.get("StatusCallback")}
+        now = time.time()
+        message = {"sid": "SM" + secrets.token_hex(16), "to": to, "from": sender or DEFAULT_FROM, "messaging_service_sid": service,
+                   "body": body, "at": now, "sent_at": None if self.deliver_later else now,
+                   "status": "queued" if self.deliver_later else "sent", "status_callback": form.get("StatusCallback")}
         self.messages.append(message)
-        return Response(201, {**message, "account_sid": self.account_sid, "num_segments": "1", "direction": "outbound-api",
-                              "error_code": None, "error_message": None, "api_version": "2010-04-01"})
+        created = {**message, "status": "accepted" if service else "queued", "sent_at": None}  # as Twilio answers a create
+        return Response(201, self._resource(created))
+
+    def _resource(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored message as Twilio's Message resource."""
+        sent_at = message.get("sent_at")
+        return {"sid": message["sid"], "account_sid": self.account_sid, "to": message["to"], "from": message["from"],
+                "messaging_service_sid": message.get("messaging_service_sid"), "body": message["body"],
+                "status": message["status"], "direction": "outbound-api", "num_segments": "1", "num_media": "0",
+                "date_created": _rfc2822(message["at"]), "date_updated": _rfc2822(sent_at or message["at"]),
+                "date_sent": _rfc2822(sent_at) if sent_at is not None else None, "error_code": None,
+                "error_message": None, "price": None, "price_unit": "USD", "api_version": "2010-04-01",
+                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message['sid']}.json"}
+
+    def _list(self, request: Request) -> Response:
+        """One page of the message log, filtered and paged as the module docstring says."""
+        params = {name: values[-1] for name, values in request.params().items()}
+        try:
+            size, page = _bounded(params.get("PageSize"), _PAGE_SIZE, 1, _MAX_PAGE_SIZE), _bounded(params.get("Page"), 0, 0, None)
+            days = {name: _day(params[name]) for name in _DATE_FILTERS if name in params}
+        except ValueError as exc:
+            return twilio_error(400, 20001, str(exc))
+        found = [m for m in self._newest_first() if _passes(m, params, days)]
+        start = 0 if "PageToken" not in params else _after(found, params["PageToken"])
+        if start is None:
+            return twilio_error(400, 20001, "Invalid PageToken")
+        if "PageToken" not in params:
+            start = page * size
+        rows = found[start:start + size]
+        query = {k: v for k, v in params.items() if k in ("To", "From", *_DATE_FILTERS)} | {"PageSize": size}
+        base = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json?"
+        more = start + size < len(found) and rows
+        return Response(200, {
+            "messages": [self._resource(m) for m in rows], "page": page, "page_size": size, "start": start,
+            "end": start + max(len(rows), 1) - 1, "uri": base + urlencode({**params}),
+            "first_page_uri": base + urlencode(query | {"Page": 0}),
+            "next_page_uri": base + urlencode(query | {"Page": page + 1, "PageToken": "PA" + rows[-1]["sid"]}) if more else None,
+            "previous_page_uri": base + urlencode(query | {"Page": page - 1}) if page > 0 else None})
+
+    def _newest_first(self) -> list[dict[str, Any]]:
+        """Newest first by date sent; messages not sent yet first, newest first among themselves."""
+        order = list(enumerate(self.messages))
+        order.sort(key=lambda item: (item[1]["sent_at"] is None, item[1]["sent_at"] or 0.0, item[0]), reverse=True)
+        return [message for _, message in order]
+
+
+def _rfc2822(moment: float) -> str:
+    return format_datetime(datetime.fromtimestamp(moment, tz=timezone.utc).replace(microsecond=0))
+
+
+def _bounded(value: str | None, default: int, low: int, high: int | None) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < low or (high is not None and int(value) > high):
+        raise ValueError(f"Invalid paging value {value!r}")
+    return int(value)
+
+
+def _day(value: str) -> date:
+    match = _DATE.match(value)
+    if match is None:
+        raise ValueError("DateSent must be a GMT date, YYYY-MM-DD")
+    return date.fromisoformat(match.group(1))
+
+
+def _passes(message: Mapping[str, Any], params: Mapping[str, str], days: Mapping[str, date]) -> bool:
+    if "To" in params and message["to"] != params["To"]:
+        return False
+    if "From" in params and message["from"] != params["From"]:
+        return False
+    if not days:
+        return True
+    if message["sent_at"] is None:  # not sent yet: no date_sent to compare
+        return False
+    sent = datetime.fromtimestamp(message["sent_at"], tz=timezone.utc).date()
+    checks = {"DateSent": sent.__eq__, "DateSent<": sent.__le__, "DateSent>": sent.__ge__}
+    return all(checks[name](day) for name, day in days.items())
+
+
+def _after(found: list[dict[str, Any]], token: str) -> int | None:
+    """The index after the message a ``PageToken`` names; None for a token this log never gave."""
+    sids = [m["sid"] for m in found]
+    sid = token[2:] if token.startswith("PA") else None
+    return sids.index(sid) + 1 if sid in sids else None
 
 
 def _valid_number(value: str) -> bool:

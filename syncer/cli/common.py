@@ -7,17 +7,20 @@ Like the rest of the CLI it never imports dagster, and loads project code only w
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=False)
 if not console.is_terminal:  # pipes and CI logs: never truncate a table to 80 columns
     console = Console(stderr=False, width=160)
 err = Console(stderr=True)
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_HELD = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_HELD, EXIT_BUSY = 0, 1, 2, 3, 5  # 5: another run holds a sync (its lease)
 
 
 def project_from(ctx: click.Context):
@@ -39,18 +42,43 @@ def print_problems(problems, root) -> None:
 
 
 def engine_from(ctx: click.Context):
+    """The project's engine; a ledger it cannot open (read-only, full disk, damaged) ends the command with exit 1."""
     from syncer.delivery.engine import Engine
 
-    return Engine(project_from(ctx))
+    project = project_from(ctx)
+    with exit_on_sync_error():
+        return Engine(project)
 
 
 def exit_code(reports) -> int:
     statuses = {r.status for r in reports}
-    return EXIT_FAILED if statuses & {"failed", "partial"} else EXIT_HELD if "held" in statuses else EXIT_OK
+    return (EXIT_FAILED if statuses & {"failed", "partial"} else EXIT_HELD if "held" in statuses else
+            EXIT_BUSY if "busy" in statuses else EXIT_OK)
+
+
+# what to do when the disk refuses a file of the project's state folder (a snapshot, a spill file, a plan)
+_DISK_ADVICE = {
+    errno.ENOSPC: "free space on that disk (or move the project to one with room), then run again",
+    errno.EDQUOT: "free space within this user's disk quota, then run again",
+    errno.EFBIG: "the file outgrew this process's file size limit (ulimit -f): raise it, then run again",
+    errno.EACCES: "make it and its folder writable by this user, then run again",
+    errno.EPERM: "make it and its folder writable by this user, then run again",
+    errno.EROFS: "its file system is mounted read-only: move the project's state folder to a writable one",
+    errno.EIO: "the disk reported an I/O error: check it, then run again",
+}
+
+
+def disk_fault_message(exc: BaseException) -> str | None:
+    """One line naming the file and what to do, for an OSError about a file that is the disk's or the
+    permissions' fault; None for any other error (a socket's EACCES names no file, and is not ours to explain)."""
+    if not isinstance(exc, OSError) or exc.errno not in _DISK_ADVICE or not (exc.filename or exc.filename2):
+        return None
+    return f"cannot use {exc.filename2 or exc.filename} ({exc.strerror or os.strerror(exc.errno)}): {_DISK_ADVICE[exc.errno]}"
 
 
 class exit_on_sync_error:
-    """Turn a SyncError into one operator message and exit 1 (no traceback for known failures)."""
+    """Turn a SyncError, or a disk or permission fault on a file we keep, into one operator message and exit 1:
+    no traceback for known failures. Unknown errors keep their traceback (a bug to report)."""
 
     def __enter__(self):
         return self
@@ -58,7 +86,9 @@ class exit_on_sync_error:
     def __exit__(self, exc_type, exc, tb):
         from syncer.errors import SyncError
 
-        if exc is not None and isinstance(exc, SyncError):
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            sys.exit(EXIT_FAILED)
-        return False
+        message = exc.message if isinstance(exc, SyncError) else disk_fault_message(exc) if exc is not None else None
+        if message is None:
+            return False
+        # soft_wrap: a path is never broken across lines; escape: a path's [brackets] are not markup
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_FAILED)

@@ -112,7 +112,8 @@ def plan(ctx: click.Context, syncs: tuple[str, ...], out: str | None) -> None:
     engine = engine_from(ctx)
     with exit_on_sync_error():
         the_plan = engine.build_plan(syncs or None)
-    folder = save_plan(the_plan, Path(out) if out else engine.project.state_dir / "plans")
+    with exit_on_sync_error():
+        folder = save_plan(the_plan, Path(out) if out else engine.project.state_dir / "plans")
     gates = {p.sync: [g for g in check_gates(p, engine.project.gates_for(p.sync)) if not g.passed] for p in the_plan.syncs}
     if ctx.obj["json"]:
         click.echo(json.dumps({"plan": str(folder), "plan_hash": the_plan.content_hash, "syncs": summarise(the_plan.syncs),
@@ -180,7 +181,9 @@ for _command in (status, history, jobs, reconcile, suppress, convert, sandbox, s
 
 
 def main() -> None:
-    cli(prog_name="syncer")
+    # the last net for commands that open the ledger or write state themselves (status, history, suppress...)
+    with exit_on_sync_error():
+        cli(prog_name="syncer")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from destinations.base import AudienceRef, BatchResult, Destination, Member, RowStatus
+from syncer.delivery.at_most_once import apply_at_most_once
 from syncer.errors import ConfigError, PermanentError, RateLimited, SyncError, TransientError
 from syncer.ledger.failures import failure_fields, scrub_detail
 from syncer.ledger.store import HeldRow, Ledger
@@ -173,7 +174,8 @@ def _apply_batch(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_
         ledger.forget_held(plan.sync, [r.member_key for r in batch])
         return
     if op == "add" and capabilities.at_most_once:
-        _apply_at_most_once(plan, destination, ledger, sync_run_id, audience, batch, policy, report, sleep)
+        apply_at_most_once(plan, destination, ledger, sync_run_id, audience, batch, report,
+                           send=lambda members: _send(destination, "add", audience, members, policy, report, sleep))
         return
     send_and_commit(destination, ledger, sync=plan.sync, sync_run_id=sync_run_id, audience=audience, op=op,
                     rows=batch, policy=policy, report=report, sleep=sleep)
@@ -225,34 +227,6 @@ def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync
         if isinstance(value, int):
             report.platform_counts[name] = report.platform_counts.get(name, 0) + value
     return failed
-
-def _apply_at_most_once(plan: SyncPlan, destination: Destination, ledger: Ledger, sync_run_id: int,
-                        audience: AudienceRef, batch: Sequence[PlannedRow], policy: RetryPolicy, report: ApplyReport,
-                        sleep: Callable[[float], None]) -> None:
-    """Sends that must never repeat (texts): record every row as held before calling, so a crash at any
-    point never sends it again. The connector raises only when nothing was sent and returns RETRYABLE
-    only for rows it did not send (quiet hours, throttled); those are released for the next run."""
-    keys = [r.member_key for r in batch]
-    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
-                        landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in batch])
-    try:
-        result, attempts = _send(destination, "add", audience, [Member(r.member_key, r.identifiers) for r in batch],
-                                 policy, report, sleep)
-    except BaseException:
-        ledger.forget_held(plan.sync, keys)
-        raise
-    report.requests += result.requests + (attempts - 1)
-    failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
-    refused = _refused("add", batch, failed)
-    if refused:  # a text refused for good was never sent: not held, but not to be tried again as is either
-        ledger.forget_held(plan.sync, [k for k, _, _ in refused])
-    ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="add", landed=[], failed=failed,
-                        attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(batch), refused=refused)
-    not_sent = [k for k, status, _ in failed if status == "retryable"]
-    if not_sent:
-        ledger.forget_held(plan.sync, not_sent)
-    report.added += sum(1 for o in result.outcomes if o.status is RowStatus.SENT)
-    _count_failures(report, failed)
 
 
 def _refused(op: str, rows: Sequence[PlannedRow | HeldRow], failed: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:

@@ -1,6 +1,10 @@
 """Plan, gate and apply every sync of a project: the one flow the CLI and Dagster both call.
 
 Nothing here prints; it returns ``SyncReport`` values and records everything in the ledger.
+
+Each sync is applied under its lease (``syncer.ledger.leases``), so two processes never send for one sync at
+once: a sync another run holds is skipped with status ``busy`` and a reason naming the holder and since when
+(after waiting ``lease_wait`` seconds for it, 0 by default); the other syncs of the run go on.
 """
 
 from __future__ import annotations
@@ -8,17 +12,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
+from dataclasses import replace as _but
 from pathlib import Path
 
 import duckdb
 
 from destinations.base import AudienceRef, CreatesAudiences, Destination, HasPlatformCounts, Member, ReplacesAudiences, RowStatus, RunsJobs
 from destinations.registry import build_destination, capabilities_of
-from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync, remember_wait
-from syncer.errors import ConfigError, StalePlanError, SyncError  # StalePlanError: still importable from here
+from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync, remember_wait, send_and_commit
+from syncer.errors import ConfigError, StalePlanError, StateFileError, SyncError  # StalePlanError: still importable from here
 from syncer.ledger.failures import failure_fields, scrub_detail, secret_env_names
+from syncer.ledger.leases import Lease, LeaseKeeper, ttl_from_env
 from syncer.ledger.store import HeldRow, Ledger
 from syncer.planning.gates import GateResult, check_gates, held_reason
 from syncer.planning.local_diff import consent_filter, plan_sync
@@ -53,15 +59,22 @@ class SyncReport(ApplyReport):
 
 class Engine:
     def __init__(self, project: Project, *, ledger: Ledger | None = None, policy: RetryPolicy = RetryPolicy(),
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 lease_ttl: float | None = None, lease_wait: float = 0.0) -> None:
+        """``lease_ttl``: seconds a sync's lease outlives its last renewal (default ``$SYNCER_LEASE_TTL_S`` or
+        60); ``lease_wait``: seconds to wait for a sync another process holds before skipping it as busy."""
         self.project = project
         self.ledger = ledger or Ledger(project.ledger_url())
         self.policy = policy
         self.sleep = sleep
-        self.clock = clock  # what "now" is for the platforms' waits (a fake clock in tests)
+        self.clock = clock  # what "now" is for the platforms' waits and the leases (a fake clock in tests)
+        self.lease_wait = lease_wait
+        self.leases = LeaseKeeper(self.ledger, ttl=lease_ttl or ttl_from_env(), clock=lambda: self.clock())
+        self.lease_label: str | None = None  # who holds this engine's leases, for others' busy messages ("Dagster run 1a2b")
         self._destinations: dict[str, Destination] = {}
 
     def close(self) -> None:
+        self.leases.close()
         for destination in self._destinations.values():
             destination.close()
         self._destinations.clear()
@@ -248,6 +261,51 @@ class Engine:
 
         return members_now
 
+    def _while_held(self, plan: SyncPlan, sync_run_id: int, on_batch: Callable[[str, str, int], None] | None,
+                    late: ApplyReport) -> Callable[[str, str, int], None]:
+        """What runs after each batch of a sync applied under its lease: remove members converted since the plan,
+        call the caller's ``on_batch``, and renew the lease before each send (a lease another process took
+        over stops the sync there: ``LeaseLostError``)."""
+        seen: set[str] = set()
+
+        def after_batch(sync: str, op: str, rows: int) -> None:
+            self.leases.renew(sync)
+            self._remove_late_suppressions(plan, sync_run_id, late, seen)
+            if on_batch is not None:
+                on_batch(sync, op, rows)
+            self.leases.renew(sync)
+
+        return after_batch
+
+    def _remove_late_suppressions(self, plan: SyncPlan, sync_run_id: int, late: ApplyReport, seen: set[str]) -> None:
+        """Remove, now, members the sync holds that were suppressed since its plan was made. The fast path waits
+        while another process holds a sync's lease; without this, a conversion during a long apply would stay
+        on the platform until that apply ends. Whatever is not removed here the fast path retries after."""
+        destination = self.destination(plan.destination)
+        if not destination.capabilities.can_remove or self.waiting(plan.destination):
+            return
+        keys = sorted(self.ledger.suppressed_since(plan.planned_at, plan.segment) - seen)
+        if not keys:
+            return
+        seen.update(keys)
+        linked = destination.capabilities.match_keys  # one person with a member who stays: the fast path keeps them
+        rows = [row for key, row in sorted(self.ledger.held_rows(plan.sync, keys).items())
+                if not (linked and self.ledger.linked_stayers(plan.sync, key))]
+        removed: set[str] = set()
+        try:
+            for start in range(0, len(rows), destination.capabilities.max_batch):
+                batch = rows[start:start + destination.capabilities.max_batch]
+                failed = send_and_commit(destination, self.ledger, sync=plan.sync, sync_run_id=sync_run_id,
+                                         audience=AudienceRef(plan.sync, plan.audience_id), op="remove", rows=batch,
+                                         policy=RetryPolicy(attempts=1), report=late, sleep=self.sleep, fast_path=True)
+                removed |= {r.member_key for r in batch} - {key for key, _, _ in failed}
+        except SyncError as exc:
+            remember_wait(self.ledger, plan.destination, exc, now=self.clock())
+        for conversion_id, key, sync, converted_at in self.ledger.pending_suppressions():
+            if sync == plan.sync and key in removed:  # the fast path's waiting events: done, and how fast
+                self.ledger.record_suppression_event(conversion_id=conversion_id, member_key=key, sync=sync,
+                                                     converted_at=converted_at, outcome="removed")
+
     def waiting(self, destination: str) -> bool:
         """Whether ``destination`` asked us to wait and the wait still lasts (``syncer.ledger.links``)."""
         return self.ledger.wait_for(destination, now=self.clock()) is not None
@@ -292,13 +350,25 @@ class Engine:
 
     def replace(self, sync_name: str) -> SyncReport:
         """Full replace of one audience with the segment, for connectors that offer ``replace``
-        (Meta usersreplace): members the platform holds that we never sent are dropped too."""
+        (Meta usersreplace): members the platform holds that we never sent are dropped too. Planned and sent
+        under the sync's lease; ``busy`` when another process holds it."""
+        with self.leases.hold([sync_name], self.lease_label or "syncer replace", wait=self.lease_wait,
+                              sleep=self.sleep) as holding:
+            if sync_name in holding.busy:
+                run_id = self.ledger.start_run("replace")
+                report = self._busy(run_id, sync_name, 0, holding.busy[sync_name])
+                self.ledger.finish_run(run_id, "busy")
+                return report
+            return self._replace(sync_name)
+
+    def _replace(self, sync_name: str) -> SyncReport:
         sync_plan = self.build_plan([sync_name], resend_all=True).syncs[0]
         destination = self.destination(sync_plan.destination)
         if not isinstance(destination, ReplacesAudiences):
             raise ConfigError(f"destination '{sync_plan.destination}' ({destination.kind}) has no full replace; use mode resend")
         started = time.perf_counter()
         run_id = self.ledger.start_run("replace")
+        self.leases.note_run(run_id)
         sync_run_id = self.ledger.start_sync_run(run_id, sync_name, plan_hash=sync_plan.content_hash, members=sync_plan.members)
         report = SyncReport(sync=sync_name, status="ok", members=sync_plan.members, plan_hash=sync_plan.content_hash)
         try:
@@ -342,15 +412,59 @@ class Engine:
                     " run `syncer plan` again")
 
     def apply_plan(self, plan: Plan, *, approve: bool = False, command: str = "apply",
-                   on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
-        """Gate and apply each sync of the plan; a held or failed sync does not stop the others."""
-        self.check_fresh(plan)
-        run_id = self.ledger.start_run(command)
-        reports = [self._apply_one(run_id, p, approve, on_batch) for p in plan.syncs]
+                   on_batch: Callable[[str, str, int], None] | None = None,
+                   replan: Callable[[list[str]], Plan] | None = None) -> list[SyncReport]:
+        """Gate and apply each sync of the plan under its lease; a held, failed or busy sync does not stop the others.
+
+        A sync another process holds is skipped (status ``busy``, the reason naming the holder). A sync whose
+        lease this run got only after another run changed it is stale: ``replan`` plans it again under the
+        lease (default for ``command="run"``, which plans and applies at once: ``build_plan``); without it the
+        plan is refused (``StalePlanError``) before anything is sent, as a stale saved plan always was.
+        """
+        if replan is None and command == "run":
+            replan = self.build_plan
+        with self.leases.hold([p.sync for p in plan.syncs], self.lease_label or f"syncer {command}",
+                              wait=self.lease_wait, sleep=self.sleep) as holding:
+            plan = self._fresh_under_leases(plan, holding.held, replan)
+            run_id = self.ledger.start_run(command)
+            self.leases.note_run(run_id)
+            try:
+                reports = [self._busy(run_id, p.sync, p.members, holding.busy[p.sync]) if p.sync in holding.busy else
+                           self._apply_held(run_id, p, approve, on_batch) for p in plan.syncs]
+            except BaseException:  # a fault no sync survives (the ledger, the disk, Ctrl-C): never leave the run "running"
+                with suppress(Exception):
+                    self.ledger.finish_run(run_id, "failed")
+                raise
         statuses = {r.status for r in reports}
-        self.ledger.finish_run(run_id, "failed" if "failed" in statuses else "held" if "held" in statuses else
-                               "partial" if "partial" in statuses else "ok")
+        self.ledger.finish_run(run_id, next((s for s in ("failed", "held", "partial", "busy") if s in statuses), "ok"))
         return reports
+
+    def _fresh_under_leases(self, plan: Plan, held: dict[str, Lease], replan: Callable[[list[str]], Plan] | None) -> Plan:
+        """The plan with its held syncs checked (``check_fresh``) now that no other process can change them;
+        with ``replan``, those another run changed since are planned again first. Busy syncs are not checked:
+        nothing is sent for them."""
+        stale = [p.sync for p in plan.syncs if p.sync in held and self.ledger.batch_version(p.sync) != p.base_version]
+        if stale and replan is not None:
+            fresh = {p.sync: p for p in replan(stale).syncs}
+            plan = _but(plan, syncs=[fresh.get(p.sync, p) for p in plan.syncs])
+        self.check_fresh(_but(plan, syncs=[p for p in plan.syncs if p.sync in held]))
+        return plan
+
+    def _busy(self, run_id: int, sync: str, members: int, lease: Lease) -> SyncReport:
+        """A sync another process holds: nothing sent; recorded and reported as ``busy``, naming the holder."""
+        report = SyncReport(sync=sync, status="busy", members=members, reason=self.leases.busy_reason(lease))
+        sync_run_id = self.ledger.start_sync_run(run_id, sync, plan_hash=None, members=members)
+        self.ledger.finish_sync_run(sync_run_id, status="busy", reason=report.reason)
+        log.info("sync %s skipped: %s", sync, report.reason)
+        return report
+
+    def _apply_held(self, run_id: int, plan: SyncPlan, approve: bool,
+                    on_batch: Callable[[str, str, int], None] | None) -> SyncReport:
+        """``_apply_one`` of a sync whose lease this engine holds, released as soon as it is done."""
+        try:
+            return self._apply_one(run_id, plan, approve, on_batch)
+        finally:
+            self.leases.release(plan.sync)
 
     def run(self, syncs: Iterable[str] | None = None, *, approve: bool = False,
             on_batch: Callable[[str, str, int], None] | None = None) -> list[SyncReport]:
@@ -364,22 +478,39 @@ class Engine:
                             retried=plan.retried, plan_seconds=plan.stats.get("plan_seconds", 0.0))
         report.retained = dict(plan.stats.get("retained", {}))
         sync_run_id = self.ledger.start_sync_run(run_id, plan.sync, plan_hash=plan_hash, members=plan.members)
+        try:
+            return self._gate_and_send(plan, approve, on_batch, report, sync_run_id, started)
+        except BaseException as exc:
+            with suppress(Exception):
+                self.ledger.finish_sync_run(sync_run_id, status="failed", reason=getattr(exc, "message", None) or type(exc).__name__,
+                                            **failure_fields(exc, self.scrub))
+            raise
+
+    def _gate_and_send(self, plan: SyncPlan, approve: bool, on_batch: Callable[[str, str, int], None] | None,
+                       report: SyncReport, sync_run_id: int, started: float) -> SyncReport:
         report.gates = check_gates(plan, self.project.gates_for(plan.sync))
         reason = held_reason(report.gates)
         if reason and not approve:
             report.status, report.reason = "held", reason
             report.rejected = len(plan.rejections)
         else:
-            result = self._send_plan(plan, sync_run_id, on_batch)
+            late = ApplyReport()  # removes of members converted while this sync was applied
+            result = self._send_plan(plan, sync_run_id, self._while_held(plan, sync_run_id, on_batch, late))
             _copy(result, report)
+            report.removed, report.requests = report.removed + late.removed, report.requests + late.requests
             if report.added + report.removed > 0.1 * max(plan.held_before, plan.members, 1):
                 # a large change (an initial sync): catch the snapshot up now rather than in the next plan
-                if self.project.config.diff_mode == "warehouse":
-                    with self._warehouse() as warehouse:
-                        warehouse.catch_up(self.ledger, plan.sync)
-                else:
-                    refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots",
-                                     memory_limit=self.project.config.memory_limit)
+                try:
+                    if self.project.config.diff_mode == "warehouse":
+                        with self._warehouse() as warehouse:
+                            warehouse.catch_up(self.ledger, plan.sync)
+                    else:
+                        refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots",
+                                         memory_limit=self.project.config.memory_limit)
+                except StateFileError as exc:  # everything was sent and recorded; the disk refused the cache
+                    report.status, report.error, report.reason = "failed", exc.message, exc.message
+                    for name, value in failure_fields(exc, self.scrub).items():
+                        setattr(report, name, value)
             if reason:
                 report.reason = f"approved: {reason}"
         report.duration = round(time.perf_counter() - started, 3)

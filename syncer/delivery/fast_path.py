@@ -5,7 +5,11 @@ For each new row of the project's conversions table (read past a cursor kept in 
 1. record a suppression in the ledger (member, segments, reason, expiry by TTL or until they leave),
    so the next batch plan cannot add them back even if the warehouse has not seen the conversion;
 2. for every sync of those segments whose audience holds the member, send one remove and commit it
-   to the ledger exactly as a batch run would (a Twilio trigger is cancelled: the plan skips them);
+   to the ledger exactly as a batch run would (a Twilio trigger is cancelled: the plan skips them). The
+   remove is made under the sync's lease (``syncer.ledger.leases``), taken for that one call: while a batch
+   run holds it, the remove waits (``pending``) and that run removes the member itself after its next batch
+   (``Engine`` re-reads suppressions), so a remove never races a batch of the same sync (an add in flight
+   landing after the fast path found the member not held, or a commit undoing the other's);
 3. record the outcome per (conversion, sync) with the time from conversion to acknowledgement.
 
 Every step is idempotent: a re-delivered conversion finds its events recorded and sends nothing
@@ -165,6 +169,16 @@ class Suppressor:
         return result
 
     def _remove(self, conversion: Conversion, sync_name: str, result: SuppressionResult) -> None:
+        if not self.engine.destination(self.project.syncs[sync_name].destination).capabilities.can_remove:
+            self._remove_held(conversion, sync_name, result)  # a trigger: nothing is sent, no lease needed
+            return
+        with self.engine.leases.hold([sync_name], self.engine.lease_label or "syncer suppress") as holding:
+            if sync_name in holding.busy:  # a batch run applies the sync: it removes them, else the retry does
+                self._record(conversion, sync_name, "pending", result)
+                return
+            self._remove_held(conversion, sync_name, result)
+
+    def _remove_held(self, conversion: Conversion, sync_name: str, result: SuppressionResult) -> None:
         sync = self.project.syncs[sync_name]
         held = self.ledger.held_rows(sync_name, [conversion.member_key]).get(conversion.member_key)
         destination = self.engine.destination(sync.destination)

@@ -71,7 +71,7 @@ __all__ = ["EXIT_STATUSES", "ReconcileReport", "Reconciler"]
 
 SAMPLE = 5  # member keys shown per figure
 _CHUNK = 5_000  # held rows read per query while indexing
-EXIT_STATUSES = {"failed": 1, "partial": 1, "deferred": 1, "held": 3, "drift": 4}
+EXIT_STATUSES = {"failed": 1, "partial": 1, "deferred": 1, "held": 3, "drift": 4, "busy": 5}
 """Exit code of ``syncer reconcile`` by the worst status (others: 0)."""
 
 
@@ -143,10 +143,30 @@ class Reconciler:
 
     # ----- one sync ---------------------------------------------------------------------------------
     def _one(self, run_id: int, name: str) -> ReconcileReport:
+        """Reconcile one sync under its lease (a dry run takes none: it changes nothing), so no batch run or
+        fast-path remove of the sync lands between the read and the repair (a remove that landed but was not
+        committed yet would look missing, and be added back)."""
         started = time.perf_counter()
         sync = self.project.syncs[name]
-        report = ReconcileReport(sync=name, destination=sync.destination, held=self.ledger.held_count(name))
-        sync_run_id = self.ledger.start_sync_run(run_id, name, plan_hash=None, members=report.held)
+        with self.engine.leases.hold([] if self.dry_run else [name], self.engine.lease_label or f"syncer {COMMAND}",
+                                     wait=self.engine.lease_wait, sleep=self.engine.sleep) as holding:
+            report = ReconcileReport(sync=name, destination=sync.destination, held=self.ledger.held_count(name))
+            sync_run_id = self.ledger.start_sync_run(run_id, name, plan_hash=None, members=report.held)
+            if name in holding.busy:
+                report.status = "busy"
+                report.reason = self.engine.leases.busy_reason(
+                    holding.busy[name], then="nothing was read or changed: reconcile again once it ends")
+            else:
+                self._reconcile_reporting(name, sync, report, sync_run_id)
+        report.duration = round(time.perf_counter() - started, 3)
+        errors = {k: getattr(report, k) for k in ("error_class", "error_fault", "error_detail")} if report.error_class else {}
+        self.ledger.finish_sync_run(sync_run_id, status=report.status, reason=report.summary(), added=report.readded,
+                                    removed=report.removed, rejected=report.rejected, requests=report.requests,
+                                    details={COMMAND: report.figures()}, **errors)
+        return report
+
+    def _reconcile_reporting(self, name: str, sync: SyncConfig, report: ReconcileReport, sync_run_id: int) -> None:
+        """``_reconcile``, with a failed read turned into the report's status and reason."""
         try:
             self._reconcile(name, sync, report, sync_run_id)
         except SyncError as exc:  # the read failed (a failed repair is caught in _repair): nothing was changed
@@ -155,12 +175,6 @@ class Reconciler:
             report.reason = exc.message + ("; nothing was changed: reconcile again later" if report.status == "deferred" else "")
             for key, value in failure_fields(exc, self.engine.scrub).items():
                 setattr(report, key, value)
-        report.duration = round(time.perf_counter() - started, 3)
-        errors = {k: getattr(report, k) for k in ("error_class", "error_fault", "error_detail")} if report.error_class else {}
-        self.ledger.finish_sync_run(sync_run_id, status=report.status, reason=report.summary(), added=report.readded,
-                                    removed=report.removed, rejected=report.rejected, requests=report.requests,
-                                    details={COMMAND: report.figures()}, **errors)
-        return report
 
     def _reconcile(self, name: str, sync: SyncConfig, report: ReconcileReport, sync_run_id: int) -> None:
         destination = self.engine.destination(sync.destination)
@@ -180,6 +194,8 @@ class Reconciler:
             index = self._held_index(name, destination)
             drift = self._retrying(sync.destination, lambda: compare(index, destination.list_members(audience)))
             _note_drift(report, drift)
+            if not self.dry_run:  # the read may have taken long: still ours, or stop before repairing
+                self.engine.leases.renew(name)
             self._repair(name, sync, destination, audience, drift, report, sync_run_id, version)
         else:
             self._check_size(name, sync, destination, AudienceRef(name, audience_id), report)

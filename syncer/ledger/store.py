@@ -32,6 +32,7 @@ keep for platforms (their ids, their jobs) in ``syncer.ledger.platform``; both a
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,8 +43,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncer.errors import StateFileError
 from syncer.json_rows import dumps_many, loads
+from syncer.ledger.claims import ClaimRecords
 from syncer.ledger.failures import scrub_detail
+from syncer.ledger.leases import LeaseRecords
 from syncer.ledger.links import LinkRecords
 from syncer.ledger.platform import PlatformIdCache, PlatformJobs
 from syncer.ledger.suppressions import SuppressionRecords
@@ -89,6 +93,79 @@ def _pg_columns(n: int) -> str:
     return "ROWS FROM (" + ", ".join(["json_array_elements_text(%s::json)"] * n) + ")"
 
 
+_WRITABLE_COPY = "make it and its folder writable by this user, or point ledger_url at a writable copy"
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html) that put the fault on the ledger's file,
+# its folder or its disk rather than on our statement, and what a person does about each. The extended codes
+# fold into these: SQLITE_READONLY_DIRECTORY, _CANTINIT and _CANTLOCK (a read-only folder or -shm) are 8.
+_SQLITE_FAULTS = {
+    3: f"may not be written by this user: {_WRITABLE_COPY}",  # SQLITE_PERM
+    8: f"is read-only for this user: {_WRITABLE_COPY}",  # SQLITE_READONLY_*
+    10: "could not be read or written (a disk I/O error): check the disk it is on, then run again",  # SQLITE_IOERR_*
+    11: "is damaged: restore it from a backup, or point ledger_url at another file",  # SQLITE_CORRUPT
+    13: "cannot grow: its disk is full. Free space on that disk, then run again (every committed batch is kept)",  # SQLITE_FULL
+    14: "cannot be opened: check that it and its folder exist and are writable by this user, or point ledger_url"
+        " elsewhere",  # SQLITE_CANTOPEN
+    26: "is not a SQLite database: restore the ledger from a backup, or point ledger_url at another file",  # SQLITE_NOTADB
+}
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (its effective user; False on a read-only file system)."""
+    if os.access in os.supports_effective_ids:
+        return os.access(path, os.W_OK, effective_ids=True)
+    return os.access(path, os.W_OK)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a SQLite ledger this user cannot write, before SQLite opens it.
+
+    In WAL mode SQLite creates ``<ledger>-wal`` and ``<ledger>-shm`` beside the ledger, writes both, and
+    memory-maps ``-shm`` (the WAL index); the last connection to close deletes them again. A read-only
+    ledger, folder or left-over ``-wal``/``-shm`` therefore fails at the first write ("attempt to write a
+    readonly database", SQLITE_READONLY_DIRECTORY, SQLITE_READONLY_CANTINIT) or, when SQLite falls back to
+    reading a WAL index it may not write, in a memory-mapped read, where an I/O fault is a SIGBUS that kills
+    the process without a word instead of an error code. Checked here, the fault is one message naming the
+    file, before any run is recorded. Sources: https://www.sqlite.org/wal.html#read_only_databases (since
+    3.22.0 a read-only WAL database opens only if its -shm and -wal exist or can be created, or it is
+    immutable), https://www.sqlite.org/walformat.html (the WAL index is memory-mapped; the last connection
+    deletes -wal and -shm, after which a process that may not create them cannot open the database),
+    https://www.sqlite.org/mmap.html (an I/O error on a memory-mapped file is a signal, not an error code),
+    https://www.sqlite.org/rescode.html#readonly_directory (SQLITE_READONLY_DIRECTORY, _CANTINIT, _CANTLOCK).
+    """
+    if str(path) in ("", ":memory:"):
+        return
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateFileError(f"cannot create the ledger's folder {folder} ({exc.strerror}): make its parent writable"
+                             " by this user, or point ledger_url elsewhere", path=folder, detail=str(exc)) from exc
+    if not _writable(folder):
+        raise StateFileError(f"ledger {path} is in a folder this user may not write ({folder}), where SQLite must"
+                             f" create {path.name}-wal and {path.name}-shm: make the folder writable by this user,"
+                             " or point ledger_url at a writable copy", path=folder)
+    if path.exists() and not _writable(path):
+        raise StateFileError(f"ledger {path} is read-only for this user: {_WRITABLE_COPY}", path=path)
+    for companion in (path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if companion.exists() and not _writable(companion):
+            raise StateFileError(f"ledger {path}: {companion.name} beside it is read-only for this user (left by"
+                                 " another user's process?): make it writable by this user, run as the user who"
+                                 " owns it, or point ledger_url at a writable copy", path=companion)
+
+
+def _postgres_fault(error: BaseException, *, connecting: bool) -> str | None:
+    """What to do about a Postgres error that is the ledger database's fault (SQLSTATE classes 53 and 25006,
+    or no connection at all); None for every other error."""
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or ""
+    if state.startswith("53"):  # insufficient_resources: disk_full, out_of_memory, too_many_connections
+        return "the server is out of resources (disk space, memory or connections): free them, then run again"
+    if state == "25006":  # read_only_sql_transaction: a standby, or default_transaction_read_only
+        return "it only accepts reads: point ledger_url at the primary, writable database"
+    if connecting:  # refused, unknown host or database, authentication failed
+        return "check that the server runs and that ledger_url names it, with a user allowed to connect"
+    return None
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -98,18 +175,27 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
+class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseRecords):
     """Every read and write of the state store goes through here."""
 
     def __init__(self, url: str) -> None:
+        """Open (creating or migrating) the ledger at ``url``.
+
+        Raises:
+            StateFileError: the ledger cannot be used: read-only for this user, on a full disk, damaged,
+                or (Postgres) unreachable. The message names it and says what to do.
+        """
         self.url = url
         if url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = Path(sa.engine.make_url(url).database or "")
+            self._where = str(path)
+            _check_sqlite_file(path)
             self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 30})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
+            self._where = sa.engine.make_url(url).render_as_string(hide_password=True)
             self.engine = sa.create_engine(url, pool_pre_ping=True)
+        sa.event.listen(self.engine, "handle_error", self._raise_ledger_fault)
         self._migrate()
 
     def close(self) -> None:
@@ -123,6 +209,25 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords):
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
             migrate(conn)
+
+    def _raise_ledger_fault(self, context: sa.engine.ExceptionContext) -> None:
+        """SQLAlchemy's ``handle_error`` hook: a driver error that is the ledger's own fault (its file, folder,
+        disk or server) becomes a ``StateFileError`` naming it; every other error passes unchanged."""
+        if context.is_pre_ping:  # the pool reconnects on its own
+            return
+        error = context.original_exception
+        if self._is_sqlite:
+            code = getattr(error, "sqlite_errorcode", None)
+            advice = _SQLITE_FAULTS.get(code & 0xFF) if isinstance(code, int) else None
+            if advice:
+                raise StateFileError(f"ledger {self._where} {advice}", path=self._where,
+                                     detail=f"{getattr(error, 'sqlite_errorname', code)}: {error}") from error
+            return
+        advice = _postgres_fault(error, connecting=context.connection is None)
+        if advice:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise StateFileError(f"ledger database {self._where}: {first_line}; {advice}", path=self._where,
+                                 detail=str(error)) from error
 
     # --- what each audience holds -------------------------------------------------------------
 

@@ -273,3 +273,39 @@ job_steps = sa.Table(
 )
 
 
+# --- message claims (issue 14) ---
+message_claims = sa.Table(
+    # one text a sync owes a member for their entry into the segment (syncer.ledger.claims): taken by a
+    # conditional insert just before the send, so two processes never both own it, and settled right after
+    "message_claims", metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("member_key", sa.String(256), primary_key=True),
+    sa.Column("raw_fp", sa.String(32), nullable=False),  # the entry the text is for
+    sa.Column("identifiers", sa.Text, nullable=False),  # JSON, as sent: what the platform's log is searched by
+    sa.Column("state", sa.String(16), nullable=False),  # claimed | sent | not_sent | unknown
+    sa.Column("attempt", sa.Integer, nullable=False),  # bumped by every take-over: the compare-and-set token
+    sa.Column("claimed_by", sa.String(256), nullable=False),  # host/pid namespace/pid/start/sync run of the holder
+    sa.Column("claimed_at", sa.Float, nullable=False),  # when the holder took it
+    sa.Column("since", sa.Float, nullable=False),  # earliest moment a text for this entry may have gone out
+    sa.Column("message_id", sa.String(64)),  # the platform's id of the text (Twilio's message SID)
+    sa.Column("at", sa.Float, nullable=False),  # last change of state
+    sa.Index("ix_message_claims_state", "sync", "state"),
+)
+
+
+# --- leases (issue 14) ---
+sync_leases = sa.Table(
+    # who applies a sync right now (syncer.ledger.leases): one row per sync, taken by a conditional insert,
+    # renewed while its holder works, taken over only once it expired or its process is gone
+    "sync_leases", metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),  # this holding's own id: renew, release and take-over compare it
+    sa.Column("beat", sa.Integer, nullable=False),  # bumped by every renewal: a take-over compares it too
+    sa.Column("label", sa.String(128), nullable=False),  # what holds it: "syncer run", "Dagster run 1a2b3c4d"
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("process", sa.String(128), nullable=False),  # pid namespace/pid/start time of the holding process
+    sa.Column("run_id", sa.Integer),  # the holder's run in ``runs``, once it has one
+    sa.Column("acquired_at", sa.Float, nullable=False),
+    sa.Column("renewed_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)

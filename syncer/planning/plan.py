@@ -8,8 +8,11 @@ removes and refreshes are ``PlanRows``: a plan of ten million adds keeps one chu
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -19,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from syncer.errors import SyncError
+from syncer.errors import StateFileError
 from syncer.json_rows import loads
 from syncer.planning.plan_rows import PlannedRow, PlanRows
 
@@ -111,10 +114,32 @@ def _row_batches(sync_plan: SyncPlan, size: int = 50_000):
 
 def save_plan(plan: Plan, plans_dir: Path) -> Path:
     """Write the plan; return its folder. The identifiers are hashed values, never raw PII
-    (apart from platforms that take raw emails, whose plans hold what the platform would get)."""
+    (apart from platforms that take raw emails, whose plans hold what the platform would get).
+
+    The folder appears whole or not at all: it is written under a temporary name and renamed, so a full
+    disk or a kill never leaves a plan that ``apply`` would find half written.
+
+    Raises:
+        StateFileError: the folder cannot be written (disk full, permissions); nothing is left behind.
+    """
     content_hash = plan.content_hash  # hashing every row is not free: once
     folder = plans_dir / content_hash[:12]
-    folder.mkdir(parents=True, exist_ok=True)
+    tmp = plans_dir / f".{content_hash[:12]}.{os.getpid()}.tmp"
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        _write_plan(plan, content_hash, tmp)
+        if folder.exists():  # the same plan saved before: replace it whole
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except (OSError, pa.ArrowException) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StateFileError(f"cannot save the plan to {folder} ({_why(exc)}): free space on that disk or make"
+                             f" {plans_dir} writable by this user (or choose another folder with --out), then plan"
+                             " again", path=folder, detail=str(exc)) from exc
+    return folder
+
+
+def _write_plan(plan: Plan, content_hash: str, folder: Path) -> None:
     header = {
         "plan_id": content_hash[:12],
         "content_hash": content_hash,
@@ -130,25 +155,55 @@ def save_plan(plan: Plan, plans_dir: Path) -> Path:
             for batch in _row_batches(sync_plan):
                 writer.write_batch(batch)
     (folder / "plan.json").write_text(json.dumps(header, indent=2, sort_keys=True))
-    return folder
+
+
+def _why(exc: BaseException) -> str:
+    """The system's reason in a few words: "No space left on device", not the whole message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).strip().rsplit(": ", 1)[-1] or type(exc).__name__
 
 
 def load_plan(path: Path, *, spill_dir: Path | None = None) -> Plan:
     """Read a saved plan and check that its content still matches its hash; rows beyond a chunk are
-    kept in ``spill_dir`` (default: the system's temporary folder)."""
+    kept in ``spill_dir`` (default: the system's temporary folder).
+
+    Raises:
+        StateFileError: a plan file is missing, unreadable, damaged or altered (plan again), or the spill
+            folder cannot be written (disk full, permissions).
+    """
     folder = path if path.is_dir() else path.parent
     try:
         header = json.loads((folder / "plan.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise SyncError(f"{folder}: not a saved plan ({exc}); create one with `syncer plan`") from exc
+        metas = [dict(meta) for meta in header["syncs"]]
+        project_fingerprint, created_at, content_hash = header["project_fingerprint"], header["created_at"], header["content_hash"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(folder / "plan.json", exc) from exc
     spill = spill_dir or Path(tempfile.gettempdir())
-    syncs: list[SyncPlan] = []
-    for meta in header["syncs"]:
+    syncs = [_load_sync(folder, meta, spill) for meta in metas]
+    plan = Plan(syncs=syncs, project_fingerprint=project_fingerprint, created_at=created_at)
+    if plan.content_hash != content_hash:
+        raise StateFileError(f"{folder}: plan hash mismatch; the plan was altered or damaged: plan again with `syncer plan`",
+                             path=folder)
+    return plan
+
+
+def _load_sync(folder: Path, meta: dict, spill: Path) -> SyncPlan:
+    """One sync's plan from its header entry and its Parquet file."""
+    header_file, rows_file = folder / "plan.json", folder / f"{meta.get('sync')}.parquet"
+    try:
         expected = meta.pop("content_hash")
         sync_plan = SyncPlan(**meta, adds=PlanRows(spill_dir=spill), removes=PlanRows(spill_dir=spill),
                              refreshes=PlanRows(spill_dir=spill))
-        targets = {"add": sync_plan.adds, "remove": sync_plan.removes, "refresh": sync_plan.refreshes}
-        for batch in pq.ParquetFile(folder / f"{sync_plan.sync}.parquet").iter_batches(batch_size=50_000):
+    except (KeyError, TypeError) as exc:
+        raise _unreadable(header_file, exc) from exc
+    targets = {"add": sync_plan.adds, "remove": sync_plan.removes, "refresh": sync_plan.refreshes}
+    try:
+        batches = pq.ParquetFile(rows_file).iter_batches(batch_size=50_000)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise _unreadable(rows_file, exc) from exc
+    try:
+        for batch in batches:
             table = batch.to_pydict()
             for op, key, fp, ident, reason in zip(table["op"], table["member_key"], table["raw_fp"], table["identifiers"], table["reason"]):
                 if op == "reject":
@@ -157,13 +212,32 @@ def load_plan(path: Path, *, spill_dir: Path | None = None) -> Plan:
                     sync_plan.cleared_rejections.append(key)
                 else:
                     targets[op].append(PlannedRow(key, fp, loads(ident)))
-        if sync_plan.content_hash != expected:
-            raise SyncError(f"{folder}: the rows of sync '{sync_plan.sync}' do not match the plan's hash; the plan was altered")
-        syncs.append(sync_plan)
-    plan = Plan(syncs=syncs, project_fingerprint=header["project_fingerprint"], created_at=header["created_at"])
-    if plan.content_hash != header["content_hash"]:
-        raise SyncError(f"{folder}: plan hash mismatch; the plan was altered")
-    return plan
+    except OSError as exc:
+        if exc.errno in _SPILL_FAULTS:  # writing rows to the spill folder failed, not reading the plan
+            raise StateFileError(f"cannot keep the plan's rows in {spill} ({_why(exc)}): free space on that disk or"
+                                 " make it writable by this user, then apply again", path=spill, detail=str(exc)) from exc
+        raise _unreadable(rows_file, exc) from exc
+    except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+        raise _unreadable(rows_file, exc) from exc
+    if sync_plan.content_hash != expected:
+        raise StateFileError(f"{rows_file}: the rows of sync '{sync_plan.sync}' do not match the plan's hash; the plan"
+                             " was altered or damaged: plan again with `syncer plan`", path=rows_file)
+    return sync_plan
+
+
+# errors of the disk or the permissions while the rows go to the spill folder (reading the plan's file was
+# already checked when it was opened; a damaged row group reads as ArrowInvalid or an OSError without errno)
+_SPILL_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _unreadable(file: Path, exc: BaseException) -> StateFileError:
+    """The error for a plan file that is missing, unreadable or damaged: name it, and say to plan again."""
+    if isinstance(exc, PermissionError):
+        what = f"cannot be read by this user ({_why(exc)}): make it readable, or plan again with `syncer plan`"
+    else:
+        state = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be read ({_why(exc)})"
+        what = f"{state}: the plan is incomplete or damaged; plan again with `syncer plan`"
+    return StateFileError(f"plan file {file} {what}", path=file, detail=f"{type(exc).__name__}: {exc}")
 
 
 def summarise(sync_plans: Sequence[SyncPlan]) -> list[dict]:

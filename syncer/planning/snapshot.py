@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from syncer.errors import StateFileError
 from syncer.json_rows import dumps
 from syncer.ledger.store import Ledger
 from syncer.planning.fingerprints import from_halves, halves, number_from_hex
@@ -113,17 +114,37 @@ def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, ch
 
 
 def _write_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, version_file: Path, version: int) -> None:
-    parquet.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``table`` as the snapshot at ``version``.
+
+    Raises:
+        StateFileError: the snapshot folder cannot be written (disk full, permissions). Nothing half written
+            stays behind, and the ledger, the truth, is untouched.
+    """
     tmp = parquet.with_name(f".{parquet.name}.{os.getpid()}.tmp")
-    values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
-    con.execute(f"COPY (SELECT member_key, {halves('fp')}, {values} FROM {table}) TO '{tmp}' (FORMAT parquet)")
-    # version first as "unknown", then the data, then the version: a crash in between leaves a
-    # snapshot that is ignored (no readable version) rather than one that lies
-    version_file.unlink(missing_ok=True)
-    os.replace(tmp, parquet)
     version_tmp = version_file.with_name(f".{version_file.name}.{os.getpid()}.tmp")
-    version_tmp.write_text(str(version))
-    os.replace(version_tmp, version_file)
+    values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
+    try:
+        parquet.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT member_key, {halves('fp')}, {values} FROM {table}) TO '{tmp}' (FORMAT parquet)")
+        # version first as "unknown", then the data, then the version: a crash in between leaves a
+        # snapshot that is ignored (no readable version) rather than one that lies
+        version_file.unlink(missing_ok=True)
+        os.replace(tmp, parquet)
+        version_tmp.write_text(str(version))
+        os.replace(version_tmp, version_file)
+    except (OSError, duckdb.IOException, duckdb.PermissionException) as exc:
+        for leftover in (tmp, version_tmp):
+            leftover.unlink(missing_ok=True)
+        raise _unwritable(parquet, exc) from exc
+
+
+def _unwritable(parquet: Path, exc: BaseException) -> StateFileError:
+    """The error for a snapshot the disk refused: the file, the system's reason, and what to do."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().rsplit(": ", 1)[-1]
+    return StateFileError(
+        f"cannot write the snapshot {parquet} ({why}): free space on that disk or make {parquet.parent} writable by"
+        " this user, then run again. The ledger still holds everything sent: the snapshot is only a cache of it",
+        path=parquet, detail=f"{type(exc).__name__}: {exc}")
 
 
 def refresh_snapshot(ledger: Ledger, sync: str, cache_dir: Path, *, memory_limit: str = "1GB") -> None:

@@ -182,9 +182,18 @@ def test_unknown_consent_is_never_texted_even_when_the_sync_lets_it_through(tmp_
     assert texts(sandbox) == {phone(1): 1} and sandbox.twilio.attempted == [phone(1)]
 
 
-def test_throttling_after_a_send_defers_the_rest_and_nobody_gets_two(tmp_path, sandbox):
+def test_throttling_after_a_send_waits_as_asked_and_nobody_gets_two(tmp_path, sandbox):
     sms_project(tmp_path, sandbox, [person(i) for i in range(1, 4)])
     sandbox.twilio.fail_message(2, status=429, code=20429, retry_after=5)
+    sleeps: list[float] = []
+    report = run(tmp_path, sleeps)  # one text per call: the throttled one is retried after the wait asked
+    assert (report.added, report.deferred, sleeps) == (3, 0, [5.0])
+    assert texts(sandbox) == {phone(i): 1 for i in range(1, 4)}
+
+
+def test_a_throttle_longer_than_a_run_waits_after_a_send_leaves_the_rest_and_nobody_gets_two(tmp_path, sandbox):
+    sms_project(tmp_path, sandbox, [person(i) for i in range(1, 4)])
+    sandbox.twilio.fail_message(2, status=429, code=20429, retry_after=300)  # FAST blocks for 60 s at most
     report = run(tmp_path)
     assert (report.added, report.deferred, report.reasons, report.deferred_reasons) == (1, 2, {}, {"throttled": 2})
     assert texts(sandbox) == {phone(1): 1}
@@ -202,16 +211,18 @@ def test_throttling_before_any_send_is_retried_in_the_run_with_the_wait_asked(tm
     assert texts(sandbox) == {phone(i): 1 for i in range(1, 4)}
 
 
-def test_a_timeout_counts_as_sent_and_is_never_resent(tmp_path, sandbox):
+def test_a_timeout_is_never_resent_while_twilios_log_cannot_tell(tmp_path, sandbox):
     sms_project(tmp_path, sandbox, [person(i) for i in range(1, 4)], extra="request_timeout_s: 0.5\n")
     sandbox.twilio.hold_message(1)  # Twilio takes the request but answers too late
     report = run(tmp_path)
-    assert (report.added, report.deferred) == (1, 2)
-    assert (report.reasons, report.deferred_reasons) == ({}, {"twilio_unavailable": 2})
+    assert (report.added, report.deferred) == (0, 3)
+    assert (report.reasons, report.deferred_reasons) == ({}, {"delivery_unknown": 1, "unavailable": 2})
     sandbox.twilio.release()
     wait_for(lambda: len(sandbox.twilio.messages) == 1)  # the text did go out
-    assert run(tmp_path).added == 2
+    report = run(tmp_path)  # within log_settle_s of the claim: the text in doubt waits, the others go
+    assert (report.added, report.deferred_reasons) == (2, {"delivery_unknown": 1})
     assert texts(sandbox) == {phone(i): 1 for i in range(1, 4)}
+    assert sandbox.twilio.request_count == 3  # the log was not even read
 
 
 @pytest.mark.parametrize("in_flight", [1, 2])
@@ -384,6 +395,69 @@ def test_whole_call_failures_raise_only_before_anything_went_out(sandbox, dest):
     result = dest.add(AUDIENCE, members(5, 6, 7))
     assert [o.status for o in result.outcomes] == [RowStatus.SENT, RowStatus.RETRYABLE, RowStatus.RETRYABLE]
     assert texts(sandbox) == {phone(5): 1}
+
+
+# --- the message log: did a text in doubt go out? -------------------------------------------------------
+
+@pytest.fixture
+def reader(sandbox, opened):
+    """The connector with ``log_settle_s: 0``: the log is trusted at once (the emulator records sends at once)."""
+    config = TwilioSmsConfig(type="twilio_sms", account_sid_env="TWILIO_SID", auth_token_env="TWILIO_TOKEN",
+                             from_number=DEFAULT_FROM, messages={"1001": BODY, "2002": "Second campaign"},
+                             endpoint=sandbox.url_for("twilio"), log_settle_s=0)
+    return opened(TwilioSmsDestination(config, name="dest", now=lambda: WED_10_LA))
+
+
+def test_a_sent_text_is_found_in_the_log_by_its_sid(sandbox, reader):
+    claimed = time.time()
+    assert reader.add(AUDIENCE, members(1)).outcomes == (RowOutcome("k1", RowStatus.SENT),)
+    sid = reader.last_message_ids["k1"]
+    assert sid.startswith("SM") and reader.find_sent(AUDIENCE, members(1)[0], claimed) == sid
+    assert reader.find_sent(AUDIENCE, members(2)[0], claimed) is None  # another number
+    assert reader.find_sent(AudienceRef("cart", "2002"), members(1)[0], claimed) is None  # another campaign's body
+    assert reader.find_sent(AUDIENCE, Member("k9", {}), claimed) is None  # no number: nothing went out
+    sandbox.twilio.messages[0]["at"] -= 7200  # created two hours before the claim: an earlier entry's text
+    assert reader.find_sent(AUDIENCE, members(1)[0], claimed) is None
+    gets = [r for r in sandbox.twilio.requests if r[0] == "GET"]
+    assert len(gets) == 4  # the number-less member made no request
+
+
+def test_a_text_still_queued_is_found_though_it_has_no_date_sent(sandbox, reader):
+    sandbox.twilio.deliver_later = True  # Twilio took it; date_sent comes when it is sent
+    claimed = time.time()
+    reader.add(AUDIENCE, members(1))
+    assert reader.find_sent(AUDIENCE, members(1)[0], claimed) == reader.last_message_ids["k1"]
+
+
+def test_the_log_is_read_page_by_page(sandbox, reader, monkeypatch):
+    from destinations.twilio import message_log
+
+    monkeypatch.setattr(message_log, "LOG_PAGE_SIZE", 3)
+    claimed = time.time()
+    reader.add(AUDIENCE, members(1))
+    ours = reader.last_message_ids["k1"]
+    for _ in range(7):  # newer texts of another campaign to the same number come first
+        reader.add(AudienceRef("cart", "2002"), members(1))
+    before = sandbox.twilio.request_count
+    assert reader.find_sent(AUDIENCE, members(1)[0], claimed) == ours
+    assert sandbox.twilio.request_count - before == 3  # 3 + 3 + 2 messages, ours on the third page
+
+
+def test_the_log_is_not_trusted_before_it_settles(sandbox, dest):
+    with pytest.raises(TransientError, match="log_settle_s|is read 120 s") as caught:
+        dest.find_sent(AUDIENCE, members(1)[0], time.time())
+    assert 0 < caught.value.retry_after <= 120 and sandbox.twilio.request_count == 0
+
+
+def test_an_unreadable_log_cannot_tell(sandbox, reader, monkeypatch):
+    sandbox.twilio.inject_http(500, times=1)
+    with pytest.raises(TransientError, match="message log") as caught:
+        reader.find_sent(AUDIENCE, members(1)[0], time.time())
+    assert "+1415" not in caught.value.message and "+1415" not in (caught.value.detail or "")
+    monkeypatch.setenv("TWILIO_TOKEN", "wrong")
+    config = reader.config
+    with pytest.raises(ConfigError, match="TWILIO_TOKEN"):
+        TwilioSmsDestination(config, name="dest").find_sent(AUDIENCE, members(1)[0], time.time())
 
 
 def test_bad_credentials_are_a_config_error_naming_the_env_vars(sandbox, monkeypatch):
