@@ -34,6 +34,7 @@ from syncer.cli.common import (  # noqa: F401  (console, err and the exit codes 
 )
 from syncer.cli.demo import demo, sample_data, sandbox
 from syncer.cli.fast_path import convert, suppress
+from syncer.cli.ledger import ledger
 from syncer.cli.output import plan_table, print_summary
 from syncer.cli.reconcile import reconcile
 from syncer.cli.reports import history, jobs, status
@@ -176,7 +177,7 @@ def _finish(ctx: click.Context, reports) -> None:
     sys.exit(print_summary(reports))
 
 
-for _command in (status, history, jobs, reconcile, suppress, convert, sandbox, sample_data, demo):
+for _command in (status, history, jobs, reconcile, suppress, convert, sandbox, sample_data, demo, ledger):
     cli.add_command(_command)
 
 

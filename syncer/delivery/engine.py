@@ -217,6 +217,8 @@ class Engine:
                    on_batch: Callable[[str, str, int], None] | None) -> ApplyReport:
         try:
             destination = self.destination(plan.destination)
+            if destination.capabilities.at_most_once and (plan.adds or plan.removes):
+                self.check_known_ledger()
             if not self.waiting(plan.destination):
                 self._ensure_audience(plan)
             jobs_before = len(destination.jobs) if isinstance(destination, RunsJobs) else 0
@@ -305,6 +307,33 @@ class Engine:
             if sync == plan.sync and key in removed:  # the fast path's waiting events: done, and how fast
                 self.ledger.record_suppression_event(conversion_id=conversion_id, member_key=key, sync=sync,
                                                      converted_at=converted_at, outcome="removed")
+
+    @property
+    def ledger_identity_file(self) -> Path:
+        return self.project.state_dir / "ledger.identity"
+
+    def check_known_ledger(self) -> None:
+        """Refuse to text from a ledger this project has not sent from before (deleted, replaced, restored
+        from last week): it does not know who was texted, so everyone it does not hold would be texted
+        again. The first ledger a project uses is remembered; ``syncer ledger adopt`` accepts another."""
+        current = self.ledger.identity()
+        path = self.ledger_identity_file
+        remembered = path.read_text().strip() if path.exists() else None
+        if remembered is None:
+            self.adopt_ledger()
+        elif remembered != current:
+            raise ConfigError(
+                f"the ledger at {self.ledger.url} is not the one this project last sent texts from ({path} names"
+                f" ledger {remembered[:8]}, this is {current[:8]}): a new or replaced ledger does not know who was"
+                " texted, so texting from it could text people again. Restore the ledger from a backup, or, to"
+                " send from this one anyway, run `syncer ledger adopt`")
+
+    def adopt_ledger(self) -> str:
+        """Remember the current ledger as the one this project sends from; returns its identity."""
+        current = self.ledger.identity()
+        self.ledger_identity_file.parent.mkdir(parents=True, exist_ok=True)
+        self.ledger_identity_file.write_text(current + "\n")
+        return current
 
     def waiting(self, destination: str) -> bool:
         """Whether ``destination`` asked us to wait and the wait still lasts (``syncer.ledger.links``)."""

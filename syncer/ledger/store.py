@@ -58,6 +58,7 @@ from syncer.ledger.tables import (  # noqa: F401  (re-exported: callers import t
     cursors,
     held,
     held_log,
+    ledger_identity,
     metadata,
     migrate,
     pending,
@@ -228,6 +229,11 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise StateFileError(f"ledger database {self._where}: {first_line}; {advice}", path=self._where,
                                  detail=str(error)) from error
+
+    def identity(self) -> str:
+        """The random id this ledger was given when it was created (``ledger_identity``)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(ledger_identity.c.id)).scalar_one()
 
     # --- what each audience holds -------------------------------------------------------------
 

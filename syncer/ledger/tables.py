@@ -13,6 +13,7 @@ existing table does, and must be nullable so rows written before it stay valid.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
@@ -188,6 +189,15 @@ destination_waits = sa.Table(
     sa.Column("set_at", sa.Float, nullable=False),
 )
 
+ledger_identity = sa.Table(
+    # who this ledger is: a random id written when it is created, which the project remembers
+    # (syncer.ledger.store.Ledger.identity), so a new or restored ledger is told apart from the one texts were sent from
+    "ledger_identity", metadata,
+    sa.Column("name", sa.String(16), primary_key=True),  # always "ledger": one row
+    sa.Column("id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 
 def _add_columns(table: sa.Table, *names: str) -> Callable[[Connection], None]:
     """A migration step adding the nullable ``names`` of ``table`` that the stored table lacks. Safe to run
@@ -236,9 +246,24 @@ def _record_version(conn: Connection, version: int) -> None:
     conn.execute(insert(schema_version).values(version=version, applied_at=time.time()).on_conflict_do_nothing())
 
 
+def _record_identity(conn: Connection) -> None:
+    """Give a ledger its identity once; a process creating the same ledger at the same moment keeps the first."""
+    values = dict(name="ledger", id=uuid.uuid4().hex, created_at=time.time())
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        if conn.execute(sa.select(ledger_identity.c.id)).first() is None:
+            conn.execute(ledger_identity.insert().values(**values))
+        return
+    conn.execute(insert(ledger_identity).values(**values).on_conflict_do_nothing())
+
+
 def migrate(conn: Connection) -> None:
     """Create missing tables, then run every migration between the stored version and ours."""
     metadata.create_all(conn)
+    _record_identity(conn)
     current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
     if current is None:
         _record_version(conn, SCHEMA_VERSION)

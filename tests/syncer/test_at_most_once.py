@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -158,8 +159,10 @@ def test_processes_racing_for_the_same_rows_claim_each_member_exactly_once(ledge
     keys = [f"m{i}" for i in range(150)]
     Ledger(ledger_url).close()
     orders = [keys, keys[::-1], keys[75:] + keys[:75]]
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
-        won = pool.starmap(_claim_all, [(ledger_url, f"p{i}", order) for i, order in enumerate(orders)])
+    # an executor, not a Pool: a worker that dies fails the test (BrokenProcessPool) instead of hanging it
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_claim_all, ledger_url, f"p{i}", order) for i, order in enumerate(orders)]
+        won = [future.result(timeout=300) for future in futures]
     every = [key for keys_won in won for key in keys_won]
     assert sorted(every) == sorted(keys)  # each member once, none lost
     ledger = Ledger(ledger_url)
@@ -389,7 +392,7 @@ def overlapping_runs(root: Path, sandbox: Sandbox) -> None:
     second = syncer(root, "run")
     try:
         code, output = finish(second, timeout=90)
-        assert code == 0, output
+        assert code in (0, 5), output  # 5: the first run's lease kept it off the syncs (claims are the second line)
     finally:
         sandbox.twilio.release()
         code, output = finish(first)
