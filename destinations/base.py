@@ -87,8 +87,9 @@ class Capabilities:
     """The connector reads the member's consent for ``channel``: the engine adds ``_consent`` ("granted" or
     "unknown") to ``Member.identifiers``, and a change of consent re-sends the member."""
     at_most_once: bool = False
-    """Sends are not idempotent (an SMS): the engine records each row before sending and never resends
-    a row whose send may have happened (a crash or timeout mid-call leaves it recorded as sent)."""
+    """Sends are not idempotent (an SMS): the engine claims each row in the ledger just before sending it
+    alone and settles the claim after (``syncer.delivery.at_most_once``); a send left in doubt by a crash or
+    timeout is looked up in the platform's message log where it has one, and never sent twice."""
     match_keys: frozenset[str] = frozenset({"email", "phone", "madid", "external_id"})
     """Identifier kinds the platform recognises a person by. Two members sharing a value of one are one
     person there (Meta and Google remove every person any identifier of a row matches; Klaviyo keeps one
