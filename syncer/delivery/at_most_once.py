@@ -37,8 +37,6 @@ one acts on it.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
@@ -46,6 +44,7 @@ from typing import Protocol, runtime_checkable
 from destinations.base import AudienceRef, BatchResult, Destination, Member, RowStatus
 from syncer.errors import RateLimited, SyncError, TransientError
 from syncer.ledger.claims import CLAIMED, NOT_SENT, SENT, UNKNOWN, MessageClaim
+from syncer.ledger.processes import process_alive, this_process
 from syncer.ledger.store import HeldRow, Ledger
 from syncer.planning.plan import PlannedRow, SyncPlan
 
@@ -257,43 +256,15 @@ def _halt_reason(failure: SyncError) -> str:
 
 
 def process_token() -> str:
-    """This process as ``claimed_by`` names it: host, pid namespace, pid and start time (clock ticks after
-    boot), so a pid reused by a later process is not taken for the holder."""
-    return f"{socket.gethostname()}/{_pid_namespace()}/{os.getpid()}/{_start_time(os.getpid()) or '-'}"
+    """This process as ``claimed_by`` names it: host, pid namespace, pid and start time
+    (``syncer.ledger.processes``), so a pid reused by a later process is not taken for the holder."""
+    return "/".join(this_process())
 
 
 def _running(claim: MessageClaim, now: float) -> bool:
     """Whether the process that holds ``claim`` may still be sending its text."""
-    parts = claim.claimed_by.split("/")
-    if len(parts) < 4 or parts[:2] != [socket.gethostname(), _pid_namespace()]:
+    parts = claim.claimed_by.split("/")  # host/namespace/pid/start time/sync run
+    alive = process_alive(parts[0], "/".join(parts[1:4])) if len(parts) >= 4 else None
+    if alive is None:
         return now - claim.claimed_at < FOREIGN_CLAIM_S  # another machine or container: only time tells
-    try:
-        pid = int(parts[2])
-    except ValueError:
-        return now - claim.claimed_at < FOREIGN_CLAIM_S
-    if parts[3] != "-":
-        return _start_time(pid) == parts[3]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _pid_namespace() -> str:
-    try:
-        return "".join(ch for ch in os.readlink("/proc/self/ns/pid") if ch.isdigit()) or "-"
-    except OSError:
-        return "-"
-
-
-def _start_time(pid: int) -> str | None:
-    """A live process's start time from ``/proc/<pid>/stat``; None when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]  # state, then starttime is the 22nd field
+    return alive

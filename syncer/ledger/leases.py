@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 import threading
 import time
 import uuid
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, ClassVar
 import sqlalchemy as sa
 
 from syncer.errors import Fault, SyncError
+from syncer.ledger.processes import process_alive, this_process
 from syncer.ledger.tables import sync_leases
 
 if TYPE_CHECKING:
@@ -75,8 +75,7 @@ class Holder:
 
     @classmethod
     def this_process(cls, label: str, run_id: int | None = None) -> Holder:
-        pid = os.getpid()
-        return cls(label, socket.gethostname(), f"{_pid_namespace()}/{pid}/{_start_time(pid) or '-'}", run_id)
+        return cls(label, *this_process(), run_id)
 
 
 @dataclass(frozen=True)
@@ -374,40 +373,7 @@ class LeaseKeeper:
 def process_running(lease: Lease) -> bool | None:
     """Whether ``lease``'s holder process still runs: True or False on this machine (same host name and pid
     namespace; pid and start time), None elsewhere, where only its expiry tells."""
-    parts = lease.process.split("/")
-    if len(parts) != 3 or lease.host != socket.gethostname() or parts[0] != _pid_namespace():
-        return None
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return None
-    if parts[2] != "-":
-        return _start_time(pid) == parts[2]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process, but a process
-        return True
-    return True
-
-
-def _pid_namespace() -> str:
-    try:
-        return "".join(ch for ch in os.readlink("/proc/self/ns/pid") if ch.isdigit()) or "-"
-    except OSError:
-        return "-"
-
-
-def _start_time(pid: int) -> str | None:
-    """A live process's start time (clock ticks after boot) from ``/proc/<pid>/stat``; None when it is gone
-    or a zombie (killed, not yet reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]  # state, then starttime is the 22nd field
+    return process_alive(lease.host, lease.process)
 
 
 # --- rows ----------------------------------------------------------------------------------------------
