@@ -44,6 +44,8 @@ def print_summary(reports) -> int:
             console.print(f"  {r.sync}: {r.suppressed} not added: suppressed (a conversion) after the plan was made")
         if getattr(r, "left_segment", 0):
             console.print(f"  {r.sync}: {r.left_segment} not texted: they left the segment (or withdrew consent) after the plan")
+        if getattr(r, "settled", 0):
+            console.print(f"  {r.sync}: {r.settled} sent again first: a batch an interrupted run sent and never recorded")
         if getattr(r, "retained", None):
             console.print(f"  {r.sync} leavers kept: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.retained.items())))
         if r.deferred_reasons:

@@ -3,8 +3,9 @@
 Order: ledger-only changes first (rejections, refreshes), then removes, then adds, so a member whose
 identifiers changed is never left with the old identifiers on the platform after a crash: the old
 row is removed and committed before the new one is added, and a crash in between leaves a plain add
-for the next run. Each batch is sent, then committed; a crash after the send re-sends it next run,
-which the platforms treat as a no-op (audience add/remove are set operations).
+for the next run. Each batch is written ahead, sent, then committed; a crash after the send leaves the
+written batch for the next holder of the sync's lease to send again and record (``syncer.delivery.settle``)
+before it plans, which the platforms treat as a no-op (audience add/remove are set operations).
 """
 
 from __future__ import annotations
@@ -204,11 +205,19 @@ def _without_late_suppressions(plan: SyncPlan, ledger: Ledger, batch: Sequence[P
 
 def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync_run_id: int, audience: AudienceRef,
                     op: str, rows: Sequence[PlannedRow | HeldRow], policy: RetryPolicy, report: ApplyReport,
-                    sleep: Callable[[float], None] = time.sleep, fast_path: bool = False) -> list[tuple[str, str, str]]:
+                    sleep: Callable[[float], None] = time.sleep, fast_path: bool = False,
+                    intent: int | None = None) -> list[tuple[str, str, str]]:
     """Send one batch (retried per ``policy``), then record what landed and what failed in the ledger, in
-    one commit: the step apply and the fast path share. Returns the failed rows (key, status, reason).
+    one commit: the step apply, the fast path and settling share. Returns the failed rows (key, status, reason).
 
-    Raises what the destination raised once the retries are spent (the ledger is then left as it was)."""
+    The batch is written ahead (``syncer.ledger.intents``) before it is sent, and that record is deleted
+    by the commit, so a process killed in between leaves it for the next holder of the sync's lease to
+    settle (``syncer.delivery.settle``); ``intent`` is such a record being settled now.
+
+    Raises what the destination raised once the retries are spent, leaving the ledger as it was, the
+    batch's record included: an earlier attempt may have landed before a timeout (settling sends it again)."""
+    if intent is None:
+        intent = ledger.record_intent(sync, op, rows, fast_path=fast_path)
     members = [Member(r.member_key, r.identifiers) for r in rows]
     result, attempts = _send(destination, op, audience, members, policy, report, sleep)
     report.requests += result.requests + (attempts - 1)
@@ -217,7 +226,7 @@ def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync
     failed = [(o.member_key, o.status.value, o.reason or "unknown") for o in result.outcomes if o.status is not RowStatus.SENT]
     ledger.commit_batch(sync=sync, sync_run_id=sync_run_id, op=op, landed=landed, failed=failed,
                         attempts=attempts, platform_counts=dict(result.platform_counts), rows=len(rows),
-                        refused=_refused(op, rows, failed), fast_path=fast_path)
+                        refused=_refused(op, rows, failed), fast_path=fast_path, intent=intent)
     if op == "add":
         report.added += len(landed)
     else:

@@ -22,7 +22,14 @@ import duckdb
 from destinations.base import AudienceRef, CreatesAudiences, Destination, HasPlatformCounts, Member, ReplacesAudiences, RowStatus, RunsJobs
 from destinations.registry import build_destination, capabilities_of
 from syncer.delivery.apply import ApplyReport, RetryPolicy, apply_sync, remember_wait, send_and_commit
-from syncer.errors import ConfigError, StalePlanError, StateFileError, SyncError  # StalePlanError: still importable from here
+from syncer.delivery.settle import settle_intents
+from syncer.errors import (
+    ConfigError,
+    StalePlanError,  # noqa: F401  (still importable from here)
+    StateFileError,
+    SyncError,
+    TransientError,
+)
 from syncer.ledger.failures import failure_fields, scrub_detail, secret_env_names
 from syncer.ledger.leases import Lease, LeaseKeeper, ttl_from_env
 from syncer.ledger.store import HeldRow, Ledger
@@ -50,6 +57,7 @@ class SyncReport(ApplyReport):
     gates: list[GateResult] = field(default_factory=list)
     plan_seconds: float = 0.0
     retained: dict[str, int] = field(default_factory=dict)  # leavers kept (one person with a stayer), by reason
+    settled: int = 0  # rows of batches an interrupted run left unrecorded, sent again first (syncer.delivery.settle)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -335,6 +343,48 @@ class Engine:
         self.ledger_identity_file.write_text(current + "\n")
         return current
 
+    def settle(self, sync_names: Iterable[str]) -> dict[str, SyncReport]:
+        """Settle (``syncer.delivery.settle``) the batches interrupted processes left unrecorded for these
+        syncs, whose leases this engine holds: one ``settle`` run in history when there were any. Returns
+        a report per sync that had any; one whose status is not ``ok`` says why it could not be settled:
+        nothing else may be sent for that sync before it is."""
+        # while a platform's wait lasts apply sends nothing (it defers every row): settling waits with it
+        names = [name for name in sync_names if self.ledger.has_open_intents(name)
+                 and not self.waiting(self.project.syncs[name].destination)]
+        if not names:
+            return {}
+        run_id = self.ledger.start_run("settle")
+        reports = {name: self._settle_one(run_id, name) for name in names}
+        self.ledger.finish_run(run_id, "failed" if any(r.status != "ok" for r in reports.values()) else "ok")
+        return reports
+
+    def _settle_one(self, run_id: int, name: str) -> SyncReport:
+        sync = self.project.syncs[name]
+        report = SyncReport(sync=name, status="ok")
+        sync_run_id = self.ledger.start_sync_run(run_id, name, plan_hash=None, members=None)
+        try:
+            destination = self.destination(sync.destination)
+            jobs_before = len(destination.jobs) if isinstance(destination, RunsJobs) else 0
+            settled = settle_intents(destination, self.ledger, sync=name, segment=sync.segment,
+                                     audience=AudienceRef(name, sync.audience_id or self._created_audience(name) or ""),
+                                     sync_run_id=sync_run_id, policy=self.policy, report=report, sleep=self.sleep,
+                                     now=self.clock())
+            if isinstance(destination, RunsJobs):
+                self.ledger.record_jobs(sync.destination, name, destination.jobs[jobs_before:])
+        except SyncError as exc:
+            remember_wait(self.ledger, sync.destination, exc, now=self.clock())
+            report.status = "partial" if isinstance(exc, TransientError) else "failed"
+            report.reason = (f"a batch an interrupted run sent and never recorded could not be sent again ({exc.message});"
+                             " nothing more is sent for this sync until it is: run again later")
+            for field_name, value in failure_fields(exc, self.scrub).items():
+                setattr(report, field_name, value)
+        else:
+            report.reason = settled.summary()
+            log.info("sync %s: %s", name, report.reason)
+        self.ledger.finish_sync_run(sync_run_id, status=report.status, reason=report.reason, added=report.added,
+                                    removed=report.removed, requests=report.requests, **_error_columns(report))
+        return report
+
     def waiting(self, destination: str) -> bool:
         """Whether ``destination`` asked us to wait and the wait still lasts (``syncer.ledger.links``)."""
         return self.ledger.wait_for(destination, now=self.clock()) is not None
@@ -388,7 +438,10 @@ class Engine:
                 report = self._busy(run_id, sync_name, 0, holding.busy[sync_name])
                 self.ledger.finish_run(run_id, "busy")
                 return report
-            return self._replace(sync_name)
+            settled = self.settle([sync_name]).get(sync_name)  # a batch left in flight would be sent after the replace
+            if settled is not None and settled.status != "ok":
+                return settled
+            return _with_settled(self._replace(sync_name), settled)
 
     def _replace(self, sync_name: str) -> SyncReport:
         sync_plan = self.build_plan([sync_name], resend_all=True).syncs[0]
@@ -454,12 +507,17 @@ class Engine:
             replan = self.build_plan
         with self.leases.hold([p.sync for p in plan.syncs], self.lease_label or f"syncer {command}",
                               wait=self.lease_wait, sleep=self.sleep) as holding:
-            plan = self._fresh_under_leases(plan, holding.held, replan)
+            settled = self.settle(holding.held)  # before the plans are checked: settling changes the ledger
+            unsettled = {sync: report for sync, report in settled.items() if report.status != "ok"}
+            held = {sync: lease for sync, lease in holding.held.items() if sync not in unsettled}
+            plan = self._fresh_under_leases(plan, held, replan)
             run_id = self.ledger.start_run(command)
             self.leases.note_run(run_id)
             try:
                 reports = [self._busy(run_id, p.sync, p.members, holding.busy[p.sync]) if p.sync in holding.busy else
-                           self._apply_held(run_id, p, approve, on_batch) for p in plan.syncs]
+                           unsettled[p.sync] if p.sync in unsettled else
+                           _with_settled(self._apply_held(run_id, p, approve, on_batch), settled.get(p.sync))
+                           for p in plan.syncs]
             except BaseException:  # a fault no sync survives (the ledger, the disk, Ctrl-C): never leave the run "running"
                 with suppress(Exception):
                     self.ledger.finish_run(run_id, "failed")
@@ -556,6 +614,16 @@ def _copy(result: ApplyReport, report: SyncReport) -> None:
     for figure in fields(ApplyReport):
         setattr(report, figure.name, getattr(result, figure.name))
     report.reason = result.error
+
+
+def _with_settled(report: SyncReport, settled: SyncReport | None) -> SyncReport:
+    """The report of a sync's apply counting what settling its interrupted batches sent just before (a
+    ``settle`` run of its own in history): the operator sees one figure of what this command sent."""
+    if settled is not None:
+        report.added, report.removed = report.added + settled.added, report.removed + settled.removed
+        report.requests += settled.requests
+        report.settled = settled.added + settled.removed
+    return report
 
 
 def _error_columns(report: SyncReport) -> dict[str, str | None]:

@@ -173,7 +173,9 @@ class Suppressor:
             self._remove_held(conversion, sync_name, result)  # a trigger: nothing is sent, no lease needed
             return
         with self.engine.leases.hold([sync_name], self.engine.lease_label or "syncer suppress") as holding:
-            if sync_name in holding.busy:  # a batch run applies the sync: it removes them, else the retry does
+            if sync_name in holding.busy or any(r.status != "ok" for r in self.engine.settle([sync_name]).values()):
+                # a batch run applies the sync, or a batch a killed process left in flight cannot be settled
+                # yet: the batch run removes them, else the retry does
                 self._record(conversion, sync_name, "pending", result)
                 return
             self._remove_held(conversion, sync_name, result)

@@ -152,10 +152,13 @@ class Reconciler:
                                      wait=self.engine.lease_wait, sleep=self.engine.sleep) as holding:
             report = ReconcileReport(sync=name, destination=sync.destination, held=self.ledger.held_count(name))
             sync_run_id = self.ledger.start_sync_run(run_id, name, plan_hash=None, members=report.held)
+            settled = None if self.dry_run or name in holding.busy else self.engine.settle([name]).get(name)
             if name in holding.busy:
                 report.status = "busy"
                 report.reason = self.engine.leases.busy_reason(
                     holding.busy[name], then="nothing was read or changed: reconcile again once it ends")
+            elif settled is not None and settled.status != "ok":  # what a batch in flight sent would look missing or extra
+                report.status, report.reason = "deferred", settled.reason
             else:
                 self._reconcile_reporting(name, sync, report, sync_run_id)
         report.duration = round(time.perf_counter() - started, 3)

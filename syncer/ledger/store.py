@@ -47,6 +47,7 @@ from syncer.errors import StateFileError
 from syncer.json_rows import dumps_many, loads
 from syncer.ledger.claims import ClaimRecords
 from syncer.ledger.failures import scrub_detail
+from syncer.ledger.intents import IntentRecords
 from syncer.ledger.leases import LeaseRecords
 from syncer.ledger.links import LinkRecords
 from syncer.ledger.platform import PlatformIdCache, PlatformJobs
@@ -176,7 +177,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseRecords):
+class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseRecords, IntentRecords):
     """Every read and write of the state store goes through here."""
 
     def __init__(self, url: str) -> None:
@@ -411,6 +412,7 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         rows: int,
         refused: Sequence[tuple[str, str, str]] = (),
         fast_path: bool = False,
+        intent: int | None = None,
     ) -> None:
         """Record one acknowledged batch: what landed changes ``held``; failures go to outcomes/pending.
 
@@ -418,11 +420,14 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         ``refused`` holds (member_key, raw_fp, reason) of adds the platform rejected for good: kept in
         ``rejected`` like an identity rejection, so no later run sends the row again until it changes.
         ``fast_path``: a suppression's remove, which leaves ``batch_version`` alone.
+        ``intent``: the batch's write-ahead record (``syncer.ledger.intents``), settled by this commit.
         """
         now = time.time()
         landed_keys = [r.member_key for r in landed]
         with self.begin() as conn:
             version = self._touch_state(conn, sync, fast_path=fast_path)
+            if intent is not None:
+                self.drop_intent(intent, conn)
             if landed:
                 if op in ("add", "refresh"):
                     fps = [r.raw_fp for r in landed]

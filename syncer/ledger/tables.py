@@ -334,3 +334,19 @@ sync_leases = sa.Table(
     sa.Column("renewed_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
+
+
+# --- batch intents (issue 14) ---
+batch_intents = sa.Table(
+    # a batch about to be sent to a platform, written before the call and deleted in the same transaction
+    # that records what landed (syncer.ledger.intents): a row left behind is a batch whose outcome nobody
+    # recorded, settled by the next process that holds the sync's lease
+    "batch_intents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),  # add | remove
+    sa.Column("rows", sa.Text, nullable=False),  # JSON [[member_key, raw_fp, identifiers as sent], ...]
+    sa.Column("fast_path", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_batch_intents_sync", "sync"),
+)

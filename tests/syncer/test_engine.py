@@ -142,7 +142,8 @@ def test_a_wait_longer_than_the_run_allows_defers_rows_to_the_next_run(project: 
     assert "deferred" in report.reason
     clock.now += 3600
     [retry] = clocked_engine(project, clock).run()
-    assert retry.status == "ok" and retry.added == 15 and retry.retried == 15
+    # the throttled batch is settled first (an earlier attempt may have landed), the rows after it retried
+    assert retry.status == "ok" and retry.added == 15 and (retry.settled, retry.retried) == (10, 5)
     assert held_keys() == {str(i) for i in range(1, 26)}
 
 
