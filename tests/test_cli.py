@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from syncer.ledger.store import Ledger
+from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers, write_project
+from tests.conftest import FAKE, person, write_customers, write_project
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "cli-test-token"
@@ -161,6 +163,8 @@ def test_kill_9_mid_apply_then_next_run_converges(tmp_path: Path, sandbox: Sandb
     sandbox.meta.latency = 0.0
     rerun = syncer("-p", str(tmp_path), "--json", "run", "--approve", timeout=300)
     assert rerun.returncode == 0, rerun.stderr
+    # the batch in flight at the kill (its remove landed, never recorded) is sent again before planning
+    assert json.loads(rerun.stdout)["syncs"][0]["settled"] == 10_000
     assert held_emails(sandbox) == expected(range(25_001, 40_001))
     status = json.loads(syncer("-p", str(tmp_path), "--json", "status").stdout)["syncs"][0]
     assert status["held"] == 15_000 and status["pending_retries"] == 0
@@ -213,7 +217,6 @@ def test_history_detail_shows_the_redacted_platform_words_of_a_failed_sync(tmp_p
     from syncer.delivery.engine import Engine
     from syncer.errors import PermanentError
     from syncer.project.project import load_project
-    from tests.conftest import FAKE, person
 
     write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
     write_project(tmp_path, destination=FAKE)
@@ -301,7 +304,6 @@ def _leave_wal_behind(ledger: Path) -> None:
 @pytest.mark.parametrize("read_only", ["the ledger and its folder", "the -wal and -shm beside it"])
 def test_a_read_only_ledger_is_one_message_naming_it_and_no_run_is_left_running(tmp_path: Path, read_only: str) -> None:
     """Before: a traceback (attempt to write a readonly database); in the field, a SIGBUS with no message."""
-    from tests.conftest import FAKE, person
 
     _require_honoured_permissions(tmp_path)
     write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
@@ -346,7 +348,6 @@ main()
 
 def _run_into_a_full_disk_at_the_snapshot_refresh(root: Path) -> subprocess.CompletedProcess:
     """A first run, then 45 joiners (a large change, so the apply refreshes the snapshot) on a disk that is full."""
-    from tests.conftest import FAKE, person
 
     write_customers(root / "warehouse.duckdb", [person(i) for i in range(1, 6)])
     write_project(root, destination=FAKE)
@@ -375,7 +376,6 @@ def test_a_run_cut_short_by_a_full_disk_is_failed_in_history_not_running(tmp_pat
 @pytest.mark.parametrize("damage", ["rows cut short", "rows missing", "header cut short"])
 def test_apply_of_a_damaged_plan_names_the_file_and_says_to_plan_again(tmp_path: Path, damage: str) -> None:
     """Before: a raw pyarrow traceback ("Parquet magic bytes not found in footer")."""
-    from tests.conftest import FAKE, person
 
     write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 6)])
     write_project(tmp_path, destination=FAKE)
@@ -413,6 +413,21 @@ def test_two_runs_at_once_add_every_member_once_and_the_loser_names_the_holder(t
     assert [r["reason"] for r in history if r["status"] == "busy"] == [lost["reason"]]
     again = syncer("-p", str(root), "--json", "run")  # the lease was released: the next run goes ahead
     assert json.loads(again.stdout)["syncs"][0]["status"] == "ok" and gate.add_rows() == [300]
+
+
+def test_run_wait_waits_for_the_holder_then_skips_the_sync_saying_how_long_it_waited(tmp_path: Path) -> None:
+    from tests.syncer.test_leases import OTHER
+
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 4)])
+    write_project(tmp_path, destination=FAKE)
+    Ledger(load_project(tmp_path).ledger_url()).acquire_lease("buyers_sync", OTHER, ttl=86_400)
+    result = syncer("-p", str(tmp_path), "run", "--wait", "0.2")
+    assert result.returncode == 5, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "syncer run (run 7, pid 4242 on db-host-2) holds this sync since" in text
+    assert "skipped after waiting 0.2 s, nothing was sent for it" in text
+    refused = syncer("-p", str(tmp_path), "run", "--wait", "-1")
+    assert refused.returncode == 2 and "--wait" in refused.stderr
 
 
 def test_a_dagster_materialization_beside_a_running_sync_skips_it_naming_the_cli_run(

@@ -41,13 +41,21 @@ def print_problems(problems, root) -> None:
         click.echo(f"  {problem}", err=True)
 
 
-def engine_from(ctx: click.Context):
-    """The project's engine; a ledger it cannot open (read-only, full disk, damaged) ends the command with exit 1."""
+def engine_from(ctx: click.Context, *, lease_wait: float = 0.0):
+    """The project's engine; a ledger it cannot open (read-only, full disk, damaged) ends the command with exit 1.
+    ``lease_wait``: seconds to wait for a sync another process applies before skipping it (``--wait``)."""
     from syncer.delivery.engine import Engine
 
     project = project_from(ctx)
     with exit_on_sync_error():
-        return Engine(project)
+        return Engine(project, lease_wait=lease_wait)
+
+
+def wait_option(command):
+    """``--wait SECONDS`` of the commands that send: wait for a sync another process applies, then go on."""
+    return click.option("--wait", "lease_wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                        metavar="SECONDS", help="Wait up to SECONDS for a sync another process is applying, then"
+                        " apply it; after that it is skipped as busy (exit code 5).")(command)
 
 
 def exit_code(reports) -> int:

@@ -31,6 +31,7 @@ from syncer.cli.common import (  # noqa: F401  (console, err and the exit codes 
     exit_code,
     exit_on_sync_error,
     project_from,
+    wait_option,
 )
 from syncer.cli.demo import demo, sample_data, sandbox
 from syncer.cli.fast_path import convert, suppress
@@ -134,12 +135,13 @@ def plan(ctx: click.Context, syncs: tuple[str, ...], out: str | None) -> None:
 @cli.command()
 @click.argument("plan_path", type=click.Path(exists=True))
 @click.option("--approve", is_flag=True, help="Let the sync through even if a gate trips.")
+@wait_option
 @click.pass_context
-def apply(ctx: click.Context, plan_path: str, approve: bool) -> None:
+def apply(ctx: click.Context, plan_path: str, approve: bool, lease_wait: float) -> None:
     """Execute exactly a saved plan; refuse it if the ledger or config changed since."""
     from syncer.planning.plan import load_plan
 
-    engine = engine_from(ctx)
+    engine = engine_from(ctx, lease_wait=lease_wait)
     with exit_on_sync_error():
         the_plan = load_plan(Path(plan_path), spill_dir=engine.spill_dir)
         reports = _apply_with_progress(engine, the_plan, approve=approve, command="apply", quiet=ctx.obj["json"])
@@ -149,10 +151,11 @@ def apply(ctx: click.Context, plan_path: str, approve: bool) -> None:
 @cli.command()
 @click.option("--sync", "syncs", multiple=True, help="Only these syncs (repeatable).")
 @click.option("--approve", is_flag=True, help="Let the sync through even if a gate trips.")
+@wait_option
 @click.pass_context
-def run(ctx: click.Context, syncs: tuple[str, ...], approve: bool) -> None:
+def run(ctx: click.Context, syncs: tuple[str, ...], approve: bool, lease_wait: float) -> None:
     """Plan, check the gates, and apply."""
-    engine = engine_from(ctx)
+    engine = engine_from(ctx, lease_wait=lease_wait)
     with exit_on_sync_error():
         the_plan = engine.build_plan(syncs or None)
         reports = _apply_with_progress(engine, the_plan, approve=approve, command="run", quiet=ctx.obj["json"])

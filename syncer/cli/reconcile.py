@@ -15,7 +15,7 @@ import sys
 import click
 from rich.table import Table
 
-from syncer.cli.common import console, engine_from, exit_on_sync_error
+from syncer.cli.common import console, engine_from, exit_on_sync_error, wait_option
 
 _COLOURS = {"in_sync": "green", "repaired": "green", "skipped": "dim", "drift": "yellow", "held": "yellow",
             "deferred": "yellow", "partial": "red", "failed": "red"}
@@ -31,8 +31,10 @@ _LEFT = {"extras_kept": "extras kept (extras: keep)", "extras_not_removed": "ext
 @click.option("--sync", "sync_options", multiple=True, help="Only these syncs (repeatable), as `run --sync` takes them.")
 @click.option("--approve", is_flag=True, help="Let the removal of extras through even if a gate trips.")
 @click.option("--dry-run", is_flag=True, help="Read and compare only; send nothing.")
+@wait_option
 @click.pass_context
-def reconcile(ctx: click.Context, syncs: tuple[str, ...], sync_options: tuple[str, ...], approve: bool, dry_run: bool) -> None:
+def reconcile(ctx: click.Context, syncs: tuple[str, ...], sync_options: tuple[str, ...], approve: bool, dry_run: bool,
+              lease_wait: float) -> None:
     """Read each audience back from its platform, compare it with the ledger, and repair what drifted.
 
     Members missing on the platform are added again; members the platform holds that the sync never sent
@@ -41,7 +43,7 @@ def reconcile(ctx: click.Context, syncs: tuple[str, ...], sync_options: tuple[st
     """
     from syncer.delivery.reconcile import EXIT_STATUSES, Reconciler
 
-    with engine_from(ctx) as engine, exit_on_sync_error():
+    with engine_from(ctx, lease_wait=lease_wait) as engine, exit_on_sync_error():
         reports = Reconciler(engine, approve=approve, dry_run=dry_run).run((syncs + sync_options) or None)
     code = max((EXIT_STATUSES.get(r.status, 0) for r in reports), default=0)
     if ctx.obj["json"]:

@@ -539,7 +539,10 @@ class Engine:
 
     def _busy(self, run_id: int, sync: str, members: int, lease: Lease) -> SyncReport:
         """A sync another process holds: nothing sent; recorded and reported as ``busy``, naming the holder."""
-        report = SyncReport(sync=sync, status="busy", members=members, reason=self.leases.busy_reason(lease))
+        then = "skipped, nothing was sent for it: that run applies it, run again once it ends"
+        if self.lease_wait:
+            then = f"skipped after waiting {self.lease_wait:g} s, nothing was sent for it: run again once it ends"
+        report = SyncReport(sync=sync, status="busy", members=members, reason=self.leases.busy_reason(lease, then=then))
         sync_run_id = self.ledger.start_sync_run(run_id, sync, plan_hash=None, members=members)
         self.ledger.finish_sync_run(sync_run_id, status="busy", reason=report.reason)
         log.info("sync %s skipped: %s", sync, report.reason)
