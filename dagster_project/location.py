@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 from syncer.project.project import Project
+from syncer.reporting import dagster_events
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
-APPROVE_TAG = "syncer/approve"
-"""Run tag that lets a held sync through: "true" for every sync, or comma-separated sync names."""
+APPROVE_TAG = dagster_events.APPROVE_TAG  # "true" for every sync, or comma-separated sync names
 
 
 def project_dir() -> Path:
@@ -23,10 +23,6 @@ def project_dir() -> Path:
 
 def segment_file(project: Project, run_id: str, segment: str) -> Path:
     return project.state_dir / "dagster" / run_id / "segments" / f"{segment}.parquet"
-
-
-def plan_dir(project: Project, run_id: str, sync: str) -> Path:
-    return project.state_dir / "dagster" / run_id / "plans" / sync
 
 
 def approved(tags: dict[str, str], sync: str) -> bool:

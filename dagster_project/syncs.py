@@ -1,43 +1,47 @@
-"""Per destination: for each sync a plan asset, a blocking gate check, and an apply asset.
+"""Per destination: for each sync one step that plans, checks the gates and applies.
 
-    segments/<segment>  ->  <destination>/<sync>_plan  --[gates: blocking check]-->  <destination>/<sync>
+    segments/<segment>  ->  <destination>/<sync>_plan  --[gates]-->  <destination>/<sync>
 
-A tripped gate fails the check, so Dagster does not materialize the apply asset in that run and the
-destination receives nothing; the check's metadata says why. A failed sync fails the apply asset; its
-failure metadata (and a partly applied sync's materialization) carries ``error_class``, ``error_fault``
-and the platform's own words in ``error_detail``, scrubbed as the ledger keeps them. A run tagged ``syncer/approve`` (``true`` or
-the sync's name) passes the check. Every sync asset runs in the pool of its destination, so concurrent
-runs respect the platform's rate limits.
+The plan and the sync are two assets of one step (a ``multi_asset``), so a run pays Dagster's per-step
+cost once per sync; the plan alone can still be materialized (``can_subset``). A tripped gate holds the
+sync: nothing is sent, the ``gates`` check warns with the figures, and the sync asset is materialized with
+``status: held``, the reason and how to approve; the run succeeds, since a hold is an answer, not a crash.
+Approving is one click: each sync has a job ``approve_<sync>`` that plans again and lets that plan
+through (the run carries the tag ``syncer/approve=<sync>``, recorded in the ledger's history).
 
-The apply asset sends under the sync's lease, as the CLI does (``syncer.ledger.leases``). While another
-process holds it (a `syncer run`, another Dagster run), or when one applied the sync after this run's plan
-was made, the asset is not materialized: the step succeeds, logs a warning, and records an observation
-whose ``status`` (``busy`` or ``stale``) and ``note`` say who holds the sync since when. Nothing is sent; the
-next materialization plans again.
+A failed sync fails the step; its failure metadata (and a partly applied sync's materialization) carries
+``error_class``, ``error_fault`` and the platform's own words in ``error_detail``, scrubbed as the ledger
+keeps them. Every sync step runs in the pool of its destination, so concurrent runs respect the
+platform's rate limits.
+
+The step sends under the sync's lease, as the CLI does (``syncer.ledger.leases``). While another process
+holds it (a `syncer run`, another Dagster run), or when one applied the sync after this run's plan was
+made, the sync asset is not materialized: the step succeeds, logs a warning, and records an observation
+whose ``status`` (``busy`` or ``stale``) and ``note`` say who holds the sync since when. Nothing is sent.
 """
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 
 import dagster as dg
 
 from dagster_project import location
 from dagster_project.segments import segment_key
-from syncer.delivery.engine import Engine
+from syncer.delivery.engine import Engine, SyncReport
 from syncer.errors import StalePlanError
 from syncer.planning.gates import check_gates, held_reason
-from syncer.planning.plan import load_plan, save_plan
+from syncer.planning.plan import SyncPlan
 from syncer.project.config import SyncConfig
 from syncer.project.project import Project, load_project
+from syncer.reporting import dagster_events as events
 
 
 def plan_key(destination: str, sync: str) -> dg.AssetKey:
-    return dg.AssetKey([destination, f"{sync}_plan"])
+    return dg.AssetKey(events.plan_key(destination, sync))
 
 
 def sync_key(destination: str, sync: str) -> dg.AssetKey:
-    return dg.AssetKey([destination, sync])
+    return dg.AssetKey(events.sync_key(destination, sync))
 
 
 def pool_for(destination: str) -> str:
@@ -45,104 +49,102 @@ def pool_for(destination: str) -> str:
 
 
 def destination_definitions(project: Project, destination: str) -> dg.Definitions:
-    """All assets and checks for the syncs of one destination."""
-    assets, checks = [], []
+    """All assets, checks and approve jobs for the syncs of one destination."""
+    assets, checks, jobs = [], [], []
     for name, sync in sorted(project.syncs.items()):
         if sync.destination != destination:
             continue
-        assets += [_plan_asset(project, name, sync), _apply_asset(project, name, sync)]
-        checks += [_gate_check(project, name, sync), _freshness_check(project, name, sync)]
-    return dg.Definitions(assets=assets, asset_checks=checks)
+        assets.append(_sync_step(project, name, sync))
+        checks.append(_freshness_check(project, name, sync))
+        jobs.append(_approve_job(name, sync))
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs)
 
 
-def _plan_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefinition:
-    @dg.asset(key=plan_key(sync.destination, name), deps=[segment_key(sync.segment)], group_name=sync.destination,
-              description=f"Plan of sync {name}: the exact adds and removes for audience {sync.audience_id}",
-              owners=(sync.owners or project.config.owners) or None, kinds={"plan"}, pool=pool_for(sync.destination))
-    def _plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def _approve_job(name: str, sync: SyncConfig):
+    return dg.define_asset_job(
+        events.approve_job_name(name), selection=dg.AssetSelection.assets(plan_key(sync.destination, name),
+                                                                          sync_key(sync.destination, name)),
+        tags={events.APPROVE_TAG: name},
+        description=f"Approve sync {name}: plan it again and send that plan even if a gate holds it (one click:"
+                    " Materialize all). Use it after reading why the last run held it.")
+
+
+def _sync_step(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefinition:
+    destination = project.destinations[sync.destination]
+    owners = (sync.owners or project.config.owners) or None
+    plan, target = plan_key(sync.destination, name), sync_key(sync.destination, name)
+
+    @dg.multi_asset(
+        name=f"{sync.destination}__{name}", pool=pool_for(sync.destination), can_subset=True,
+        specs=[dg.AssetSpec(plan, deps=[segment_key(sync.segment)], group_name=sync.destination, owners=owners,
+                            kinds={"plan"}, skippable=True,
+                            description=f"Plan of sync {name}: the exact adds and removes for its audience"),
+               dg.AssetSpec(target, deps=[plan], group_name=sync.destination, owners=owners, kinds={destination.type},
+                            description=events.sync_description(project, name), skippable=True,
+                            metadata={"audience_id": sync.audience_id or "", "mode": sync.mode})],
+        check_specs=[dg.AssetCheckSpec("gates", asset=plan,
+                                       description="Zero-row guard, removal limits and minimum size; a failure holds the sync")])
+    def _step(context: dg.AssetExecutionContext) -> Iterator:
         proj = load_project(project.root)
         segment_file = location.segment_file(proj, context.run.run_id, sync.segment)
         with Engine(proj) as eng:
-            plan = eng.build_plan([name], segment_files={sync.segment: segment_file} if segment_file.exists() else None,
-                                  resend_all=context.run.tags.get("syncer/resend_all") == "true")
-        save_plan(plan, location.plan_dir(proj, context.run.run_id, name))
-        [p] = plan.syncs
-        return dg.MaterializeResult(metadata={
-            "members": p.members, "held_before": p.held_before, "adds": len(p.adds), "removes": len(p.removes),
-            "rejected": len(p.rejections), "retries": p.retried, "plan_hash": p.content_hash,
-            "retained": dg.MetadataValue.json(p.stats.get("retained", {})),
-            "plan_seconds": p.stats.get("plan_seconds", 0.0)})
-
-    return _plan
-
-
-def _saved_plan(project: Project, context, name: str):
-    proj = load_project(project.root)
-    folder = location.plan_dir(proj, context.run.run_id, name)
-    return proj, load_plan(next(folder.iterdir()), spill_dir=proj.state_dir / "tmp")
-
-
-def _gate_check(project: Project, name: str, sync: SyncConfig) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=plan_key(sync.destination, name), name="gates", blocking=True,
-                    description="Zero-row guard, removal limits and minimum size; a failure holds the sync")
-    def _gates(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        proj, plan = _saved_plan(project, context, name)
-        [p] = plan.syncs
-        results = check_gates(p, proj.gates_for(name))
-        reason = held_reason(results)
-        approved = location.approved(context.run.tags, name)
-        metadata = {"gates": [asdict(r) for r in results], "approved": approved}
-        if reason and not approved:
-            with Engine(proj) as eng:  # the hold is history too, as `syncer history` shows it
-                run_id = eng.ledger.start_run("dagster")
-                sync_run = eng.ledger.start_sync_run(run_id, name, plan_hash=p.content_hash, members=p.members)
-                eng.ledger.finish_sync_run(sync_run, status="held", reason=reason, rejected=len(p.rejections))
-                eng.ledger.finish_run(run_id, "held")
-            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                                       description=f"held: {reason}. Re-run with tag {location.APPROVE_TAG}={name} to let it through.",
-                                       metadata={**metadata, "reason": reason})
-        return dg.AssetCheckResult(passed=True, description=f"approved: {reason}" if reason else "all gates passed",
-                                   metadata=metadata)
-
-    return _gates
-
-
-def _apply_asset(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefinition:
-    destination = project.destinations[sync.destination]
-    @dg.asset(key=sync_key(sync.destination, name), deps=[plan_key(sync.destination, name)], group_name=sync.destination,
-              description=sync.description or f"Sync {name}: segment {sync.segment} -> {destination.type} audience {sync.audience_id}",
-              owners=(sync.owners or project.config.owners) or None, kinds={destination.type},
-              pool=pool_for(sync.destination), metadata={"audience_id": sync.audience_id, "mode": sync.mode},
-              output_required=False)  # not materialized while another process holds the sync
-    def _apply(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
-        proj, plan = _saved_plan(project, context, name)
-        started = time.perf_counter()
-        with Engine(proj) as eng:
             eng.lease_label = lease_label(context)
-            try:
-                [report] = eng.apply_plan(plan, approve=True, command="dagster")  # the blocking gate check already ruled
-            except StalePlanError as exc:  # e.g. another process applied the sync since this run planned it
-                yield not_applied(context, name, "stale", exc.message)
+            made = eng.build_plan([name], segment_files={sync.segment: segment_file} if segment_file.exists() else None,
+                                  resend_all=context.run.tags.get("syncer/resend_all") == "true")
+            [p] = made.syncs
+            if plan in context.selected_asset_keys:
+                yield dg.MaterializeResult(asset_key=plan, metadata=_plan_metadata(p))
+            if target not in context.selected_asset_keys:
                 return
-        if report.status == "busy":
-            yield not_applied(context, name, "busy", report.reason or "busy")
-            return
-        if report.status == "failed":
-            raise dg.Failure(description=f"sync {name} failed: {report.reason}",
-                             metadata={"plan_hash": report.plan_hash, "added": report.added, "removed": report.removed,
-                                       **error_metadata(report)})
-        yield dg.MaterializeResult(metadata={
-            "status": report.status, "members": report.members, "added": report.added, "removed": report.removed,
-            "rejected": report.rejected, "rejected_reasons": dg.MetadataValue.json(report.reasons or {}),
-            "retried": report.retried, "deferred": report.deferred, "requests": report.requests,
-            "deferred_reasons": dg.MetadataValue.json(report.deferred_reasons or {}),
-            "retained": dg.MetadataValue.json(report.retained or {}),
-            "suppressed_since_plan": report.suppressed, "left_segment_since_plan": report.left_segment,
-            "plan_hash": report.plan_hash, "duration_seconds": round(time.perf_counter() - started, 3),
-            "destination_counts": dg.MetadataValue.json(report.platform_counts or {}),
-            **({"note": report.reason} if report.reason else {}), **error_metadata(report)})
+            gates = check_gates(p, proj.gates_for(name))
+            reason, approved = held_reason(gates), location.approved(context.run.tags, name)
+            yield dg.AssetCheckResult(
+                asset_key=plan, check_name="gates", passed=not reason or approved, severity=dg.AssetCheckSeverity.WARN,
+                description=(f"approved: {reason}" if approved else f"held: {reason}") if reason else "all gates passed",
+                metadata={"gates": dg.MetadataValue.json([g.__dict__ for g in gates]), "approved": approved})
+            if reason and not approved:
+                yield dg.MaterializeResult(asset_key=target, metadata=_held(eng, p, gates, reason))
+                return
+            yield from _apply(context, eng, made, name, target)
 
-    return _apply
+    return _step
+
+
+def _plan_metadata(p: SyncPlan) -> dict:
+    return {"members": p.members, "held_before": p.held_before, "adds": len(p.adds), "removes": len(p.removes),
+            "rejected": len(p.rejections), "retries": p.retried, "plan_hash": p.content_hash,
+            "no_consent": int(p.stats.get("no_consent", 0)), "retained": dg.MetadataValue.json(p.stats.get("retained", {})),
+            "plan_seconds": p.stats.get("plan_seconds", 0.0)}
+
+
+def _held(eng: Engine, p: SyncPlan, gates, reason: str) -> dict:
+    """A held sync: recorded in the ledger's history as the CLI records it, and its figures for the asset."""
+    run_id = eng.ledger.start_run("dagster")
+    sync_run = eng.ledger.start_sync_run(run_id, p.sync, plan_hash=p.content_hash, members=p.members)
+    eng.ledger.finish_sync_run(sync_run, status="held", reason=reason, rejected=len(p.rejections))
+    eng.ledger.finish_run(run_id, "held")
+    report = SyncReport(sync=p.sync, status="held", members=p.members, plan_hash=p.content_hash, reason=reason,
+                        gates=gates, rejected=len(p.rejections), no_consent=int(p.stats.get("no_consent", 0)),
+                        plan_seconds=p.stats.get("plan_seconds", 0.0))
+    return events.sync_metadata(report, audience_size=eng.ledger.held_count(p.sync))
+
+
+def _apply(context: dg.AssetExecutionContext, eng: Engine, made, name: str, target: dg.AssetKey) -> Iterator:
+    try:
+        [report] = eng.apply_plan(made, approve=True, command="dagster")  # the gates were checked above
+    except StalePlanError as exc:  # e.g. another process applied the sync since this run planned it
+        yield not_applied(context, target, name, "stale", exc.message)
+        return
+    if report.status == "busy":
+        yield not_applied(context, target, name, "busy", report.reason or "busy")
+        return
+    if report.status == "failed":
+        raise dg.Failure(description=f"sync {name} failed: {report.reason}",
+                         metadata={"plan_hash": report.plan_hash, "added": report.added, "removed": report.removed,
+                                   **error_metadata(report)})
+    latencies = eng.ledger.suppression_latencies(time.time() - 86_400, sync=name)
+    yield dg.MaterializeResult(asset_key=target, metadata=events.sync_metadata(
+        report, audience_size=eng.ledger.held_count(name), latencies=latencies))
 
 
 def lease_label(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> str:
@@ -150,11 +152,12 @@ def lease_label(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> st
     return f"Dagster run {context.run.run_id[:8]}"
 
 
-def not_applied(context: dg.AssetExecutionContext, name: str, status: str, reason: str) -> dg.AssetObservation:
+def not_applied(context: dg.OpExecutionContext | dg.AssetExecutionContext, key: dg.AssetKey, name: str, status: str,
+                reason: str) -> dg.AssetObservation:
     """A sync this run did not apply (``busy``: another process holds it; ``stale``: its plan is overtaken): a
     warning in the log and an observation on the asset saying why; nothing was sent."""
     context.log.warning(f"sync {name} not applied ({status}): {reason}")
-    return dg.AssetObservation(asset_key=context.asset_key, metadata={"status": status, "note": reason})
+    return dg.AssetObservation(asset_key=key, metadata={"status": status, "note": reason})
 
 
 def error_metadata(report) -> dict[str, dg.MetadataValue]:

@@ -58,6 +58,7 @@ class SyncReport(ApplyReport):
     plan_seconds: float = 0.0
     retained: dict[str, int] = field(default_factory=dict)  # leavers kept (one person with a stayer), by reason
     settled: int = 0  # rows of batches an interrupted run left unrecorded, sent again first (syncer.delivery.settle)
+    no_consent: int = 0  # segment members left out: their consent on the sync's channel does not let it send
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -567,6 +568,7 @@ class Engine:
         report = SyncReport(sync=plan.sync, status="ok", members=plan.members, plan_hash=plan_hash,
                             retried=plan.retried, plan_seconds=plan.stats.get("plan_seconds", 0.0))
         report.retained = dict(plan.stats.get("retained", {}))
+        report.no_consent = int(plan.stats.get("no_consent", 0))
         sync_run_id = self.ledger.start_sync_run(run_id, plan.sync, plan_hash=plan_hash, members=plan.members)
         try:
             return self._gate_and_send(plan, approve, on_batch, report, sync_run_id, started)

@@ -98,11 +98,13 @@ class SuppressionRecords:
                           suppression_events.c.converted_at).where(suppression_events.c.outcome == "pending")
             return [tuple(row) for row in conn.execute(q)]
 
-    def suppression_latencies(self, since: float = 0.0) -> list[float]:
-        """Seconds from conversion to the destination's acknowledgement, for removes that happened."""
+    def suppression_latencies(self, since: float = 0.0, sync: str | None = None) -> list[float]:
+        """Seconds from conversion to the destination's acknowledgement, for removes that happened (of ``sync``)."""
         with self.engine.connect() as conn:
             q = sa.select(suppression_events.c.acked_at - suppression_events.c.converted_at).where(
                 suppression_events.c.outcome == "removed", suppression_events.c.acked_at >= since)
+            if sync is not None:
+                q = q.where(suppression_events.c.sync == sync)
             return [float(v) for (v,) in conn.execute(q)]
 
     # --- cursors: how far the conversion follower has read ------------------------------------

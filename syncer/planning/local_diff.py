@@ -109,6 +109,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
             plan.held_before = load_held(con, "_held", ledger, sync_name, snapshots)
             members, duplicates, stale, unchanged, candidates = _local_changes(con, data, shape, plan.held_before,
                                                                                resend_all, chunk_rows)
+            plan.stats["no_consent"] = _scalar(con, f"""SELECT count(*) FROM {data.table} s WHERE s.member_key IS NOT NULL
+                AND s.member_key <> '' AND NOT ({shape.wanted})""")  # left out: "where did 265 members go?"
         else:
             plan.held_before = warehouse.catch_up(ledger, sync_name)
             found = warehouse.diff(con, source=data.table, sync_name=sync_name, shape=shape, suppressed=suppressed,

@@ -86,19 +86,31 @@ def test_materialize_syncs_the_segment_and_reports_the_figures(project: Path, sa
     assert TOKEN not in repr(result.all_events)  # no secret in any event, tag or metadata
 
 
-def test_a_tripped_gate_blocks_the_sync_until_approved(project: Path, sandbox: Sandbox) -> None:
+def test_a_tripped_gate_holds_the_sync_as_a_state_and_its_approve_job_lets_it_through(project: Path, sandbox: Sandbox) -> None:
+    """Before: the run failed with a DagsterAssetCheckFailedError, the sync asset kept the last run's figures
+    and approving meant typing a tag in the Launchpad. Now the run succeeds, the sync reads ``held`` with the
+    reason and gate figures, and the job ``approve_buyers_sync`` (one click in the UI) sends that change."""
     defs = build_definitions(project)
     assert dg.materialize(everything(defs)).success
     write_customers(project / "warehouse.duckdb", emails(range(1, 51)))
     before = sandbox.meta.request_count
     held = dg.materialize(everything(defs), raise_on_error=False)
-    assert "dest/buyers_sync" not in materialized(held)
+    assert held.success  # a hold is an answer, not a crash
     [check] = [e for e in held.get_asset_check_evaluations() if e.check_name == "gates"]
-    assert not check.passed and "max_removal_pct" in check.description
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and "max_removal_pct" in check.description
+    meta = metadata_of(held, "dest/buyers_sync")
+    assert (meta["status"], meta["added"], meta["removed"], meta["audience_size"]) == ("held", 0, 0, 100)
+    figures = "50 removals are 50.0% of the 100 members held, above the limit of 10%"
+    assert figures in meta["note"] and f"| max_removal_pct | **held** | {figures} |" in meta["gates"]
+    assert "approve_buyers_sync" in meta["approve"]
     assert sandbox.meta.request_count == before and len(sandbox.meta.members("1001")) == 100
-    approved = dg.materialize(everything(defs), tags={"syncer/approve": "buyers_sync"})
-    assert "dest/buyers_sync" in materialized(approved)
-    assert metadata_of(approved, "dest/buyers_sync")["removed"] == 50
+    approve = defs.resolve_job_def("approve_buyers_sync")
+    assert approve.tags["syncer/approve"] == "buyers_sync"
+    approved = approve.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert approved.success
+    meta = metadata_of(approved, "dest/buyers_sync")
+    assert (meta["status"], meta["removed"], meta["audience_size"]) == ("ok", 50, 50)
+    assert meta["note"].startswith("approved: max_removal_pct: 50 removals")
     assert len(sandbox.meta.members("1001")) == 50
 
 
