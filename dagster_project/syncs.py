@@ -91,6 +91,8 @@ def _sync_step(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefini
             eng.lease_label = lease_label(context)
             made = eng.build_plan([name], segment_files={sync.segment: segment_file} if segment_file.exists() else None,
                                   resend_all=context.run.tags.get("syncer/resend_all") == "true")
+            if name in made.failed:
+                raise dg.Failure(description=f"sync {name} not planned: {made.failed[name]}")
             [p] = made.syncs
             if plan in context.selected_asset_keys:
                 yield dg.MaterializeResult(asset_key=plan, metadata=_plan_metadata(p))

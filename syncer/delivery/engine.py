@@ -183,27 +183,48 @@ class Engine:
             plans: list[SyncPlan] = []
             read_at = self.clock()  # before the read: a suppression recorded from here on is re-read by apply
             suppressions = self.ledger.active_suppressions()
+            failed: dict[str, str] = {}
+            broken: dict[str, ConfigError] = {}
             for name in names:
-                sync = project.syncs[name]
-                segment = project.segments[sync.segment]
-                if sync.segment not in loaded:
-                    loaded[sync.segment] = (self._warehouse_segment(warehouse, sync.segment) if warehouse else
-                                            self._load(con, sync.segment, segment_files.get(sync.segment)))
-                    self._release_leavers(con, warehouse, loaded[sync.segment], suppressions)
-                capabilities = capabilities_of(project.destinations[sync.destination])
-                suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
-                sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
-                                      region=segment.phone_region or project.config.default_region,
-                                      ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
-                                      consent_marker=capabilities.consent_marker,
-                                      cache_dir=project.state_dir / "snapshots", resend_all=resend_all,
-                                      spill_dir=self.spill_dir, warehouse=warehouse,
-                                      match_keys=capabilities.match_keys if capabilities.can_remove else frozenset())
-                sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
-                sync_plan.planned_at = read_at
-                sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
-                plans.append(sync_plan)
-            return Plan(syncs=plans, project_fingerprint=project.fingerprint())
+                try:
+                    plans.append(self._plan_one(con, warehouse, name, loaded, broken, segment_files, suppressions,
+                                                resend_all))
+                except ConfigError as exc:  # a broken segment (its query failed...) fails its own syncs only
+                    failed[name] = exc.message
+                    log.warning("sync %s not planned: %s", name, exc.message)
+                    continue
+                plans[-1].planned_at = read_at
+            return Plan(syncs=plans, project_fingerprint=project.fingerprint(), failed=failed)
+
+    def _plan_one(self, con: duckdb.DuckDBPyConnection, warehouse: WarehouseDiff | None, name: str,
+                  loaded: dict[str, SegmentData], broken: dict[str, ConfigError], segment_files: dict[str, Path],
+                  suppressions: list[tuple[str, str]], resend_all: bool) -> SyncPlan:
+        """Plan one sync of ``build_plan``, extracting its segment on first use."""
+        project = self.project
+        sync = project.syncs[name]
+        segment = project.segments[sync.segment]
+        if sync.segment in broken:
+            raise broken[sync.segment]
+        if sync.segment not in loaded:
+            try:
+                loaded[sync.segment] = (self._warehouse_segment(warehouse, sync.segment) if warehouse else
+                                        self._load(con, sync.segment, segment_files.get(sync.segment)))
+            except ConfigError as exc:  # once per segment, not once per sync of it
+                broken[sync.segment] = exc
+                raise
+            self._release_leavers(con, warehouse, loaded[sync.segment], suppressions)
+        capabilities = capabilities_of(project.destinations[sync.destination])
+        suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
+        sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
+                              region=segment.phone_region or project.config.default_region,
+                              ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
+                              consent_marker=capabilities.consent_marker,
+                              cache_dir=project.state_dir / "snapshots", resend_all=resend_all,
+                              spill_dir=self.spill_dir, warehouse=warehouse,
+                              match_keys=capabilities.match_keys if capabilities.can_remove else frozenset())
+        sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
+        sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
+        return sync_plan
 
     def _release_leavers(self, con: duckdb.DuckDBPyConnection, warehouse: WarehouseDiff | None, data: SegmentData,
                          suppressions: list[tuple[str, str]]) -> None:
@@ -515,7 +536,8 @@ class Engine:
             run_id = self.ledger.start_run(command)
             self.leases.note_run(run_id)
             try:
-                reports = [self._busy(run_id, p.sync, p.members, holding.busy[p.sync]) if p.sync in holding.busy else
+                reports = [self._not_planned(run_id, sync, reason) for sync, reason in plan.failed.items()]
+                reports += [self._busy(run_id, p.sync, p.members, holding.busy[p.sync]) if p.sync in holding.busy else
                            unsettled[p.sync] if p.sync in unsettled else
                            _with_settled(self._apply_held(run_id, p, approve, on_batch), settled.get(p.sync))
                            for p in plan.syncs]
@@ -537,6 +559,14 @@ class Engine:
             plan = _but(plan, syncs=[fresh.get(p.sync, p) for p in plan.syncs])
         self.check_fresh(_but(plan, syncs=[p for p in plan.syncs if p.sync in held]))
         return plan
+
+    def _not_planned(self, run_id: int, sync: str, reason: str) -> SyncReport:
+        """A sync whose plan could not be made (``Plan.failed``): recorded as failed; nothing was sent."""
+        report = SyncReport(sync=sync, status="failed", reason=reason, error=reason, error_class="ConfigError",
+                            error_fault="operator")
+        sync_run_id = self.ledger.start_sync_run(run_id, sync, plan_hash=None, members=None)
+        self.ledger.finish_sync_run(sync_run_id, status="failed", reason=reason, **_error_columns(report))
+        return report
 
     def _busy(self, run_id: int, sync: str, members: int, lease: Lease) -> SyncReport:
         """A sync another process holds: nothing sent; recorded and reported as ``busy``, naming the holder."""

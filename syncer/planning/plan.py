@@ -76,6 +76,9 @@ class Plan:
     syncs: list[SyncPlan]
     project_fingerprint: str
     created_at: float = field(default_factory=time.time)
+    # syncs that could not be planned (their segment's query failed...): sync -> the operator's message;
+    # the others go on without them
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def content_hash(self) -> str:

@@ -306,3 +306,20 @@ def test_a_conversion_during_a_slow_apply_is_not_undone_by_it(project: Path) -> 
     assert "20" not in held_keys() and report.added == 24 and report.suppressed == 1
     [again] = make_engine(project).run()
     assert (again.added, again.requests) == (0, 0) and "20" not in held_keys()
+
+
+def test_a_broken_segment_fails_only_its_own_syncs(project: Path) -> None:
+    """Before: one segment's failing query aborted every sync of the run. Now the others are planned and sent,
+    and the broken one is failed with the warehouse's words, in the report and in history."""
+    (project / "segments" / "lapsed.yml").write_text(
+        "sql: SELECT * FROM customers WHERE no_such_column\nmember_key: customer_id\nidentifiers: {email: email}\n")
+    (project / "syncs" / "lapsed_sync.yml").write_text(
+        "segment: lapsed\ndestination: dest\naudience_id: '1002'\nidentifiers: [email]\n")
+    engine = Engine(load_project(project))
+    reports = {r.sync: r for r in engine.run()}
+    assert (reports["buyers_sync"].status, reports["buyers_sync"].added) == ("ok", 25)
+    broken = reports["lapsed_sync"]
+    assert broken.status == "failed" and "segment 'lapsed': the query failed" in broken.reason
+    assert "no_such_column" in broken.reason and "1002" not in FakeDestination.audiences
+    [row] = [r for r in engine.ledger.history(limit=5) if r["sync"] == "lapsed_sync"]
+    assert row["status"] == "failed" and "segment 'lapsed'" in row["reason"]
