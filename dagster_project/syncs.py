@@ -49,15 +49,14 @@ def pool_for(destination: str) -> str:
 
 
 def destination_definitions(project: Project, destination: str) -> dg.Definitions:
-    """All assets, checks and approve jobs for the syncs of one destination."""
-    assets, checks, jobs = [], [], []
+    """All assets (with their checks) and approve jobs for the syncs of one destination."""
+    assets, jobs = [], []
     for name, sync in sorted(project.syncs.items()):
         if sync.destination != destination:
             continue
         assets.append(_sync_step(project, name, sync))
-        checks.append(_freshness_check(project, name, sync))
         jobs.append(_approve_job(name, sync))
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs)
+    return dg.Definitions(assets=assets, jobs=jobs)
 
 
 def _approve_job(name: str, sync: SyncConfig):
@@ -83,7 +82,10 @@ def _sync_step(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefini
                             description=events.sync_description(project, name), skippable=True,
                             metadata={"audience_id": sync.audience_id or "", "mode": sync.mode})],
         check_specs=[dg.AssetCheckSpec("gates", asset=plan,
-                                       description="Zero-row guard, removal limits and minimum size; a failure holds the sync")])
+                                       description="Zero-row guard, removal limits and minimum size; a failure holds the sync"),
+                     dg.AssetCheckSpec("recent_success", asset=target,
+                                       description=f"The sync succeeded within its segment's cadence"
+                                                   f" ({project.segments[sync.segment].cadence}) plus one period of grace")])
     def _step(context: dg.AssetExecutionContext) -> Iterator:
         proj = load_project(project.root)
         segment_file = location.segment_file(proj, context.run.run_id, sync.segment)
@@ -106,8 +108,10 @@ def _sync_step(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefini
                 metadata={"gates": dg.MetadataValue.json([g.__dict__ for g in gates]), "approved": approved})
             if reason and not approved:
                 yield dg.MaterializeResult(asset_key=target, metadata=_held(eng, p, gates, reason))
-                return
-            yield from _apply(context, eng, made, name, target)
+            else:
+                yield from _apply(context, eng, made, name, target)
+            if dg.AssetCheckKey(target, "recent_success") in context.selected_asset_check_keys:
+                yield _freshness(eng, name, project.segments[sync.segment].cadence, target)
 
     return _step
 
@@ -172,25 +176,19 @@ def error_metadata(report) -> dict[str, dg.MetadataValue]:
             "error_detail": dg.MetadataValue.text(report.error_detail or "no detail")}
 
 
-def _freshness_check(project: Project, name: str, sync: SyncConfig) -> dg.AssetChecksDefinition:
+def _freshness(eng: Engine, name: str, cadence: str, target: dg.AssetKey) -> dg.AssetCheckResult:
+    """Whether the sync succeeded within its segment's cadence plus one period of grace, judged at the end of
+    each of its steps: a sync held or failing for days says so on every run."""
     from dagster_project.segments import cron_for
 
-    cadence = project.segments[sync.segment].cadence
-
-    @dg.asset_check(asset=sync_key(sync.destination, name), name="recent_success",
-                    description=f"The sync succeeded within its segment's cadence ({cadence}) plus one period of grace")
-    def _fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        proj = load_project(project.root)
-        with Engine(proj) as eng:
-            last = eng.ledger.last_success(name)
-        allowed = 2 * _period_seconds(cron_for(cadence))
-        age = None if last is None else time.time() - last
-        passed = age is not None and age <= allowed
-        return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata={
-            "last_success_age_seconds": round(age, 1) if age is not None else -1, "allowed_seconds": allowed},
-            description="fresh" if passed else ("never succeeded" if age is None else f"last success {age / 60:.0f} min ago"))
-
-    return _fresh
+    last = eng.ledger.last_success(name)
+    allowed = 2 * _period_seconds(cron_for(cadence))
+    age = None if last is None else time.time() - last
+    passed = age is not None and age <= allowed
+    return dg.AssetCheckResult(asset_key=target, check_name="recent_success", passed=passed,
+                               severity=dg.AssetCheckSeverity.WARN, metadata={
+        "last_success_age_seconds": round(age, 1) if age is not None else -1, "allowed_seconds": allowed},
+        description="fresh" if passed else ("never succeeded" if age is None else f"last success {age / 60:.0f} min ago"))
 
 
 def _period_seconds(cron: str) -> int:
