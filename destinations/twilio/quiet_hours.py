@@ -16,8 +16,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-from phonenumbers import geocoder
-from phonenumbers import timezone as phone_timezone
 
 __all__ = ["has_time_zone", "in_quiet_hours"]
 
@@ -50,6 +48,10 @@ def _state_window(state: str, weekday: int) -> tuple[int, int]:
 @lru_cache(maxsize=65_536)
 def _locate(phone: str) -> tuple[tuple[str, ...], frozenset[str]]:
     """(IANA time zones, stricter US states) for an E.164 number; zones empty when unknown."""
+    # imported here: loading the geocoder and time-zone data takes ~0.5 s, paid only when a text is due
+    from phonenumbers import geocoder
+    from phonenumbers import timezone as phone_timezone
+
     number = phonenumbers.parse(phone, None)
     zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if z != phone_timezone.UNKNOWN_TIMEZONE)
     states: set[str] = set()
