@@ -31,6 +31,7 @@ from destinations.base import AudienceRef
 from syncer.delivery.apply import ApplyReport, RetryPolicy, remember_wait, send_and_commit
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError, SyncError, TransientError
+from syncer.ledger.suppressions import percentiles
 from syncer.project.project import Project
 
 CURSOR = "conversions"
@@ -249,14 +250,3 @@ class Suppressor:
                 if on_result:
                     on_result(result)
             time.sleep(interval)
-
-
-def percentiles(values: list[float], points=(50, 95, 99)) -> dict[str, float]:
-    """Nearest-rank percentiles, plus the max, in seconds."""
-    if not values:
-        return {}
-    ordered = sorted(values)
-    out = {f"p{p}": round(ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))], 3) for p in points}
-    out["max"] = round(ordered[-1], 3)
-    out["count"] = len(ordered)
-    return out

@@ -118,3 +118,14 @@ class SuppressionRecords:
             updated = conn.execute(cursors.update().where(cursors.c.name == name).values(value=value, updated_at=time.time()))
             if not updated.rowcount:
                 conn.execute(cursors.insert().values(name=name, value=value, updated_at=time.time()))
+
+
+def percentiles(values: list[float], points=(50, 95, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles, plus the max, in seconds: of ``suppression_latencies``, for `status`."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    out = {f"p{p}": round(ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))], 3) for p in points}
+    out["max"] = round(ordered[-1], 3)
+    out["count"] = len(ordered)
+    return out
