@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# DAGSTER_HOME: the demo's runs show in `make ui` too (one history), as the runs of any CLI with it set
 demo: $(STAMP)
-	$(BIN)/syncer demo
+	@mkdir -p .dagster_home && cp -n dagster_project/dagster.yaml .dagster_home/dagster.yaml || true
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/syncer demo
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 -q
@@ -32,13 +34,15 @@ SANDBOX_SECRETS := SANDBOX_META_TOKEN=sandbox-meta-token SANDBOX_DATAMANAGER_KEY
 	SANDBOX_KLAVIYO_KEY=sandbox-klaviyo-key SANDBOX_TWILIO_ACCOUNT_SID=AC00000000000000000000000000000001 \
 	SANDBOX_TWILIO_KEY=sandbox-twilio-key
 
-# Dagster UI on the demo project with the sandbox emulators, both on 127.0.0.1; Ctrl-C stops both.
+# Dagster UI on the demo project with the sandbox emulators, both on 127.0.0.1; Ctrl-C (or a SIGTERM to
+# make or to the launcher, with or without a terminal) stops both: scripts/ui.py. Lines start with @ so
+# make does not echo the sandbox tokens.
 ui: $(STAMP)
 	@test -f examples/demo/warehouse.duckdb || $(BIN)/syncer -p examples/demo sample-data --customers 20000
 	@mkdir -p .dagster_home && cp -n dagster_project/dagster.yaml .dagster_home/dagster.yaml || true
-	$(SANDBOX_SECRETS) DAGSTER_HOME=$(CURDIR)/.dagster_home SYNCER_PROJECT=$(CURDIR)/examples/demo \
-	bash -c '$(BIN)/syncer -p examples/demo sandbox & sandbox=$$!; trap "kill $$sandbox" EXIT; \
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions'
+	@echo "starting the sandbox and dagster dev on examples/demo (tokens: syncer/demo/setup.py SANDBOX_SECRETS)"
+	@$(SANDBOX_SECRETS) DAGSTER_HOME=$(CURDIR)/.dagster_home \
+	$(BIN)/python scripts/ui.py --project examples/demo --port $(or $(UI_PORT),3000) --sandbox-port $(or $(SANDBOX_PORT),8510)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py

@@ -222,8 +222,10 @@ class MetaAudienceDestination(Destination):
                                f" {ctx.credential_env}", detail=detail)
         if code == 100 and sub == 33:
             thing = f"audience {audience_id}" if audience_id else "the requested object"
+            create = (", or let the syncer create it with `create_audience:` (and no audience_id) in the sync's file"
+                      if audience_id else "")
             return ConfigError(f"Meta {thing} does not exist in ad account {account} (or this token cannot see it): check the"
-                               f" sync's audience_id and ad_account_id of destination '{name}'", detail=detail)
+                               f" sync's audience_id and ad_account_id of destination '{name}'{create}", detail=detail)
         if code == 100 and sub == 1713230:
             return ConfigError(f"Meta flagged {_what(ctx)} (operation_status 471): resolve its restrictions in Audience"
                                " Manager or create a new audience", detail=detail)

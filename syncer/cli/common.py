@@ -100,3 +100,18 @@ class exit_on_sync_error:
         # soft_wrap: a path is never broken across lines; escape: a path's [brackets] are not markup
         err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)
+
+
+def echo_to_dagster(engine, reports, command: str) -> None:
+    """With ``$DAGSTER_HOME`` set, the run's syncs appear in the Dagster UI too (one history); the ledger has
+    them already, so a Dagster instance that cannot be written is a warning, never a failed run."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    from syncer.reporting.dagster_events import report_cli_run
+
+    try:
+        sizes = {r.sync: engine.ledger.held_count(r.sync) for r in reports}
+        report_cli_run(engine.project, reports, command=command, audience_sizes=sizes)
+    except Exception as exc:  # noqa: BLE001 - any fault of the instance: the run itself is done and recorded
+        err.print(f"[yellow]warning[/]: could not report this run to Dagster (DAGSTER_HOME={os.environ['DAGSTER_HOME']}):"
+                  f" {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", highlight=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from syncer.cli.common import console, project_from
+from syncer.cli.common import console, echo_to_dagster, project_from
 from syncer.cli.output import print_summary
 
 _DEMO_STEPS = (("2. first run: every member is added", None),
@@ -41,7 +41,7 @@ def sandbox(ctx: click.Context, host: str, port: int, state_file: str | None) ->
     state = Path(state_file) if state_file else (project.state_dir if project else Path(".syncer")) / "sandbox.json"
     state.parent.mkdir(parents=True, exist_ok=True)
     sb = start_sandbox(project, port, host=host, state_file=state)
-    console.print(f"sandbox serving at {sb.url} (Meta Graph API); state in {state}; Ctrl-C to stop")
+    console.print(f"{sb.banner()}\nstate in {state}; Ctrl-C to stop", highlight=False, markup=False, soft_wrap=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -122,6 +122,7 @@ def _demo_step(project, sandbox, title: str, mutate: float | None) -> int:
     before = _sandbox_requests(sandbox)
     with Engine(project) as engine:
         reports = engine.run()
+        echo_to_dagster(engine, reports, "demo")
     console.print(f"[bold]{title}[/] ({_sandbox_requests(sandbox) - before} requests reached the emulators)")
     return print_summary(reports)
 

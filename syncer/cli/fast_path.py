@@ -7,11 +7,12 @@ read, the member is removed from the audiences their rule names, and the timing 
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
 
-from syncer.cli.common import console, exit_on_sync_error, project_from
+from syncer.cli.common import EXIT_FAILED, console, err, exit_on_sync_error, project_from
 
 
 @click.command()
@@ -39,7 +40,7 @@ def suppress(ctx: click.Context, follow: bool, seconds: float | None) -> None:
             _print_result(result)
 
     try:
-        with exit_on_sync_error():
+        with exit_on_sync_error(), _source_failures(project):
             if follow:
                 console.print(f"following {project.config.conversions.table} every "
                               f"{project.config.conversions.poll_interval_ms} ms; Ctrl-C to stop")
@@ -55,6 +56,57 @@ def suppress(ctx: click.Context, follow: bool, seconds: float | None) -> None:
     if ctx.obj["json"]:
         click.echo(json.dumps({"handled": [{"conversion": r.conversion.conversion_id, "member_key": r.conversion.member_key,
                                             "outcomes": r.outcomes, "seconds": r.seconds} for r in handled]}))
+
+
+class _source_failures:
+    """A conversions source the database cannot read (no such table, refused login) ends the command with one
+    line naming the table and the database, and what to do: its traceback helps nobody."""
+
+    def __init__(self, project) -> None:
+        self.project = project
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        import sqlalchemy as sa
+        from rich.markup import escape
+
+        if not isinstance(exc, sa.exc.SQLAlchemyError):
+            return False
+        err.print(f"[bold red]error:[/] {escape(_conversions_failure(self.project, exc))}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _conversions_failure(project, exc: Exception) -> str:
+    """One line for a conversions source that failed: which table in which database (never its password), why."""
+    import sqlalchemy as sa
+
+    source = project.config.conversions
+    url = sa.make_url(project.conversions_url())
+    where = f"database {url.database} ({url.render_as_string(hide_password=True)})"
+    setting = "conversions.url" if source.url else "warehouse_url (conversions.url is not set)"
+    if _table_missing(url, source.table):
+        return (f"the conversions table '{source.table}' does not exist in the {where}: create it there (your own systems"
+                f" write conversions to it; for a try-out, `syncer convert MEMBER_KEY` creates it), or point"
+                f" conversions.table / {setting} in syncer.yml at the table that holds them")
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return (f"cannot read the conversions table '{source.table}' in the {where}: {reason}; check conversions in"
+            " syncer.yml and that this database accepts the syncer's login")
+
+
+def _table_missing(url, table: str) -> bool:
+    import sqlalchemy as sa
+
+    schema, _, name = table.rpartition(".")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return not sa.inspect(conn).has_table(name, schema=schema or None)
+    except sa.exc.SQLAlchemyError:
+        return False  # the database itself cannot be read: the caller says why
+    finally:
+        engine.dispose()
 
 
 def _print_result(result) -> None:

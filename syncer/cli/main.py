@@ -26,10 +26,12 @@ from syncer.cli.common import (  # noqa: F401  (console, err and the exit codes 
     EXIT_INVALID,
     EXIT_OK,
     console,
+    echo_to_dagster,
     engine_from,
     err,
     exit_code,
     exit_on_sync_error,
+    print_problems,
     project_from,
     wait_option,
 )
@@ -55,21 +57,52 @@ def cli(ctx: click.Context, project_dir: str, as_json: bool) -> None:
 @click.option("--online", is_flag=True, help="Also call each destination with its credentials (one cheap read each).")
 @click.pass_context
 def validate(ctx: click.Context, online: bool) -> None:
-    """Check every config file; report all problems with file and line (exit 2 if any)."""
-    project = project_from(ctx)
-    checks = _check_destinations(project) if online else {}
+    """Check every config file, and each segment's SQL against the warehouse (no rows read); report all
+    problems with file and line (exit 2 if any). Unset environment variables are warnings (exit 0)."""
+    from syncer.project.probe import probe_segments
+    from syncer.project.problems import Problem
+    from syncer.project.project import inspect_project
+
+    project, problems, warnings = inspect_project(ctx.obj["project_dir"])
+    if project is not None:  # the valid files of a project are probed even when others are broken
+        probe = probe_segments(project)
+        problems = sorted([*problems, *probe.problems], key=Problem._sort_key)
+        warnings = [*warnings, *probe.warnings]
+    checks = _check_destinations(project) if online and project is not None and not problems else {}
     failed = {name: message for name, message in checks.items() if message}
+    valid = project is not None and not problems and not failed
     if ctx.obj["json"]:
-        click.echo(json.dumps({"valid": not failed, "segments": sorted(project.segments),
-                               "destinations": sorted(project.destinations), "syncs": sorted(project.syncs),
-                               **({"online": {name: message or "ok" for name, message in checks.items()}} if online else {})}))
+        listed = {"segments": sorted(project.segments), "destinations": sorted(project.destinations),
+                  "syncs": sorted(project.syncs)} if valid or failed else {}
+        online_report = {"online": {name: message or "ok" for name, message in checks.items()}} if checks else {}
+        _report_validation(ctx, problems, warnings, valid=valid, **listed, **online_report)
     else:
-        console.print(f"[green]valid[/]: {len(project.segments)} segments, {len(project.destinations)} destinations, "
-                      f"{len(project.syncs)} syncs")
+        _report_validation(ctx, problems, warnings)
+        if not problems:
+            console.print(f"[green]valid[/]: {len(project.segments)} segments, {len(project.destinations)} destinations, "
+                          f"{len(project.syncs)} syncs" + (f" ({len(warnings)} warning(s) above)" if warnings else ""))
         for name, message in checks.items():
             console.print(f"  destination {name}: " + (f"[red]{message}[/]" if message else "[green]reachable, credentials accepted[/]"))
-    if failed:
+    if not valid:
         sys.exit(EXIT_INVALID)
+
+
+def _report_validation(ctx: click.Context, problems, warnings, *, valid: bool | None = None, **extra) -> None:
+    """Problems and warnings as ``file:line: field: message`` lines on stderr, or one JSON document on stdout."""
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"valid": not problems if valid is None else valid, "problems": _as_dicts(problems),
+                               "warnings": _as_dicts(warnings), **extra}))
+        return
+    if problems:
+        print_problems(problems, ctx.obj["project_dir"])
+    if warnings:
+        click.echo(f"{len(warnings)} warning(s) (validate still passes; fix them where syncs run):", err=True)
+        for warning in warnings:
+            click.echo(f"  {warning}", err=True)
+
+
+def _as_dicts(problems) -> list[dict]:
+    return [{"file": p.file, "line": p.line, "field": p.field, "message": p.message, "text": str(p)} for p in problems]
 
 
 def _check_destinations(project) -> dict[str, str | None]:
@@ -120,16 +153,34 @@ def plan(ctx: click.Context, syncs: tuple[str, ...], out: str | None) -> None:
     if ctx.obj["json"]:
         click.echo(json.dumps({"plan": str(folder), "plan_hash": the_plan.content_hash, "syncs": summarise(the_plan.syncs),
                                "samples": {p.sync: p.sample() for p in the_plan.syncs},
-                               "gates": {s: [g.reason for g in gs] for s, gs in gates.items()}}))
-        return
+                               "gates": {s: [g.reason for g in gs] for s, gs in gates.items()},
+                               "not_planned": the_plan.failed}))
+        sys.exit(EXIT_FAILED if the_plan.failed else EXIT_OK)
     console.print(plan_table(the_plan.syncs))
+    for sync, reason in the_plan.failed.items():
+        console.print(f"  [bold red]{sync} not planned[/]: {reason}", highlight=False)
     for p in the_plan.syncs:
         sample = p.sample()
         if sample["add"] or sample["remove"]:
             console.print(f"  {p.sync}: add e.g. {', '.join(sample['add']) or '-'}; remove e.g. {', '.join(sample['remove']) or '-'}")
         for g in gates[p.sync]:
             console.print(f"  [yellow]{p.sync} would be held[/]: {g.gate}: {g.reason}")
-    console.print(f"saved plan [bold]{the_plan.plan_id}[/] to {folder}\napply it with: syncer apply {folder}")
+    from rich.markup import escape
+
+    console.print(f"saved plan [bold]{the_plan.plan_id}[/] to {escape(str(folder))}\napply it with: "
+                  f"{escape(apply_command(engine.project.root, folder))}", highlight=False, soft_wrap=True)
+    if the_plan.failed:
+        sys.exit(EXIT_FAILED)
+
+
+def apply_command(root: Path, folder: Path) -> str:
+    """The `syncer apply` line that works pasted anywhere: the plan's absolute path, and ``-p`` unless the
+    project is the current folder (where `syncer` finds it without one)."""
+    import shlex
+
+    here = Path.cwd().resolve()
+    project = "" if root.resolve() == here and not os.environ.get("SYNCER_PROJECT") else f"-p {shlex.quote(str(root))} "
+    return f"syncer {project}apply {shlex.quote(str(Path(folder).resolve()))}"
 
 
 @cli.command()
@@ -145,7 +196,7 @@ def apply(ctx: click.Context, plan_path: str, approve: bool, lease_wait: float) 
     with exit_on_sync_error():
         the_plan = load_plan(Path(plan_path), spill_dir=engine.spill_dir)
         reports = _apply_with_progress(engine, the_plan, approve=approve, command="apply", quiet=ctx.obj["json"])
-    _finish(ctx, reports)
+    _finish(ctx, reports, engine, "apply")
 
 
 @cli.command()
@@ -159,7 +210,7 @@ def run(ctx: click.Context, syncs: tuple[str, ...], approve: bool, lease_wait: f
     with exit_on_sync_error():
         the_plan = engine.build_plan(syncs or None)
         reports = _apply_with_progress(engine, the_plan, approve=approve, command="run", quiet=ctx.obj["json"])
-    _finish(ctx, reports)
+    _finish(ctx, reports, engine, "run")
 
 
 def _apply_with_progress(engine, the_plan, *, approve: bool, command: str, quiet: bool):
@@ -173,7 +224,8 @@ def _apply_with_progress(engine, the_plan, *, approve: bool, command: str, quiet
                                  on_batch=lambda sync, op, n: progress.update(task, advance=n, description=f"{sync}: {op}"))
 
 
-def _finish(ctx: click.Context, reports) -> None:
+def _finish(ctx: click.Context, reports, engine, command: str) -> None:
+    echo_to_dagster(engine, reports, command)
     if ctx.obj["json"]:
         click.echo(json.dumps({"syncs": [r.as_dict() for r in reports]}, default=str))
         sys.exit(exit_code(reports))

@@ -26,7 +26,7 @@ def status(ctx: click.Context) -> None:
     project = project_from(ctx)
     ledger = Ledger(project.ledger_url())
     rows = [_status_row(ledger, name) for name in sorted(project.syncs)]
-    from syncer.delivery.fast_path import percentiles
+    from syncer.ledger.suppressions import percentiles
 
     latency = percentiles(ledger.suppression_latencies(since=time.time() - 86400))
     waits = {name: {"not_before": until, "reason": reason} for name, (until, reason) in ledger.waits().items()
@@ -97,14 +97,44 @@ def history(ctx: click.Context, sync: str | None, limit: int, detail: bool) -> N
 @click.option("--limit", default=50, show_default=True)
 @click.pass_context
 def jobs(ctx: click.Context, limit: int) -> None:
-    """Jobs platforms run after a sync (Google Customer Match): status and match-rate range, polled now."""
+    """Jobs platforms run after a sync (Google Customer Match): status and match-rate range, polled now.
+
+    A job still open that the platform did not answer this time (unreachable, refused, or a wait it asked
+    for) shows ``no answer`` with what is known of why, apart from one it answered is still pending."""
     from syncer.delivery.engine import Engine
 
     with Engine(project_from(ctx)) as engine:
+        polled_at = time.time()
         with exit_on_sync_error():
             engine.poll_jobs()
         rows = engine.ledger.jobs(limit)
+        waits = engine.ledger.waits()
+        rows = [{**row, **_answer(row, polled_at, waits, engine.project.destinations)} for row in rows]
     if ctx.obj["json"]:
         click.echo(json.dumps({"jobs": rows}, default=str))
         return
-    console.print(jobs_table(rows))
+    shown = [{**row, "status": row["status"] if row["answered"] else "no answer" + (
+        f" (last said {row['status']})" if row["last_answer_at"] else " (never answered)")} for row in rows]
+    console.print(jobs_table(shown))
+    for row in rows:
+        if not row["answered"]:
+            console.print(f"  {row['sync']}: job {row['job'][-48:]}: {row['not_answered_because']}", highlight=False,
+                          markup=False, soft_wrap=True)
+
+
+def _answer(row: dict, polled_at: float, waits: dict, destinations: dict) -> dict:
+    """Whether the platform answered for this job on this poll (or earlier, when it is final), and if not, why.
+
+    The ledger moves a job's ``updated_at`` only when the platform answers about it, so an open job not
+    touched since the poll began got no answer."""
+    if row["final"] or row["updated_at"] >= polled_at:
+        return {"answered": True, "last_answer_at": row["updated_at"], "not_answered_because": None}
+    if row["destination"] not in destinations:
+        why = f"destination '{row['destination']}' is no longer in the project, so nobody asks about it"
+    elif row["destination"] in waits:
+        not_before, reason = waits[row["destination"]]
+        why = f"not asked: the platform asked us to wait until {time.strftime('%H:%M:%S', time.localtime(not_before))} ({reason[:120]})"
+    else:
+        why = "the platform did not answer (unreachable or refused; `syncer validate --online` checks its credentials); run `syncer jobs` again later"
+    last = row["updated_at"] if row["status"] != "SUBMITTED" else None
+    return {"answered": False, "last_answer_at": last, "not_answered_because": why}

@@ -4,8 +4,10 @@
 and ``syncs/``: YAML with lines (``syncer.project.yaml_source``), secrets (``syncer.project.secrets``), then
 the pydantic model, whose errors ``syncer.project.messages`` rewrites. It then checks the files
 against each other: file names, a segment's ``sql_file``, that a sync's segment and destination
-exist, its identifiers are mapped by the segment, its mode fits the destination, and no two syncs
-share one audience. ``syncer.project.project.load_project`` wraps this and raises ``InvalidProjectError``.
+exist, its identifiers are mapped by the segment, its mode fits the destination, no two syncs
+share one audience, and every segment a conversion rule names exists. Environment variables the files
+refer to that are not set are kept apart as ``warnings`` (``syncer.project.env_refs``): they may be set
+where syncs run. ``syncer.project.project.load_project`` wraps this and raises ``InvalidProjectError``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from destinations.registry import capabilities_of
-from syncer.project.config import DestinationConfig, ProjectConfig, SegmentConfig, SyncConfig
+from syncer.project.config import ConversionSource, DestinationConfig, ProjectConfig, SegmentConfig, SyncConfig
+from syncer.project.env_refs import unset_variables
 from syncer.project.files import (
     DESTINATION,
     NAME,
@@ -64,6 +67,9 @@ class ProjectLoader:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []  # unset environment variables: fine here, needed where syncs run
+        self._project_doc: YamlDoc | None = None
+        self.valid_parts: ProjectParts | None = None  # every valid file, even when others have problems
         self.present: dict[str, set[str]] = {}  # folder -> every name that has a file, valid or not
 
     def load(self) -> ProjectParts | None:
@@ -76,14 +82,16 @@ class ProjectLoader:
             if loaded.model is not None:
                 self._check_sql_file(loaded)
         self._check_syncs(syncs, segments, destinations)
-        if self.problems or config is None:
-            return None
-        return ProjectParts(
-            config=config,
-            segments={name: item.model for name, item in segments.items()},
-            destinations={name: item.model for name, item in destinations.items()},
-            syncs={name: item.model for name, item in syncs.items()},
-        )
+        if config is not None and config.conversions is not None:
+            self._check_rule_segments(config.conversions)
+        if config is not None:
+            self.valid_parts = ProjectParts(
+                config=config,
+                segments={name: item.model for name, item in segments.items() if item.model is not None},
+                destinations={name: item.model for name, item in destinations.items() if item.model is not None},
+                syncs={name: item.model for name, item in syncs.items() if item.model is not None},
+            )
+        return None if self.problems else self.valid_parts
 
     def _load_project_file(self) -> ProjectConfig | None:
         found = [name for name in PROJECT_FILE_NAMES if (self.root / name).is_file()]
@@ -94,6 +102,7 @@ class ProjectLoader:
         for extra in found[1:]:
             self.problems.append(Problem(extra, None, "", f"both {found[0]} and {extra} exist; keep one"))
         loaded = self._load_file(self.root / found[0], PROJECT)
+        self._project_doc = loaded.doc if loaded else None
         return loaded.model if loaded else None
 
     def _load_folder(self, kind: FileKind) -> dict[str, _Loaded]:
@@ -141,6 +150,8 @@ class ProjectLoader:
         except ValidationError as exc:
             self.problems.extend(validation_problems(doc, kind, exc, claimed))
             model = None
+        if model is not None:
+            self.warnings.extend(unset_variables(doc))
         return _Loaded(doc, model)
 
     def _check_sql_file(self, loaded: _Loaded) -> None:
@@ -217,6 +228,22 @@ class ProjectLoader:
             message = (f"destination '{sync.destination}' ({config.type}) does not take identifier '{identifier}':"
                        f" remove it from 'identifiers' (it takes: {', '.join(sorted(accepted))})")
             self.problems.append(Problem(doc.file, doc.line(path), dotted(path), message))
+
+    def _check_rule_segments(self, source: ConversionSource) -> None:
+        """A rule naming a segment no file defines would suppress nobody from it, silently."""
+        doc = self._project_doc
+        present = self.present.get(SEGMENT.folder, set())
+        for r, rule in enumerate(source.rules):
+            for s, name in enumerate(rule.segments):
+                if name == "*" or name in present:
+                    continue
+                path = ("conversions", "rules", r, "segments", s)
+                close = difflib.get_close_matches(name, sorted(present), n=1, cutoff=0.6)
+                did_you_mean = f"; did you mean '{close[0]}'?" if close else ""
+                message = (f"unknown segment {quote(name)}{did_you_mean} (known: {', '.join(sorted(present)) or 'none'});"
+                           " name a file in segments/, or '*' for every segment")
+                self.problems.append(Problem(doc.file if doc else "syncer.yml", doc.line(path) if doc else None,
+                                             dotted(path), message))
 
     def _check_reference(self, doc: YamlDoc, field: str, name: str, kind: FileKind) -> None:
         present = self.present.get(kind.folder, set())

@@ -20,7 +20,11 @@ editor JSON Schemas. The work is done in:
   rewritten for people ("unknown key 'audiance_id'; did you mean 'audience_id'?").
 - ``syncer.project.files`` and ``syncer.project.loader``: the kinds of file, and the loader with its
   cross-file checks (a sync's segment and destination exist, its identifiers are mapped by the
-  segment, ``sql_file`` exists, no two syncs share one audience).
+  segment and taken by the destination, ``sql_file`` exists, no two syncs share one audience, a
+  conversion rule's segments exist).
+- ``syncer.project.env_refs``: environment variables the files name that are not set here; they are
+  ``warnings`` (set where syncs run, perhaps), never problems.
+- ``syncer.project.probe``: each segment's SQL run against the warehouse with no rows (``syncer validate``).
 
 Only PyYAML and pydantic are imported, so ``syncer validate`` starts fast.
 """
@@ -47,6 +51,7 @@ __all__ = [
     "InvalidProjectError",
     "Problem",
     "Project",
+    "inspect_project",
     "json_schemas",
     "load_project",
     "write_json_schemas",
@@ -56,8 +61,9 @@ __all__ = [
 class InvalidProjectError(ConfigError):
     """The project's files are invalid; fix every listed problem, then run again."""
 
-    def __init__(self, problems: list[Problem], root: Path | str) -> None:
+    def __init__(self, problems: list[Problem], root: Path | str, warnings: list[Problem] | None = None) -> None:
         self.problems = sorted(problems, key=Problem._sort_key)
+        self.warnings = sorted(warnings or [], key=Problem._sort_key)
         self.root = Path(root)
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the project at {self.root}:"
@@ -73,6 +79,9 @@ class Project:
     segments: dict[str, SegmentConfig]
     destinations: dict[str, DestinationConfig]
     syncs: dict[str, SyncConfig]
+    warnings: tuple[Problem, ...] = ()
+    """What may fail where syncs run but is fine to load: environment variables the files name that are
+    not set here (``syncer.project.env_refs``). ``syncer validate`` prints them."""
 
     @property
     def state_dir(self) -> Path:
@@ -154,23 +163,33 @@ def load_project(path: str | Path) -> Project:
     Raises:
         InvalidProjectError: with every problem found in every file, sorted by file and line.
     """
-    root = Path(path).expanduser().resolve()
-    if root.is_file() and root.name in PROJECT_FILE_NAMES:
-        root = root.parent
+    project, problems, warnings = inspect_project(path)
+    if problems or project is None:
+        raise InvalidProjectError(problems, _root(path), warnings)
+    return project
+
+
+def inspect_project(path: str | Path) -> tuple[Project | None, list[Problem], list[Problem]]:
+    """For ``syncer validate``: the project made of every *valid* file (None without a valid syncer.yml),
+    with every problem and warning of the folder, so checks beyond the files (the warehouse probe) can
+    look at the valid part of a project that also has broken files."""
+    root = _root(path)
     if not root.is_dir():
-        problem = Problem(str(path), None, "", "not a folder; expected a project folder holding syncer.yml")
-        raise InvalidProjectError([problem], root)
+        return None, [Problem(str(path), None, "", "not a folder; expected a project folder holding syncer.yml")], []
     loader = ProjectLoader(root)
-    parts = loader.load()
-    if loader.problems or parts is None:
-        raise InvalidProjectError(loader.problems, root)
-    return Project(
-        root=root,
-        config=parts.config,
-        segments=parts.segments,
-        destinations=parts.destinations,
-        syncs=parts.syncs,
-    )
+    loader.load()
+    parts = loader.valid_parts
+    warnings = sorted(loader.warnings, key=Problem._sort_key)
+    if parts is None:
+        return None, loader.problems, warnings
+    project = Project(root=root, config=parts.config, segments=parts.segments, destinations=parts.destinations,
+                      syncs=parts.syncs, warnings=tuple(warnings))
+    return project, loader.problems, warnings
+
+
+def _root(path: str | Path) -> Path:
+    root = Path(path).expanduser().resolve()
+    return root.parent if root.is_file() and root.name in PROJECT_FILE_NAMES else root
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -79,6 +79,19 @@ class Sandbox:
         """Base URL of one emulator, e.g. http://127.0.0.1:8510/klaviyo (Meta: the root)."""
         return self.url if name == "meta" else f"{self.url}/{name}"
 
+    def banner(self) -> str:
+        """Every emulator served and the ``endpoint:`` a destination file of each type names to reach it."""
+        # the URL ends the first line: scripts and tests read it from there
+        lines = [f"sandbox listening on {self.url}",
+                 "every platform's emulator; a destination file of each type reaches it with `endpoint:`"]
+        for spec in SPECS.values():
+            if spec.emulator and spec.mount is not None:
+                url = self.url_for(spec.mount or "meta")
+                fields = spec.sandbox_destination(url) if spec.sandbox_destination else {}
+                choice = f" (transport: {fields['transport']})" if "transport" in fields else ""  # Google's data_manager
+                lines.append(f"  {spec.type:<22} endpoint: {url}{choice}")
+        return "\n".join(lines)
+
     @property
     def url(self) -> str:
         if self._server is None:
@@ -314,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sandbox.start()
-    print(f"sandbox listening on {sandbox.url}", flush=True)
+    print(sandbox.banner(), flush=True)
     while not stop.wait(args.save_every):
         if sandbox.state_file is not None and sandbox.dirty:
             sandbox.save()

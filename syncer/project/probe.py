@@ -1,0 +1,181 @@
+"""Ask the warehouse about each segment's query without reading a row: what ``syncer validate`` can know
+before a run.
+
+Each segment's SQL is wrapped as ``SELECT * FROM (<sql>) AS probe LIMIT 0`` (``TOP 0`` on SQL Server,
+``WHERE 1 = 0`` on Oracle, which takes no ``AS`` before a table alias) and run through SQLAlchemy with the
+run's own ``sa.text``, so a syntax error, an unknown table and a column the segment's file names that the
+query does not return (``member_key``, an identifier, a consent or region column) are found with the
+file and line to fix. A warehouse the probe cannot reach at all (no network, a file not written yet, a
+dialect's package not installed) is said once, as a warning: the files may still be right.
+
+DuckDB and SQLite files are opened read-only and never created. The database's own message is kept to
+its first line, and the URL is only ever shown without its password.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncer.errors import ConfigError
+from syncer.project.problems import KeyPath, Problem, dotted
+from syncer.project.project import Project
+from syncer.project.yaml_source import YamlDoc, read_doc
+
+__all__ = ["ProbeResult", "probe_segments"]
+
+_WRAPS = {
+    "mssql": "SELECT TOP 0 * FROM (\n{sql}\n) AS probe",
+    "oracle": "SELECT * FROM (\n{sql}\n) probe WHERE 1 = 0",
+}
+_DEFAULT_WRAP = "SELECT * FROM (\n{sql}\n) AS probe LIMIT 0"
+
+
+@dataclass
+class ProbeResult:
+    problems: list[Problem] = field(default_factory=list)
+    """Queries the warehouse refused, columns the query does not return: a run would fail on them."""
+    warnings: list[Problem] = field(default_factory=list)
+    """The warehouse could not be reached (said once); nothing about the segments was checked."""
+
+
+def probe_segments(project: Project) -> ProbeResult:
+    """Run every segment's query with no rows against the project's warehouse; never raises for the
+    warehouse's sake (its failures are the result)."""
+    import sqlalchemy as sa
+
+    result = ProbeResult()
+    where = _project_file(project)
+    try:
+        url = project.warehouse_url()
+        engine = _engine(url)
+    except (ConfigError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        result.warnings.append(_unreachable(where, _first_line(exc), shown=project.config.warehouse_url))
+        return result
+    try:
+        with engine.connect() as conn:
+            for name in sorted(project.segments):
+                result.problems.extend(_probe_segment(conn, project, name))
+    except (sa.exc.SQLAlchemyError, OSError) as exc:  # connecting failed: the warehouse, not a segment
+        result.warnings.append(_unreachable(where, _first_line(exc), shown=_hidden(url)))
+    finally:
+        engine.dispose()
+    return result
+
+
+def _engine(url: str) -> Any:
+    """A SQLAlchemy engine that never writes: DuckDB read-only, SQLite through a read-only URI."""
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("duckdb", "sqlite") and parsed.database and not parsed.database.startswith(":"):
+        if not Path(parsed.database).is_file():
+            raise ConfigError(f"the database file {parsed.database} does not exist (yet)")
+        if backend == "duckdb":
+            return sa.create_engine(url, connect_args={"read_only": True})
+        return sa.create_engine(f"sqlite:///file:{Path(parsed.database).as_posix()}?mode=ro&uri=true")
+    if backend == "postgresql":  # an unreachable host would otherwise hang validate for minutes
+        return sa.create_engine(url, connect_args={"connect_timeout": 10})
+    return sa.create_engine(url)
+
+
+def _probe_segment(conn: Any, project: Project, name: str) -> list[Problem]:
+    import sqlalchemy as sa
+
+    segment = project.segments[name]
+    doc = _segment_doc(project, name)
+    sql_key = ("sql",) if segment.sql else ("sql_file",)
+    try:
+        sql = project.segment_sql(name).strip().rstrip(";").rstrip()
+    except OSError:  # a missing or unreadable sql_file: the loader already said so
+        return []
+    wrap = _WRAPS.get(conn.dialect.name, _DEFAULT_WRAP)
+    try:
+        returned = list(conn.execute(sa.text(wrap.format(sql=sql))).keys())
+    except sa.exc.DBAPIError as exc:
+        conn.rollback()  # PostgreSQL refuses every later statement of a failed transaction
+        if exc.connection_invalidated:
+            raise
+        where = "" if segment.sql else f" (in segments/{segment.sql_file})"
+        message = (f"the warehouse refused the query{where}: {_first_line(exc)}; fix the SQL (try it in the"
+                   " warehouse's own console), then validate again")
+        return [Problem(doc.file, doc.line(sql_key), dotted(sql_key), message)]
+    except sa.exc.StatementError as exc:  # e.g. a ':name' the query holds is read as a bind parameter
+        conn.rollback()
+        return [Problem(doc.file, doc.line(sql_key), dotted(sql_key), f"the query cannot be run: {_first_line(exc)}")]
+    return [Problem(doc.file, doc.line(path), dotted(path), _missing_column_message(column, returned))
+            for path, column in _named_columns(segment) if not _has_column(returned, column)]
+
+
+def _named_columns(segment: Any) -> list[tuple[KeyPath, str]]:
+    """Every column the segment's file names, with the key that names it; a run reads them all."""
+    named: list[tuple[KeyPath, str]] = [(("member_key",), segment.member_key)]
+    named += [(("identifiers", kind), column) for kind, column in segment.identifiers.items()]
+    if segment.phone_region_column:
+        named.append((("phone_region_column",), segment.phone_region_column))
+    for channel in ("ads", "email", "sms"):
+        column = getattr(segment.consent, channel)
+        if column:
+            named.append((("consent", channel), column))
+    return named
+
+
+def _has_column(returned: list[str], column: str) -> bool:
+    # as the run resolves them (syncer.planning.segment.resolve_columns): exact, else case-insensitive
+    return column in returned or column.lower() in {r.lower() for r in returned}
+
+
+def _missing_column_message(column: str, returned: list[str]) -> str:
+    close = difflib.get_close_matches(column, returned, n=1, cutoff=0.6)
+    did_you_mean = f"; did you mean '{close[0]}'?" if close else ""
+    shown = ", ".join(returned[:20]) + (", …" if len(returned) > 20 else "")
+    return (f"the query returns no column '{column}'{did_you_mean} (it returns: {shown or 'no columns'});"
+            " name one of its columns here, or add the column to the query")
+
+
+def _segment_doc(project: Project, name: str) -> YamlDoc:
+    """The segment's file with its lines (the project keeps only the models)."""
+    for suffix in (".yml", ".yaml"):
+        path = project.root / "segments" / f"{name}{suffix}"
+        if path.is_file():
+            doc = read_doc(path, f"segments/{path.name}", [], lambda: "")
+            if doc is not None:
+                return doc
+    return YamlDoc(f"segments/{name}.yml", lines={})
+
+
+def _project_file(project: Project) -> YamlDoc:
+    for name in ("syncer.yml", "syncer.yaml"):
+        path = project.root / name
+        if path.is_file():
+            doc = read_doc(path, name, [], lambda: "")
+            if doc is not None:
+                return doc
+    return YamlDoc("syncer.yml", lines={})
+
+
+def _unreachable(doc: YamlDoc, reason: str, *, shown: str) -> Problem:
+    message = (f"could not reach the warehouse {shown}: {reason}; the segments' SQL and columns were not checked"
+               " (validate again where the warehouse is reachable)")
+    return Problem(doc.file, doc.line(("warehouse_url",)), "warehouse_url", message)
+
+
+def _hidden(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(an unreadable URL)"
+
+
+def _first_line(exc: BaseException) -> str:
+    """The database's own words, first line, without SQLAlchemy's statement echo and background link."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(getattr(inner, "message", None) or inner).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(inner).__name__)
+    return re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:***@", first)[:300]
