@@ -155,7 +155,7 @@ def _apply(context: dg.AssetExecutionContext, eng: Engine, made, name: str, targ
 
 def lease_label(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> str:
     """How this run is named in the lease it takes, so another process's busy message points at it."""
-    return f"Dagster run {context.run.run_id[:8]}"
+    return f"Dagster run {context.run.run_id[:8]} ({context.run.job_name})"
 
 
 def not_applied(context: dg.OpExecutionContext | dg.AssetExecutionContext, key: dg.AssetKey, name: str, status: str,

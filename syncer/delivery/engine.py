@@ -634,7 +634,8 @@ class Engine:
                     for name, value in failure_fields(exc, self.scrub).items():
                         setattr(report, name, value)
             if reason:
-                report.reason = f"approved: {reason}"
+                # who let it through, where the engine knows (a Dagster run and its job; the CLI's --approve)
+                report.reason = f"approved{f' by {self.lease_label}' if self.lease_label else ''}: {reason}"
         report.duration = round(time.perf_counter() - started, 3)
         self.ledger.finish_sync_run(
             sync_run_id, status=report.status, reason=report.reason, added=report.added, removed=report.removed,

@@ -1,5 +1,6 @@
 """The Dagster code location built from config files: load, materialize, gates, approval, backfill."""
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -110,7 +111,8 @@ def test_a_tripped_gate_holds_the_sync_as_a_state_and_its_approve_job_lets_it_th
     assert approved.success
     meta = metadata_of(approved, "dest/buyers_sync")
     assert (meta["status"], meta["removed"], meta["audience_size"]) == ("ok", 50, 50)
-    assert meta["note"].startswith("approved: max_removal_pct: 50 removals")
+    assert re.fullmatch(r"approved by Dagster run [0-9a-f]{8} \(approve_buyers_sync\): max_removal_pct: 50 removals .*",
+                        meta["note"]), meta["note"]
     assert len(sandbox.meta.members("1001")) == 50
 
 
