@@ -1,10 +1,10 @@
 """Per destination: for each sync one step that plans, checks the gates and applies.
 
-    segments/<segment>  ->  <destination>/<sync>_plan  --[gates]-->  <destination>/<sync>
+    segments/<segment>  ->  <destination>/<sync>_plan  ->  <destination>/<sync>  [checks: gates, recent_success]
 
 The plan and the sync are two assets of one step (a ``multi_asset``), so a run pays Dagster's per-step
 cost once per sync; the plan alone can still be materialized (``can_subset``). A tripped gate holds the
-sync: nothing is sent, the ``gates`` check warns with the figures, and the sync asset is materialized with
+sync: nothing is sent, the sync's ``gates`` check warns with the figures, and the sync asset is materialized with
 ``status: held``, the reason and how to approve; the run succeeds, since a hold is an answer, not a crash.
 Approving is one click: each sync has a job ``approve_<sync>`` that plans again and lets that plan
 through (the run carries the tag ``syncer/approve=<sync>``, recorded in the ledger's history).
@@ -81,7 +81,8 @@ def _sync_step(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefini
                dg.AssetSpec(target, deps=[plan], group_name=sync.destination, owners=owners, kinds={destination.type},
                             description=events.sync_description(project, name), skippable=True,
                             metadata={"audience_id": sync.audience_id or "", "mode": sync.mode})],
-        check_specs=[dg.AssetCheckSpec("gates", asset=plan,
+        # on the sync, not the plan: a held sync's own page and lineage node then show the warning
+        check_specs=[dg.AssetCheckSpec("gates", asset=target,
                                        description="Zero-row guard, removal limits and minimum size; a failure holds the sync"),
                      dg.AssetCheckSpec("recent_success", asset=target,
                                        description=f"The sync succeeded within its segment's cadence"
@@ -103,7 +104,7 @@ def _sync_step(project: Project, name: str, sync: SyncConfig) -> dg.AssetsDefini
             gates = check_gates(p, proj.gates_for(name))
             reason, approved = held_reason(gates), location.approved(context.run.tags, name)
             yield dg.AssetCheckResult(
-                asset_key=plan, check_name="gates", passed=not reason or approved, severity=dg.AssetCheckSeverity.WARN,
+                asset_key=target, check_name="gates", passed=not reason or approved, severity=dg.AssetCheckSeverity.WARN,
                 description=(f"approved: {reason}" if approved else f"held: {reason}") if reason else "all gates passed",
                 metadata={"gates": dg.MetadataValue.json([g.__dict__ for g in gates]), "approved": approved})
             if reason and not approved:

@@ -43,8 +43,16 @@ def sync_metadata(report: SyncReport, *, audience_size: int, latencies: Sequence
     import dagster as dg
 
     retained = sum((report.retained or {}).values())
-    metadata: dict[str, Any] = {
-        "status": report.status, "audience_size": audience_size, "dagster/row_count": audience_size,
+    # what a person reads first comes first (Dagster keeps this order): the status, why, and what to do
+    metadata: dict[str, Any] = {"status": report.status}
+    if report.reason:
+        metadata["note"] = report.reason
+    if report.status == "held":
+        metadata["approve"] = dg.MetadataValue.md(
+            f"Nothing was sent. To let this plan's changes through, open **Jobs → {approve_job_name(report.sync)}** and"
+            f" click **Materialize all** (or run `syncer run --sync {report.sync} --approve`).")
+    metadata |= {
+        "audience_size": audience_size, "dagster/row_count": audience_size,
         "members": report.members, "added": report.added, "removed": report.removed, "rejected": report.rejected,
         "no_consent": report.no_consent, "retained": retained, "retried": report.retried, "deferred": report.deferred,
         "requests": report.requests, "settled": report.settled,
@@ -53,19 +61,14 @@ def sync_metadata(report: SyncReport, *, audience_size: int, latencies: Sequence
         "deferred_reasons": dg.MetadataValue.json(report.deferred_reasons or {}),
         "retained_reasons": dg.MetadataValue.json(report.retained or {}),
         "destination_counts": dg.MetadataValue.json(report.platform_counts or {}),
-        "plan_hash": report.plan_hash, "duration_seconds": round(report.duration + report.plan_seconds, 3),
+        # the plan's id as `syncer plan` prints it: the whole hash widens the table past the panel
+        "plan_id": report.plan_hash[:12], "duration_seconds": round(report.duration + report.plan_seconds, 3),
     }
     if latencies:
         metadata["suppression_p50_seconds"] = round(statistics.median(latencies), 3)
         metadata["suppression_max_seconds"] = round(max(latencies), 3)
     if report.gates:
         metadata["gates"] = dg.MetadataValue.md(gates_table(report))
-    if report.reason:
-        metadata["note"] = report.reason
-    if report.status == "held":
-        metadata["approve"] = dg.MetadataValue.md(
-            f"Nothing was sent. To let this plan's changes through, open **Jobs → {approve_job_name(report.sync)}** and"
-            f" click **Materialize all** (or run `syncer run --sync {report.sync} --approve`).")
     if report.error_class:
         metadata.update(error_class=dg.MetadataValue.text(report.error_class),
                         error_fault=dg.MetadataValue.text(report.error_fault or "caller"),
@@ -74,7 +77,8 @@ def sync_metadata(report: SyncReport, *, audience_size: int, latencies: Sequence
 
 
 def gates_table(report: SyncReport) -> str:
-    rows = "\n".join(f"| {g.gate} | {'passed' if g.passed else '**held**'} | {g.reason} |" for g in report.gates)
+    tripped = "**held**" if report.status == "held" else "approved"  # a tripped gate let through says so
+    rows = "\n".join(f"| {g.gate} | {'passed' if g.passed else tripped} | {g.reason} |" for g in report.gates)
     return "| gate | result | figures |\n|---|---|---|\n" + rows
 
 

@@ -82,7 +82,7 @@ def test_materialize_syncs_the_segment_and_reports_the_figures(project: Path, sa
     assert len(sandbox.meta.members("1001")) == 100
     meta = metadata_of(result, "dest/buyers_sync")
     assert (meta["added"], meta["removed"], meta["rejected"], meta["status"]) == (100, 0, 0, "ok")
-    assert len(meta["plan_hash"]) == 64 and meta["destination_counts"]["num_received"] == 100
+    assert len(meta["plan_id"]) == 12 and meta["destination_counts"]["num_received"] == 100
     assert metadata_of(result, "segments/buyers")["members"] == 100
     assert TOKEN not in repr(result.all_events)  # no secret in any event, tag or metadata
 
@@ -99,8 +99,10 @@ def test_a_tripped_gate_holds_the_sync_as_a_state_and_its_approve_job_lets_it_th
     assert held.success  # a hold is an answer, not a crash
     [check] = [e for e in held.get_asset_check_evaluations() if e.check_name == "gates"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and "max_removal_pct" in check.description
+    assert check.asset_key == dg.AssetKey(["dest", "buyers_sync"])  # the held sync's own page warns
     meta = metadata_of(held, "dest/buyers_sync")
     assert (meta["status"], meta["added"], meta["removed"], meta["audience_size"]) == ("held", 0, 0, 100)
+    assert list(meta)[:3] == ["status", "note", "approve"]  # read first, before the figures
     figures = "50 removals are 50.0% of the 100 members held, above the limit of 10%"
     assert figures in meta["note"] and f"| max_removal_pct | **held** | {figures} |" in meta["gates"]
     assert "approve_buyers_sync" in meta["approve"]
@@ -111,6 +113,7 @@ def test_a_tripped_gate_holds_the_sync_as_a_state_and_its_approve_job_lets_it_th
     assert approved.success
     meta = metadata_of(approved, "dest/buyers_sync")
     assert (meta["status"], meta["removed"], meta["audience_size"]) == ("ok", 50, 50)
+    assert f"| max_removal_pct | approved | {figures} |" in meta["gates"]
     assert re.fullmatch(r"approved by Dagster run [0-9a-f]{8} \(approve_buyers_sync\): max_removal_pct: 50 removals .*",
                         meta["note"]), meta["note"]
     assert len(sandbox.meta.members("1001")) == 50
