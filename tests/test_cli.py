@@ -191,9 +191,19 @@ def test_create_audience_makes_it_on_the_first_run_and_reuses_it(tmp_path: Path,
     created = [a for a in sandbox.meta.audiences() if a["name"] == "Buyers"]
     assert len(created) == 1 and created[0]["count"] == 20 and first["added"] == 20
     assert first["platform_counts"]["approximate_count_lower_bound"] == 20  # Meta's own view, after the change
+    assert first["created_audience"] == created[0]["id"]  # before: the new id was printed nowhere
     write_customers(tmp_path / "warehouse.duckdb", emails(1, 26))
     second = json.loads(syncer("-p", str(tmp_path), "--json", "run").stdout)["syncs"][0]
     assert second["added"] == 5 and len([a for a in sandbox.meta.audiences() if a["name"] == "Buyers"]) == 1
+    assert second["created_audience"] is None
+    other = tmp_path / "other"  # a second project, read as a person reads the summary
+    other.mkdir()
+    write_customers(other / "warehouse.duckdb", emails(1, 4))
+    meta_project(other, _port(sandbox))
+    (other / "syncs" / "buyers_sync.yml").write_text(sync_file.read_text().replace("name: Buyers", "name: Others"))
+    text = " ".join(syncer("-p", str(other), "run").stdout.split())
+    [made] = [a["id"] for a in sandbox.meta.audiences() if a["name"] == "Others"]
+    assert f'buyers_sync: created audience {made} (kept in the ledger; to pin it, put audience_id: "{made}"' in text
 
 
 def test_validate_online_calls_each_destination_and_names_the_variable_to_fix(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ class ApplyReport:
     error_detail: str | None = None
     suppressed: int = 0  # adds dropped because the member was suppressed (a conversion) after the plan was made
     left_segment: int = 0  # texts not sent: the member left the segment (or withdrew consent) after the plan
+    created_audience: str | None = None  # the id of the audience this apply created (``create_audience:``)
 
 
 class _Deferred(Exception):

@@ -249,6 +249,7 @@ class Engine:
             destination = self.destination(plan.destination)
             if destination.capabilities.at_most_once and (plan.adds or plan.removes):
                 self.check_known_ledger()
+            created = not plan.audience_id
             if not self.waiting(plan.destination):
                 self._ensure_audience(plan)
             jobs_before = len(destination.jobs) if isinstance(destination, RunsJobs) else 0
@@ -259,6 +260,9 @@ class Engine:
         except SyncError as exc:
             remember_wait(self.ledger, plan.destination, exc, now=self.clock())
             return ApplyReport(status="failed", error=exc.message, **failure_fields(exc, self.scrub))
+        if created and plan.audience_id:
+            result.created_audience = plan.audience_id
+            log.info("sync %s: created audience %s on %s", plan.sync, plan.audience_id, plan.destination)
         if isinstance(destination, RunsJobs):
             self.ledger.record_jobs(plan.destination, plan.sync, destination.jobs[jobs_before:])
         if (result.added or result.removed) and isinstance(destination, HasPlatformCounts) and not self.waiting(plan.destination):

@@ -64,6 +64,8 @@ def sync_metadata(report: SyncReport, *, audience_size: int, latencies: Sequence
         # the plan's id as `syncer plan` prints it: the whole hash widens the table past the panel
         "plan_id": report.plan_hash[:12], "duration_seconds": round(report.duration + report.plan_seconds, 3),
     }
+    if report.created_audience:
+        metadata["created_audience"] = report.created_audience
     if latencies:
         metadata["suppression_p50_seconds"] = round(statistics.median(latencies), 3)
         metadata["suppression_max_seconds"] = round(max(latencies), 3)
