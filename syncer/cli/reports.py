@@ -134,6 +134,8 @@ def _answer(row: dict, polled_at: float, waits: dict, destinations: dict) -> dic
     elif row["destination"] in waits:
         not_before, reason = waits[row["destination"]]
         why = f"not asked: the platform asked us to wait until {time.strftime('%H:%M:%S', time.localtime(not_before))} ({reason[:120]})"
+    elif row.get("poll_error"):
+        why = f"the platform did not answer: {row['poll_error']}; run `syncer jobs` again later"
     else:
         why = "the platform did not answer (unreachable or refused; `syncer validate --online` checks its credentials); run `syncer jobs` again later"
     last = row["updated_at"] if row["status"] != "SUBMITTED" else None

@@ -444,6 +444,7 @@ class Engine:
                 statuses = destination.poll_jobs(jobs)
             except SyncError as exc:
                 remember_wait(self.ledger, name, exc, now=self.clock())
+                self.ledger.note_unanswered(jobs, self.scrub(exc.message) or type(exc).__name__)  # `syncer jobs` says why
                 continue  # the next run asks again
             final = destination.final_statuses
             for job, status in statuses.items():

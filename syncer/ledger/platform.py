@@ -86,7 +86,12 @@ class PlatformJobs:
         with self.begin() as conn:
             conn.execute(platform_jobs.update().where(platform_jobs.c.job == job).values(
                 status=status, failure_reason=failure_reason, match_rate_range=match_rate_range, final=final,
-                updated_at=time.time()))
+                updated_at=time.time(), poll_error=None))
+
+    def note_unanswered(self, jobs: Sequence[str], reason: str) -> None:
+        """The last poll of ``jobs`` got no answer, for ``reason`` (the platform's error, scrubbed by the caller)."""
+        with self.begin() as conn:
+            conn.execute(platform_jobs.update().where(platform_jobs.c.job.in_(list(jobs))).values(poll_error=reason[:256]))
 
     def jobs(self, limit: int = 50) -> list[dict]:
         with self.engine.connect() as conn:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 3  # 2: sync_runs.error_class, error_fault, error_detail; 3: sync_state.batch_version
+SCHEMA_VERSION = 4  # 2: sync_runs.error_class, error_fault, error_detail; 3: sync_state.batch_version;
+# 4: platform_jobs.poll_error
 
 metadata = sa.MetaData()
 
@@ -162,7 +163,8 @@ platform_jobs = sa.Table(
     sa.Column("failure_reason", sa.String(256)),
     sa.Column("match_rate_range", sa.String(64)),
     sa.Column("final", sa.Boolean, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),  # when the platform last answered about it
+    sa.Column("poll_error", sa.String(256)),  # why the last poll got no answer (cleared by an answer)
 )
 cursors = sa.Table(
     "cursors", metadata,
@@ -231,6 +233,7 @@ _MIGRATIONS: dict[int, Sequence[str | Callable[[Connection], None]]] = {
     # version -> SQL or steps run to reach it from version - 1
     2: (_add_columns(sync_runs, "error_class", "error_fault", "error_detail"),),
     3: (_add_columns(sync_state, "batch_version"),),
+    4: (_add_columns(platform_jobs, "poll_error"),),
 }
 
 

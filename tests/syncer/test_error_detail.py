@@ -171,8 +171,9 @@ def test_an_old_ledger_gains_the_error_columns_when_it_opens(old_ledger_url: str
                            error_fault="platform", error_detail=f"HTTP 400 for {EMAIL}")
     assert ledger.history("new_sync")[0]["error_detail"] == "HTTP 400 for <redacted>"  # the ledger scrubs again
     with ledger.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() == SCHEMA_VERSION == 3
+        assert conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() == SCHEMA_VERSION == 4
         assert "batch_version" in {c["name"] for c in sa.inspect(conn).get_columns("sync_state")}
+        assert "poll_error" in {c["name"] for c in sa.inspect(conn).get_columns("platform_jobs")}
     ledger.close()
     Ledger(old_ledger_url).close()  # opening again migrates nothing
 
