@@ -7,39 +7,35 @@ returns only the members whose fingerprint changed, with their identifier column
 leaves the warehouse. The plan is then finished by the same code as the ``local`` mode, and is
 identical to it: the same fingerprints (``syncer.planning.fingerprints``), filters and duplicate rule.
 
-Supported warehouses: DuckDB and PostgreSQL (the SQL is standard apart from ``md5``, ``concat_ws`` and
-``chr``, which both have); other dialects are refused when the project loads.
+Supported warehouses: DuckDB, PostgreSQL, Snowflake, Spark SQL (pyspark, Databricks) and BigQuery
+(``SUPPORTED_DIALECTS``). The SQL here is a portable core (key joins, anti-joins, ``row_number()``,
+``IS DISTINCT FROM`` on a stored fingerprint); the few parts that differ per engine (hashes, work
+tables, replacing a sync's rows, quoting) are written out per engine in
+``syncer.planning.warehouse_dialects``, and the connection to each in ``syncer.planning.warehouse_sessions``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import sqlalchemy as sa
 
 from syncer.errors import ConfigError
 from syncer.ledger.store import Ledger
 from syncer.planning.fingerprints import byte_reversed_hex, number_from_hex
 from syncer.planning.segment import resolve_columns
 from syncer.planning.snapshot import MAX_REPLAY, latest_fingerprints
+from syncer.planning.warehouse_dialects import DIALECTS
+from syncer.planning.warehouse_sessions import WarehouseSession, open_session
 from syncer.project.config import SegmentConfig
 
-SUPPORTED_DIALECTS = ("duckdb", "postgresql")
-_UPLOAD_ROWS = 50_000
+SUPPORTED_DIALECTS = tuple(DIALECTS)
 
 
 def _int(value: object) -> int | None:
     return None if value is None else int(value)
-
-
-def _inline(query: str, params: dict[str, str]) -> str:
-    """``query`` with its ``:name`` parameters written as SQL string literals (for the engine's own API)."""
-    for name, value in params.items():
-        query = query.replace(f":{name}", "'" + str(value).replace("'", "''") + "'")
-    return query
 
 
 @dataclass
@@ -53,48 +49,46 @@ class WarehouseChanges:
 class WarehouseDiff:
     """One connection to the warehouse for a plan: the snapshot tables, the catch-up and the diff queries."""
 
-    def __init__(self, url: str, schema: str, *, memory_limit: str | None = None, temp_directory: str | None = None) -> None:
-        self.engine = sa.create_engine(url)
+    def __init__(self, url: str, schema: str, *, memory_limit: str | None = None, temp_directory: str | None = None,
+                 session: WarehouseSession | None = None) -> None:
+        self.session = session or open_session(url, schema, memory_limit=memory_limit, temp_directory=temp_directory)
+        self.dialect = self.session.dialect
         self.schema = schema
-        self.conn = self.engine.connect()
-        dialect = self.conn.dialect.name
-        if dialect not in SUPPORTED_DIALECTS:
-            raise ConfigError(f"diff_mode: warehouse supports {', '.join(SUPPORTED_DIALECTS)} warehouses, not {dialect}; use diff_mode: local")
-        self.dialect = dialect
-        # Postgres deletes by key through the primary key's index; DuckDB joins without one, and its
-        # in-memory key index on ten million rows would cost more memory than the table
-        key = ", PRIMARY KEY (sync, member_key)" if dialect == "postgresql" else ""
+        self.held = self.dialect.table(schema, "held_snapshot")
+        self.versions = self.dialect.table(schema, "snapshot_version")
         try:
-            if dialect == "duckdb":  # an embedded warehouse: held to the project's memory cap
-                if memory_limit:
-                    self.conn.execute(sa.text(f"SET memory_limit = '{memory_limit}'"))
-                if temp_directory:
-                    self.conn.execute(sa.text(f"SET temp_directory = '{temp_directory}'"))
-            self.conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
-            self.conn.execute(sa.text(f"""CREATE TABLE IF NOT EXISTS {schema}.held_snapshot (
-                sync VARCHAR(128) NOT NULL, member_key VARCHAR(256) NOT NULL, fp CHAR(32) NOT NULL{key})"""))
-            self.conn.execute(sa.text(f"""CREATE TABLE IF NOT EXISTS {schema}.snapshot_version (
-                sync VARCHAR(128) PRIMARY KEY, version INTEGER NOT NULL)"""))
-            self.conn.commit()
-        except sa.exc.SQLAlchemyError as exc:
+            for statement in self.dialect.bookkeeping(schema):
+                self.session.run(statement)
+            self.session.commit()
+        except ConfigError as exc:
             self.close()
             raise ConfigError(f"diff_mode: warehouse needs a schema '{schema}' the syncer may write"
-                              f" (bookkeeping_schema in syncer.yml): {getattr(exc, 'orig', exc)}") from exc
+                              f" (bookkeeping_schema in syncer.yml): {exc.message}") from exc
 
     def close(self) -> None:
-        self.conn.close()
-        self.engine.dispose()
+        self.session.close()
+
+    def _run(self, statements: Sequence[str]) -> None:
+        for statement in statements:
+            self.session.run(statement)
 
     # --- the snapshot -----------------------------------------------------------------------------
 
     def catch_up(self, ledger: Ledger, sync: str) -> int:
-        """Bring ``held_snapshot`` for ``sync`` up to the ledger; return how many members it holds."""
-        version = self.conn.execute(sa.text(f"SELECT version FROM {self.schema}.snapshot_version WHERE sync = :s"),
-                                    {"s": sync}).scalar()
-        caught_up = ledger.held_changes_since(sync, version, limit=MAX_REPLAY) if version is not None else None
+        """Bring ``held_snapshot`` for ``sync`` up to the ledger; return how many members it holds.
+
+        Where the engine has transactions (DuckDB, Postgres) the snapshot and its version change in
+        one. Where it has not (Spark; Snowflake commits at each DDL), the order keeps a cut-short
+        catch-up safe: a rebuild first removes the version, so it is rebuilt again; a replay writes the
+        version last, and replaying the same changes twice gives the same snapshot."""
+        lit = self.dialect.literal(sync)
+        found = self.session.rows(f"SELECT version FROM {self.versions} WHERE sync = {lit}")
+        version = found[0][0] if found else None
+        caught_up = ledger.held_changes_since(sync, int(version), limit=MAX_REPLAY) if version is not None else None
         if caught_up is None:
             current = ledger.state_version(sync)
-            self.conn.execute(sa.text(f"DELETE FROM {self.schema}.held_snapshot WHERE sync = :s"), {"s": sync})
+            self._run(self.dialect.clear_sync(self.versions, sync))
+            self._run(self.dialect.clear_sync(self.held, sync))
             for keys, fps in ledger.held_fingerprint_chunks(sync):
                 self._insert(sync, keys, fps)
         else:
@@ -103,150 +97,119 @@ class WarehouseDiff:
             self._delete(sync, list(latest))
             present = [(k, fp) for k, fp in latest.items() if fp is not None]
             self._insert(sync, [k for k, _ in present], [fp for _, fp in present])
-        self.conn.execute(sa.text(f"DELETE FROM {self.schema}.snapshot_version WHERE sync = :s"), {"s": sync})
-        self.conn.execute(sa.text(f"INSERT INTO {self.schema}.snapshot_version (sync, version) VALUES (:s, :v)"),
-                          {"s": sync, "v": current})
-        self.conn.commit()  # snapshot and its version in one transaction
+        self._run(self.dialect.set_version(self.versions, sync, current))
+        self.session.commit()
         ledger.truncate_log(sync, current)
-        return int(self.conn.execute(sa.text(f"SELECT count(*) FROM {self.schema}.held_snapshot WHERE sync = :s"),
-                                     {"s": sync}).scalar())
+        return int(self.session.rows(f"SELECT count(*) FROM {self.held} WHERE sync = {lit}")[0][0])
 
     def _delete(self, sync: str, keys: Sequence[str]) -> None:
         if keys:
-            self._upload("syncer_keys", ["member_key"], [keys])
-            self.conn.execute(sa.text(f"DELETE FROM {self.schema}.held_snapshot WHERE sync = :s"
-                                      " AND member_key IN (SELECT member_key FROM syncer_keys)"), {"s": sync})
+            table = self._upload("syncer_keys", ["member_key"], [keys])
+            self._run(self.dialect.remove_keys(self.held, sync, table))
 
     def _insert(self, sync: str, keys: Sequence[str], fps: Sequence[str]) -> None:
         if keys:
-            self._upload("syncer_rows", ["member_key", "fp"], [keys, fps])
-            self.conn.execute(sa.text(f"INSERT INTO {self.schema}.held_snapshot (sync, member_key, fp)"
-                                      " SELECT :s, member_key, fp FROM syncer_rows"), {"s": sync})
+            table = self._upload("syncer_rows", ["member_key", "fp"], [keys, fps])
+            self.session.run(self.dialect.append_rows(self.held, sync, table))
 
-    def _upload(self, table: str, columns: list[str], values: list[Sequence[str]]) -> None:
-        """(Re)fill a session temp table; DuckDB takes the rows as Arrow, others by executemany in chunks."""
-        self.conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-        self.conn.execute(sa.text(f"CREATE TEMP TABLE {table} ({', '.join(f'{c} VARCHAR' for c in columns)})"))
-        if self.dialect == "duckdb":
-            raw = self.conn.connection.driver_connection
-            raw.register("_syncer_upload", pa.table(dict(zip(columns, (pa.array(v, pa.string()) for v in values)))))
-            raw.execute(f"INSERT INTO {table} SELECT * FROM _syncer_upload")
-            raw.unregister("_syncer_upload")
-            return
-        raw = self.conn.connection.driver_connection
-        if type(raw).__module__.split(".")[0] == "psycopg":  # psycopg 3: COPY, far faster than executemany
-            with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in zip(*values):
-                    copy.write_row(row)
-            return
-        marks = ", ".join(f":{c}" for c in columns)
-        rows = [dict(zip(columns, row)) for row in zip(*values)]
-        for start in range(0, len(rows), _UPLOAD_ROWS):
-            self.conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"), rows[start:start + _UPLOAD_ROWS])
+    def _upload(self, name: str, columns: list[str], values: list[Sequence[str]]) -> str:
+        """(Re)fill a work table of this session; returns the name to query it by."""
+        table, create = self.dialect.work_table(name, columns)
+        self._run(create)
+        self.session.fill(table, columns, values)
+        return table
 
     # --- the diff ---------------------------------------------------------------------------------
 
     def source(self, sql: str, segment: SegmentConfig, name: str) -> str:
         """The segment's query with the canonical columns; ConfigError naming a missing column."""
         try:
-            returned = list(self.conn.execute(sa.text(f"SELECT * FROM ({sql}) q WHERE 1 = 0")).keys())
-        except sa.exc.SQLAlchemyError as exc:
-            raise ConfigError(f"segment '{name}': the query failed in the warehouse: {getattr(exc, 'orig', exc)}") from exc
+            returned = self.session.columns(f"SELECT * FROM ({sql}) q WHERE 1 = 0")
+        except ConfigError as exc:
+            raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc.message}") from exc
+        d = self.dialect
         columns = resolve_columns(returned, segment, name)
-        casts = ", ".join(f'CAST(q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
+        casts = ", ".join(f"CAST(q.{d.ident(actual)} AS {d.boolean if dtype == pa.bool_() else d.text}) AS {canonical}"
                           for canonical, (actual, dtype) in columns.items())
         return f"(SELECT {casts} FROM ({sql}) q)"
+
+    def fingerprint(self, shape) -> str:
+        """SQL over a segment row ``s``: its fingerprint as 32 hex digits, equal to the local mode's."""
+        parts = [f"s.k_{k}" for k in shape.kinds] + (["s.region"] if shape.has_region else []) + (
+            [shape.consent_sql] if shape.consent_sql else [])  # the order of ``local_diff._shape``
+        return self.dialect.md5(self.dialect.fingerprint_text(parts))
 
     def diff(self, con: duckdb.DuckDBPyConnection, *, source: str, sync_name: str, shape, suppressed: set[str],
              rejected: dict[str, str], held_count: int, resend_all: bool, chunk_rows: int) -> WarehouseChanges:
         """Run the diff in the warehouse and land the changed members in ``con`` as ``_wchanges`` (with their
         columns) and ``_changes(member_key, fp, held_fp)``, the local mode's shape."""
-        self._upload("syncer_supp", ["member_key"], [sorted(suppressed)])
-        valid = "s.member_key IS NOT NULL AND s.member_key <> ''"
-        desired = f"{valid} AND ({shape.wanted}) AND s.member_key NOT IN (SELECT member_key FROM syncer_supp)"
-        pair = self._hash64(f"s.member_key || '|' || md5({shape.concat})")
-        stats = self.conn.execute(sa.text(f"""
-            SELECT count(*), sum({pair}), bit_xor({pair}) FROM {source} s WHERE {desired}""")).one()
+        d = self.dialect
+        supp = self._upload("syncer_supp", ["member_key"], [sorted(suppressed)])
+        desired = (f"s.member_key IS NOT NULL AND s.member_key <> '' AND ({d.filter(shape.wanted)})"
+                   f" AND s.member_key NOT IN (SELECT member_key FROM {supp})")
+        fp = self.fingerprint(shape)
+        held = f"(SELECT member_key, fp FROM {self.held} WHERE sync = {d.literal(sync_name)})"
+        pair, held_pair = "s.member_key || '|' || " + fp, "h.member_key || '|' || h.fp"
+        [stats] = self.session.rows(f"SELECT {d.checksum(pair)} FROM {source} s WHERE {desired}")
+        [held_stats] = self.session.rows(f"SELECT {d.checksum(held_pair)} FROM {held} h")
         rows = int(stats[0])
-        held = self.conn.execute(sa.text(f"""
-            SELECT count(*), sum({self._hash64("member_key || '|' || fp")}), bit_xor({self._hash64("member_key || '|' || fp")})
-            FROM {self.schema}.held_snapshot WHERE sync = :sync"""), {"sync": sync_name}).one()
         stale = self._stale(source, desired, rejected)
-        if not resend_all and (rows, _int(stats[1]), _int(stats[2])) == (int(held[0]), _int(held[1]), _int(held[2])):
+        if not resend_all and (rows, _int(stats[1]), _int(stats[2])) == (int(held_stats[0]), _int(held_stats[1]), _int(held_stats[2])):
             # the same (member, fingerprint) pairs as held, as in the local mode's short-cut: no ranking, no join
-            self._land(con, None, {}, shape, chunk_rows)
+            self._land(con, None, shape, chunk_rows)
             con.execute("CREATE OR REPLACE TEMP TABLE _changes (member_key VARCHAR, fp UHUGEINT, held_fp UHUGEINT)")
             return WarehouseChanges(members=held_count, duplicates=0, stale_rejections=stale, unchanged=True)
-        columns = ", ".join([f"d.k_{k}" for k in shape.kinds] + (["d.region"] if shape.has_region else [])
-                            + (["d.consent"] if shape.consent_sql else []))
-        consent = f", {shape.consent_sql} AS consent" if shape.consent_sql else ""
-        query = f"""
-            SELECT coalesce(d.member_key, h.member_key) AS member_key, d.fp AS raw_fp, h.fp AS held_raw_fp{', ' + columns if columns else ''}
-            FROM (
-                SELECT * FROM (
-                    SELECT f.*, row_number() OVER (PARTITION BY f.member_key ORDER BY {byte_reversed_hex('f.fp')}) AS pick
-                    FROM (SELECT s.*, md5({shape.concat}) AS fp{consent} FROM {source} s WHERE {desired}) f
-                ) ranked WHERE pick = 1
-            ) d
-            FULL JOIN (SELECT member_key, fp FROM {self.schema}.held_snapshot WHERE sync = :sync) h
-              ON h.member_key = d.member_key
-            WHERE d.fp IS DISTINCT FROM h.fp {'OR d.fp IS NOT NULL' if resend_all else ''}"""
-        self._land(con, query, {"sync": sync_name}, shape, chunk_rows)
+        self._land(con, self.diff_query(source, desired, fp, held, shape, resend_all), shape, chunk_rows)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _changes AS
                         SELECT member_key, {number_from_hex('raw_fp')} AS fp, {number_from_hex('held_raw_fp')} AS held_fp FROM _wchanges""")
         gone, new = con.sql("SELECT count(*) FILTER (WHERE fp IS NULL), count(*) FILTER (WHERE held_fp IS NULL) FROM _changes").fetchall()[0]
         members = held_count - gone + new
         return WarehouseChanges(members=members, duplicates=rows - members, stale_rejections=stale)
 
+    @staticmethod
+    def diff_query(source: str, desired: str, fp: str, held: str, shape, resend_all: bool) -> str:
+        """SQL, the same on every engine: the members whose fingerprint differs from the held one, a
+        repeated key keeping the row with the smallest ``md5_number``, as the local mode does."""
+        columns = ", ".join([f"d.k_{k}" for k in shape.kinds] + (["d.region"] if shape.has_region else [])
+                            + (["d.consent"] if shape.consent_sql else []))
+        consent = f", {shape.consent_sql} AS consent" if shape.consent_sql else ""
+        return f"""
+            SELECT coalesce(d.member_key, h.member_key) AS member_key, d.fp AS raw_fp, h.fp AS held_raw_fp{', ' + columns if columns else ''}
+            FROM (
+                SELECT * FROM (
+                    SELECT f.*, row_number() OVER (PARTITION BY f.member_key ORDER BY {byte_reversed_hex('f.fp')}) AS pick
+                    FROM (SELECT s.*, {fp} AS fp{consent} FROM {source} s WHERE {desired}) f
+                ) ranked WHERE pick = 1
+            ) d
+            FULL JOIN {held} h ON h.member_key = d.member_key
+            WHERE d.fp IS DISTINCT FROM h.fp {'OR d.fp IS NOT NULL' if resend_all else ''}"""
+
     def _stale(self, source: str, desired: str, rejected: dict[str, str]) -> list[str]:
         """Rejected members the segment no longer wants (their rejection is moot)."""
         if not rejected:
             return []
-        self._upload("syncer_rej", ["member_key"], [list(rejected)])
-        return [k for (k,) in self.conn.execute(sa.text(
-            f"SELECT r.member_key FROM syncer_rej r WHERE r.member_key NOT IN (SELECT s.member_key FROM {source} s WHERE {desired})"))]
+        rej = self._upload("syncer_rej", ["member_key"], [list(rejected)])
+        return [k for (k,) in self.session.rows(
+            f"SELECT r.member_key FROM {rej} r {self.dialect.except_} SELECT s.member_key FROM {source} s WHERE {desired}")]
 
-    def _hash64(self, text: str) -> str:
-        """SQL: the first 60 bits of md5(``text``) as a BIGINT, in this warehouse's dialect."""
-        if self.dialect == "duckdb":
-            return f"('0x' || substr(md5({text}), 1, 15))::BIGINT"
-        return f"('x' || substr(md5({text}), 1, 15))::bit(60)::bigint"
-
-    def _land(self, con: duckdb.DuckDBPyConnection, query: str | None, params: dict, shape, chunk_rows: int) -> None:
+    def _land(self, con: duckdb.DuckDBPyConnection, query: str | None, shape, chunk_rows: int) -> None:
         """Create ``_wchanges`` in ``con`` with the rows ``query`` returns (none without a query)."""
         names = ["member_key", "raw_fp", "held_raw_fp"] + [f"k_{k}" for k in shape.kinds] + (
             ["region"] if shape.has_region else []) + (["consent"] if shape.consent_sql else [])
         con.execute(f"CREATE OR REPLACE TEMP TABLE _wchanges ({', '.join(f'{n} VARCHAR' for n in names)})")
-        for batch in self._stream(query, params, chunk_rows) if query else ():
+        for batch in self.session.stream(query, chunk_rows) if query else ():
             con.register("_batch", pa.table(batch, names=names))
             con.execute("INSERT INTO _wchanges SELECT * FROM _batch")
             con.unregister("_batch")
 
-    def _stream(self, query: str, params: dict, chunk_rows: int) -> Iterator[list[pa.Array]]:
-        if self.dialect == "duckdb":  # the engine hands out Arrow itself: no rows through Python
-            raw = self.conn.connection.driver_connection
-            reader = raw.sql(_inline(query, params)).to_arrow_reader(chunk_rows)
-            for batch in reader:
-                yield [column.cast(pa.string()) for column in batch.columns]
-            return
-        try:
-            # per statement: Connection.execution_options would make every later statement a server-side cursor
-            result = self.conn.execute(sa.text(query).execution_options(stream_results=True, yield_per=chunk_rows), params)
-        except sa.exc.SQLAlchemyError as exc:
-            raise ConfigError(f"the warehouse diff failed: {getattr(exc, 'orig', exc)}") from exc
-        width = len(result.keys())
-        for rows in result.partitions(chunk_rows):
-            yield [pa.array([None if r[i] is None else str(r[i]) for r in rows], pa.string()) for i in range(width)]
-
     def segment_counts(self, source: str) -> tuple[int, int]:
         """(rows, rows without a member key) of a segment, counted in the warehouse."""
-        row = self.conn.execute(sa.text(
-            f"SELECT count(*), sum(CASE WHEN s.member_key IS NULL OR s.member_key = '' THEN 1 ELSE 0 END) FROM {source} s")).one()
+        [row] = self.session.rows(
+            f"SELECT count(*), sum(CASE WHEN s.member_key IS NULL OR s.member_key = '' THEN 1 ELSE 0 END) FROM {source} s")
         return int(row[0]), int(row[1] or 0)
 
     def left_segment(self, source: str, keys: Sequence[str]) -> list[str]:
         """Which of ``keys`` the segment no longer holds."""
-        self._upload("syncer_keys", ["member_key"], [list(keys)])
-        return [k for (k,) in self.conn.execute(sa.text(
-            f"SELECT k.member_key FROM syncer_keys k WHERE k.member_key NOT IN (SELECT s.member_key FROM {source} s WHERE s.member_key IS NOT NULL)"))]
-
+        table = self._upload("syncer_keys", ["member_key"], [list(keys)])
+        return [k for (k,) in self.session.rows(
+            f"SELECT k.member_key FROM {table} k {self.dialect.except_} SELECT s.member_key FROM {source} s")]

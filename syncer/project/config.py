@@ -75,7 +75,7 @@ class ProjectConfig(_Strict):
     default_region: str = Field("US", min_length=2, max_length=2, description="Region used to parse phone numbers written without a country code.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Rows per extraction chunk (bounds memory).")
     memory_limit: str = Field("600MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description="Most memory the in-process diff (DuckDB) may use; beyond it DuckDB spills to .syncer/tmp. The default keeps a 10M-member plan under 1 GB of process memory.")
-    diff_mode: Literal["local", "warehouse"] = Field("local", description="Where the diff runs: 'local' (read-only warehouse credentials; members streamed into an in-process DuckDB) or 'warehouse' (snapshots kept in bookkeeping_schema and the diff run there as SQL, so only changed rows leave; DuckDB and PostgreSQL warehouses).")
+    diff_mode: Literal["local", "warehouse"] = Field("local", description="Where the diff runs: 'local' (read-only warehouse credentials; members streamed into an in-process DuckDB) or 'warehouse' (snapshots kept in bookkeeping_schema and the diff run there as SQL, so only changed rows leave; DuckDB, PostgreSQL, Snowflake, Spark (spark://) and BigQuery warehouses).")
     bookkeeping_schema: str = Field("syncer", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="With diff_mode: warehouse, the warehouse schema the syncer may write its snapshots to.")
     gates: GateConfig = Field(default_factory=GateConfig, description="Default gates for every sync.")
     owners: list[str] = Field(default_factory=list, description="Owners shown in Dagster (emails or team:name).")
@@ -84,9 +84,13 @@ class ProjectConfig(_Strict):
     @model_validator(mode="after")
     def _warehouse_mode_needs_a_supported_warehouse(self) -> "ProjectConfig":
         scheme = self.warehouse_url.split(":", 1)[0].split("+", 1)[0].lower()
-        if self.diff_mode == "warehouse" and scheme not in ("duckdb", "postgresql", "postgres"):
-            raise ValueError(f"diff_mode: warehouse runs the diff in DuckDB or PostgreSQL warehouses; this warehouse_url is"
-                             f" '{scheme}'. Use diff_mode: local (the default), which needs read access only")
+        # the engines syncer.planning.warehouse_dialects writes SQL for (config sits below planning: listed here)
+        if self.diff_mode == "warehouse" and scheme not in ("duckdb", "postgresql", "postgres", "snowflake", "spark", "bigquery"):
+            raise ValueError(f"diff_mode: warehouse runs the diff in DuckDB, PostgreSQL, Snowflake, Spark (spark://, e.g. on"
+                             f" Databricks) or BigQuery warehouses; this warehouse_url is '{scheme}'. Use diff_mode: local"
+                             f" (the default), which needs read access only")
+        if self.diff_mode == "local" and scheme == "spark":
+            raise ValueError("a spark:// warehouse_url runs the diff in Spark: set diff_mode: warehouse")
         return self
 
     @field_validator("warehouse_url", "ledger_url")
