@@ -5,6 +5,17 @@ emails and phones), then times three `syncer run` invocations, each in a fresh p
 includes start-up, and peak memory is that process's own maximum RSS): the initial sync, a run with no
 change, and a run after 1% adds and 1% removes. `--diff-mode warehouse` runs the diff inside the
 warehouse instead of in-process. Prints a table; `--markdown` prints it as Markdown for bench/RESULTS.md.
+
+`--shape` picks the data (default `sample`, the table above, every phone a valid US number):
+    invalid_phones  drt's `users` table: every phone `+1 555 xxx xxxx` with pseudo-random digits, plausible
+                    and invalid everywhere (555 is no NANP area code), plus a valid email per member.
+    emails_only     a valid email per member, no phone.
+    unicode         heavy Unicode and whitespace: full-width, IDN and Greek emails, NBSP and zero-width
+                    marks around them, phones in full-width and Arabic-Indic digits or with NBSP
+                    separators, accented and CJK first names (mapped as an identifier too).
+Every member keeps one usable, distinct identifier, so the emulator must hold the whole segment after
+each run. With a shape other than `sample` each row also shows the per-row cost, `plan_us` and
+`apply_us` (seconds over the segment size, in microseconds per member).
 """
 
 from __future__ import annotations
@@ -33,22 +44,76 @@ def _phone(i: str, area_codes: str) -> str:
             f" || ' ' || lpad(CAST({i} % 10000 AS VARCHAR), 4, '0')")
 
 
-def build_warehouse(path: Path, members: int) -> None:
+def _pick(i: str, choices: list[str]) -> str:
+    """SQL: the (i mod k)-th of k SQL expressions."""
+    return "CASE " + " ".join(f"WHEN {i} % {len(choices)} = {k} THEN {c}" for k, c in enumerate(choices)) + " END"
+
+
+_FULL_WIDTH = "translate({}, '+0123456789', '＋０１２３４５６７８９')"
+_ARABIC_INDIC = "translate({}, '0123456789', '٠١٢٣٤٥٦٧٨٩')"
+
+
+def _unicode_columns(i: str, prefix: str, area_codes: str) -> dict[str, str]:
+    phone = _phone(i, area_codes)
+    return {
+        "email": _pick(i, [
+            f"'  {prefix.title()}' || {i} || '@Example.com	'",
+            f"'ｍｅｍｂｅｒ' || {i} || '{prefix}@ｅｘａｍｐｌｅ.ｃｏｍ'",
+            f"'Jörg' || {i} || '{prefix}@Bücher.de'",
+            f"chr(160) || 'ANNA.' || {i} || '{prefix}@GMAIL.com' || chr(160)",
+            f"chr(8203) || 'zoë' || {i} || '{prefix}@exämple.com '",
+            f"'δοκιμή' || {i} || '{prefix}@παράδειγμα.δοκιμή'",
+        ]),
+        "phone": _pick(i, [
+            _FULL_WIDTH.format(phone),
+            _ARABIC_INDIC.format(phone),
+            f"replace({phone}, ' ', chr(160))",
+            f"' ' || {phone} || chr(9)",
+        ]),
+        "first_name": _pick(i, ["'  Zoë '", "'José'", "chr(9) || 'Łukasz'", "'山田'", "'Ｍａｒｙ'", "'Ó Briain'",
+                                "chr(8203) || 'Ünal'"]),
+    }
+
+
+def shape_columns(shape: str, i: str, new: bool) -> dict[str, str]:
+    """SQL expressions over the member number ``i`` for each column of the shape (``new``: churn's added members)."""
+    prefix = "new" if new else "member"
+    areas = "['646', '617', '213']" if new else "['415', '212', '312']"
+    if shape == "sample":
+        return {"email": f"'{prefix}' || {i} || '@example.com'", "phone": _phone(i, areas)}
+    if shape == "invalid_phones":
+        digits = f"lpad(CAST(hash({i}) % 10000000 AS VARCHAR), 7, '0')"
+        return {"email": f"'{prefix}' || {i} || '@example.com'",
+                "phone": f"'+1 555 ' || substr({digits}, 1, 3) || ' ' || substr({digits}, 4, 4)"}
+    if shape == "emails_only":
+        return {"email": f"'{prefix}' || {i} || '@example.com'", "phone": "CAST(NULL AS VARCHAR)"}
+    if shape == "unicode":
+        return _unicode_columns(i, prefix, areas)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+SHAPES = ("sample", "invalid_phones", "emails_only", "unicode")
+
+
+def shape_select(shape: str, first: int, last: int, new: bool = False) -> str:
+    """SQL: the members ``first``..``last`` of a shape, as (customer_id, email, phone, country[, first_name])."""
+    cols = shape_columns(shape, "i", new)
+    extra = f", {cols['first_name']} AS first_name" if "first_name" in cols else ""
+    return (f"SELECT i AS customer_id, {cols['email']} AS email, {cols['phone']} AS phone, 'US' AS country{extra}"
+            f" FROM range({first}, {last} + 1) t(i)")
+
+
+def build_warehouse(path: Path, members: int, shape: str = "sample") -> None:
     con = duckdb.connect(str(path))
-    con.execute(f"""
-        CREATE OR REPLACE TABLE members AS
-        SELECT i AS customer_id, 'member' || i || '@example.com' AS email, {_phone('i', "['415', '212', '312']")} AS phone,
-               'US' AS country
-        FROM range(1, {members} + 1) t(i)""")
+    con.execute(f"CREATE OR REPLACE TABLE members AS {shape_select(shape, 1, members)}")
     con.close()
 
 
-def churn(path: Path, members: int, pct: float) -> None:
+def churn(path: Path, members: int, pct: float, shape: str = "sample") -> None:
     n = int(members * pct / 100)
     con = duckdb.connect(str(path))
     con.execute(f"DELETE FROM members WHERE customer_id <= {n}")
-    con.execute(f"""INSERT INTO members SELECT i, 'new' || i || '@example.com', {_phone('i', "['646', '617', '213']")}, 'US'
-                    FROM range({members} + 1, {members} + {n} + 1) t(i)""")
+    con.execute(f"INSERT INTO members {shape_select(shape, members + 1, members + n, new=True)}")
     con.close()
 
 
@@ -78,14 +143,15 @@ class SandboxProcess:
         self.proc.wait(timeout=60)
 
 
-def write_project(root: Path, port: int, diff_mode: str = "local") -> None:
+def write_project(root: Path, port: int, diff_mode: str = "local", shape: str = "sample") -> None:
     for sub in ("segments", "destinations", "syncs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "syncer.yml").write_text(f"name: bench\nwarehouse_url: duckdb:///warehouse.duckdb\ndiff_mode: {diff_mode}\n")
-    (root / "segments" / "members.yml").write_text(textwrap.dedent("""\
-        sql: SELECT customer_id, email, phone, country FROM members
+    names = "first_name" in shape_columns(shape, "i", False)
+    (root / "segments" / "members.yml").write_text(textwrap.dedent(f"""\
+        sql: SELECT customer_id, email, phone, country{', first_name' if names else ''} FROM members
         member_key: customer_id
-        identifiers: {email: email, phone: phone}
+        identifiers: {{email: email, phone: phone{', first_name: first_name' if names else ''}}}
         phone_region_column: country
         """))
     (root / "destinations" / "meta.yml").write_text(textwrap.dedent(f"""\
@@ -98,17 +164,18 @@ def write_project(root: Path, port: int, diff_mode: str = "local") -> None:
         segment: members
         destination: meta
         audience_id: "777"
-        identifiers: [email, phone]
-        gates: {max_removal_pct: 5}
-        """))
+        identifiers: [email, phone{}]
+        gates: {{max_removal_pct: 5}}
+        """).format(", first_name" if names else ""))
 
 
 def run_once(root: Path) -> tuple[dict, float]:
     """One `syncer run` in a fresh process; returns its report and its own peak RSS in MB (wait4)."""
     env = dict(os.environ, BENCH_META_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
     started = time.perf_counter()
+    # cwd too: `-m` puts it before PYTHONPATH, so a copy of this script times the tree it sits in
     proc = subprocess.Popen([sys.executable, "-m", "syncer.cli.main", "-p", str(root), "--json", "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     out = proc.stdout.read()
     errout = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -118,23 +185,25 @@ def run_once(root: Path) -> tuple[dict, float]:
     return {"wall_s": wall, "report": json.loads(out)["syncs"][0]}, usage.ru_maxrss / 1024
 
 
-def bench_size(members: int, sandbox: SandboxProcess, workdir: Path, diff_mode: str) -> list[dict]:
-    root = workdir / f"n{members}"
-    write_project(root, int(sandbox.url.rsplit(':', 1)[1]), diff_mode)
+def bench_size(members: int, sandbox: SandboxProcess, workdir: Path, diff_mode: str, shape: str = "sample") -> list[dict]:
+    root = workdir / f"{shape}-n{members}"
+    write_project(root, int(sandbox.url.rsplit(':', 1)[1]), diff_mode, shape)
     sandbox.admin("POST", "/_sandbox/meta/audiences", {"id": AUDIENCE, "name": "bench"})
     t0 = time.perf_counter()
-    build_warehouse(root / "warehouse.duckdb", members)
+    build_warehouse(root / "warehouse.duckdb", members, shape)
     build_s = time.perf_counter() - t0
     rows = []
-    for label, prepare in (("initial", None), ("no change", None), ("1% adds + 1% removes", lambda: churn(root / "warehouse.duckdb", members, 1.0))):
+    for label, prepare in (("initial", None), ("no change", None), ("1% adds + 1% removes", lambda: churn(root / "warehouse.duckdb", members, 1.0, shape))):
         if prepare:
             prepare()
         before = sandbox.requests()
         result, rss = run_once(root)
         r = result["report"]
-        rows.append({"members": members, "run": label, "wall_s": round(result["wall_s"], 2), "plan_s": r["plan_seconds"],
+        rows.append({"shape": shape, "members": members, "run": label, "wall_s": round(result["wall_s"], 2), "plan_s": r["plan_seconds"],
                      "apply_s": r["duration"], "peak_mb": round(rss), "sent": r["added"] + r["removed"], "added": r["added"],
-                     "removed": r["removed"], "requests": sandbox.requests() - before, "status": r["status"]})
+                     "removed": r["removed"], "requests": sandbox.requests() - before, "status": r["status"],
+                     "plan_us": round(r["plan_seconds"] / members * 1e6, 1),
+                     "apply_us": round(r["duration"] / sent * 1e6, 1) if (sent := r["added"] + r["removed"]) else "-"})
         held = sandbox.holds()
         if held != members:
             raise SystemExit(f"after the {label} run the Meta emulator holds {held:,} members, not {members:,}")
@@ -147,23 +216,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--diff-mode", choices=["local", "warehouse"], default="local")
+    parser.add_argument("--shape", default="sample",
+                        help=f"data shape, or several joined by commas: {', '.join(SHAPES)} (see the module docstring)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    shapes = args.shape.split(",")
+    if unknown := set(shapes) - set(SHAPES):
+        parser.error(f"unknown shape {sorted(unknown)}; choose from {', '.join(SHAPES)}")
     sandbox = SandboxProcess()
     try:
         with tempfile.TemporaryDirectory(prefix="syncer-bench-") as tmp:
-            rows = [row for size in args.sizes for row in bench_size(size, sandbox, Path(tmp), args.diff_mode)]
+            rows = [row for shape in shapes for size in args.sizes
+                    for row in bench_size(size, sandbox, Path(tmp), args.diff_mode, shape)]
     finally:
         sandbox.stop()
     cols = ["members", "run", "wall_s", "plan_s", "apply_s", "peak_mb", "sent", "added", "removed", "requests", "status"]
-    if args.markdown:
+    if shapes != ["sample"]:  # the default table stays as it was; other shapes add their per-row cost
+        cols = ["shape", *cols[:5], "plan_us", "apply_us", *cols[5:]]
+    print_table(rows, cols, args.markdown)
+
+
+def print_table(rows: list[dict], cols: list[str], markdown: bool) -> None:
+    """``plan_us`` is per segment member, ``apply_us`` per member sent."""
+    if markdown:
         print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
         for row in rows:
             print("| " + " | ".join(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in cols) + " |")
     else:
-        print(" ".join(f"{c:>22}" if c == "run" else f"{c:>9}" for c in cols))
+        wide = ("run", "shape")
+        print(" ".join(f"{c:>22}" if c in wide else f"{c:>9}" for c in cols))
         for row in rows:
-            print(" ".join(f"{str(row[c]):>22}" if c == "run" else f"{str(row[c]):>9}" for c in cols))
+            print(" ".join(f"{str(row[c]):>22}" if c in wide else f"{str(row[c]):>9}" for c in cols))
 
 
 if __name__ == "__main__":

@@ -17,14 +17,18 @@ How it stays exact
     kind goes wholly to ``identify_many`` (those kinds only ever arrive with small audiences). How
     many rows needed the per-value rules is in the schema metadata (``fallback_rows``).
 
-    email   printable ASCII values only (``raw_text``'s trim on ASCII is the whitespace set below,
-            ASCII lower-casing is ``str.lower`` there, and NFKC leaves ASCII alone). Accepted when
+    repeats each kind is decided once per distinct value (with its region, for phones) and joined
+            back (``syncer.identity.distinct``; a sample of the column says first whether it repeats).
+    email   after ``raw_text``'s strip (``syncer.identity.phone_text.strip_text``), printable ASCII
+            values, and values that ``emails.email``'s NFKC folding turns into lower-case ASCII
+            (full-width forms), folded in Python once per distinct value: on those the rules take
+            their ASCII branch (ASCII lower-casing is ``str.lower`` there). Accepted when
             a strict RE2 pattern (a subset of ``syncer.identity.emails``' rules) matches, the
             local part is at most 64 characters, the domain at most 63 and no ``--`` appears;
             then the placeholder addresses are refused and the Data Manager Gmail rule applied.
             Rejected as ``invalid_email`` when even a loose pattern that every valid address
             matches fails. Everything between (long domains, ``xn--`` labels, a top-level label
-            starting with a digit) and any value with a non-ASCII, control or inner whitespace
+            starting with a digit) and any other value with a non-ASCII, control or inner whitespace
             character is left to the fallback.
     phone   see ``syncer.identity.phone_patterns`` for the exact conditions.
     hashing lowercase hex SHA-256 per value with CPython's built-in SHA-256 (measured faster than
@@ -43,9 +47,11 @@ import pyarrow.compute as pc
 from syncer.identity import emails, phones
 from syncer.identity import rows as identity
 from syncer.identity.countries import resolve_country
+from syncer.identity.distinct import distinct_rows
 from syncer.identity.emails import ATEXT, GMAIL_DOMAINS
 from syncer.identity.kinds import InvalidIdentifier, raw_text
-from syncer.identity.phone_patterns import ASCII_TRIM, MISSING, OK, REJECTED, UNDECIDED, columnar_e164
+from syncer.identity.phone_patterns import MISSING, OK, REJECTED, UNDECIDED, columnar_e164
+from syncer.identity.phone_text import strip_text
 from syncer.identity.placeholder_columns import placeholder_emails
 from syncer.identity.placeholders import PLACEHOLDER
 from syncer.identity.rows import Identified
@@ -103,12 +109,8 @@ def identify_columns(
         regions = _phone_regions(table, region_column, default_region, n)
         by_rules = np.zeros(n, dtype=bool)
         for kind, fn, hashed, _ in plan.steps:
-            values, status, reason = _decide(table, kind, fn, regions)
-            undecided = status == UNDECIDED
-            if undecided.any():
-                values, reason = _by_the_rules(table, kind, fn, regions, values, status, reason, undecided)
-                by_rules |= undecided
-            columns[kind] = _sha_hex(values) if hashed else values
+            columns[kind], status, reason, undecided = _distinct_kind(table, kind, fn, hashed, regions)
+            by_rules |= undecided
             statuses.append(status)
             reasons.append(reason)
         slow = np.zeros(0, dtype=np.int64)
@@ -125,6 +127,32 @@ def identify_columns(
                                        region_column=region_column))
     result = pa.table({name: _as_string(col) for name, col in out.items()})
     return result.replace_schema_metadata({FALLBACK_ROWS_KEY: str(fallback).encode()})
+
+
+def _distinct_kind(table: pa.Table, kind: str, fn: Callable[[str, str | None], str], hashed: bool,
+                   regions: pa.Array) -> tuple[pa.Array, np.ndarray, pa.Array, np.ndarray]:
+    """``_one_kind`` on each distinct value (with its region, for phones: emails read no region), joined back."""
+    if kind not in table.column_names:
+        return _one_kind(table, kind, fn, hashed, regions)
+    column = table.column(kind).combine_chunks()  # one chunk: strided takes across chunks are slow
+    table = pa.table({kind: column})
+    distinct = distinct_rows([column, regions] if kind == "phone" else [column])
+    if distinct is None:
+        return _one_kind(table, kind, fn, hashed, regions)
+    rep, inverse = pa.array(distinct[0]), distinct[1]
+    values, status, reason, undecided = _one_kind(table.take(rep), kind, fn, hashed, regions.take(rep))
+    back = pa.array(inverse)
+    return values.take(back), status[inverse], reason.take(back), undecided[inverse]
+
+
+def _one_kind(table: pa.Table, kind: str, fn: Callable[[str, str | None], str], hashed: bool,
+              regions: pa.Array) -> tuple[pa.Array, np.ndarray, pa.Array, np.ndarray]:
+    """(encoded value or null, status, reason or null, rows the per-value rules decided) for one kind."""
+    values, status, reason = _decide(table, kind, fn, regions)
+    undecided = status == UNDECIDED
+    if undecided.any():
+        values, reason = _by_the_rules(table, kind, fn, regions, values, status, reason, undecided)
+    return (_sha_hex(values) if hashed else values), status, reason, undecided
 
 
 def _decide(table: pa.Table, kind: str, fn: object, regions: pa.Array) -> tuple[pa.Array, np.ndarray, pa.Array]:
@@ -244,18 +272,18 @@ def _phone_regions(table: pa.Table, region_column: str | None, default: str | No
 
 def _emails(raw: pa.StringArray, data_manager: bool) -> tuple[pa.Array, np.ndarray, pa.Array]:
     n = len(raw)
-    trimmed = pc.utf8_trim(raw, ASCII_TRIM)
+    trimmed, proved, ascii_rows = strip_text(raw)
     status = np.full(n, UNDECIDED, dtype=np.int8)
     empty = pc.binary_length(trimmed).fill_null(0).to_numpy(zero_copy_only=False) == 0
     status[empty] = MISSING
-    address = pc.ascii_lower(trimmed)
+    address, readable = _ascii_addresses(trimmed, proved, ascii_rows)
     valid = _mask(pc.match_substring_regex(address, _EMAIL))  # only printable ASCII can match
     if valid.any():  # exact lengths for the local part; long domains go to the rules
         local_len = pc.find_substring(address, "@").fill_null(0).to_numpy(zero_copy_only=False)
         domain_len = pc.binary_length(address).fill_null(0).to_numpy(zero_copy_only=False) - local_len - 1
         valid &= (local_len <= _MAX_LOCAL) & (domain_len <= _MAX_DOMAIN_DECIDED)
-    rest = ~valid & ~empty
-    invalid = _rows_failing(address, rest & _rows_matching(trimmed, rest, _PRINTABLE), _LOOSE_EMAIL)
+    rest = ~valid & ~empty & readable
+    invalid = _rows_failing(address, rest & _rows_matching(address, rest, _PRINTABLE), _LOOSE_EMAIL)
     fake = valid & placeholder_emails(address) if valid.any() else np.zeros(n, dtype=bool)
     valid &= ~fake
     if data_manager and valid.any():
@@ -268,6 +296,36 @@ def _emails(raw: pa.StringArray, data_manager: bool) -> tuple[pa.Array, np.ndarr
     reason = pc.if_else(pa.array(fake), pa.scalar(PLACEHOLDER), pa.scalar(None, pa.string()))
     reason = pc.if_else(pa.array(invalid), pa.scalar("invalid_email"), reason)
     return values, status, reason
+
+
+def _ascii_addresses(trimmed: pa.StringArray, proved: np.ndarray,
+                     ascii_rows: np.ndarray) -> tuple[pa.StringArray, np.ndarray]:
+    """(the address ``emails.email`` reads, rows where that is ASCII and proved).
+
+    ASCII text is lower-cased; other text is folded as ``emails.email`` folds it (NFKC, lower,
+    NFKC, in Python, once per distinct value) and kept when the result is ASCII and already lower
+    case, since the rules then take their ASCII branch on exactly that address. The rest stays
+    as it is, to match no pattern here and go to the rules.
+    """
+    address = pc.ascii_lower(trimmed)
+    other = np.flatnonzero(proved & ~ascii_rows & ~trimmed.is_null().to_numpy(zero_copy_only=False))
+    if len(other) == 0:
+        return address, ascii_rows & proved
+    texts = trimmed.take(pa.array(other))
+    encoded = texts.dictionary_encode()
+    folded = [_fold_ascii(text) for text in encoded.dictionary.to_pylist()]
+    got = pa.array(folded, pa.string()).take(encoded.indices)
+    ok = got.is_valid().to_numpy(zero_copy_only=False)
+    where = np.arange(len(trimmed), dtype=np.int64)
+    where[other[ok]] = len(trimmed) + np.flatnonzero(ok)
+    readable = ascii_rows & proved
+    readable[other[ok]] = True
+    return pa.concat_arrays([address, got]).take(pa.array(where)), readable
+
+
+def _fold_ascii(text: str) -> str | None:
+    folded = emails._fold(text)
+    return folded if folded.isascii() and folded == folded.lower() else None
 
 
 def _mask(values: pa.Array) -> np.ndarray:

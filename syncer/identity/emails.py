@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 import idna
 
@@ -131,18 +132,35 @@ def _unicode_address(address: str) -> str:
     local, at, domain = address.partition("@")
     if not at or "@" in domain or not _local_ok(local):
         raise _invalid()
-    ascii_domain = domain if domain.isascii() else _to_ascii(domain)
-    if _ASCII_DOMAIN.fullmatch(ascii_domain) is None or ("--" in ascii_domain and not _reserved_labels_ok(ascii_domain)):
+    forms = _domain_forms(domain)
+    if forms is None:
         raise _invalid()
+    ascii_domain, hashed_domain = forms
     octets = len(local.encode("utf-8"))
     if octets > _MAX_LOCAL or len(ascii_domain) > _MAX_DOMAIN or octets + 1 + len(ascii_domain) > _MAX_ADDRESS:
         raise _invalid()
-    if domain.isascii():
-        return address
+    return f"{local}@{hashed_domain}"
+
+
+@lru_cache(maxsize=4096)
+def _domain_forms(domain: str) -> tuple[str, str] | None:
+    """(A-label form, hashed form) of a domain, None when it is no valid host name.
+
+    Memoised: the IDNA conversions are the slow part of an address, and a segment's addresses
+    share few domains.
+    """
     try:
-        return f"{local}@{idna.decode(ascii_domain)}"
+        ascii_domain = domain if domain.isascii() else _to_ascii(domain)
+    except InvalidIdentifier:
+        return None
+    if _ASCII_DOMAIN.fullmatch(ascii_domain) is None or ("--" in ascii_domain and not _reserved_labels_ok(ascii_domain)):
+        return None
+    if domain.isascii():
+        return ascii_domain, domain
+    try:
+        return ascii_domain, idna.decode(ascii_domain)
     except (idna.IDNAError, UnicodeError):
-        raise _invalid() from None
+        return None
 
 
 def _refused(text: str) -> bool:

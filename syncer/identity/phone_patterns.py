@@ -9,10 +9,11 @@ Declining is always safe; accepting a number ``phonenumbers`` would read differe
 this module must never have.
 
 What is decided (every other value is undecided)
-    - null, or blank after ``raw_text``'s trim: ``missing``.
-    - ASCII only, made of digits and `` ().-`` separators, with at most one ``+`` and only first.
-      (No letters, so no extension and no vanity number; no tab inside; nothing ``raw_text`` would
-      trim differently.)
+    - the text first goes through ``syncer.identity.phone_text``: null, or blank after
+      ``raw_text``'s strip, is ``missing``; a letter outside an extension is ``invalid_phone``; an
+      extension is dropped; Unicode digits and no-break spaces become ASCII; a full-width plus is
+      read as ``+`` (with no region it is ``phone_no_country``, as ``e164`` does not see it as a plus).
+    - then ASCII only, made of digits and `` ().-`` separators, with at most one ``+`` and only first.
     - ``+`` form: the country code is the shortest 1-3 digit prefix in
       ``COUNTRY_CODE_TO_REGION_CODE`` (as ``_extract_country_code`` reads it); the national part is
       then put through the national-prefix rules of the code's main region (below).
@@ -24,17 +25,25 @@ What is decided (every other value is undecided)
       ``parse``) are reproduced only when the region's ``national_prefix_for_parsing`` is a literal or
       an alternation of literals with no transform rule (``0``, ``1``, ``0|180020``); for a regex
       prefix (AU, BR, AR, the NANP islands...) a number it matches at the start is undecided.
-    - accepted only if valid: valid for the row's region when that region shares the country code
+    - then valid or not: valid for the row's region when that region shares the country code
       (``_parse_valid``'s hint), else ``is_valid_number``'s walk over the code's regions
       (``leading_digits`` first, else the full type check). Each type check is
       ``_number_type_helper``: the general description and any type description, each with its
       possible lengths, matched as whole-string RE2 regexes (libphonenumber's C++ uses RE2 on these
-      same patterns). A number valid nowhere stays undecided rather than rejected.
+      same patterns, and they use only what both engines read alike). Both checks are computed
+      exactly, so a number they both refuse is refused here too: ``e164`` made a single parse of
+      it (``+`` form, or national without ``00``), so its answer is ``placeholder`` when that
+      parse's code and number are a placeholder, else ``invalid_phone``. For a code shared by many
+      regions (+1: 25) one pattern, the union of their leading digits and type patterns, first
+      sets aside the numbers no region can claim (``+1 555 ...``: 555 is no NANP area code), so an
+      invalid number costs what a valid one does.
     E.164 is then ``+``, the country code and the national significant number (the digits, leading
     zeros kept, exactly what ``national_significant_number`` rebuilds).
     - a number so accepted whose code and national significant number are a placeholder
       (``syncer.identity.placeholders``, the same data ``phones.e164`` reads) is ``placeholder``
-      instead. Invalid placeholders (``+1 111 111 1111``) stay undecided, as every invalid number does.
+      instead, valid (``+1 212 555 0100``) or not (``+1 111 111 1111``).
+    Still undecided: too short or too long national parts, unknown country codes, ``00`` prefixes,
+    regex national prefixes, tabs and other whitespace inside, and digits of other scripts.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 
+from syncer.identity.phone_text import phone_text
 from syncer.identity.placeholder_columns import placeholder_phones
 from syncer.identity.placeholders import PLACEHOLDER
 
@@ -225,20 +235,30 @@ def _valid_for(nsn: pa.Array, plan: _Plan | None) -> np.ndarray:
     return out
 
 
-def _valid_number(nsn: pa.Array, cc: int) -> np.ndarray:
-    """``is_valid_number``: the first region of the code whose leading digits or type check claims it."""
+def _valid_number(nsn: pa.Array, cc: int) -> tuple[np.ndarray, np.ndarray]:
+    """``is_valid_number``: the first region of the code whose leading digits or type check claims it.
+
+    Returns (valid, exact): ``exact`` is False only for rows whose walk met a region without a plan,
+    where the answer is unknown. A code shared by many regions (+1) first screens every row with
+    one pattern, the union of each region's leading digits and type patterns: a row it does not
+    match is claimed by no region and matches no type anywhere, so it is invalid without the walk.
+    """
     regions = _regions_of(cc)
     if len(regions) == 1:
-        return _valid_for(nsn, _plan(regions[0]))
+        plan = _plan(regions[0])
+        return _valid_for(nsn, plan), np.full(len(nsn), plan is not None)
     valid = np.zeros(len(nsn), dtype=bool)
-    pending = np.ones(len(nsn), dtype=bool)
+    exact = np.ones(len(nsn), dtype=bool)
+    screen = _screen(cc)
+    pending = _fullmatch(nsn, screen[0]) | _fullmatch(nsn, screen[1]) if screen else np.ones(len(nsn), bool)
     for region in regions:
         rows = np.flatnonzero(pending)
         if len(rows) == 0:
             break
         plan = _plan(region)
         if plan is None:
-            continue
+            exact[rows] = False  # phonenumbers would read this region's metadata; we cannot
+            break
         sub = nsn.take(pa.array(rows))
         if plan.leading_digits is not None:
             claimed = _fullmatch(sub, plan.leading_digits)
@@ -247,7 +267,19 @@ def _valid_number(nsn: pa.Array, cc: int) -> np.ndarray:
             claimed = _valid_for(sub, plan)
             valid[rows[claimed]] = True
         pending[rows[claimed]] = False
-    return valid
+    return valid, exact
+
+
+@lru_cache(maxsize=None)
+def _screen(cc: int) -> tuple[str | None, str | None] | None:
+    """(leading-digits prefix pattern, whole-string type pattern) over every region of ``cc``; None if unusable."""
+    plans = [_plan(region) for region in _regions_of(cc)]
+    if any(plan is None for plan in plans):
+        return None
+    leading = [plan.leading_digits[1:] for plan in plans if plan.leading_digits]
+    types = sorted({pattern for plan in plans for _, pattern in plan.by_length.values()})
+    lead = "^(?:" + "|".join(leading) + ")" if leading else None
+    return lead, ("^(?:" + "|".join(t[1:-1] for t in types) + ")$") if types else None
 
 
 def _group_rows(keys: pa.Array) -> dict[object, np.ndarray]:
@@ -270,7 +302,8 @@ class _Accepted:
     rows: list[np.ndarray]
     cc: list[int]
     nsn: list[pa.Array]
-    placeholders: list[np.ndarray]  # valid numbers refused as ``placeholder``, as ``phones.e164`` does
+    placeholders: list[np.ndarray]  # refused as ``placeholder``, valid or not, as ``phones.e164`` does
+    invalid: list[np.ndarray]  # parsed, valid nowhere, not a placeholder: ``invalid_phone``
 
     def add(self, rows: np.ndarray, cc: int, nsn: pa.Array, accept: np.ndarray) -> None:
         if not accept.any():
@@ -285,17 +318,35 @@ class _Accepted:
             self.cc.append(cc)
             self.nsn.append(nsn)
 
+    def refuse(self, rows: np.ndarray, cc: int, nsn: pa.Array, refuse: np.ndarray) -> None:
+        """Numbers ``parse`` reads as (cc, nsn) and no validity check accepts: the rules' ``first`` parse."""
+        if not refuse.any():
+            return
+        rows, nsn = rows[refuse], nsn.filter(pa.array(refuse))
+        fake = placeholder_phones(cc, nsn)
+        self.placeholders.append(rows[fake])
+        self.invalid.append(rows[~fake])
+
 
 def _validate(out: _Accepted, rows: np.ndarray, cc: int, nsn: pa.Array, hints: pa.Array) -> None:
-    """``_parse_valid``: valid for the row's own region when it shares the code, else ``is_valid_number``."""
+    """``_parse_valid``: valid for the row's own region when it shares the code, else ``is_valid_number``.
+
+    Every row reaching here was parsed in one attempt (``+`` form, or national without ``00``), so a
+    number neither check accepts is what ``phones.e164`` refuses, as its first parse.
+    """
     accept = np.zeros(len(rows), dtype=bool)
+    exact = np.ones(len(rows), dtype=bool)
     for hint, sub in _group_rows(hints).items():
         if hint is not None and phonenumbers.country_code_for_region(hint) == cc:
-            accept[sub] = _valid_for(nsn.take(pa.array(sub)), _plan(hint))
+            plan = _plan(hint)
+            accept[sub] = _valid_for(nsn.take(pa.array(sub)), plan)
+            exact[sub] = plan is not None
     rest = np.flatnonzero(~accept)
     if len(rest):
-        accept[rest] = _valid_number(nsn.take(pa.array(rest)), cc)
+        accept[rest], known = _valid_number(nsn.take(pa.array(rest)), cc)
+        exact[rest] &= known
     out.add(rows, cc, nsn, accept)
+    out.refuse(rows, cc, nsn, ~accept & exact)
 
 
 def _international(out: _Accepted, rows: np.ndarray, d: pa.Array, hints: pa.Array) -> None:
@@ -374,18 +425,19 @@ def columnar_e164(texts: pa.StringArray, regions: pa.Array) -> tuple[pa.Array, n
     """
     n = len(texts)
     status = np.full(n, UNDECIDED, dtype=np.int8)
-    trimmed = pc.utf8_trim(texts, ASCII_TRIM)
-    is_null = trimmed.is_null().to_numpy(zero_copy_only=False)
-    status[is_null | (pc.binary_length(trimmed).fill_null(0).to_numpy(zero_copy_only=False) == 0)] = MISSING
-    shaped = pc.match_substring_regex(trimmed, _PHONE_SHAPE).fill_null(False).to_numpy(zero_copy_only=False)
-    shaped &= status == UNDECIDED
-    d = digits_only(trimmed.fill_null(""))
-    plus = pc.starts_with(trimmed, "+").fill_null(False).to_numpy(zero_copy_only=False)
+    text = phone_text(texts)
+    status[text.missing] = MISSING
+    status[text.letters] = REJECTED
+    core = text.core
+    shaped = pc.match_substring_regex(core, _PHONE_SHAPE).fill_null(False).to_numpy(zero_copy_only=False)
+    d = digits_only(core.fill_null(""))
+    plus = pc.starts_with(core, "+").fill_null(False).to_numpy(zero_copy_only=False)
     no_region = regions.is_null().to_numpy(zero_copy_only=False)
     starts00 = pc.starts_with(d, "00").to_numpy(zero_copy_only=False)
-    no_country = shaped & ~plus & no_region & ~starts00
+    no_country = shaped & ((~plus & ~starts00) | text.wide_plus) & no_region
     status[no_country] = REJECTED
-    accepted = _Accepted([], [], [], [])
+    plus &= ~no_country
+    accepted = _Accepted([], [], [], [], [])
     rows = np.flatnonzero(shaped & plus)
     if len(rows):
         _international(accepted, rows, d.take(pa.array(rows)), regions.take(pa.array(rows)))
@@ -397,6 +449,12 @@ def columnar_e164(texts: pa.StringArray, regions: pa.Array) -> tuple[pa.Array, n
     if accepted.rows:
         status[np.concatenate(accepted.rows)] = OK
     reason = pc.if_else(pa.array(no_country), pa.scalar("phone_no_country"), pa.scalar(None, pa.string()))
+    reason = pc.if_else(pa.array(text.letters), pa.scalar("invalid_phone"), reason)
+    if accepted.invalid:
+        invalid = np.zeros(n, dtype=bool)
+        invalid[np.concatenate(accepted.invalid)] = True
+        status[invalid] = REJECTED
+        reason = pc.if_else(pa.array(invalid), pa.scalar("invalid_phone"), reason)
     if accepted.placeholders:
         fake = np.zeros(n, dtype=bool)
         fake[np.concatenate(accepted.placeholders)] = True
