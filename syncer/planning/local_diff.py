@@ -116,6 +116,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
             found = warehouse.diff(con, source=data.table, sync_name=sync_name, shape=shape, suppressed=suppressed,
                                    rejected=rejected, held_count=plan.held_before, resend_all=resend_all, chunk_rows=chunk_rows)
             members, duplicates, stale, unchanged = found.members, found.duplicates, found.stale_rejections, found.unchanged
+            plan.stats["no_consent"] = found.no_consent
             candidates = _warehouse_candidates(con, shape, chunk_rows)
         still_rejected = _scalar(con, "SELECT count(*) FROM _changes c JOIN _rej r ON r.member_key = c.member_key AND r.fp = c.fp")
         plan.members = members - still_rejected

@@ -44,6 +44,7 @@ class WarehouseChanges:
     duplicates: int
     stale_rejections: list[str]
     unchanged: bool = False  # proven by checksums, without ranking or joining
+    no_consent: int = 0  # rows left out: their consent does not let this sync send to them
 
 
 class WarehouseDiff:
@@ -153,18 +154,22 @@ class WarehouseDiff:
         [stats] = self.session.rows(f"SELECT {d.checksum(pair)} FROM {source} s WHERE {desired}")
         [held_stats] = self.session.rows(f"SELECT {d.checksum(held_pair)} FROM {held} h")
         rows = int(stats[0])
+        [[no_consent]] = self.session.rows(f"SELECT count(*) FROM {source} s WHERE s.member_key IS NOT NULL"
+                                           f" AND s.member_key <> '' AND NOT ({d.filter(shape.wanted)})")
         stale = self._stale(source, desired, rejected)
         if not resend_all and (rows, _int(stats[1]), _int(stats[2])) == (int(held_stats[0]), _int(held_stats[1]), _int(held_stats[2])):
             # the same (member, fingerprint) pairs as held, as in the local mode's short-cut: no ranking, no join
             self._land(con, None, shape, chunk_rows)
             con.execute("CREATE OR REPLACE TEMP TABLE _changes (member_key VARCHAR, fp UHUGEINT, held_fp UHUGEINT)")
-            return WarehouseChanges(members=held_count, duplicates=0, stale_rejections=stale, unchanged=True)
+            return WarehouseChanges(members=held_count, duplicates=0, stale_rejections=stale, unchanged=True,
+                                    no_consent=int(no_consent))
         self._land(con, self.diff_query(source, desired, fp, held, shape, resend_all), shape, chunk_rows)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _changes AS
                         SELECT member_key, {number_from_hex('raw_fp')} AS fp, {number_from_hex('held_raw_fp')} AS held_fp FROM _wchanges""")
         gone, new = con.sql("SELECT count(*) FILTER (WHERE fp IS NULL), count(*) FILTER (WHERE held_fp IS NULL) FROM _changes").fetchall()[0]
         members = held_count - gone + new
-        return WarehouseChanges(members=members, duplicates=rows - members, stale_rejections=stale)
+        return WarehouseChanges(members=members, duplicates=rows - members, stale_rejections=stale,
+                                no_consent=int(no_consent))
 
     @staticmethod
     def diff_query(source: str, desired: str, fp: str, held: str, shape, resend_all: bool) -> str:
