@@ -44,6 +44,8 @@ def print_summary(reports) -> int:
             console.print(f"  {r.sync}: {r.suppressed} not added: suppressed (a conversion) after the plan was made")
         if getattr(r, "left_segment", 0):
             console.print(f"  {r.sync}: {r.left_segment} not texted: they left the segment (or withdrew consent) after the plan")
+        if getattr(r, "no_consent", 0):
+            console.print(f"  {r.sync}: {r.no_consent} segment members left out: their consent does not allow this sync")
         if getattr(r, "created_audience", None):
             console.print(f"  {r.sync}: created audience {r.created_audience} (kept in the ledger; to pin it, put"
                           f" audience_id: \"{r.created_audience}\" in the sync's file)", highlight=False)
