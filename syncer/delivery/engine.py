@@ -70,15 +70,16 @@ class Engine:
     def __init__(self, project: Project, *, ledger: Ledger | None = None, policy: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
                  lease_ttl: float | None = None, lease_wait: float = 0.0) -> None:
-        """``lease_ttl``: seconds a sync's lease outlives its last renewal (default ``$SYNCER_LEASE_TTL_S`` or
-        60); ``lease_wait``: seconds to wait for a sync another process holds before skipping it as busy."""
+        """``lease_ttl``: seconds a sync's lease outlives its last renewal (default ``$SYNCER_LEASE_TTL_S``, else
+        ``lease_ttl_seconds`` in syncer.yml, 60 unless set); ``lease_wait``: seconds to wait for a sync another process holds before skipping it as busy."""
         self.project = project
         self.ledger = ledger or Ledger(project.ledger_url())
         self.policy = policy
         self.sleep = sleep
         self.clock = clock  # what "now" is for the platforms' waits and the leases (a fake clock in tests)
         self.lease_wait = lease_wait
-        self.leases = LeaseKeeper(self.ledger, ttl=lease_ttl or ttl_from_env(), clock=lambda: self.clock())
+        self.leases = LeaseKeeper(self.ledger, ttl=lease_ttl or ttl_from_env(project.config.lease_ttl_seconds),
+                                  clock=lambda: self.clock())
         self.lease_label: str | None = None  # who holds this engine's leases, for others' busy messages ("Dagster run 1a2b")
         self._destinations: dict[str, Destination] = {}
 

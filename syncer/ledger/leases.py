@@ -21,8 +21,8 @@ the busy message names its pid. A holder elsewhere is judged by ``expires_at`` a
 platform's two-minute wait or a long plan does not let one lapse), and the engine renews after each batch
 it commits, before sending the next: a lease lost meanwhile (``LeaseLostError``) stops the sync there, so
 at most the batch in flight when another process took over overlaps it. A ``kill -9``-ed holder stops
-renewing, so its lease expires after the TTL: ``DEFAULT_TTL_S`` (60 s), ``$SYNCER_LEASE_TTL_S``, or
-``Engine(lease_ttl=...)``. Times are epoch seconds from the caller's clock (``Engine.clock``; a fake one in
+renewing, so its lease expires after the TTL: ``DEFAULT_TTL_S`` (60 s), ``lease_ttl_seconds`` in syncer.yml,
+``$SYNCER_LEASE_TTL_S`` (overriding it), or ``Engine(lease_ttl=...)``. Times are epoch seconds from the caller's clock (``Engine.clock``; a fake one in
 tests), so every process sharing a ledger needs a clock within a few seconds of the others (NTP).
 """
 

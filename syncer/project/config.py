@@ -74,6 +74,7 @@ class ProjectConfig(_Strict):
     ledger_url: str = Field("sqlite:///.syncer/ledger.db", description="SQLAlchemy URL of the ledger (SQLite in WAL mode or Postgres).")
     default_region: str = Field("US", min_length=2, max_length=2, description="Region used to parse phone numbers written without a country code.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Rows per extraction chunk (bounds memory).")
+    lease_ttl_seconds: float = Field(60, gt=0, description="How long a sync's lease outlives its holder's last renewal (renewed before every batch): another run takes over a sync whose holder stopped renewing this long ago. $SYNCER_LEASE_TTL_S overrides it.")
     memory_limit: str = Field("600MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description="Most memory the in-process diff (DuckDB) may use; beyond it DuckDB spills to .syncer/tmp. The default keeps a 10M-member plan under 1 GB of process memory.")
     diff_mode: Literal["local", "warehouse"] = Field("local", description="Where the diff runs: 'local' (read-only warehouse credentials; members streamed into an in-process DuckDB) or 'warehouse' (snapshots kept in bookkeeping_schema and the diff run there as SQL, so only changed rows leave; DuckDB, PostgreSQL, Snowflake, Spark (spark://) and BigQuery warehouses).")
     bookkeeping_schema: str = Field("syncer", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="With diff_mode: warehouse, the warehouse schema the syncer may write its snapshots to.")

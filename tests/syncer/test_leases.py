@@ -387,3 +387,12 @@ def test_two_runs_at_once_on_a_postgres_ledger_add_every_member_once(tmp_path: P
     assert sorted(r["status"] for r in ledger.history("buyers_sync")) == ["busy", "ok"]
     assert [r["reason"] for r in ledger.history("buyers_sync") if r["status"] == "busy"] == [lost["reason"]]
     assert ledger.leases() == []  # both released what they held
+
+
+def test_the_lease_ttl_comes_from_syncer_yml_unless_the_environment_overrides_it(project: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SYNCER_LEASE_TTL_S", raising=False)
+    assert Engine(load_project(project)).leases.ttl == 60  # the default
+    (project / "syncer.yml").write_text((project / "syncer.yml").read_text() + "lease_ttl_seconds: 300\n")
+    assert Engine(load_project(project)).leases.ttl == 300
+    monkeypatch.setenv("SYNCER_LEASE_TTL_S", "45")
+    assert Engine(load_project(project)).leases.ttl == 45
