@@ -28,6 +28,7 @@ PLATFORMS = (
     "iterable",
     "attentive",
     "twilio",
+    "tiktok",
     "fake",
 )
 """The folders under ``destinations/`` that hold a platform, one per line, each exporting ``SPEC``."""
