@@ -29,6 +29,7 @@ PLATFORMS = (
     "attentive",
     "twilio",
     "tiktok",
+    "linkedin",
     "fake",
 )
 """The folders under ``destinations/`` that hold a platform, one per line, each exporting ``SPEC``."""
