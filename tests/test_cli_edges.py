@@ -255,3 +255,11 @@ def test_members_left_out_for_consent_are_counted_in_the_run_summary(tmp_path: P
     assert (report["added"], report["no_consent"]) == (5, 3)
     text = " ".join(syncer("-p", str(tmp_path), "run").stdout.split())
     assert "buyers_sync: 3 segment members left out: their consent does not allow this sync" in text
+
+
+def test_demo_without_a_project_finds_the_shipped_demo() -> None:
+    """`make demo` runs `syncer demo` in the repository's root, which holds no syncer.yml: the demo project is
+    then examples/demo. Since the engine's packages moved (syncer/cli/demo.py), it looked in syncer/examples."""
+    from syncer.cli.demo import DEMO_PROJECT
+
+    assert DEMO_PROJECT == ROOT / "examples" / "demo" and (DEMO_PROJECT / "syncer.yml").is_file()

@@ -83,6 +83,10 @@ def _warehouse_file(ctx: click.Context) -> str:
     return url.removeprefix("duckdb:///")
 
 
+DEMO_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "demo"
+"""The demo project `syncer demo` (and `make demo`) uses when the current folder holds none."""
+
+
 @click.command()
 @click.option("--customers", default=20_000, show_default=True)
 @click.option("--port", default=8510, show_default=True)
@@ -93,7 +97,7 @@ def demo(ctx: click.Context, customers: int, port: int) -> None:
 
     project_dir = Path(ctx.obj["project_dir"])
     if not (project_dir / "syncer.yml").exists():
-        project_dir = Path(__file__).resolve().parent.parent / "examples" / "demo"
+        project_dir = DEMO_PROJECT
     ctx.obj["json"] = False
     project, counts = fresh_demo_project(project_dir, customers=customers)
     console.print("[bold]1. sample warehouse[/]: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
