@@ -27,6 +27,7 @@ from syncer.ledger.store import Ledger
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import FAKE, person, write_customers, write_project
+from tests.syncer.test_jobs import data_manager_project
 from tests.test_cli import ROOT, TOKEN, emails, meta_project, syncer
 
 
@@ -71,17 +72,7 @@ def test_plan_prints_an_apply_command_that_works_pasted_in_another_folder(tmp_pa
 def test_jobs_tells_a_platform_that_did_not_answer_from_a_pending_job(tmp_path: Path) -> None:
     env = {"DM_TOKEN": "sandbox-datamanager-key"}
     with Sandbox(port=0) as sandbox:
-        sandbox.datamanager.create_user_list("1234567890", "1001")
-        write_customers(tmp_path / "warehouse.duckdb", [(i, f"m{i}@example.com", None, "US", None, None, True, True)
-                                                        for i in range(1, 11)])
-        write_project(tmp_path, destination=f"""\
-            type: google_customer_match
-            customer_id: "123-456-7890"
-            transport: data_manager
-            access_token_env: DM_TOKEN
-            customer_match_terms_accepted: true
-            endpoint: {sandbox.url_for("datamanager")}
-            """)
+        data_manager_project(tmp_path, sandbox, 10)
         assert syncer("-p", str(tmp_path), "run", env=env).returncode == 0
         answered = json.loads(syncer("-p", str(tmp_path), "--json", "jobs", env=env).stdout)["jobs"]
     [job] = answered

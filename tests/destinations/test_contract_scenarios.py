@@ -37,6 +37,7 @@ from syncer.delivery.engine import Engine, SyncReport
 from syncer.identity.rows import identify
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
+from tests.syncer.test_engine import FakeClock  # what "now" is for the platforms' waits; tests move it
 
 SANDBOXED = [spec for spec in SPECS.values() if spec.emulator and spec.sandbox_destination]
 _RAW_KINDS = ("email", "phone", "first_name", "last_name", "country")
@@ -79,16 +80,6 @@ def row(i: int, **overrides: str | None) -> dict[str, str | None]:
                                      "first_name": "Ann", "last_name": f"Lee{i}", "country": "US", "madid": None}
     values.update(overrides)
     return {"id": str(i), **values}
-
-
-class FakeClock:
-    """What "now" is for the platforms' waits; tests move it by hand."""
-
-    def __init__(self, now: float = 1_900_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

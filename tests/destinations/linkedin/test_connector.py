@@ -21,6 +21,7 @@ from syncer.errors import ConfigError, PermanentError, RateLimited, TransientErr
 from syncer.identity.rows import identify
 from syncer.sandbox import Sandbox
 from tests.destinations.helpers import assert_classified, only_emulator, statuses
+from tests.syncer.test_engine import FakeClock
 
 TOKEN = "linkedin-test-token"
 ACCOUNT = "500000042"
@@ -39,14 +40,6 @@ def member(i: int) -> Member:
 
 def held(emulator) -> set[str]:
     return {value for person in emulator.members(AUDIENCE.audience_id) for _, value in person}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 6000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -182,7 +175,7 @@ def test_a_server_error_is_retried(make, emulator):
 
 
 def test_calls_over_the_per_minute_limit_are_throttled_with_429(make, emulator):
-    clock = FakeClock()
+    clock = FakeClock(6000.0)
     emulator.per_minute, emulator.clock = 2, clock
     destination = make()
     destination.add(AUDIENCE, [member(1)])

@@ -21,6 +21,7 @@ from syncer.errors import ConfigError, PermanentError, RateLimited, TransientErr
 from syncer.identity.rows import identify
 from syncer.sandbox import Sandbox
 from tests.destinations.helpers import assert_classified, only_emulator, statuses
+from tests.syncer.test_engine import FakeClock
 
 TOKEN = "tiktok-test-token"
 ADVERTISER = "7000000000000000042"
@@ -38,14 +39,6 @@ def member(i: int, *, email: bool = True, phone: bool = True) -> Member:
     if phone:
         ids["phone"] = sha(f"+1415734{i:04d}")
     return Member(f"k{i}", ids)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -159,7 +152,7 @@ def test_an_advertiser_the_token_may_not_act_for_fails_check(make):
 
 
 def test_calls_over_tiktoks_qps_are_throttled_with_code_40100(make, emulator):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     emulator.qps, emulator.clock = 2, clock
     destination = make()
     destination.add(AUDIENCE, [member(1)])
