@@ -37,7 +37,7 @@ from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
 from tests.conftest import person, write_customers
 from tests.destinations.helpers import only_emulator
-from tests.destinations.twilio.test_connector import BODY, TOKEN, WED_10_LA, phone, sms_project, texts, wait_for
+from tests.destinations.twilio.test_connector import BODY, TOKEN, WED_10_LA, frozen_clock, phone, sandbox, sms_project, texts, wait_for  # noqa: F401  (frozen_clock, sandbox: fixtures; frozen_clock autouse)
 from tests.syncer.test_postgres_ledger import postgres_url  # noqa: F401  (the throwaway server, as a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,25 +172,6 @@ def test_processes_racing_for_the_same_rows_claim_each_member_exactly_once(ledge
 
 
 # --- through the engine, against the Twilio emulator --------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def frozen_clock():
-    TwilioSmsDestination.clock = lambda: WED_10_LA
-    yield
-    TwilioSmsDestination.clock = None
-
-
-@pytest.fixture
-def sandbox(monkeypatch):
-    only_emulator(monkeypatch, "twilio")
-    monkeypatch.setenv("SANDBOX_TWILIO_KEY", TOKEN)
-    monkeypatch.setenv("TWILIO_SID", DEFAULT_ACCOUNT_SID)
-    monkeypatch.setenv("TWILIO_TOKEN", TOKEN)
-    sb = Sandbox(port=0).start()
-    yield sb
-    sb.twilio.release()
-    sb.stop()
-
 
 def run(root: Path) -> SyncReport:
     with Engine(load_project(root), policy=FAST, sleep=lambda s: None) as engine:
