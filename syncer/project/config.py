@@ -113,12 +113,17 @@ class ConsentConfig(_Strict):
     sms: str | None = Field(None, description="Column with SMS marketing consent.")
 
 
+_SEGMENT_SOURCES = ("sql", "sql_file", "rules", "dbt")
+
+
 class SegmentConfig(_Strict):
     """segments/<name>.yml: one audience defined as SQL returning one row per member."""
 
     description: str = ""
     sql: str | None = Field(None, description="The query, inline.")
     sql_file: str | None = Field(None, description="Path of a .sql file, relative to the segment file.")
+    rules: dict | None = Field(None, description="The query written as rules over the warehouse's tables instead of SQL (compiled to SQL for the warehouse's dialect).")
+    dbt: str | None = Field(None, min_length=1, description="Name of a dbt model whose relation is the segment, resolved from the dbt project's manifest.json.")
     member_key: str = Field(description="Column holding a stable member id (never PII).")
     identifiers: dict[IdentifierKind, str] = Field(description="Identifier kind -> column, e.g. {email: email, phone: phone}.")
     phone_region: str | None = Field(None, description="Default region for phones without country code; else the project's.")
@@ -129,10 +134,12 @@ class SegmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_query(self) -> "SegmentConfig":
-        if self.sql and self.sql_file:
-            raise ValueError("both 'sql' and 'sql_file' are given; keep exactly one (inline query or path to a .sql file)")
-        if not self.sql and not self.sql_file:
-            raise ValueError("give exactly one of 'sql' (inline) or 'sql_file' (path to a .sql file)")
+        given = [name for name in _SEGMENT_SOURCES if getattr(self, name)]
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(repr(g) for g in given)} are given; keep exactly one source of members")
+        if not given:
+            raise ValueError("give exactly one of 'sql' (inline), 'sql_file' (path to a .sql file), 'rules' (conditions"
+                             " over the warehouse's tables) or 'dbt' (a dbt model's name)")
         if not self.identifiers:
             raise ValueError("'identifiers' must map at least one identifier kind to a column")
         return self

@@ -89,10 +89,19 @@ class Project:
         return self.root / ".syncer"
 
     def segment_sql(self, name: str) -> str:
-        """The segment's query: inline ``sql``, or the text of ``sql_file`` (relative to segments/)."""
+        """The segment's query: inline ``sql``, the text of ``sql_file`` (relative to segments/), its
+        ``rules`` compiled for the warehouse's dialect, or the relation of its ``dbt`` model."""
         segment = _lookup(self.segments, name, "segment")
         if segment.sql:
             return segment.sql
+        if segment.rules is not None:
+            from syncer.project.rules import compile_segment_rules  # only projects with rule segments pay for it
+
+            return compile_segment_rules(self, name)
+        if segment.dbt:
+            from syncer.project.dbt import dbt_model_sql
+
+            return dbt_model_sql(self, name)
         return (self.root / "segments" / segment.sql_file).read_text(encoding="utf-8-sig")
 
     def warehouse_url(self) -> str:

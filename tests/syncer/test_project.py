@@ -449,14 +449,14 @@ def test_both_sql_and_sql_file(tmp_path: Path) -> None:
     segment = VALID["segments/vip.yml"] + "sql: SELECT 1 AS customer_id\n"
     problem = only_problem(tmp_path, {"segments/vip.yml": segment})
     assert where(problem) == ("segments/vip.yml", 10, "sql")
-    assert problem.message.startswith("both 'sql' and 'sql_file' are given; keep exactly one")
+    assert problem.message.startswith("'sql' and 'sql_file' are given; keep exactly one")
 
 
 def test_neither_sql_nor_sql_file(tmp_path: Path) -> None:
     segment = VALID["segments/lapsed.yml"].split("\n", 1)[1]
     problem = only_problem(tmp_path, {"segments/lapsed.yml": segment})
     assert where(problem) == ("segments/lapsed.yml", 1, "")
-    assert problem.message.startswith("give exactly one of 'sql' (inline) or 'sql_file'")
+    assert problem.message.startswith("give exactly one of 'sql' (inline), 'sql_file'")
 
 
 def test_bad_cadence(tmp_path: Path) -> None:
