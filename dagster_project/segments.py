@@ -6,6 +6,7 @@ import time
 import dagster as dg
 
 from dagster_project import location
+from dagster_project.dbt_models import segment_deps
 from syncer.delivery.engine import Engine
 from syncer.project.config import SegmentConfig
 from syncer.project.project import Project, load_project
@@ -31,7 +32,8 @@ def segment_asset(project: Project, name: str, segment: SegmentConfig) -> dg.Ass
     owners = segment.owners or project.config.owners
 
     @dg.asset(key=segment_key(name), group_name="segments", description=segment.description or f"Segment {name}",
-              owners=owners or None, kinds={"sql"}, metadata={"cadence": segment.cadence, "member_key": segment.member_key})
+              owners=owners or None, kinds={"dbt"} if segment.dbt else {"sql"}, deps=segment_deps(project, segment),
+              metadata={"cadence": segment.cadence, "member_key": segment.member_key})
     def _segment(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         proj = load_project(project.root)
         started = time.perf_counter()

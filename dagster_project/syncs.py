@@ -151,7 +151,7 @@ def _apply(context: dg.AssetExecutionContext, eng: Engine, made, name: str, targ
                                    **error_metadata(report)})
     latencies = eng.ledger.suppression_latencies(time.time() - 86_400, sync=name)
     yield dg.MaterializeResult(asset_key=target, metadata=events.sync_metadata(
-        report, audience_size=eng.ledger.held_count(name), latencies=latencies))
+        report, audience_size=eng.ledger.held_count(name), latencies=latencies) | events.stream_metadata(eng.ledger, name))
 
 
 def lease_label(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -61,6 +62,24 @@ class Member:
 
     member_key: str
     identifiers: Mapping[str, str]
+    traits: Mapping[str, object] = field(default_factory=dict)
+    """Profile properties to set with the membership (``SyncConfig.traits``), platform property name ->
+    JSON value; a ``None`` value means "clear it" (only with ``null_traits: clear``: by default a NULL in
+    the warehouse is left out). Only ``add`` reads them; empty for destinations without ``traits``."""
+
+    @classmethod
+    def from_row(cls, member_key: str, identifiers: Mapping[str, str]) -> "Member":
+        """A member from a plan or ledger row, whose identifiers carry the traits as JSON under ``TRAITS_KEY``."""
+        text = identifiers.get(TRAITS_KEY)
+        if text is None:
+            return cls(member_key, identifiers)
+        rest = {k: v for k, v in identifiers.items() if k != TRAITS_KEY}
+        return cls(member_key, rest, json.loads(text))
+
+
+TRAITS_KEY = "_traits"
+"""The key under which a plan row's identifiers carry its traits, as a JSON object's text (it rides with
+the identifiers through the plan, the ledger and the fingerprint; ``Member.from_row`` takes it out)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,9 @@ class Capabilities:
     person there (Meta and Google remove every person any identifier of a row matches; Klaviyo keeps one
     profile per email, phone and external id), so the planner never removes a member linked this way to a
     member who stays (``syncer.planning.shared``)."""
+    traits: bool = False
+    """It can set profile properties with the membership (``Member.traits``): a sync may map segment columns
+    to them (``traits`` in the sync file); ``validate`` refuses them on any other destination."""
 
 
 @runtime_checkable

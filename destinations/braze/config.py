@@ -25,6 +25,7 @@ CAPABILITIES = Capabilities(
     max_batch=MAX_OBJECTS,
     channel="email",
     consent_marker=True,  # _consent decides the opt-in subscription group write on add
+    traits=True,  # profile properties set with the membership (Member.traits)
 )
 """What Braze accepts with the default ``max_objects_per_request``; ``capabilities_for`` gives a config's own."""
 

@@ -21,7 +21,7 @@ Membership never touches consent
 
 API flow (plain ``requests`` session, pooled)::
 
-    add     POST {base}/users/track  {"attributes": [{"external_id": "...", "<audience_id>": true,
+    add     POST {base}/users/track  {"attributes": [{"external_id": "...", "<audience_id>": true, "<trait>"?: value,
                                         "subscription_groups"?: [{"subscription_group_id", "subscription_state": "subscribed"}]}]}
     remove  POST {base}/users/track  {"attributes": [{"external_id": "...", "<audience_id>": false,
                                         "_update_existing_only": true}]}
@@ -35,6 +35,12 @@ API flow (plain ``requests`` session, pooled)::
   never send two. An email or phone resolves to the most recently updated profile holding it, preferring
   profiles with an external_id; when none exists Braze creates an email-only (phone-only) profile, and an
   unknown external_id creates a profile too, unless ``update_existing_only`` is set.
+- Traits (``Member.traits``, a sync's ``traits``) are custom attributes in the same attributes object as
+  the membership attribute, on add only: "Custom attribute keys and values have a maximum length of 255
+  characters" (braze.com/docs/developer_guide/platform_integration_guides/web/analytics/setting_custom_attributes),
+  and "setting a value to null removes it" (/api/objects_filters/user_attributes_object), which is how a
+  trait is cleared with ``null_traits: clear``. A trait named like a profile field, the membership attribute,
+  with a leading ``$`` or over 255 characters is a ``ConfigError`` before any request.
 - The audience_id must be a usable custom attribute name: not a Braze profile field (``email_subscribe``
   would turn membership into consent), not starting with ``$``, at most 255 characters; else
   ``ConfigError`` before any request.
@@ -191,6 +197,8 @@ class BrazeDestination(Destination):
     # ----- internals ----------------------------------------------------------------------------
     def _send(self, op: Op, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         attribute = _attribute_name(audience)
+        if op == "add":
+            _check_trait_names(audience, attribute, members)
         group = self.config.subscription_groups.get(audience.audience_id) if op == "add" else None
         outcomes: dict[str, RowOutcome] = {}
         sendable: list[tuple[Member, dict[str, Any]]] = []
@@ -218,6 +226,8 @@ class BrazeDestination(Destination):
         if kind is None:
             return None
         obj: dict[str, Any] = {kind: member.identifiers[kind], attribute: op == "add"}
+        if op == "add":
+            obj.update(member.traits)  # custom attributes beside the membership one; a None (clear) is null
         if op == "remove" or self.config.update_existing_only:
             obj["_update_existing_only"] = True
         if group and member.identifiers.get("_consent") == "granted":
@@ -247,6 +257,15 @@ def _attribute_name(audience: AudienceRef) -> str:
                           " custom attribute name (not a profile field such as email_subscribe, no leading $, at most 255"
                           " characters), e.g. in_vip_audience")
     return name
+
+
+def _check_trait_names(audience: AudienceRef, attribute: str, members: Sequence[Member]) -> None:
+    """Traits are custom attributes: never a profile field, an identifier or the membership attribute itself."""
+    for name in sorted({name for member in members for name in member.traits}):
+        if name in PROFILE_FIELDS or name == attribute or name.startswith("$") or len(name) > 255:
+            raise ConfigError(f"trait '{name}' of sync '{audience.sync}' cannot be a Braze custom attribute: not a profile"
+                              " field (email, first_name...), not the membership attribute, no leading $, at most 255"
+                              " characters; rename it under 'traits'")
 
 
 def _row_outcomes(members: Sequence[Member], body: Any) -> tuple[dict[str, RowOutcome], int]:

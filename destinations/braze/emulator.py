@@ -29,7 +29,9 @@ Strictness (as documented by Braze, see ``destinations.braze.connector`` for sou
   silently skipped), as the docs describe.
 - Each object is validated whole before anything is applied: a bad email (not local@domain.tld), a phone
   not in E.164, an ``email_subscribe`` value outside the three states, an unknown subscription group or
-  state, an attribute name starting with ``$`` or longer than 255 characters. A bad object is skipped and
+  state, an attribute name starting with ``$`` or longer than 255 characters, a string value longer than
+  255 characters ("Custom attribute keys and values have a maximum length of 255 characters":
+  braze.com/docs/developer_guide/platform_integration_guides/web/analytics/setting_custom_attributes). A bad object is skipped and
   reported as a non-fatal error ``{"type", "input_array", "index"}`` next to ``"message": "success"``;
   the rest of the request is applied.
 - Answers 201 ``{"message": "success", "attributes_processed": n, ...}`` (202 ``{"message": "queued"}``
@@ -316,6 +318,8 @@ class BrazeEmulator(Emulator):
             elif name.startswith("$") or not name or len(name) > 255:
                 return "Invalid custom attribute name"
             elif not isinstance(value, (str, int, float, bool, list, dict, type(None))):
+                return "Invalid custom attribute value"
+            elif isinstance(value, str) and len(value) > 255:
                 return "Invalid custom attribute value"
         return None
 

@@ -20,6 +20,7 @@ CAPABILITIES = Capabilities(
     max_batch=MAX_SUBSCRIBERS,
     channel="email",
     match_keys=frozenset({"email", "external_id"}),  # a user is found by email or by userId
+    traits=True,  # profile properties set with the membership (Member.traits)
 )
 
 

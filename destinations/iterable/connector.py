@@ -10,7 +10,7 @@ Membership never touches consent
 
 API flow (plain ``requests`` session, pooled)::
 
-    add     POST {base}/api/lists/subscribe    {"listId": 1001, "subscribers": [{"email": "..."} |
+    add     POST {base}/api/lists/subscribe    {"listId": 1001, "subscribers": [{"email": "...", "dataFields"?: {...}} |
                                                  {"userId": "...", "preferUserId": true}],
                                                  "updateExistingUsersOnly"?: true}
     remove  POST {base}/api/lists/unsubscribe  {"listId": 1001, "subscribers": [{"email"} | {"userId"}],
@@ -21,6 +21,10 @@ API flow (plain ``requests`` session, pooled)::
     Api-Key: <server-side key>; base = ``endpoint``, else https://api.iterable.com (US) or
     https://api.eu.iterable.com (EU, ``data_center``).
 
+- Traits (``Member.traits``, a sync's ``traits``) go in the subscriber's ``dataFields`` on add ("subscribers":
+  [{email|userId, dataFields, preferUserId}], specs section 6); a trait cleared on purpose is sent as null.
+  A value whose type differs from the project's field fails that subscriber as ``invalidData*`` (REJECTED,
+  like any failedUpdates key).
 - One identifier per subscriber: ``email``, else ``userId`` (our ``external_id``); ``prefer_user_id``
   swaps the order. Sending both could re-key a profile or fail as a conflict. A userId subscriber carries
   ``preferUserId: true`` so an unknown userId gets a user, as an unknown email does (unless
@@ -223,6 +227,8 @@ class IterableListDestination(Destination):
         subscriber: dict[str, Any] = {_FIELD[kind]: member.identifiers[kind]}
         if kind == "external_id" and op == "add" and not self.config.update_existing_users_only:
             subscriber["preferUserId"] = True
+        if op == "add" and member.traits:
+            subscriber["dataFields"] = dict(member.traits)  # a None (null_traits: clear) sets the field to null
         return subscriber
 
     def _body(self, op: Op, list_id: int, subscribers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,6 +35,11 @@ Strictness:
   ``preferUserId: true``; ``updateExistingUsersOnly: true`` reports unknown users as notFound instead.
   An email whose user holds another userId than the one sent is a conflict. Unsubscribe of an unknown
   user is notFound; of a known user not on the list, a success (no-op).
+- ``dataFields`` of a subscriber are set on the user (a null sets the field to null, other fields are left
+  as they are). A project's user field takes the type of its first value; a later value of another JSON
+  type fails that subscriber as ``invalidData*`` and changes nothing ([U]: Iterable documents the
+  ``invalidDataEmails``/``invalidDataUserIds`` keys, not what triggers them; a type clash is the strict
+  reading of its schema-per-project fields).
 - Over ``rate_limit`` (requests per window): 429 ``{"code": "RateLimitExceeded", "msg": "Exceeded rate
   limit for endpoint: ..."}``, without Retry-After (none documented); ``throttle_next`` answers the next
   request that way.
@@ -82,6 +87,7 @@ class _User:
     unsubscribedChannelIds: list[int] = field(default_factory=list)  # noqa: N815
     unsubscribedMessageTypeIds: list[int] = field(default_factory=list)  # noqa: N815
     subscribedMessageTypeIds: list[int] = field(default_factory=list)  # noqa: N815
+    dataFields: dict[str, Any] = field(default_factory=dict)  # noqa: N815 - the user's profile fields
 
     def key(self) -> str:
         return self.email or self.userId or ""
@@ -104,6 +110,7 @@ class IterableEmulator(Emulator):
         self.max_subscribers = MAX_SUBSCRIBERS
         self.rate_limit: tuple[int, float] | None = None
         self.project_id = 1
+        self.field_types: dict[str, str] = {}  # project-wide: a user field's type, set by its first value
         self._window: deque[float] = deque()
         self.payloads: deque[Any] = deque(maxlen=200)  # parsed bodies of the last subscribe/unsubscribe calls
 
@@ -307,7 +314,7 @@ class IterableEmulator(Emulator):
         problem = _invalid(email, user_id)
         if problem:
             return problem
-        if "dataFields" in s and not isinstance(s["dataFields"], dict):
+        if "dataFields" in s and (not isinstance(s["dataFields"], dict) or not self._fields_fit(s["dataFields"])):
             return "invalidData" + kind, value
         user = self._find(email, None) if email is not None else self._find(None, user_id)
         if user is not None and user.forgotten:
@@ -323,8 +330,20 @@ class IterableEmulator(Emulator):
             self.users.append(user)
         elif user_id is not None:
             user.userId = user_id
+        self._set_fields(user, s.get("dataFields") or {})
         lst["members"].add(self.users.index(user))
         return None
+
+    def _fields_fit(self, fields: Mapping[str, Any]) -> bool:
+        """Each value has the type the project's field already has (its first value set it); null always fits."""
+        return all(value is None or self.field_types.get(name, _json_type(value)) == _json_type(value)
+                   for name, value in fields.items())
+
+    def _set_fields(self, user: _User, fields: Mapping[str, Any]) -> None:
+        for name, value in fields.items():
+            if value is not None:
+                self.field_types.setdefault(name, _json_type(value))
+            user.dataFields[name] = value
 
     def _unsubscribe(self, lst: dict[str, Any], s: Mapping[str, Any], channel: bool) -> tuple[str, str] | None:
         email, user_id = s.get("email"), s.get("userId")
@@ -348,6 +367,14 @@ class IterableEmulator(Emulator):
         if user_id is not None:
             return next((u for u in self.users if u.userId == user_id), None)
         return None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "other")
 
 
 def _subscriber_ok(s: Any, op: str) -> bool:

@@ -22,6 +22,7 @@ CAPABILITIES = Capabilities(
     channel="email",
     # one profile per email, per phone number and per external id: members sharing one are one profile
     match_keys=frozenset({"email", "phone", "external_id"}),
+    traits=True,  # profile properties set with the membership (Member.traits)
 )
 
 

@@ -18,6 +18,8 @@ which bypasses our wait accounting, see specs section 9)::
                     rows, by the index in source.pointer; a row refused as ``duplicate_profile`` (its
                     identifiers name two profiles) is looked up as a remove is, so the member joins as
                     the profile Klaviyo matches first (its email's); the ids are cached before anything else
+            2b. traits cleared (``null_traits: clear``): PATCH /api/profiles/{id}
+               {data: {type, id, attributes: {}, meta: {patch_properties: {unset: [names]}}}} -> 200
             3. POST   /api/lists/{list_id}/relationships/profiles  {data: [{type: profile, id}]} -> 204
     remove  1. cached ids; the others looked up, never created: GET /api/profiles?filter=any(email,[...])
                (50 values a call; then external_id, phone_number). A member Klaviyo does not know is not
@@ -34,6 +36,15 @@ cached profile id holds only for the identifiers it was resolved from: the ledge
 member whose digest differs is resolved afresh. When a member's email changes, the engine removes the
 old identifiers (their cached profile) and adds the new ones (the new email's profile, imported), so the
 list never gets the old profile back. An id cached before digests were kept is resolved once more.
+
+Traits (``Member.traits``, a sync's ``traits``) are the profile's custom ``properties`` in the import row
+(any JSON value; "Update custom properties" is a documented use of the bulk import:
+https://developers.klaviyo.com/en/docs/use_klaviyos_bulk_profile_import_api). A member with traits is
+imported even when its profile id is cached, since the import is what sets them. The bulk import "does
+not support setting fields to null to clear them" (same page), so a trait cleared on purpose is removed
+with Update Profile's ``meta.patch_properties.unset`` ("Remove a key or keys (and their values)
+completely from properties": https://developers.klaviyo.com/en/reference/update_profile), one call per
+such profile (the profiles group's 75/s, 700/min).
 
 Headers: ``Authorization: Klaviyo-API-Key <key>``, ``revision`` (config), JSON:API content type.
 
@@ -228,6 +239,8 @@ class KlaviyoListDestination(Destination):
             else:
                 outcomes[member.member_key] = RowOutcome(member.member_key, RowStatus.REJECTED, "no_supported_identifier")
         ids = self._resolve(op, sendable, outcomes, counts, use_cache=True)
+        if op == "add":
+            self._unset_properties(sendable, ids)
         if ids:
             self._send_membership(op, list_id, sendable, ids, outcomes, counts)
         for member in sendable:  # a remove of someone Klaviyo does not know: not on the list, nothing to do
@@ -262,7 +275,8 @@ class KlaviyoListDestination(Destination):
     def _resolve(self, op: Op, members: Sequence[Member], outcomes: dict[str, RowOutcome], counts: dict[str, int],
                  *, use_cache: bool) -> dict[str, str]:
         """Member key -> profile id: from the cache, else imported (add) or looked up (remove)."""
-        cached = self._cache_get(members) if use_cache else {}
+        # a member with traits is imported even when its id is cached: the import is what sets them
+        cached = self._cache_get([m for m in members if not (op == "add" and m.traits)]) if use_cache else {}
         counts["ids_cached"] += len(cached)
         missing = [m for m in members if m.member_key not in cached]
         if not missing:
@@ -294,8 +308,7 @@ class KlaviyoListDestination(Destination):
     def _import(self, members: Sequence[Member], outcomes: dict[str, RowOutcome], ambiguous: list[Member]) -> dict[str, str]:
         """Upsert the members' profiles in one bulk import job; return their ids, rejecting failed rows and
         adding to ``ambiguous`` the members whose identifiers name two profiles."""
-        rows = [{"type": "profile", "attributes": {ATTRIBUTES[k]: v for k, v in m.identifiers.items() if k in ATTRIBUTES and v}}
-                for m in members]
+        rows = [{"type": "profile", "attributes": _profile_attributes(m)} for m in members]
         fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
         job_id = self._pending_jobs.get(fingerprint)
         if job_id is None:
@@ -371,6 +384,18 @@ class KlaviyoListDestination(Destination):
                     found[member.member_key] = profile_id
         return found
 
+    def _unset_properties(self, members: Sequence[Member], ids: Mapping[str, str]) -> None:
+        """Clear the traits a member sends as null (``null_traits: clear``): the bulk import never clears a
+        property, so each such profile gets Update Profile with ``meta.patch_properties.unset``."""
+        for member in members:
+            unset = sorted(name for name, value in member.traits.items() if value is None)
+            profile_id = ids.get(member.member_key)
+            if not unset or not profile_id:
+                continue
+            body = {"data": {"type": "profile", "id": profile_id, "attributes": {},
+                             "meta": {"patch_properties": {"unset": unset}}}}
+            self._request("PATCH", f"/api/profiles/{profile_id}/", "profiles", _PROFILES, body=body)
+
     def _cache_get(self, members: Sequence[Member]) -> dict[str, str]:
         """Member key -> cached profile id, for members whose identifiers are those the id was resolved from."""
         keys = [m.member_key for m in members]
@@ -430,6 +455,15 @@ class KlaviyoListDestination(Destination):
         if not _LIST_ID.match(list_id):
             raise ConfigError(f"Sync '{audience.sync}': audience_id {audience.audience_id!r} is not a Klaviyo list id (like Y6nRLr)")
         return list_id
+
+
+def _profile_attributes(member: Member) -> dict[str, Any]:
+    """A profile row of the import: the identifiers and names, and the traits set (non-null) as ``properties``."""
+    attributes: dict[str, Any] = {ATTRIBUTES[k]: v for k, v in member.identifiers.items() if k in ATTRIBUTES and v}
+    properties = {name: value for name, value in member.traits.items() if value is not None}
+    if properties:
+        attributes["properties"] = properties
+    return attributes
 
 
 def _key_refused(status: int, code: str, ctx: ErrorContext, detail: str) -> ConfigError:

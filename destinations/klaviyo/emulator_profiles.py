@@ -65,6 +65,7 @@ class ProfileRoutes:
         if profile_id not in self.profiles:
             raise wire.KlaviyoError(404, "not_found", "Not found.", f"A profile with id {profile_id} does not exist.")
         self._update(profile_id, attributes)
+        self.store.unset_properties(profile_id, wire.unset_keys(request))
         return Response(200, {"data": self._resource(profile_id, request)})
 
     def _post_profile_import(self, request: Request) -> Response:

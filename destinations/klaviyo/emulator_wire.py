@@ -118,7 +118,21 @@ def profile_body(request: Request, *, with_id: bool | None) -> tuple[str | None,
             raise invalid(f"'{field}' must be a string.", f"/data/attributes/{field}")
     if with_id is False and not any(attributes.get(field) for field in IDENTIFIERS):
         raise no_identifier()
-    return profile_id, {k: attributes[k] for k in ATTRIBUTES if k in attributes}
+    if "properties" in attributes and not isinstance(attributes["properties"], dict):
+        raise invalid("'properties' must be an object.", "/data/attributes/properties")
+    return profile_id, {k: attributes[k] for k in (*ATTRIBUTES, "properties") if k in attributes}
+
+
+def unset_keys(request: Request) -> list[str]:
+    """``meta.patch_properties.unset`` of a profile body: a key or a list of keys."""
+    meta = ((request.json().get("data") or {}).get("meta") or {})
+    unset = (meta.get("patch_properties") or {}).get("unset") if isinstance(meta, dict) else None
+    if unset is None:
+        return []
+    keys = [unset] if isinstance(unset, str) else unset
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise invalid("'patch_properties.unset' must be a string or a list of strings.", "/data/meta/patch_properties/unset")
+    return keys
 
 
 def set_only(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,6 +151,8 @@ def no_identifier() -> KlaviyoError:
 
 
 def row_problem(attributes: Mapping[str, Any], pointer: str) -> dict[str, Any] | None:
+    if "properties" in attributes and not isinstance(attributes["properties"], dict):
+        return error_item(400, "invalid", "Invalid input.", "'properties' must be an object.", pointer + "/properties")
     if not any(attributes.get(k) for k in IDENTIFIERS):
         return error_item(400, "invalid", "Invalid input.", "One of email, phone_number or external_id is required.", pointer)
     email = attributes.get("email")

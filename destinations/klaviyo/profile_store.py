@@ -33,6 +33,13 @@ An upsert matches on email, then external id, then phone number (``MATCH_ORDER``
 case-insensitively. Klaviyo's optional multi-email profiles (secondary addresses, an account setting the
 bulk import guide mentions) are not modelled: one email per profile, as accounts have by default. Consent
 is kept per profile and never changed here.
+
+Custom properties (``attributes.properties``, any JSON object) are merged into the profile's, key by key.
+The bulk import "does not support setting fields to null to clear them. Only fields explicitly provided
+with non-null values will be updated" (the bulk import guide above); a property is removed with Update
+Profile's ``meta.patch_properties.unset`` (a key or a list of keys: "Remove a key or keys (and their
+values) completely from properties", the ProfileMetaPatchProperties schema of
+https://developers.klaviyo.com/en/reference/update_profile).
 """
 
 from __future__ import annotations
@@ -92,7 +99,8 @@ class ProfileStore:
             raise MissingIdentifier
         profile_id = f"01HZ{self.next_id:022d}"
         self.next_id += 1
-        self.profiles[profile_id] = dict.fromkeys(ATTRIBUTES) | {"email_consent": "NEVER_SUBSCRIBED", "sms_consent": "NEVER_SUBSCRIBED"}
+        self.profiles[profile_id] = dict.fromkeys(ATTRIBUTES) | {"email_consent": "NEVER_SUBSCRIBED", "sms_consent": "NEVER_SUBSCRIBED",
+                                                                 "properties": {}}
         self._apply(profile_id, attributes)
         return profile_id
 
@@ -133,8 +141,17 @@ class ProfileStore:
         self.update(target, attributes)
         return target, False
 
+    def unset_properties(self, profile_id: str, keys: list[str]) -> None:
+        """``meta.patch_properties.unset`` of Update Profile: the keys and their values leave ``properties``."""
+        for key in keys:
+            self.profiles[profile_id].setdefault("properties", {}).pop(key, None)
+
     def _apply(self, profile_id: str, attributes: Mapping[str, Any]) -> None:
         profile = self.profiles[profile_id]
+        # custom properties merge key by key, kept as the JSON values sent; a null never clears one (the bulk
+        # import documents it; Update Profile clears a property only through meta.patch_properties.unset)
+        given = attributes.get("properties") or {}
+        profile.setdefault("properties", {}).update({k: v for k, v in given.items() if v is not None})
         for field in ATTRIBUTES:
             if field not in attributes:
                 continue

@@ -20,6 +20,7 @@ CAPABILITIES = Capabilities(
     channel="email",
     consent_marker=True,  # _consent decides the status of a NEW contact (subscribed only when granted)
     match_keys=frozenset({"email"}),  # a contact is its email (its id is the MD5 of it); a phone is a merge field
+    traits=True,  # profile properties set with the membership (Member.traits)
 )
 
 

@@ -2,8 +2,8 @@
 
 Membership never touches consent. A member of the segment carries a tag (or sits in a static segment)
 of the Mailchimp audience; leaving the segment takes the tag off (or leaves the static segment). The
-contact's subscription status is never changed: no PUT or PATCH of a contact, no status in a remove, no
-archive (DELETE) and no ``update_existing``. Leaving a segment is not an unsubscribe.
+contact's subscription status is never changed: no PUT of a contact, no PATCH but of its merge fields
+(traits), no status in a remove, no archive (DELETE) and no ``update_existing``. Leaving a segment is not an unsubscribe.
 
 audience_id (the sync's) names the audience (list) and what membership means in it
 (``destinations.mailchimp.audience``): "LIST_ID:tag:NAME", "LIST_ID:segment:ID" or "LIST_ID:NAME" (a tag,
@@ -26,6 +26,16 @@ or ``endpoint`` + ``/3.0``; HTTP Basic with any user and the key)::
     list    tag:     GET /lists/{list_id}/tag-search?name=NAME -> the tag's segment id, then as a segment
             segment: GET /lists/{list_id}/segments/{id}/members?count=1000&offset=N&include_cleaned=true
                      &include_transactional=true&include_unsubscribed=true   (``syncer reconcile``)
+
+Traits (``Member.traits``, a sync's ``traits``: merge tag -> value) are ``merge_fields``: in the batch
+subscribe row of a NEW contact, beside the identifier merge fields; for an EXISTING contact (reported
+``ERROR_CONTACT_EXISTS``) with ``PATCH /lists/{list_id}/members/{hash} {merge_fields}`` and nothing else,
+so the status is never touched (the batch subscribe with ``update_existing`` would rewrite it), one call
+per contact, ``max_connections`` at once. A trait cleared on purpose is sent as the empty string. The tag
+must be one of the audience's merge fields ("Your merge fields were invalid" otherwise: REJECTED
+``mailchimp_invalid_merge_fields``); create them in Mailchimp first. Merge field values and the empty
+string: https://mailchimp.com/developer/marketing/api/list-members/update-list-member/ (``merge_fields``
+object of the member), specs section 4 for the batch row.
 
 Status of a NEW contact (an existing contact's status is never changed):
 
@@ -226,6 +236,9 @@ class MailchimpAudienceDestination(Destination):
             if _FAKE_OR_INVALID in str(problem.get("detail") or "").lower():
                 return RowRejected(f"Mailchimp refused a contact's email address as fake or invalid in {where}",
                                    reason="mailchimp_invalid_email", detail=detail)
+            if "merge_fields" in str(problem.get("errors") or ""):
+                return RowRejected(f"Mailchimp refused a contact's merge fields in {where}", reason="mailchimp_invalid_merge_fields",
+                                   detail=detail)
             return RowRejected(f"Mailchimp refused a contact's update in {where} ({title})", reason=_code(title), detail=detail)
         if status == 409 or not 400 <= status < 600:
             # A conflict, or a status Mailchimp does not document: tag and segment changes are idempotent, so a retry is harmless.
@@ -255,7 +268,9 @@ class MailchimpAudienceDestination(Destination):
         counts: dict[str, int] = {}
         rejected: dict[str, str] = {}
         if by_email and op == "add":
-            rejected, counts = self._subscribe_new(target.list_id, audience.audience_id, by_email)
+            rejected, counts, existing = self._subscribe_new(target.list_id, audience.audience_id, by_email)
+            rejected |= self._update_merge_fields(target.list_id, audience.audience_id,
+                                                  {e: by_email[e][0].traits for e in existing if by_email[e][0].traits})
         ready = [e for e in by_email if e not in rejected]
         if ready:
             send = self._tag if target.kind == "tag" else self._segment
@@ -267,27 +282,45 @@ class MailchimpAudienceDestination(Destination):
                     else RowOutcome(member.member_key, RowStatus.SENT)
         return BatchResult(op, tuple(outcomes[m.member_key] for m in members), requests=self._calls, platform_counts=counts)
 
-    def _subscribe_new(self, list_id: str, audience_id: str, by_email: Mapping[str, list[Member]]) -> tuple[dict[str, str], dict[str, int]]:
-        """Add the contacts Mailchimp does not have yet, with the status their consent allows; existing ones stay as they are."""
+    def _subscribe_new(self, list_id: str, audience_id: str, by_email: Mapping[str, list[Member]]
+                       ) -> tuple[dict[str, str], dict[str, int], list[str]]:
+        """Add the contacts Mailchimp does not have yet, with the status their consent allows; existing ones stay as
+        they are. Returns (rejected rows, counts, the emails of existing contacts)."""
         rows = [self._new_contact(email, group[0]) for email, group in by_email.items()]
         body = self._request("POST", f"/lists/{list_id}", audience_id, body={"members": rows, "update_existing": False})
-        rejected, existing = {}, 0
+        rejected, existing = {}, []
         for error in body.get("errors") or []:
             email = str(error.get("email_address") or "").strip().lower()
             if error.get("error_code") == "ERROR_CONTACT_EXISTS":
-                existing += 1
+                existing.append(email)
             elif email in by_email:
                 rejected[email] = _row_reason(error)
-        counts = {"contacts_created": int(body.get("total_created") or len(body.get("new_members") or [])), "contacts_existing": existing}
-        return rejected, counts
+        counts = {"contacts_created": int(body.get("total_created") or len(body.get("new_members") or [])),
+                  "contacts_existing": len(existing)}
+        return rejected, counts, [e for e in existing if e in by_email]
 
     def _new_contact(self, email: str, member: Member) -> dict[str, Any]:
         granted = member.identifiers.get("_consent") == "granted"
         row: dict[str, Any] = {"email_address": email, "status": self.config.granted_status if granted else NEW_STATUS_WITHOUT_CONSENT}
         merge = {tag: member.identifiers[kind] for kind, tag in self.config.merge_fields.items() if member.identifiers.get(kind)}
+        merge |= _merge_values(member.traits)
         if merge:
             row["merge_fields"] = merge
         return row
+
+    def _update_merge_fields(self, list_id: str, audience_id: str, traits: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
+        """Set the traits of existing contacts: PATCH of ``merge_fields`` alone, which leaves the status as it is."""
+        rejected: dict[str, str] = {}
+
+        def one(email: str) -> None:
+            try:
+                self._request("PATCH", f"/lists/{list_id}/members/{subscriber_hash(email)}", audience_id,
+                              body={"merge_fields": _merge_values(traits[email])}, member_call=True)
+            except RowRejected as exc:
+                rejected[email] = exc.reason
+
+        self._in_parallel(list(traits), one, "mailchimp-merge")
+        return rejected
 
     def _tag(self, op: Op, target: Membership, audience_id: str, emails: Sequence[str]) -> dict[str, str]:
         """Set the tag active (add) or inactive (remove) on each contact, ``max_connections`` calls at once."""
@@ -306,17 +339,24 @@ class MailchimpAudienceDestination(Destination):
                 else:
                     rejected[email] = exc.reason
 
-        with ThreadPoolExecutor(max_workers=self.config.max_connections, thread_name_prefix="mailchimp-tags") as pool:
+        self._in_parallel(emails, one, "mailchimp-tags")
+        if absent and len(absent) == len(emails):  # Mailchimp answers a missing audience like a missing contact
+            self._request("GET", f"/lists/{target.list_id}", audience_id)
+        return rejected
+
+    def _in_parallel(self, emails: Sequence[str], one: Callable[[str], None], prefix: str) -> None:
+        """``one(email)`` for each contact, ``max_connections`` calls at once; the most severe failure is raised
+        (the whole batch is retried: tags and merge fields are idempotent)."""
+        if not emails:
+            return
+        with ThreadPoolExecutor(max_workers=self.config.max_connections, thread_name_prefix=prefix) as pool:
             futures = [pool.submit(one, email) for email in emails]
             _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
             failures = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
-        if failures:  # the whole batch is retried; tagging is idempotent
+        if failures:
             raise _most_severe(failures)
-        if absent and len(absent) == len(emails):  # Mailchimp answers a missing audience like a missing contact
-            self._request("GET", f"/lists/{target.list_id}", audience_id)
-        return rejected
 
     def _segment(self, op: Op, target: Membership, audience_id: str, emails: Sequence[str]) -> dict[str, str]:
         field = "members_to_add" if op == "add" else "members_to_remove"
@@ -362,6 +402,11 @@ def _base_url(config: MailchimpAudienceConfig, key: str) -> str:
         raise ConfigError(f"The Mailchimp API key in {config.api_key_env} has no data-center suffix (like -us6): export the"
                           " whole key as Mailchimp shows it, or set 'endpoint'")
     return f"https://{match.group(1)}.api.mailchimp.com/3.0"
+
+
+def _merge_values(traits: Mapping[str, object]) -> dict[str, object]:
+    """Traits as merge field values: a cleared one (None) is the empty string, which is how a merge field is emptied."""
+    return {tag: "" if value is None else value for tag, value in traits.items()}
 
 
 def _row_reason(error: Mapping[str, Any]) -> str:

@@ -10,6 +10,8 @@ connector's endpoint is ``http://127.0.0.1:PORT/mailchimp`` (``/3.0`` appended).
     POST /3.0/lists/{list_id}/members                    add one contact: {email_address, status, merge_fields}
                                                          -> 200 the contact, or 400 problem ("Member Exists", ...)
     GET  /3.0/lists/{list_id}/members/{hash}             one contact (hash = md5 of the lowercased email)
+    PATCH /3.0/lists/{list_id}/members/{hash}            update a contact: {merge_fields?, status?} -> 200 the contact;
+                                                         an unknown merge tag is a 400 "Invalid Resource"
     POST /3.0/lists/{list_id}/members/{hash}/tags        {tags: [{name, status: active|inactive}]} -> 204
     GET  /3.0/lists/{list_id}/segments/{segment_id}      a tag or static segment
     GET  /3.0/lists/{list_id}/segments/{segment_id}/members   its contacts, count (<= 1000) / offset pages,
@@ -22,7 +24,9 @@ Model: a contact's subscription status (subscribed, unsubscribed, cleaned, pendi
 on the contact; tags are static segments by name (one id space, as in Mailchimp), and membership of a tag
 or segment is kept in the segment. Only the batch subscribe route writes a status: a new contact gets the
 status sent, and an existing one changes only with ``update_existing: true`` (else it is reported in
-``errors[]`` with ``ERROR_CONTACT_EXISTS``). Tags and segments never change a status, which is what lets
+``errors[]`` with ``ERROR_CONTACT_EXISTS``) or a PATCH that names a status. Merge fields are the audience's
+own (``create_list(merge_fields=...)``, FNAME, LNAME, ADDRESS, PHONE and BIRTHDAY by default): a tag it
+does not have is refused, as Mailchimp does ("Your merge fields were invalid"). Tags and segments never change a status, which is what lets
 a test prove that leaving a segment unsubscribed nobody.
 
 Strictness: HTTP Basic auth (any user, the key as password) or ``Bearer <key>`` (401 "API Key
@@ -397,6 +401,28 @@ class MailchimpEmulator(ListingRoutes, Emulator):
         return {"id": digest, "contact_id": member.get("contact_id") or digest, "email_address": member["email_address"],
                 "status": member["status"], "merge_fields": member["merge_fields"], "list_id": list_id,
                 "tags_count": len(tags), "tags": tags}
+
+    def _patch_member(self, request: Request, list_id: str, digest: str) -> Response:
+        """Update one contact: the fields given, merge fields one by one ("" empties one); unknown merge tags
+        and statuses are a 400 "Invalid Resource" problem and change nothing."""
+        audience = self._list(list_id)
+        member = audience["members"].get(digest)
+        if member is None:
+            raise _not_found()
+        row = self._json(request)
+        merge = row.get("merge_fields", {})
+        if not isinstance(merge, dict):
+            raise _invalid("merge_fields", "Data did not match any of the schemas described in the documentation.")
+        unknown = sorted(k for k in merge if k not in audience["merge_fields"])
+        if unknown:
+            raise Problem(400, INVALID_RESOURCE, "Your merge fields were invalid.",
+                          [{"field": "merge_fields", "message": f"Unknown merge field: {unknown[0]}"}])
+        if "status" in row and row["status"] not in STATUSES:
+            raise _invalid("status", "Data did not match any of the schemas described in the documentation.")
+        member["merge_fields"] = member["merge_fields"] | merge
+        if "status" in row:
+            member["status"] = row["status"]
+        return Response(200, self._member(list_id, digest))
 
     def _get_member(self, request: Request, list_id: str, digest: str) -> Response:
         if digest not in self._list(list_id)["members"]:

@@ -45,9 +45,8 @@ Each member, in order (every check before the send is local):
 
 Opt-outs (STOP): kept in the ledger through ``Destination.id_cache`` (per destination, key
 ``sms_opt_out:<sha256 of the E.164 phone>``, value ``opted_out`` or ``opted_in``), written when Twilio answers
-21610 and by ``record_opt_out(ledger, destination, phone)``. This process receives no webhooks: a deployment
-points Twilio's inbound-message webhook (or the Messaging Service's opt-out webhook) at a small handler
-that calls ``record_opt_out`` for STOP-family keywords and ``record_opt_in`` for START. Without an
+21610 and by ``record_opt_out(ledger, destination, phone)``, which `syncer serve` (``syncer.inbound``) calls for
+the STOP-family keywords of Twilio's inbound-message webhook, and ``record_opt_in`` for START. Without an
 ``id_cache`` (a connector used outside the engine) opt-outs are kept in memory.
 
 Quiet hours (47 CFR 64.1200(c)(1) and state rules; ``destinations.twilio.quiet_hours``): 08:00-21:00 local, narrowed for

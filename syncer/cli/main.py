@@ -37,10 +37,12 @@ from syncer.cli.common import (  # noqa: F401  (console, err and the exit codes 
 )
 from syncer.cli.demo import demo, sample_data, sandbox
 from syncer.cli.fast_path import convert, suppress
+from syncer.cli.follow import follow
 from syncer.cli.ledger import ledger
 from syncer.cli.output import plan_table, print_summary
 from syncer.cli.reconcile import reconcile
 from syncer.cli.reports import history, jobs, status
+from syncer.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,12 +140,16 @@ def schema(out: str) -> None:
 @cli.command()
 @click.option("--sync", "syncs", multiple=True, help="Only these syncs (repeatable).")
 @click.option("--out", type=click.Path(), default=None, help="Folder for the plan (default: .syncer/plans in the project).")
+@click.option("--explain", is_flag=True, help="Print the SQL each sync's plan would send to the warehouse, in order, and"
+              " run none of it (--json: {sync: [statements]}).")
 @click.pass_context
-def plan(ctx: click.Context, syncs: tuple[str, ...], out: str | None) -> None:
+def plan(ctx: click.Context, syncs: tuple[str, ...], out: str | None, explain: bool) -> None:
     """Compute and save the exact adds and removes, without sending anything."""
     from syncer.planning.gates import check_gates
     from syncer.planning.plan import save_plan, summarise
 
+    if explain:
+        _explain(ctx, syncs)
     engine = engine_from(ctx)
     with exit_on_sync_error():
         the_plan = engine.build_plan(syncs or None)
@@ -171,6 +177,25 @@ def plan(ctx: click.Context, syncs: tuple[str, ...], out: str | None) -> None:
                   f"{escape(apply_command(engine.project.root, folder))}", highlight=False, soft_wrap=True)
     if the_plan.failed:
         sys.exit(EXIT_FAILED)
+
+
+def _explain(ctx: click.Context, syncs: tuple[str, ...]) -> None:
+    """``plan --explain``: each sync's statements, as its plan would send them; exits 0."""
+    from syncer.ledger.store import Ledger
+    from syncer.planning.warehouse_diff import explain
+
+    project = project_from(ctx)
+    with exit_on_sync_error():
+        statements = explain(project, list(syncs) or sorted(project.syncs), Ledger(project.ledger_url()))
+    if ctx.obj["json"]:
+        click.echo(json.dumps(statements))
+    else:
+        for sync, listed in statements.items():
+            click.echo(f"-- sync {sync} ({project.config.diff_mode} mode): {len(listed)} statement(s)")
+            for statement in listed:
+                click.echo(statement if statement.startswith("--") else f"{statement};")
+            click.echo()
+    sys.exit(EXIT_OK)
 
 
 def apply_command(root: Path, folder: Path) -> str:
@@ -232,8 +257,9 @@ def _finish(ctx: click.Context, reports, engine, command: str) -> None:
     sys.exit(print_summary(reports))
 
 
-for _command in (status, history, jobs, reconcile, suppress, convert, sandbox, sample_data, demo, ledger):
+for _command in (status, history, jobs, reconcile, suppress, follow, convert, sandbox, sample_data, demo, ledger):
     cli.add_command(_command)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -66,10 +66,65 @@ def status_table(rows: list[dict]) -> Table:
     table = Table(title="status")
     for col in ("sync", "held", "last status", "last success", "pending retries", "rejected"):
         table.add_column(col)
+    table.add_column("match", no_wrap=True)  # two whole lines: the other columns wrap first
     for r in rows:
         table.add_row(r["sync"], str(r["held"]), r["last_status"] or "-", ago(r["last_success_at"]),
-                      str(r["pending_retries"]), ", ".join(f"{k} x{v}" for k, v in sorted(r["rejected"].items())) or "-")
+                      str(r["pending_retries"]), ", ".join(f"{k} x{v}" for k, v in sorted(r["rejected"].items())) or "-",
+                      match_text(r.get("match")))
     return table
+
+
+_PLATFORM_NAMES = {"meta_audience": "Meta", "google_customer_match": "Google"}
+
+
+def match_text(match: dict | None) -> str:
+    """A sync's match figures (``syncer.ledger.match_rates.latest_match``) in two lines, ours then the
+    platform's, e.g. ``readiness 92% email / 61% phone / 58% both of 10,000`` and ``Meta: 9,812 of 10,000
+    received, 31 invalid, ~9.6k-10k matched``; a line each keeps the status table narrow enough to read."""
+    if not match:
+        return "-"
+    ready = match["readiness"]
+    text = (f"readiness {_pct(ready['email_pct'])} email / {_pct(ready['phone_pct'])} phone / {_pct(ready['both_pct'])}"
+            f" both of {ready['members']:,}")
+    said = []
+    upload = match.get("last_upload")
+    if upload and upload["platform_received"] is not None:
+        said.append(f"{upload['platform_received']:,} of {upload['sent']:,} received"
+                    + (f", {upload['platform_invalid']:,} invalid" if upload["platform_invalid"] else ""))
+    elif upload:
+        said.append(f"{upload['accepted']:,} of {upload['sent']:,} accepted")
+    if match.get("size_low") is not None:
+        said.append(f"~{_short(match['size_low'])}" + (f"-{_short(match['size_high'])}" if match["size_high"] != match["size_low"] else "")
+                    + " matched")
+    job = match.get("job")
+    if job:
+        said.append(f"last job {match_rate_text(job['match_rate_range'])} matched")
+    if said:
+        text += f"\n{_PLATFORM_NAMES.get(match.get('platform', ''), match.get('platform', 'platform'))}: " + ", ".join(said)
+    return text
+
+
+def match_rate_text(name: str | None) -> str:
+    """A Google match-rate range name as people read it: ``MATCH_RANGE_61_TO_70`` -> ``61-70%``."""
+    from syncer.ledger.match_rates import parse_match_rate_range
+
+    bounds = parse_match_rate_range(name)
+    if bounds is None:
+        return "not eligible" if name and name.endswith("NOT_ELIGIBLE") else "-"
+    return f"<{bounds[1] + 1:g}%" if bounds[0] == 0 else f"{bounds[0]:g}-{bounds[1]:g}%"
+
+
+def _pct(value: float | None) -> str:
+    """A percentage in whole points (``--json`` keeps the decimals)."""
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _short(n: int) -> str:
+    """9,812 -> 9.8k; 10,000 -> 10k; 2,500,000 -> 2.5M; under 1,000 as is."""
+    for size, unit in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + unit
+    return str(n)
 
 
 def waiting_line(destination: str, not_before: float, reason: str) -> str:
@@ -86,13 +141,27 @@ def latency_line(latency: dict) -> str:
 
 def history_table(rows: list[dict]) -> Table:
     table = Table(title="history")
-    for col in ("run", "sync", "started", "status", "members", "added", "removed", "rejected", "retried", "requests", "reason"):
+    for col in ("run", "sync", "started", "status", "members", "added", "removed", "rejected", "retried", "requests",
+                "ready email/phone", "reason"):
         table.add_column(col)
     for r in rows:
+        ready = (r.get("match") or {}).get("readiness")
         table.add_row(str(r["run_id"]), r["sync"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
                       r["status"], str(r["members"]), str(r["added"]), str(r["removed"]), str(r["rejected"]),
-                      str(r["retried"]), str(r["requests"]), (r["reason"] or "")[:80])
+                      str(r["retried"]), str(r["requests"]),
+                      f"{_pct(ready['email_pct'])} / {_pct(ready['phone_pct'])}" if ready else "-", (r["reason"] or "")[:80])
     return table
+
+
+def history_warehouse_lines(rows: list[dict]) -> list[str]:
+    """One line per warehouse-mode sync run: what its plan cost in the warehouse.
+
+    Example: ``run 7 buyers_sync warehouse (duckdb): 7 statements, 12,400 rows returned, 1,000,000 rows scanned``.
+    """
+    from syncer.ledger.warehouse_costs import WarehouseCosts
+
+    return [f"run {r['run_id']} {r['sync']} warehouse ({r['warehouse']['engine']}): {WarehouseCosts.from_dict(r['warehouse']).summary()}"
+            for r in rows if r.get("warehouse")]
 
 
 def history_error_lines(rows: list[dict]) -> list[str]:
@@ -110,11 +179,13 @@ def history_error_lines(rows: list[dict]) -> list[str]:
 
 def jobs_table(rows: list[dict]) -> Table:
     table = Table(title="platform jobs")
-    for col in ("sync", "job", "submitted", "status", "match rate", "failure"):
+    for col in ("sync", "job", "submitted", "status", "match rate", "readiness email/phone", "failure"):
         table.add_column(col)
     for r in rows:
+        ready = r.get("readiness")  # the sync's, when the job finished
         table.add_row(r["sync"], r["job"][-48:], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
-                      r["status"], r["match_rate_range"] or "-", r["failure_reason"] or "")
+                      r["status"], match_rate_text(r["match_rate_range"]) if r["match_rate_range"] else "-",
+                      f"{_pct(ready['email_pct'])} / {_pct(ready['phone_pct'])}" if ready else "-", r["failure_reason"] or "")
     return table
 
 

@@ -14,7 +14,16 @@ import time
 import click
 
 from syncer.cli.common import console, exit_on_sync_error, project_from
-from syncer.cli.output import history_error_lines, history_table, jobs_table, latency_line, status_table, waiting_line
+from syncer.cli.output import (
+    ago,
+    history_error_lines,
+    history_table,
+    history_warehouse_lines,
+    jobs_table,
+    latency_line,
+    status_table,
+    waiting_line,
+)
 
 
 @click.command()
@@ -25,14 +34,16 @@ def status(ctx: click.Context) -> None:
 
     project = project_from(ctx)
     ledger = Ledger(project.ledger_url())
-    rows = [_status_row(ledger, name) for name in sorted(project.syncs)]
+    rows = [_status_row(ledger, name) | {"match": _match(ledger, project, name)} for name in sorted(project.syncs)]
     from syncer.ledger.suppressions import percentiles
 
     latency = percentiles(ledger.suppression_latencies(since=time.time() - 86400))
     waits = {name: {"not_before": until, "reason": reason} for name, (until, reason) in ledger.waits().items()
              if name in project.destinations}
+    stream = _stream_figures(ledger, project)
     if ctx.obj["json"]:
-        click.echo(json.dumps({"syncs": rows, "time_to_suppression_24h": latency, "destination_waits": waits}))
+        click.echo(json.dumps({"syncs": rows, "time_to_suppression_24h": latency, "destination_waits": waits,
+                               "real_time": stream}))
         return
     console.print(status_table(rows))
     for name, wait in sorted(waits.items()):
@@ -44,6 +55,30 @@ def status(ctx: click.Context) -> None:
         console.print(reconcile_table(reconciled, title="last reconcile"))
     if latency:
         console.print(latency_line(latency))
+    for line in _stream_lines(stream):
+        console.print(line, highlight=False)
+
+
+def _stream_figures(ledger, project) -> dict:
+    """The real-time path (``syncer.ledger.realtime``): event-to-acknowledgement latency per sync over 24 h,
+    held streams with their reason, and members waiting for a refresh."""
+    from syncer.ledger.realtime import StreamBook
+
+    book = StreamBook(ledger)
+    since = time.time() - 86400
+    latency = {name: book.latency(since=since, sync=name) for name in sorted(project.syncs)}
+    return {"event_to_ack_24h": {name: figures for name, figures in latency.items() if figures},
+            "held_streams": {sync: {"reason": reason, "since": at} for sync, (reason, at) in book.holds().items()},
+            "pending_members": len(book.pending())}
+
+
+def _stream_lines(stream: dict) -> list[str]:
+    lines = [f"real time {sync}: {f['count']:,} changes in 24 h; event to acknowledgement p50 {f['p50']:.2f}s,"
+             f" p95 {f['p95']:.2f}s, p99 {f['p99']:.2f}s, max {f['max']:.2f}s" for sync, f in stream["event_to_ack_24h"].items()]
+    lines += [f"real time {sync}: HELD since {ago(h['since'])}: {h['reason']}" for sync, h in sorted(stream["held_streams"].items())]
+    if stream["pending_members"]:
+        lines.append(f"real time: {stream['pending_members']:,} members waiting for a refresh (`syncer follow` retries them)")
+    return lines
 
 
 def _status_row(ledger, name: str) -> dict:
@@ -60,6 +95,16 @@ def _status_row(ledger, name: str) -> dict:
         "rejected": ledger.rejection_summary(name),
         "last_reconcile": _reconcile_figures(last_reconcile(ledger, name)),
     }
+
+
+def _match(ledger, project, name: str) -> dict | None:
+    """The sync's latest match figures (``syncer.ledger.match_rates``), named by its platform."""
+    from syncer.ledger.match_rates import latest_match
+
+    figures = latest_match(ledger, name)
+    if figures is not None:
+        figures["platform"] = project.destinations[project.syncs[name].destination].type
+    return figures
 
 
 def _reconcile_figures(row: dict | None) -> dict | None:
@@ -83,11 +128,21 @@ def history(ctx: click.Context, sync: str | None, limit: int, detail: bool) -> N
     project = project_from(ctx)
     ledger = Ledger(project.ledger_url())
     rows = ledger.history(sync, limit)
+    from syncer.ledger.match_rates import run_matches
+
+    matches = run_matches(ledger, [r["id"] for r in rows])
+    rows = [{**r, "match": matches.get(r["id"])} for r in rows]
+    from syncer.ledger.warehouse_costs import warehouse_costs_of
+
+    costs = warehouse_costs_of(ledger, [r["id"] for r in rows])  # warehouse-mode runs: what planning cost there
+    rows = [{**r, "warehouse": costs[r["id"]].as_dict() if r["id"] in costs else None} for r in rows]
     if ctx.obj["json"]:
         commands = commands_of(ledger, [r["run_id"] for r in rows])
         click.echo(json.dumps({"runs": [{**r, "command": commands.get(r["run_id"])} for r in rows]}, default=str))
         return
     console.print(history_table(rows))
+    for line in history_warehouse_lines(rows):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if detail:
         for line in history_error_lines(rows):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -109,6 +164,10 @@ def jobs(ctx: click.Context, limit: int) -> None:
             engine.poll_jobs()
         rows = engine.ledger.jobs(limit)
         waits = engine.ledger.waits()
+        from syncer.ledger.match_rates import job_matches
+
+        matches = job_matches(engine.ledger, rows)
+        rows = [{**row, **matches.get(row["job"], {})} for row in rows]
         rows = [{**row, **_answer(row, polled_at, waits, engine.project.destinations)} for row in rows]
     if ctx.obj["json"]:
         click.echo(json.dumps({"jobs": rows}, default=str))

@@ -219,7 +219,7 @@ def send_and_commit(destination: Destination, ledger: Ledger, *, sync: str, sync
     batch's record included: an earlier attempt may have landed before a timeout (settling sends it again)."""
     if intent is None:
         intent = ledger.record_intent(sync, op, rows, fast_path=fast_path)
-    members = [Member(r.member_key, r.identifiers) for r in rows]
+    members = [Member.from_row(r.member_key, r.identifiers) for r in rows]  # traits ride in the identifiers
     result, attempts = _send(destination, op, audience, members, policy, report, sleep)
     report.requests += result.requests + (attempts - 1)
     status = {o.member_key: o.status for o in result.outcomes}  # one per member: the base class checks it

@@ -32,10 +32,14 @@ from syncer.errors import (
 )
 from syncer.ledger.failures import failure_fields, scrub_detail, secret_env_names
 from syncer.ledger.leases import Lease, LeaseKeeper, ttl_from_env
+from syncer.ledger.match_rates import record_job as record_job_match
+from syncer.ledger.match_rates import record_run as record_match
 from syncer.ledger.store import HeldRow, Ledger
+from syncer.ledger.warehouse_costs import WarehouseCosts, record_warehouse_costs
 from syncer.planning.gates import GateResult, check_gates, held_reason
 from syncer.planning.local_diff import consent_filter, plan_sync
 from syncer.planning.plan import Plan, SyncPlan
+from syncer.planning.realtime_sql import dialect_of, only_members, unexpired
 from syncer.planning.segment import SegmentData, load_segment, load_segment_file
 from syncer.planning.snapshot import refresh_snapshot
 from syncer.planning.warehouse_diff import WarehouseDiff
@@ -59,6 +63,8 @@ class SyncReport(ApplyReport):
     retained: dict[str, int] = field(default_factory=dict)  # leavers kept (one person with a stayer), by reason
     settled: int = 0  # rows of batches an interrupted run left unrecorded, sent again first (syncer.delivery.settle)
     no_consent: int = 0  # segment members left out: their consent on the sync's channel does not let it send
+    match: dict = field(default_factory=dict)  # readiness and the platform's match figures (syncer.ledger.match_rates)
+    warehouse: dict = field(default_factory=dict)  # what planning cost in the warehouse (syncer.ledger.warehouse_costs)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -82,6 +88,8 @@ class Engine:
                                   clock=lambda: self.clock())
         self.lease_label: str | None = None  # who holds this engine's leases, for others' busy messages ("Dagster run 1a2b")
         self._destinations: dict[str, Destination] = {}
+        self.gate_check: Callable[[SyncPlan], list[GateResult]] = (
+            lambda plan: check_gates(plan, self.project.gates_for(plan.sync)))  # the real-time path counts its own
 
     def close(self) -> None:
         self.leases.close()
@@ -154,7 +162,7 @@ class Engine:
         """A segment read in the warehouse: ``table`` is its query with the canonical columns."""
         started = time.perf_counter()
         segment = self.project.segments[name]
-        source = warehouse.source(self.project.segment_sql(name), segment, name)
+        source = warehouse.source(self.segment_query(name), segment, name)
         rows, null_keys = warehouse.segment_counts(source)
         return SegmentData(name, source, rows, time.perf_counter() - started, tuple(segment.identifiers),
                            bool(segment.phone_region_column), null_keys)
@@ -163,7 +171,7 @@ class Engine:
         segment = self.project.segments[name]
         if segment_file is not None:
             return load_segment_file(con, name, segment, segment_file)
-        return load_segment(con, name, segment, self.project.segment_sql(name),
+        return load_segment(con, name, segment, self.segment_query(name),
                             warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows)
 
     def build_plan(self, syncs: Iterable[str] | None = None, *, segment_files: dict[str, Path] | None = None,
@@ -203,7 +211,6 @@ class Engine:
         """Plan one sync of ``build_plan``, extracting its segment on first use."""
         project = self.project
         sync = project.syncs[name]
-        segment = project.segments[sync.segment]
         if sync.segment in broken:
             raise broken[sync.segment]
         if sync.segment not in loaded:
@@ -214,18 +221,59 @@ class Engine:
                 broken[sync.segment] = exc
                 raise
             self._release_leavers(con, warehouse, loaded[sync.segment], suppressions)
+        sync_plan = self._plan_sync(con, loaded[sync.segment], name, suppressions, resend_all=resend_all, warehouse=warehouse)
+        sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
+        if warehouse is not None:  # kept with the plan, stored when it is applied
+            sync_plan.stats["warehouse"] = warehouse.take_costs().as_dict()
+        return sync_plan
+
+    def _plan_sync(self, con: duckdb.DuckDBPyConnection, data: SegmentData, name: str, suppressions: list[tuple[str, str]],
+                   *, resend_all: bool = False, warehouse: WarehouseDiff | None = None,
+                   only_keys: list[str] | None = None) -> SyncPlan:
+        project = self.project
+        sync = project.syncs[name]
+        segment = project.segments[sync.segment]
         capabilities = capabilities_of(project.destinations[sync.destination])
         suppressed = {k for k, seg in suppressions if seg in ("*", sync.segment)}
-        sync_plan = plan_sync(con, loaded[sync.segment], segment, name, sync, platform=capabilities.platform,
+        sync_plan = plan_sync(con, data, segment, name, sync, platform=capabilities.platform,
                               region=segment.phone_region or project.config.default_region,
                               ledger=self.ledger, suppressed=suppressed, channel=capabilities.channel,
                               consent_marker=capabilities.consent_marker,
                               cache_dir=project.state_dir / "snapshots", resend_all=resend_all,
                               spill_dir=self.spill_dir, warehouse=warehouse,
-                              match_keys=capabilities.match_keys if capabilities.can_remove else frozenset())
+                              match_keys=capabilities.match_keys if capabilities.can_remove else frozenset(),
+                              only_keys=only_keys)
         sync_plan.audience_id = sync.audience_id or self._created_audience(name) or ""
-        sync_plan.stats["extract_seconds"] = round(loaded[sync.segment].extract_seconds, 3)
         return sync_plan
+
+    def plan_members(self, segment_name: str, keys: list[str], sync_names: Iterable[str]) -> list[SyncPlan]:
+        """Plans of some syncs of one segment for ``keys`` only: the segment's query restricted to those members
+        (the real-time path, ``syncer.delivery.realtime``). Always diffed locally against the audience's
+        snapshot, in either diff mode: the rows are few, and the fingerprints are the same."""
+        con = self._duckdb()
+        try:
+            read_at = self.clock()
+            suppressions = self.ledger.active_suppressions()
+            sql = only_members(self.segment_query(segment_name), self.project.segments[segment_name].member_key, keys,
+                               dialect_of(self.project.warehouse_url()))
+            data = load_segment(con, segment_name, self.project.segments[segment_name], sql,
+                                warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows)
+            plans = []
+            for name in sync_names:
+                plans.append(self._plan_sync(con, data, name, suppressions, only_keys=keys))
+                plans[-1].planned_at = read_at
+            return plans
+        finally:
+            con.close()
+
+    def segment_query(self, name: str) -> str:
+        """The segment's query as the engine runs it: without members whose ``expires_at`` has passed (by the
+        engine's clock, so the batch plan and the follower agree on who has expired)."""
+        sql = self.project.segment_sql(name)
+        expires_at = self.project.segments[name].expires_at
+        if expires_at:
+            sql = unexpired(sql, expires_at, self.clock(), dialect_of(self.project.warehouse_url()))
+        return sql
 
     def _release_leavers(self, con: duckdb.DuckDBPyConnection, warehouse: WarehouseDiff | None, data: SegmentData,
                          suppressions: list[tuple[str, str]]) -> None:
@@ -284,9 +332,8 @@ class Engine:
         def members_now(keys: list[str]) -> set[str]:
             if not keys:
                 return set()
-            listed = ", ".join("'" + key.replace("'", "''") + "'" for key in keys)
-            sql = (f'SELECT * FROM ({self.project.segment_sql(sync.segment)}) AS s'
-                   f' WHERE CAST(s."{segment.member_key}" AS VARCHAR) IN ({listed})')
+            sql = only_members(self.segment_query(sync.segment), segment.member_key, keys,
+                               dialect_of(self.project.warehouse_url()))
             con = self._duckdb()
             try:
                 data = load_segment(con, f"{sync.segment}_now", segment, sql, warehouse_url=self.project.warehouse_url(),
@@ -453,6 +500,8 @@ class Engine:
                 finished += done
                 self.ledger.update_job(job, status=status.get("status", "UNKNOWN"), failure_reason=status.get("failure_reason"),
                                        match_rate_range=status.get("match_rate_range"), final=done)
+                if done:
+                    record_job_match(self.ledger, job, status.get("match_rate_range"))
         return finished
 
     def replace(self, sync_name: str) -> SyncReport:
@@ -499,6 +548,7 @@ class Engine:
             report.added, report.removed = len(sent), len(keys)
             report.requests, report.platform_counts = result.requests, dict(result.platform_counts)
         report.duration = round(time.perf_counter() - started, 3)
+        report.match = record_match(self.ledger, sync_name, sync_run_id, report.platform_counts)
         self.ledger.finish_sync_run(sync_run_id, status=report.status, reason=report.reason, added=report.added,
                                     removed=report.removed, requests=report.requests, **_error_columns(report))
         self.ledger.finish_run(run_id, report.status)
@@ -605,6 +655,7 @@ class Engine:
                             retried=plan.retried, plan_seconds=plan.stats.get("plan_seconds", 0.0))
         report.retained = dict(plan.stats.get("retained", {}))
         report.no_consent = int(plan.stats.get("no_consent", 0))
+        report.warehouse = dict(plan.stats.get("warehouse") or {})
         sync_run_id = self.ledger.start_sync_run(run_id, plan.sync, plan_hash=plan_hash, members=plan.members)
         try:
             return self._gate_and_send(plan, approve, on_batch, report, sync_run_id, started)
@@ -616,7 +667,7 @@ class Engine:
 
     def _gate_and_send(self, plan: SyncPlan, approve: bool, on_batch: Callable[[str, str, int], None] | None,
                        report: SyncReport, sync_run_id: int, started: float) -> SyncReport:
-        report.gates = check_gates(plan, self.project.gates_for(plan.sync))
+        report.gates = self.gate_check(plan)
         reason = held_reason(report.gates)
         if reason and not approve:
             report.status, report.reason = "held", reason
@@ -632,6 +683,7 @@ class Engine:
                     if self.project.config.diff_mode == "warehouse":
                         with self._warehouse() as warehouse:
                             warehouse.catch_up(self.ledger, plan.sync)
+                            report.warehouse = WarehouseCosts.from_dict(report.warehouse).merge(warehouse.take_costs()).as_dict()
                     else:
                         refresh_snapshot(self.ledger, plan.sync, self.project.state_dir / "snapshots",
                                          memory_limit=self.project.config.memory_limit)
@@ -643,6 +695,8 @@ class Engine:
                 # who let it through, where the engine knows (a Dagster run and its job; the CLI's --approve)
                 report.reason = f"approved{f' by {self.lease_label}' if self.lease_label else ''}: {reason}"
         report.duration = round(time.perf_counter() - started, 3)
+        report.match = record_match(self.ledger, plan.sync, sync_run_id, report.platform_counts)
+        record_warehouse_costs(self.ledger, sync_run_id=sync_run_id, sync=plan.sync, costs=report.warehouse)
         self.ledger.finish_sync_run(
             sync_run_id, status=report.status, reason=report.reason, added=report.added, removed=report.removed,
             rejected=report.rejected, retried=report.retried, deferred=report.deferred, requests=report.requests,

@@ -19,17 +19,14 @@ removes the member too, since suppressed members are never in a plan's audience.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-
 from destinations.base import AudienceRef
 from syncer.delivery.apply import ApplyReport, RetryPolicy, remember_wait, send_and_commit
 from syncer.delivery.engine import Engine
+from syncer.delivery.realtime_sources import open_source, read_after
 from syncer.errors import ConfigError, SyncError, TransientError
 from syncer.ledger.suppressions import percentiles
 from syncer.project.project import Project
@@ -54,31 +51,6 @@ class SuppressionResult:
     seconds: dict[str, float] = field(default_factory=dict)  # sync -> conversion to acknowledgement
 
 
-def _epoch(value) -> float:
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
-    if isinstance(value, str):
-        return _epoch(dt.datetime.fromisoformat(value))
-    return float(value)
-
-
-def _dump_cursor(position: list) -> str:
-    """A cursor as JSON; timestamps keep their type through an ISO string."""
-    return json.dumps([{"t": v.isoformat()} if isinstance(v, dt.datetime) else v for v in position])
-
-
-def _load_cursor(text: str | None) -> list | None:
-    if text is None:
-        return None
-    try:
-        values = json.loads(text)
-    except ValueError:
-        values = [text]  # a plain id written by hand
-    if not isinstance(values, list):
-        values = [values]
-    return [dt.datetime.fromisoformat(v["t"]) if isinstance(v, dict) else v for v in values]
-
-
 class Suppressor:
     """Reads conversions and suppresses people; the sensor and `syncer suppress --follow` share it."""
 
@@ -90,7 +62,7 @@ class Suppressor:
         self.engine = engine or Engine(project)
         self.ledger = self.engine.ledger
         url = project.conversions_url()
-        self._db = sa.create_engine(url, **({"connect_args": {"read_only": True}} if url.startswith("duckdb") else {}))
+        self._db = open_source(url)
         self._run_id: int | None = None
         self._sync_runs: dict[str, int] = {}
         self._retry_at: dict[tuple[str, str], tuple[float, float]] = {}  # (conversion, sync) -> (when, backoff)
@@ -118,25 +90,8 @@ class Suppressor:
 
     def poll(self, limit: int = 500) -> list[tuple[str, Conversion]]:
         """New conversions after the ledger's cursor, oldest first, as (cursor to save, conversion)."""
-        s = self.source
-        after = _load_cursor(self.ledger.get_cursor(CURSOR))
-        order = [s.cursor_column] + ([s.tiebreak_column] if s.tiebreak_column else [])
-        where, params = "", {}
-        if after is not None and s.tiebreak_column:
-            where = f" WHERE {s.cursor_column} > :a OR ({s.cursor_column} = :a AND {s.tiebreak_column} > :b)"
-            params = {"a": after[0], "b": after[1]}
-        elif after is not None:
-            where, params = f" WHERE {s.cursor_column} > :a", {"a": after[0]}
-        query = (f"SELECT {', '.join(order)}, {s.member_key_column}, {s.type_column}, {s.time_column} FROM {s.table}"
-                 f"{where} ORDER BY {', '.join(order)} LIMIT {int(limit)}")
-        with self._db.connect() as conn:
-            rows = conn.execute(sa.text(query), params).all()
-        out = []
-        for row in rows:
-            position, (key, kind, at) = list(row[:len(order)]), row[len(order):]
-            if key is not None:
-                out.append((_dump_cursor(position), Conversion(":".join(map(str, position)), str(key), str(kind), _epoch(at))))
-        return out
+        rows = read_after(self._db, self.source, self.ledger.get_cursor(CURSOR), limit)
+        return [(cursor, Conversion(row_id, key, kind, at)) for cursor, row_id, key, kind, at in rows if key is not None]
 
     # --- acting ----------------------------------------------------------------------------
 

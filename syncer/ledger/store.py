@@ -19,6 +19,8 @@ Tables (defined, with their migrations, in ``syncer.ledger.tables``; re-exported
 - ``platform_jobs`` jobs a platform runs later (Google Customer Match), polled until final
 - ``platform_ids``  a platform's own id per member (Klaviyo profile ids), so lookups happen once
 - ``job_steps``     how far each platform job built in several calls got (``syncer.ledger.jobs``), so a retry resumes
+- ``match_rates``   per sync run and finished job: readiness (members with a valid email, phone, both) and what the
+                    platform said it received and matched (``syncer.ledger.match_rates``)
 - ``suppressions``, ``suppression_events``, ``cursors``  for the fast path
 - ``shared_links``, ``destination_waits``  members one person to the platform, and waits it asked for
                     (``syncer.ledger.links``)
@@ -542,13 +544,22 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
 
     # --- rejections and retries ---------------------------------------------------------------
 
-    def pending_keys(self, sync: str) -> dict[str, str]:
-        with self.engine.connect() as conn:
-            return {k: op for k, op in conn.execute(sa.select(pending.c.member_key, pending.c.op).where(pending.c.sync == sync))}
+    def pending_keys(self, sync: str, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """member key -> op of rows waiting for a retry (of ``keys`` only, when given)."""
+        return self._by_key(pending, pending.c.op, sync, keys)
 
-    def rejected_fingerprints(self, sync: str) -> dict[str, str]:
+    def rejected_fingerprints(self, sync: str, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """member key -> raw_fp each rejection was made at (of ``keys`` only, when given)."""
+        return self._by_key(rejected, rejected.c.raw_fp, sync, keys)
+
+    def _by_key(self, table: sa.Table, column, sync: str, keys: Sequence[str] | None) -> dict[str, str]:
+        query = sa.select(table.c.member_key, column).where(table.c.sync == sync)
         with self.engine.connect() as conn:
-            return {k: fp for k, fp in conn.execute(sa.select(rejected.c.member_key, rejected.c.raw_fp).where(rejected.c.sync == sync))}
+            if keys is None:
+                return dict(conn.execute(query).all())
+            ordered = sorted(set(keys))
+            return {k: v for start in range(0, len(ordered), 500)
+                    for k, v in conn.execute(query.where(table.c.member_key.in_(ordered[start:start + 500])))}
 
     def replace_rejections(self, sync: str, rows: Iterable[tuple[str, str, str]], clear_keys: Sequence[str]) -> None:
         """Store identity rejections (member_key, raw_fp, reason); drop those for ``clear_keys``."""

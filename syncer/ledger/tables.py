@@ -353,3 +353,102 @@ batch_intents = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_batch_intents_sync", "sync"),
 )
+
+
+# --- match rates (issue 19) ---
+match_rates = sa.Table(
+    # what each run of a sync (and each finished platform job) says about matching, over time
+    # (syncer.ledger.match_rates): our own readiness of the members before upload, and the platform's figures
+    "match_rates", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("sync_run_id", sa.Integer),  # the run's row in sync_runs; NULL on a job's row
+    sa.Column("job", sa.String(512)),  # the platform job a row reports (Google); NULL on a run's row
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("members", sa.Integer, nullable=False),  # held members plus members our identity rules refused
+    sa.Column("held", sa.Integer, nullable=False),  # of them, held
+    sa.Column("ready_email", sa.Integer, nullable=False),  # of them, with a valid email (as held)
+    sa.Column("ready_phone", sa.Integer, nullable=False),
+    sa.Column("ready_both", sa.Integer, nullable=False),
+    sa.Column("readiness_key", sa.String(64), nullable=False),  # state the readiness was counted at (reused while equal)
+    sa.Column("sent", sa.Integer, nullable=False),  # add rows sent in the run
+    sa.Column("accepted", sa.Integer, nullable=False),  # of them, accepted per their row outcomes
+    sa.Column("platform_received", sa.Integer),  # what the platform said it received (Meta num_received)
+    sa.Column("platform_invalid", sa.Integer),  # ... and found invalid (Meta num_invalid_entries)
+    sa.Column("size_low", sa.Integer),  # the platform's audience size after the run, as a range
+    sa.Column("size_high", sa.Integer),
+    sa.Column("match_rate_range", sa.String(64)),  # a finished job's range as the platform names it (Google)
+    sa.Column("match_rate", sa.Float),  # percent; see syncer.ledger.match_rates.platform_match_rate
+    sa.Column("match_rate_source", sa.String(32)),  # job_range | audience_size | accepted
+    sa.Index("ix_match_rates_sync", "sync", "id"),
+)
+
+
+# --- real-time segments (issue 18): syncer.ledger.realtime ---
+stream_pending = sa.Table(
+    # members an event or an expiry touched whose refresh has not gone through yet (a sync was busy, the
+    # warehouse or the platform refused for now, the stream is held); retried by the follower
+    "stream_pending", metadata,
+    sa.Column("segment", sa.String(128), primary_key=True),
+    sa.Column("member_key", sa.String(256), primary_key=True),
+    sa.Column("event_at", sa.Float, nullable=False),  # the earliest event still waiting: latency counts from it
+    sa.Column("cause", sa.String(32), nullable=False),  # event | expiry
+    sa.Column("since", sa.Float, nullable=False),
+)
+stream_changes = sa.Table(
+    # each add or remove the real-time path sent and the platform acknowledged, with its latency; the
+    # stream gates count these over their window
+    "stream_changes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("member_key", sa.String(256), nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),  # add | remove
+    sa.Column("cause", sa.String(32), nullable=False),  # event | expiry
+    sa.Column("event_at", sa.Float, nullable=False),
+    sa.Column("acked_at", sa.Float, nullable=False),
+    sa.Index("ix_stream_changes_sync", "sync", "acked_at"),
+)
+stream_holds = sa.Table(
+    # a sync whose stream a tripped stream gate holds: nothing more is sent for it by the real-time path
+    # until an operator releases it (`syncer follow --release SYNC`); its batch runs go on
+    "stream_holds", metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("since", sa.Float, nullable=False),
+)
+
+
+# --- inbound events (issue 18) ---
+inbound_events = sa.Table(
+    # events posted to `syncer serve` (syncer.ledger.inbound): read in id order by the real-time worker, like
+    # the rows of an `events:` table; ids never go back (SQLite AUTOINCREMENT), so a cursor on them is safe
+    "inbound_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("external_id", sa.String(128), unique=True),  # the poster's id: a re-post of it is a duplicate
+    sa.Column("member_key", sa.String(256), nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("occurred_at", sa.Float, nullable=False),  # epoch seconds, UTC
+    sa.Column("received_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+
+# --- warehouse costs (issue 17) ---
+warehouse_costs = sa.Table(
+    # what a warehouse-mode plan cost in the warehouse, one row per sync run (syncer.ledger.warehouse_costs);
+    # a figure the engine does not report stays NULL
+    "warehouse_costs", metadata,
+    sa.Column("sync_run_id", sa.Integer, sa.ForeignKey("sync_runs.id"), primary_key=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("engine", sa.String(32), nullable=False),  # duckdb | postgresql | snowflake | spark | bigquery | databricks
+    sa.Column("statements", sa.Integer, nullable=False),
+    sa.Column("rows_returned", sa.BigInteger, nullable=False),  # rows that left the warehouse
+    sa.Column("rows_uploaded", sa.BigInteger),  # rows the syncer put into its work tables
+    sa.Column("rows_scanned", sa.BigInteger),
+    sa.Column("bytes_billed", sa.BigInteger),
+    sa.Column("bytes_processed", sa.BigInteger),
+    sa.Column("seconds", sa.Float),  # time spent waiting on the warehouse
+    sa.Column("query_ids", sa.Text),  # JSON list: the warehouse's own ids of the statements, where it gives them
+    sa.Column("recorded_at", sa.Float, nullable=False),
+)

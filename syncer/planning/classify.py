@@ -11,6 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from destinations.base import TRAITS_KEY
 from syncer.identity.columnar import identify_columns, to_identified
 from syncer.json_rows import dumps_many
 from syncer.ledger.store import Ledger
@@ -37,6 +38,8 @@ def classify_chunk(plan: SyncPlan, candidates: pa.Table, kinds: list[str], *, pl
     values = {kind: found.column(kind) for kind in kinds}
     if "consent" in rows.column_names:
         values["_consent"] = rows.column("consent")
+    if "traits" in rows.column_names:  # JSON text: never JSON-safe, so these rows take the row rules
+        values[TRAITS_KEY] = rows.column("traits")
     quick = pc.and_(pc.invert(rows.column("was_held")), pc.is_null(found.column("reason")))
     for column in values.values():
         quick = pc.and_(quick, pc.fill_null(pc.match_substring_regex(column, _JSON_SAFE), True))
@@ -66,6 +69,7 @@ def _classify_rows(plan: SyncPlan, rows: pa.Table, results: list, positions: lis
     """The row-by-row rules for members who were held or are rejected; returns the adds, with their
     positions in the chunk (removes, refreshes and rejections go straight to the plan)."""
     consents = rows.column("consent").to_pylist() if "consent" in rows.column_names else None
+    traits = rows.column("traits").to_pylist() if "traits" in rows.column_names else None
     keys = rows.column("member_key").to_pylist()
     fps = rows.column("raw_fp").to_pylist()
     was_held = [k for k, h in zip(keys, rows.column("was_held").to_pylist()) if h]
@@ -83,13 +87,14 @@ def _classify_rows(plan: SyncPlan, rows: pa.Table, results: list, positions: lis
             if old is not None and plan.mode == "mirror":
                 remove(PlannedRow(key, old.raw_fp, old.identifiers))
             continue
-        row = PlannedRow(key, fp, dict(result.identifiers) | ({"_consent": consents[index]} if consents else {}))
+        row = PlannedRow(key, fp, dict(result.identifiers) | ({"_consent": consents[index]} if consents else {})
+                         | ({TRAITS_KEY: traits[index]} if traits else {}))
         if old is not None and plan.mode == "trigger":
             plan.refreshes.append(row)  # never re-text a member who is still in the segment
             continue
-        if old is not None and old.identifiers == row.identifiers:
-            if resend_all:
-                adds.append((positions[index], row))  # same identifiers: a plain re-add, no remove first
+        if old is not None and _people(old.identifiers) == _people(row.identifiers):
+            if resend_all or old.identifiers.get(TRAITS_KEY) != row.identifiers.get(TRAITS_KEY):
+                adds.append((positions[index], row))  # same person: a plain re-add (new traits), no remove first
                 continue
             plan.refreshes.append(row)
             continue
@@ -97,6 +102,11 @@ def _classify_rows(plan: SyncPlan, rows: pa.Table, results: list, positions: lis
             remove(PlannedRow(key, old.raw_fp, old.identifiers))
         adds.append((positions[index], row))
     return adds
+
+
+def _people(identifiers: dict[str, str]) -> dict[str, str]:
+    """What decides who the member is on the platform: the identifiers without the traits."""
+    return {k: v for k, v in identifiers.items() if k != TRAITS_KEY}
 
 
 def add_leavers(plan: SyncPlan, ledger: Ledger, keys: list[str], pending: dict[str, str]) -> None:

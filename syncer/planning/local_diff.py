@@ -19,11 +19,12 @@ from typing import Protocol
 import duckdb
 import pyarrow as pa
 
+from syncer.errors import ConfigError
 from syncer.ledger.store import Ledger
 from syncer.planning.classify import add_leavers, classify_chunk
 from syncer.planning.fingerprints import concat_sql, number_from_hex
 from syncer.planning.plan import PlanRows, SyncPlan
-from syncer.planning.segment import SegmentData
+from syncer.planning.segment import SegmentData, trait_object_sql
 from syncer.planning.shared import retain_linked
 from syncer.planning.snapshot import load_held
 from syncer.project.config import SegmentConfig, SyncConfig
@@ -65,20 +66,25 @@ class _Shape:
     concat: str  # SQL: the text whose md5 is the row's fingerprint
     wanted: str  # SQL: the row may be sent (consent)
     consent_sql: str | None  # SQL: the consent marker sent to consent-aware connectors
+    traits_sql: str | None = None  # SQL: the sync's traits as a JSON object's text (syncs with traits only)
 
     @property
     def columns(self) -> str:
         cols = [f"s.k_{k}" for k in self.kinds] + (["s.region"] if self.has_region else [])
-        return ", ".join(cols + ([f"{self.consent_sql} AS consent"] if self.consent_sql else []))
+        cols += [f"{self.consent_sql} AS consent"] if self.consent_sql else []
+        return ", ".join(cols + ([f"{self.traits_sql} AS traits"] if self.traits_sql else []))
 
 
-def _shape(data: SegmentData, segment: SegmentConfig, sync: SyncConfig, channel: str, consent_marker: bool) -> _Shape:
+def _shape(data: SegmentData, segment: SegmentConfig, sync: SyncConfig, channel: str, consent_marker: bool,
+           traits_sql: str | None = None) -> _Shape:
     kinds = list(sync.identifiers)
     consent_column = f"consent_{channel}" if consent_marker and getattr(segment.consent, channel) else None
     consent_sql = (f"CASE WHEN s.{consent_column} THEN 'granted' ELSE 'unknown' END" if consent_column
                    else "'unknown'" if consent_marker else None)
     parts = [f"s.k_{k}" for k in kinds] + (["s.region"] if data.has_region else []) + ([consent_sql] if consent_sql else [])
-    return _Shape(kinds, data.has_region, concat_sql(parts), consent_filter(segment, sync, channel), consent_sql)
+    # a sync without traits keeps the fingerprint it always had; with traits, a changed value changes it
+    parts += [traits_sql] if traits_sql else []
+    return _Shape(kinds, data.has_region, concat_sql(parts), consent_filter(segment, sync, channel), consent_sql, traits_sql)
 
 
 def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync_name: str,
@@ -86,18 +92,23 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
               suppressed: set[str], channel: str = "ads", consent_marker: bool = False,
               cache_dir: Path | None = None, resend_all: bool = False, spill_dir: Path | None = None,
               chunk_rows: int = 50_000, warehouse: PushedDownDiff | None = None,
-              match_keys: frozenset[str] = frozenset()) -> SyncPlan:
+              match_keys: frozenset[str] = frozenset(), only_keys: list[str] | None = None) -> SyncPlan:
     """Diff one sync: what to add, remove, refresh in the ledger only, and which rows are rejected.
 
     The set work runs in ``con`` (the ``local`` mode) or, given ``warehouse``, in the warehouse
     (``syncer.planning.warehouse_diff``); either way the changed rows are finished here. ``spill_dir`` keeps
     planned rows beyond ``chunk_rows`` on disk (see ``PlanRows``). ``match_keys``: the kinds the platform
-    recognises a person by; a leaver linked by one to a member who stays is kept (``syncer.planning.shared``)."""
+    recognises a person by; a leaver linked by one to a member who stays is kept (``syncer.planning.shared``).
+    ``only_keys`` (the real-time path) diffs those members only: ``data`` holds the segment's rows for them, and
+    the audience's other members are neither leavers nor counted (local mode only)."""
     started = time.perf_counter()
     channel = sync.channel or channel
-    shape = _shape(data, segment, sync, channel, consent_marker)
+    if sync.traits and warehouse is not None:
+        raise ConfigError(f"sync '{sync_name}' maps traits, which diff_mode: warehouse does not send: use diff_mode: local")
+    traits_sql = trait_object_sql(con, data, segment, sync, sync_name) if sync.traits else None
+    shape = _shape(data, segment, sync, channel, consent_marker, traits_sql)
     base_version = ledger.batch_version(sync_name)
-    rejected = ledger.rejected_fingerprints(sync_name)
+    rejected = ledger.rejected_fingerprints(sync_name, only_keys)
     _register_rejected(con, rejected)
     _register(con, "_supp", {"member_key": sorted(suppressed)})
     plan = SyncPlan(sync=sync_name, segment=sync.segment, destination=sync.destination, audience_id=sync.audience_id,
@@ -106,7 +117,9 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     try:
         snapshots = cache_dir or Path(".syncer") / "snapshots"
         if warehouse is None:
-            plan.held_before = load_held(con, "_held", ledger, sync_name, snapshots)
+            plan.held_before = load_held(con, "_held", ledger, sync_name, snapshots, write=only_keys is None)
+            if only_keys is not None:
+                plan.held_before = _held_only(con, only_keys)
             members, duplicates, stale, unchanged, candidates = _local_changes(con, data, shape, plan.held_before,
                                                                                resend_all, chunk_rows)
             plan.stats["no_consent"] = _scalar(con, f"""SELECT count(*) FROM {data.table} s WHERE s.member_key IS NOT NULL
@@ -121,7 +134,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
         still_rejected = _scalar(con, "SELECT count(*) FROM _changes c JOIN _rej r ON r.member_key = c.member_key AND r.fp = c.fp")
         plan.members = members - still_rejected
         plan.stats.update(segment_rows=data.rows, null_or_duplicate_keys=data.null_keys + duplicates, unchanged_by_checksum=unchanged)
-        pending = ledger.pending_keys(sync_name)
+        pending = ledger.pending_keys(sync_name, only_keys)
         dropped: dict[str, int] = {}
         with closing(candidates):
             for batch in candidates:
@@ -143,6 +156,16 @@ def plan_sync(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: Segmen
     plan.cleared_rejections = sorted(set(stale) | set(plan.cleared_rejections))
     plan.stats["plan_seconds"] = round(time.perf_counter() - started, 3)
     return plan
+
+
+def _held_only(con: duckdb.DuckDBPyConnection, keys: list[str]) -> int:
+    """Narrow ``_held`` to ``keys``; ``_held_values`` keeps the whole audience, so a leaver linked to any member
+    who stays is still found."""
+    _register(con, "_touched", {"member_key": sorted(set(keys))})
+    con.execute("CREATE OR REPLACE TEMP TABLE _held_touched AS SELECT * FROM _held WHERE member_key IN (SELECT member_key FROM _touched)")
+    con.execute("CREATE OR REPLACE TEMP VIEW _held AS SELECT * FROM _held_touched")
+    con.unregister("_touched")
+    return _scalar(con, "SELECT count(*) FROM _held")
 
 
 def _register_rejected(con: duckdb.DuckDBPyConnection, rejected: dict[str, str]) -> None:

@@ -1,5 +1,7 @@
 """Segment extraction: a segment's query made readable as one DuckDB table or view with canonical
 columns (``member_key``, ``k_<kind>``, ``region``, ``consent_<channel>``), whatever the warehouse.
+Every other column the query returns is kept as ``t_<column>``, its value as JSON text, for the syncs
+that send it as a trait (``SyncConfig.traits``); a sync without traits never reads them.
 
 A DuckDB warehouse is attached read-only and read in place through a view; any other warehouse is
 streamed in as Arrow chunks (``syncer.planning.extract``).
@@ -47,6 +49,9 @@ def _wanted_columns(segment: SegmentConfig) -> dict[str, tuple[str, pa.DataType]
     return wanted
 
 
+wanted_columns = _wanted_columns  # the configured columns, for callers outside this module (explain)
+
+
 def resolve_columns(returned: list[str], segment: SegmentConfig, name: str) -> dict[str, tuple[str, pa.DataType]]:
     """canonical name -> (the column as the query spells it, type); ConfigError naming a missing one."""
     lower = {n.lower(): n for n in returned}
@@ -61,16 +66,30 @@ def resolve_columns(returned: list[str], segment: SegmentConfig, name: str) -> d
     return resolved
 
 
+def trait_columns(returned: list[str], resolved: dict[str, tuple[str, pa.DataType]]) -> list[str]:
+    """The returned columns not read as a canonical one: each is kept as ``t_<column>`` (JSON text)."""
+    used = {actual for actual, _ in resolved.values()}
+    return [column for column in returned if column not in used]
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _canonical_batch(batch: pa.RecordBatch, segment: SegmentConfig, name: str) -> pa.Table:
+    """The canonical columns, then each other column raw as ``t_<column>`` (made JSON text on insert)."""
     arrays, names = [], []
-    for canonical, (actual, dtype) in resolve_columns(batch.schema.names, segment, name).items():
-        column = actual
+    resolved = resolve_columns(batch.schema.names, segment, name)
+    for canonical, (actual, dtype) in resolved.items():
         array = batch.column(actual)
         try:
             arrays.append(pc.cast(array, dtype) if array.type != dtype else array)
         except pa.ArrowInvalid as exc:
-            raise ConfigError(f"segment '{name}': column '{column}' cannot be read as {dtype}: {exc}") from exc
+            raise ConfigError(f"segment '{name}': column '{actual}' cannot be read as {dtype}: {exc}") from exc
         names.append(canonical)
+    for column in trait_columns(batch.schema.names, resolved):
+        arrays.append(batch.column(column))
+        names.append(f"t_{column}")
     return pa.table(arrays, names=names)
 
 
@@ -92,9 +111,17 @@ def load_segment(con: duckdb.DuckDBPyConnection, name: str, segment: SegmentConf
         _view_over_duckdb_file(con, table, warehouse_url.removeprefix("duckdb:///"), sql, segment, name)
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({_empty_columns(segment)})")
+        extras: list[str] | None = None
         for batch in extract(warehouse_url, sql, chunk_rows=chunk_rows):
-            con.register("_chunk", _canonical_batch(batch, segment, name))
-            con.execute(f"INSERT INTO {table} SELECT * FROM _chunk")
+            chunk = _canonical_batch(batch, segment, name)
+            if extras is None:  # the other columns are known from the first chunk on
+                extras = [n for n in chunk.column_names if n.startswith("t_")]
+                for column in extras:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {_quoted(column)} VARCHAR")
+            con.register("_chunk", chunk)
+            values = ", ".join([n for n in chunk.column_names if not n.startswith("t_")]
+                               + [f"to_json({_quoted(n)})::VARCHAR" for n in extras])
+            con.execute(f"INSERT INTO {table} SELECT {values} FROM _chunk")
             con.unregister("_chunk")
     return _segment_data(con, name, table, segment, started)
 
@@ -120,6 +147,22 @@ def _segment_data(con: duckdb.DuckDBPyConnection, name: str, table: str, segment
 WAREHOUSE_ALIAS = "_wh"
 
 
+def _canonical_select(sql: str, columns: dict[str, tuple[str, pa.DataType]]) -> str:
+    """The segment's query over a DuckDB warehouse with the canonical columns, as DuckDB runs it."""
+    casts = ", ".join(f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
+                      for canonical, (actual, dtype) in columns.items())
+    return f"SELECT {casts} FROM ({sql}) AS _q"
+
+
+def local_statements(segment: SegmentConfig, sql: str, *, warehouse_url: str) -> list[str]:
+    """What ``load_segment`` sends to the warehouse, in order, with the columns as configured: a DuckDB file
+    is asked for its columns, then read through a view with the canonical ones; any other warehouse gets
+    the segment's query as written (``syncer.planning.extract``)."""
+    if warehouse_url.startswith("duckdb:///") and warehouse_url != "duckdb:///:memory:":
+        return [f"SELECT * FROM ({sql}) AS _q LIMIT 0", _canonical_select(sql, _wanted_columns(segment))]
+    return [sql]
+
+
 def _view_over_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str, sql: str,
                            segment: SegmentConfig, name: str) -> None:
     """A DuckDB warehouse is attached read-only and stays the default catalog while ``con`` lives, so the
@@ -134,8 +177,39 @@ def _view_over_duckdb_file(con: duckdb.DuckDBPyConnection, table: str, path: str
     try:
         returned = [d[0] for d in con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").description]
         columns = resolve_columns(returned, segment, name)
-        casts = ", ".join(f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
-                          for canonical, (actual, dtype) in columns.items())
+        casts = ", ".join([f'CAST(_q."{actual}" AS {"BOOLEAN" if dtype == pa.bool_() else "VARCHAR"}) AS {canonical}'
+                           for canonical, (actual, dtype) in columns.items()]
+                          + [f"to_json(_q.{_quoted(c)})::VARCHAR AS {_quoted('t_' + c)}" for c in trait_columns(returned, columns)])
         con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT {casts} FROM ({sql}) AS _q")
     except duckdb.Error as exc:
         raise ConfigError(f"segment '{name}': the query failed in the warehouse: {exc}") from exc
+
+
+def trait_object_sql(con: duckdb.DuckDBPyConnection, data: SegmentData, segment: SegmentConfig, sync, sync_name: str) -> str:
+    """SQL over a segment row ``s``: the sync's traits as a JSON object's text, properties in name order.
+
+    With ``null_traits: keep`` a NULL value is left out of the object (the platform keeps its value), with
+    ``clear`` it stays as ``null``. The text is part of the row's fingerprint, so a changed value, a renamed
+    property or a switched ``null_traits`` sends the member again.
+
+    Raises:
+        ConfigError: a trait names a column the segment's query does not return.
+    """
+    present = [row[0] for row in con.sql(f"DESCRIBE {data.table}").fetchall()]
+    extras = {c.removeprefix("t_").lower(): c for c in present if c.startswith("t_")}
+    extras |= {c.removeprefix("t_"): c for c in present if c.startswith("t_")}
+    canonical = {column.lower(): name for name, (column, _) in _wanted_columns(segment).items()}
+    pairs = []
+    for prop, column in sorted(sync.traits.items()):
+        if column in extras or column.lower() in extras:
+            value = f"CAST(s.{_quoted(extras.get(column) or extras[column.lower()])} AS JSON)"
+        elif column.lower() in canonical:
+            value = f"to_json(s.{canonical[column.lower()]})"
+        elif not data.rows:
+            value = "NULL::JSON"  # an empty streamed segment: its other columns were never seen
+        else:
+            raise ConfigError(f"sync '{sync_name}': trait '{prop}' names column '{column}', which segment '{data.name}'"
+                              f" does not return; add it to the segment's query")
+        pairs.append(f"'{prop.replace(chr(39), chr(39) * 2)}', {value}")
+    obj = f"json_object({', '.join(pairs)})"
+    return f"CAST({obj} AS VARCHAR)" if sync.null_traits == "clear" else f"CAST(json_merge_patch('{{}}', {obj}) AS VARCHAR)"

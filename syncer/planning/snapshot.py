@@ -48,10 +48,15 @@ def _read_version(path: Path) -> int | None:
         return None
 
 
-def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: str, cache_dir: Path) -> int:
+def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: str, cache_dir: Path, *,
+              write: bool = True) -> int:
     """Make ``table(member_key, fp)`` in ``con`` what ``sync`` holds (``fp`` as ``md5_number``, see
     ``syncer.planning.fingerprints``), and ``{table}_values(member_key, v_<kind>...)`` its identifier
-    digests: views over the snapshot, caught up first if the ledger moved on. Returns the row count."""
+    digests: views over the snapshot, caught up first if the ledger moved on. Returns the row count.
+
+    ``write=False`` (the real-time path, a few members per call) leaves the snapshot file as it is and reads
+    it with the changes since laid over it: rewriting a large audience's snapshot per event would cost more
+    than the event. The next batch plan writes it."""
     parquet, version_file = _paths(cache_dir, sync)
     snap_version = _read_version(version_file) if parquet.exists() else None
     caught_up = ledger.held_changes_since(sync, snap_version, limit=MAX_REPLAY) if snap_version is not None else None
@@ -59,6 +64,12 @@ def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: 
     if caught_up is not None:
         current, changes = caught_up
         try:
+            if changes and not write:
+                _from_snapshot(con, f"{table}_caught_up", parquet, changes, ledger, sync, as_view=True)
+                values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT member_key, fp FROM {table}_caught_up")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_values AS SELECT member_key, {values} FROM {table}_caught_up")
+                return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             if changes:
                 _from_snapshot(con, build, parquet, changes, ledger, sync)
             else:
@@ -96,21 +107,28 @@ def latest_fingerprints(changes: list[tuple[str, str | None]]) -> dict[str, str 
 
 
 def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, changes: list[tuple[str, str | None]],
-                   ledger: Ledger, sync: str) -> None:
+                   ledger: Ledger, sync: str, *, as_view: bool = False) -> None:
+    """``table``: the snapshot with the changes since laid over it; ``as_view`` reads the file in place instead
+    of copying the audience into a table (for a plan that reads a few members of it)."""
     latest = latest_fingerprints(changes)
     # the values as held now: a writer may have moved on since the log was read, which only makes them newer
     rows = ledger.held_rows(sync, [k for k, fp in latest.items() if fp is not None])
     identifiers = [dumps(rows[k].identifiers) if k in rows else None for k in latest]
     con.register("_delta", _rows_table(list(latest), list(latest.values()), identifiers))
     values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
+    if as_view:  # a view outlives the registered arrow table: keep the changes as a table of their own
+        con.execute("CREATE OR REPLACE TEMP TABLE _delta_rows AS SELECT * FROM _delta")
+        con.unregister("_delta")
+        con.execute("CREATE OR REPLACE TEMP VIEW _delta AS SELECT * FROM _delta_rows")
     try:
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {table} AS
+            CREATE OR REPLACE TEMP {'VIEW' if as_view else 'TABLE'} {table} AS
             SELECT s.member_key, {from_halves()} AS fp, {values} FROM read_parquet('{parquet}') s ANTI JOIN _delta d USING (member_key)
             UNION ALL
             SELECT member_key, {number_from_hex('raw_fp')}, {value_digests('identifiers')} FROM _delta WHERE raw_fp IS NOT NULL""")
     finally:
-        con.unregister("_delta")
+        if not as_view:
+            con.unregister("_delta")
 
 
 def _write_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, version_file: Path, version: int) -> None:

@@ -14,6 +14,7 @@ DuckDB     md5(concat_ws(chr(31), ...))                 ('0x' || substr(md5(t), 
 Postgres   md5(concat_ws(chr(31), ...))                 ('x' || substr(md5(t), 1, 15))::bit(60)::bigint
 Snowflake  MD5(CONCAT_WS(CHR(31), ...))                 HASH(t) % 2^60, summed as NUMBER(38,0)
 Spark      md5(concat_ws(chr(31), ...))                 CAST(conv(substr(md5(t), 1, 15), 16, 10) AS BIGINT)
+Databricks as Spark (the same SQL; Delta tables for the snapshot)
 BigQuery   TO_HEX(MD5(ARRAY_TO_STRING([...], CODE_POINTS_TO_STRING([31]))))   FARM_FINGERPRINT(t) % 2^60
 """
 
@@ -196,6 +197,35 @@ class SparkDialect(Dialect):
         return [self._overwrite(table, sync, f"SELECT {int(version)}")]
 
 
+class DatabricksDialect(SparkDialect):
+    """Databricks SQL (``databricks://``, the databricks-sqlalchemy dialect): Spark SQL, so every function,
+    literal, fingerprint and checksum is ``SparkDialect``'s, character for character. Only the tables
+    differ: a SQL warehouse over the connector has no session to register temp views in, and its
+    tables are Delta (the default table format; https://docs.databricks.com/en/delta/index.html), which
+    take ``DELETE``. So the snapshot's rows are replaced with ``DELETE`` + ``INSERT`` as on DuckDB, and work
+    tables are ordinary tables in the bookkeeping schema, named per schema as on BigQuery."""
+
+    name = "databricks"
+
+    def __init__(self, schema: str = "syncer", tag: str = "w") -> None:
+        self.schema, self.tag = schema, tag
+
+    def bookkeeping(self, schema: str) -> list[str]:
+        return [f"CREATE SCHEMA IF NOT EXISTS {schema}",
+                f"CREATE TABLE IF NOT EXISTS {schema}.held_snapshot (sync STRING NOT NULL, member_key STRING NOT NULL,"
+                f" fp STRING NOT NULL) CLUSTER BY (sync, member_key)",
+                f"CREATE TABLE IF NOT EXISTS {schema}.snapshot_version (sync STRING NOT NULL, version INT NOT NULL)"]
+
+    def work_table(self, name: str, columns: list[str]) -> tuple[str, list[str]]:
+        table = f"{self.schema}.{name}_{self.tag}"
+        return table, [f"CREATE OR REPLACE TABLE {table} ({', '.join(f'{c} STRING' for c in columns)})"]
+
+    clear_sync = Dialect.clear_sync
+    remove_keys = Dialect.remove_keys
+    set_version = Dialect.set_version
+    append_rows = Dialect.append_rows
+
+
 class BigQueryDialect(Dialect):
     """BigQuery: MD5 returns BYTES, so TO_HEX(MD5(...)) gives the same 32 lowercase digits; there is
     no CONCAT_WS, so the parts are joined with ARRAY_TO_STRING and CODE_POINTS_TO_STRING([31]);
@@ -257,5 +287,5 @@ def _coalesce_is_true(wanted: str) -> str:
 
 DIALECTS: dict[str, type[Dialect]] = {
     "duckdb": Dialect, "postgresql": PostgresDialect, "snowflake": SnowflakeDialect, "spark": SparkDialect,
-    "bigquery": BigQueryDialect,
+    "bigquery": BigQueryDialect, "databricks": DatabricksDialect,
 }

@@ -7,29 +7,37 @@ returns only the members whose fingerprint changed, with their identifier column
 leaves the warehouse. The plan is then finished by the same code as the ``local`` mode, and is
 identical to it: the same fingerprints (``syncer.planning.fingerprints``), filters and duplicate rule.
 
-Supported warehouses: DuckDB, PostgreSQL, Snowflake, Spark SQL (pyspark, Databricks) and BigQuery
-(``SUPPORTED_DIALECTS``). The SQL here is a portable core (key joins, anti-joins, ``row_number()``,
+Supported warehouses: DuckDB, PostgreSQL, Snowflake, Spark SQL (pyspark, a Databricks job's session),
+Databricks SQL (``databricks://``, the Spark dialect over Delta tables) and BigQuery (``SUPPORTED_DIALECTS``). The SQL here is a portable core (key joins, anti-joins, ``row_number()``,
 ``IS DISTINCT FROM`` on a stored fingerprint); the few parts that differ per engine (hashes, work
 tables, replacing a sync's rows, quoting) are written out per engine in
 ``syncer.planning.warehouse_dialects``, and the connection to each in ``syncer.planning.warehouse_sessions``.
+
+What the statements cost is kept by the session and handed out per sync by ``take_costs``
+(``syncer.ledger.warehouse_costs``). ``explain`` lists every statement a plan would run, per sync, without
+running any: the SQL ``syncer plan --explain`` prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import sqlalchemy as sa
 
 from syncer.errors import ConfigError
 from syncer.ledger.store import Ledger
+from syncer.ledger.warehouse_costs import WarehouseCosts
 from syncer.planning.fingerprints import byte_reversed_hex, number_from_hex
-from syncer.planning.segment import resolve_columns
+from syncer.planning.segment import SegmentData, local_statements, resolve_columns, wanted_columns
 from syncer.planning.snapshot import MAX_REPLAY, latest_fingerprints
-from syncer.planning.warehouse_dialects import DIALECTS
-from syncer.planning.warehouse_sessions import WarehouseSession, open_session
+from syncer.planning.warehouse_dialects import DIALECTS, Dialect
+from syncer.planning.warehouse_sessions import WarehouseSession, open_session, scheme_of
 from syncer.project.config import SegmentConfig
+from syncer.project.project import Project
 
 SUPPORTED_DIALECTS = tuple(DIALECTS)
 
@@ -68,6 +76,13 @@ class WarehouseDiff:
 
     def close(self) -> None:
         self.session.close()
+
+    def take_costs(self) -> WarehouseCosts:
+        """What the statements run since the last call cost (the first call also counts the bookkeeping)."""
+        costs = getattr(self.session, "costs", None) or WarehouseCosts(engine=self.dialect.name)
+        self.session.costs = WarehouseCosts(engine=costs.engine)
+        costs.seconds = round(costs.seconds, 3)
+        return costs
 
     def _run(self, statements: Sequence[str]) -> None:
         for statement in statements:
@@ -218,3 +233,180 @@ class WarehouseDiff:
         table = self._upload("syncer_keys", ["member_key"], [list(keys)])
         return [k for (k,) in self.session.rows(
             f"SELECT k.member_key FROM {table} k {self.dialect.except_} SELECT s.member_key FROM {source} s")]
+
+
+# --- explain: the statements a plan would run, run by nobody ------------------------------------------
+
+
+class _ExplainSession:
+    """A session that records every statement instead of running it. From ``probe`` (a real session, when
+    one could be opened) it reads only what costs nothing: the segment's columns (a query returning no
+    rows) and the snapshot's version. Every other read is answered as a warehouse whose segment differs
+    from its snapshot, so the checksums and the diff query are both listed."""
+
+    def __init__(self, dialect: Dialect, probe: WarehouseSession | None, configured: dict[str, list[str]]) -> None:
+        self.dialect, self.probe, self.configured = dialect, probe, configured
+        self.costs = WarehouseCosts(engine=dialect.name)
+        self.statements: list[str] = []
+        self.segment = ""  # whose columns to answer with, without a probe
+        self.counted: set[str] = set()  # segments whose segment-wide statements are listed already
+
+    def take(self) -> list[str]:
+        taken, self.statements = self.statements, []
+        return taken
+
+    def run(self, sql: str) -> None:
+        self.statements.append(sql)
+
+    def rows(self, sql: str) -> list[tuple]:
+        self.statements.append(sql)
+        if sql.startswith("SELECT version FROM"):
+            if self.probe is None:
+                return []
+            try:
+                return self.probe.rows(sql)
+            except ConfigError:  # no bookkeeping schema yet: the run builds the snapshot from the ledger
+                return []
+        if f" {self.dialect.except_} " in sql:
+            return []
+        width = _select_width(sql)
+        if width == 3 and "held_snapshot" not in sql:  # the segment's checksum: other than the snapshot's
+            return [(1, 1, 1)]
+        return [(0, None, None) if width == 3 else (0,) * width]
+
+    def columns(self, sql: str) -> list[str]:
+        self.statements.append(sql)
+        return self.probe.columns(sql) if self.probe is not None else self.configured[self.segment]
+
+    def fill(self, table: str, columns: list[str], values: list[Sequence[str]]) -> None:
+        rows = len(values[0]) if values else 0
+        self.statements.append(f"-- upload {rows} row(s) into {table} ({', '.join(columns)})")
+
+    def stream(self, sql: str, chunk_rows: int) -> Iterator[list[pa.Array]]:
+        self.statements.append(sql)
+        return iter(())
+
+    def commit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _select_width(sql: str) -> int:
+    """How many columns one of our own ``SELECT a, f(b, c), ... FROM`` statements returns."""
+    width, depth, quoted = 1, 0, False
+    body = sql.split("SELECT", 1)[1]
+    for i, ch in enumerate(body):
+        if ch == "'":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            width += 1
+        elif depth == 0 and body[i:i + 6].upper() == " FROM ":
+            break
+    return width
+
+
+class _Rows:
+    """As many rows as a rebuild would upload, without reading them: the upload's comment needs the count only."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class _DryLedger:
+    """The ledger as ``catch_up`` reads it, with its one write (truncating the change log) left out and a
+    rebuild's rows counted, not read: the statements are what matter, not the rows."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def held_changes_since(self, sync: str, version: int, *, limit: int | None = None):
+        return self.ledger.held_changes_since(sync, version, limit=limit)
+
+    def state_version(self, sync: str) -> int:
+        return self.ledger.state_version(sync)
+
+    def held_fingerprint_chunks(self, sync: str) -> Iterable[tuple[_Rows, _Rows]]:
+        held = self.ledger.held_count(sync)
+        return [(_Rows(held), _Rows(held))] if held else []
+
+    def truncate_log(self, sync: str, up_to: int) -> None:
+        pass
+
+
+def explain(project: Project, names: Sequence[str], ledger: Ledger) -> dict[str, list[str]]:
+    """sync -> the statements its plan sends to the warehouse, in order, none of them run.
+
+    Local mode: the segment's query as the warehouse gets it. Warehouse mode: the bookkeeping schema, the
+    segment's columns and counts (with the first sync of the run, and of each segment, as a run does),
+    the catch-up of the snapshot (a replay of the ledger's changes, or a rebuild), the checksums of the
+    shortcut and the diff query; uploads are shown as comments with their row counts, never their rows.
+
+    Raises:
+        ConfigError: an unknown sync, or a segment's query the warehouse refuses.
+    """
+    unknown = [n for n in names if n not in project.syncs]
+    if unknown:
+        raise ConfigError(f"unknown sync(s): {', '.join(unknown)}; known: {', '.join(sorted(project.syncs))}")
+    url = project.warehouse_url()
+    if project.config.diff_mode != "warehouse":
+        return {name: local_statements(project.segments[project.syncs[name].segment], project.segment_sql(project.syncs[name].segment),
+                                       warehouse_url=url) for name in names}
+    schema = project.config.bookkeeping_schema
+    try:
+        probe: WarehouseSession | None = open_session(url, schema)
+    except (ConfigError, ImportError, ValueError, sa.exc.ArgumentError):  # no driver or credentials here: still shown
+        probe = None
+    dialect = probe.dialect if probe is not None else _dialect_of(url, schema)
+    configured = {n: [column for column, _ in wanted_columns(s).values()] for n, s in project.segments.items()}
+    session = _ExplainSession(dialect, probe, configured)
+    try:
+        warehouse = WarehouseDiff(url, schema, session=session)
+        return {name: _explain_sync(project, warehouse, session, ledger, name) for name in names}
+    finally:
+        if probe is not None:
+            probe.close()
+
+
+def _dialect_of(url: str, schema: str) -> Dialect:
+    scheme = {"postgres": "postgresql"}.get(scheme_of(url), scheme_of(url))
+    return DIALECTS[scheme](schema) if scheme in ("bigquery", "databricks") else DIALECTS[scheme]()
+
+
+def _explain_sync(project: Project, warehouse: WarehouseDiff, session: _ExplainSession, ledger: Ledger, name: str) -> list[str]:
+    from destinations.registry import capabilities_of  # the connectors' registry: only explain needs it here
+    from syncer.planning.local_diff import _shape
+
+    sync = project.syncs[name]
+    segment = project.segments[sync.segment]
+    session.segment = sync.segment
+    source = warehouse.source(project.segment_sql(sync.segment), segment, sync.segment)
+    if sync.segment not in session.counted:
+        session.counted.add(sync.segment)
+        warehouse.segment_counts(source)
+        suppressions = ledger.active_suppressions()
+        if any(seg == sync.segment for _, seg in suppressions):
+            warehouse.left_segment(source, [k for k, seg in suppressions if seg == sync.segment])
+    held = warehouse.catch_up(_DryLedger(ledger), name)
+    capabilities = capabilities_of(project.destinations[sync.destination])
+    data = SegmentData(sync.segment, source, 0, 0.0, tuple(segment.identifiers), bool(segment.phone_region_column))
+    shape = _shape(data, segment, sync, sync.channel or capabilities.channel, capabilities.consent_marker)
+    suppressed = {k for k, seg in ledger.active_suppressions() if seg in ("*", sync.segment)}
+    con = duckdb.connect()
+    try:
+        warehouse.diff(con, source=source, sync_name=name, shape=shape, suppressed=suppressed,
+                       rejected=ledger.rejected_fingerprints(name), held_count=held, resend_all=False,
+                       chunk_rows=project.config.chunk_rows)
+    finally:
+        con.close()
+    return [textwrap.dedent(statement).strip() for statement in session.take()]

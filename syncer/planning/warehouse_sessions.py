@@ -8,25 +8,36 @@
   snowflake-connector's own DB-API (snowflake-sqlalchemy needs a newer connector than fakesnow, the
   test double, can load); any other query parameter is passed to ``snowflake.connector.connect``.
   Results come back as Arrow batches where the connector offers them (``fetch_arrow_batches``).
+- ``databricks://token:${DATABRICKS_TOKEN}@host?http_path=...&catalog=...&schema=...`` (databricks-sqlalchemy,
+  the optional extra ``databricks``): SQLAlchemy, in Spark SQL (``DatabricksDialect``); results come back
+  as Arrow through the connector's ``fetchmany_arrow``.
 - ``spark://``: the process's active SparkSession (a Databricks job or notebook, or pyspark), else
   ``SparkSession.builder.getOrCreate()``. No SQLAlchemy dialect for Spark is installed, so this is a
   small adapter: uploads become temp views, results come back through ``toLocalIterator``. The
   session belongs to its host and is never stopped here.
 
 Every query failure is raised as ``ConfigError`` with the engine's message (never row values).
+
+Each session keeps ``costs`` (``syncer.ledger.warehouse_costs.WarehouseCosts``): every statement it ran,
+the rows that came back and went up, and what the engine reports beyond that (DuckDB's rows scanned,
+Snowflake's query ids, BigQuery's bytes billed).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from syncer.errors import ConfigError
-from syncer.planning.warehouse_dialects import DIALECTS, BigQueryDialect, Dialect
+from syncer.ledger.warehouse_costs import WarehouseCosts
+from syncer.planning.warehouse_dialects import DIALECTS, Dialect
 
 _UPLOAD_ROWS = 50_000
 
@@ -35,6 +46,7 @@ class WarehouseSession(Protocol):
     """One connection to a warehouse; statements run as given, in the session's ``dialect``."""
 
     dialect: Dialect
+    costs: WarehouseCosts  # what the statements run so far cost; replaced by ``WarehouseDiff.take_costs``
 
     def run(self, sql: str) -> None: ...
     def rows(self, sql: str) -> list[tuple]: ...
@@ -48,12 +60,59 @@ class WarehouseSession(Protocol):
 
 
 def open_session(url: str, schema: str, *, memory_limit: str | None = None, temp_directory: str | None = None) -> WarehouseSession:
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = scheme_of(url)
     if scheme == "spark":
         return _SparkSession()
     if scheme == "snowflake":
         return _SnowflakeSession(url)
     return _SqlAlchemySession(url, schema, memory_limit, temp_directory)
+
+
+def scheme_of(url: str) -> str:
+    """``snowflake`` of ``snowflake://...``, ``postgresql`` of ``postgresql+psycopg://...``."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+@contextmanager
+def _metered(costs: WarehouseCosts) -> Iterator[None]:
+    """Count one statement and the time waited on it."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        costs.statements += 1
+        costs.seconds += time.perf_counter() - started
+
+
+def driver_arrow_batches(cursor: Any, chunk_rows: int) -> Iterator[pa.RecordBatch] | None:
+    """The executed ``cursor``'s result as Arrow, where its driver offers it; ``None`` where it does not.
+
+    Snowflake's connector: ``fetch_arrow_batches`` (https://docs.snowflake.com/en/developer-guide/python-connector/
+    python-connector-api#fetch_arrow_batches), a whole result chunk of the server at a time, cut here to
+    ``chunk_rows``; fakesnow has no such method, so it falls back. Databricks' connector: ``fetchmany_arrow``
+    (https://docs.databricks.com/en/dev-tools/python-sql-connector.html#cursor-class)."""
+    if hasattr(cursor, "fetch_arrow_batches"):
+        def snowflake() -> Iterator[pa.RecordBatch]:
+            for table in cursor.fetch_arrow_batches():
+                yield from table.to_batches(chunk_rows)
+        return snowflake()
+    if hasattr(cursor, "fetchmany_arrow"):
+        def databricks() -> Iterator[pa.RecordBatch]:
+            while (table := cursor.fetchmany_arrow(chunk_rows)).num_rows:
+                yield from table.to_batches(chunk_rows)
+        return databricks()
+    return None
+
+
+def rows_as_batches(cursor: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """A DB-API cursor's rows, ``chunk_rows`` at a time, as record batches with the driver's types."""
+    names = [d[0] for d in cursor.description]
+    while rows := cursor.fetchmany(chunk_rows):
+        yield pa.record_batch([pa.array([r[i] for r in rows]) for i in range(len(names))], names=names)
+
+
+def _as_strings(batch: pa.RecordBatch) -> list[pa.Array]:
+    return [column.cast(pa.string()) for column in batch.columns]
 
 
 def _failed(exc: BaseException) -> ConfigError:
@@ -72,64 +131,119 @@ class _SqlAlchemySession:
         if name not in DIALECTS or name in ("snowflake", "spark"):
             self.close()
             raise ConfigError(f"diff_mode: warehouse supports {', '.join(DIALECTS)} warehouses, not {name}; use diff_mode: local")
-        self.dialect = BigQueryDialect(schema) if name == "bigquery" else DIALECTS[name]()
+        self.dialect = DIALECTS[name](schema) if name in ("bigquery", "databricks") else DIALECTS[name]()
+        self.costs = WarehouseCosts(engine=name)
+        self._raw = self.conn.connection.driver_connection
         if name == "duckdb":  # an embedded warehouse: held to the project's memory cap
             if memory_limit:
                 self.run(f"SET memory_limit = '{memory_limit}'")
             if temp_directory:
                 self.run(f"SET temp_directory = '{temp_directory}'")
+            # rows scanned, read back after each statement (get_profiling_information); nothing printed
+            self._raw.execute("SET enable_profiling = 'no_output'")
+        if name == "bigquery":
+            sa.event.listen(self.engine, "after_cursor_execute", self._bigquery_job)
+
+    def _bigquery_job(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        """The query job of the DB-API cursor (``Cursor._query_job``, google/cloud/bigquery/dbapi/cursor.py):
+        bytes billed and processed, and its id."""
+        job = getattr(cursor, "_query_job", None)
+        if job is not None:
+            self.costs.add(bytes_billed=getattr(job, "total_bytes_billed", None),
+                           bytes_processed=getattr(job, "total_bytes_processed", None), query_id=getattr(job, "job_id", None))
+
+    def _scanned(self) -> None:
+        """DuckDB's rows scanned by the statement just run, from its profiler."""
+        if self.dialect.name != "duckdb":
+            return
+        try:
+            profile = json.loads(self._raw.get_profiling_information(format="json"))
+        except Exception:  # noqa: BLE001  (a statement without a plan: SET, CREATE SCHEMA)
+            return
+        scanned = (profile.get("query") or {}).get("total_rows_scanned")
+        if scanned is not None:
+            self.costs.add(rows_scanned=scanned)
 
     def run(self, sql: str) -> None:
-        try:
-            self.conn.exec_driver_sql(sql)
-        except sa.exc.SQLAlchemyError as exc:
-            self.conn.rollback()
-            raise _failed(exc) from exc
+        with _metered(self.costs):
+            try:
+                self.conn.exec_driver_sql(sql)
+            except sa.exc.SQLAlchemyError as exc:
+                self.conn.rollback()
+                raise _failed(exc) from exc
+        self._scanned()
 
     def rows(self, sql: str) -> list[tuple]:
-        try:
-            return [tuple(r) for r in self.conn.exec_driver_sql(sql)]
-        except sa.exc.SQLAlchemyError as exc:
-            self.conn.rollback()
-            raise _failed(exc) from exc
+        with _metered(self.costs):
+            try:
+                found = [tuple(r) for r in self.conn.exec_driver_sql(sql)]
+            except sa.exc.SQLAlchemyError as exc:
+                self.conn.rollback()
+                raise _failed(exc) from exc
+        self.costs.rows_returned += len(found)
+        self._scanned()
+        return found
 
     def columns(self, sql: str) -> list[str]:
-        try:
-            return list(self.conn.exec_driver_sql(sql).keys())
-        except sa.exc.SQLAlchemyError as exc:
-            self.conn.rollback()
-            raise _failed(exc) from exc
+        with _metered(self.costs):
+            try:
+                return list(self.conn.exec_driver_sql(sql).keys())
+            except sa.exc.SQLAlchemyError as exc:
+                self.conn.rollback()
+                raise _failed(exc) from exc
 
     def fill(self, table: str, columns: list[str], values: list[Sequence[str]]) -> None:
-        raw = self.conn.connection.driver_connection
-        if self.dialect.name == "duckdb":  # DuckDB takes the rows as Arrow
-            raw.register("_syncer_upload", pa.table(dict(zip(columns, (pa.array(v, pa.string()) for v in values)))))
-            raw.execute(f"INSERT INTO {table} SELECT * FROM _syncer_upload")
-            raw.unregister("_syncer_upload")
-            return
-        if type(raw).__module__.split(".")[0] == "psycopg":  # psycopg 3: COPY, far faster than executemany
-            with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in zip(*values):
-                    copy.write_row(row)
-            return
-        marks = ", ".join(f":{c}" for c in columns)
-        rows = [dict(zip(columns, row)) for row in zip(*values)]
-        for start in range(0, len(rows), _UPLOAD_ROWS):
-            self.conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"), rows[start:start + _UPLOAD_ROWS])
+        raw = self._raw
+        with _metered(self.costs):
+            self.costs.rows_uploaded += len(values[0]) if values else 0
+            if self.dialect.name == "duckdb":  # DuckDB takes the rows as Arrow
+                raw.register("_syncer_upload", pa.table(dict(zip(columns, (pa.array(v, pa.string()) for v in values)))))
+                raw.execute(f"INSERT INTO {table} SELECT * FROM _syncer_upload")
+                raw.unregister("_syncer_upload")
+                return
+            if type(raw).__module__.split(".")[0] == "psycopg":  # psycopg 3: COPY, far faster than executemany
+                with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in zip(*values):
+                        copy.write_row(row)
+                return
+            marks = ", ".join(f":{c}" for c in columns)
+            rows = [dict(zip(columns, row)) for row in zip(*values)]
+            for start in range(0, len(rows), _UPLOAD_ROWS):
+                self.conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"), rows[start:start + _UPLOAD_ROWS])
 
     def stream(self, sql: str, chunk_rows: int) -> Iterator[list[pa.Array]]:
+        self.costs.statements += 1
+        started = time.perf_counter()
+        try:
+            for batch in self._batches(sql, chunk_rows):
+                self.costs.rows_returned += batch.num_rows
+                yield _as_strings(batch)
+        finally:
+            self.costs.seconds += time.perf_counter() - started
+        self._scanned()
+
+    def _batches(self, sql: str, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         if self.dialect.name == "duckdb":  # the engine hands out Arrow itself: no rows through Python
-            for batch in self.conn.connection.driver_connection.sql(sql).to_arrow_reader(chunk_rows):
-                yield [column.cast(pa.string()) for column in batch.columns]
+            yield from self._raw.sql(sql).to_arrow_reader(chunk_rows)
+            return
+        if self.dialect.name == "databricks":  # the connector's Arrow results, where it offers them
+            cursor = self._raw.cursor()
+            try:
+                cursor.execute(sql)
+                yield from driver_arrow_batches(cursor, chunk_rows) or rows_as_batches(cursor, chunk_rows)
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                raise _failed(exc) from exc
+            finally:
+                cursor.close()
             return
         try:
             # per statement: Connection.execution_options would make every later statement a server-side cursor
             result = self.conn.execute(sa.text(sql).execution_options(stream_results=True, yield_per=chunk_rows))
         except sa.exc.SQLAlchemyError as exc:
             raise _failed(exc) from exc
-        width = len(result.keys())
+        names = list(result.keys())
         for rows in result.partitions(chunk_rows):
-            yield _strings(rows, width)
+            yield pa.record_batch(_strings(rows, len(names)), names=names)
 
     def commit(self) -> None:
         self.conn.commit()
@@ -141,27 +255,20 @@ class _SqlAlchemySession:
 
 class _SnowflakeSession:
     def __init__(self, url: str) -> None:
-        import snowflake.connector  # an optional dependency: only a Snowflake project needs it
-
-        self._errors = snowflake.connector.errors.Error
-        parsed = sa.engine.make_url(url)
-        database, _, schema = (parsed.database or "").partition("/")
-        options: dict[str, object] = {k: (int(v) if k == "port" else v) for k, v in parsed.query.items()}
-        options.update({k: v for k, v in (("user", parsed.username), ("password", parsed.password), ("account", parsed.host),
-                                          ("database", database), ("schema", schema)) if v})
-        try:
-            self.conn = snowflake.connector.connect(autocommit=False, **options)
-        except self._errors as exc:
-            raise ConfigError(f"cannot connect to the Snowflake warehouse: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+        self.conn, self._errors = snowflake_connection(url)
         self.dialect = DIALECTS["snowflake"]()
+        self.costs = WarehouseCosts(engine="snowflake")
+        database, _, schema = (sa.engine.make_url(url).database or "").partition("/")
         self._schema = ".".join(self.dialect.ident(p.upper()) for p in (database, schema)) if database and schema else None
 
     def _cursor(self, sql: str):
         cursor = self.conn.cursor()
-        try:
-            cursor.execute(sql)
-        except self._errors as exc:
-            raise _failed(exc) from exc
+        with _metered(self.costs):
+            try:
+                cursor.execute(sql)
+            except self._errors as exc:
+                raise _failed(exc) from exc
+        self.costs.add(query_id=getattr(cursor, "sfqid", None))
         return cursor
 
     def run(self, sql: str) -> None:
@@ -174,7 +281,9 @@ class _SnowflakeSession:
     def rows(self, sql: str) -> list[tuple]:
         cursor = self._cursor(sql)
         try:
-            return [tuple(r) for r in cursor.fetchall()]
+            found = [tuple(r) for r in cursor.fetchall()]
+            self.costs.rows_returned += len(found)
+            return found
         finally:
             cursor.close()
 
@@ -190,32 +299,56 @@ class _SnowflakeSession:
         cursor = self.conn.cursor()
         try:
             for start in range(0, len(rows), _UPLOAD_ROWS):
-                cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
-                                   rows[start:start + _UPLOAD_ROWS])
+                with _metered(self.costs):
+                    cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+                                       rows[start:start + _UPLOAD_ROWS])
+                self.costs.add(query_id=getattr(cursor, "sfqid", None))
         except self._errors as exc:
             raise _failed(exc) from exc
         finally:
             cursor.close()
+        self.costs.rows_uploaded += len(rows)
+
+    def batches(self, sql: str, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        """The result with the warehouse's types: Arrow batches where the connector offers them, else rows."""
+        cursor = self._cursor(sql)
+        started = time.perf_counter()
+        try:
+            for batch in driver_arrow_batches(cursor, chunk_rows) or rows_as_batches(cursor, chunk_rows):
+                self.costs.rows_returned += batch.num_rows
+                yield batch
+        except self._errors as exc:
+            raise _failed(exc) from exc
+        finally:
+            self.costs.seconds += time.perf_counter() - started
+            cursor.close()
 
     def stream(self, sql: str, chunk_rows: int) -> Iterator[list[pa.Array]]:
-        cursor = self._cursor(sql)
-        try:
-            if hasattr(cursor, "fetch_arrow_batches"):  # the real connector: Arrow, no rows through Python
-                for table in cursor.fetch_arrow_batches():
-                    for batch in table.to_batches(chunk_rows):
-                        yield [column.cast(pa.string()) for column in batch.columns]
-                return
-            width = len(cursor.description)
-            while rows := cursor.fetchmany(chunk_rows):
-                yield _strings(rows, width)
-        finally:
-            cursor.close()
+        for batch in self.batches(sql, chunk_rows):
+            yield _as_strings(batch)
 
     def commit(self) -> None:
         self.conn.commit()
 
     def close(self) -> None:
         self.conn.close()
+
+
+def snowflake_connection(url: str):
+    """(a snowflake-connector connection, its error class) for a ``snowflake://`` URL; ConfigError if it cannot
+    connect. Query parameters other than ``warehouse``/``role`` go to ``snowflake.connector.connect`` as given."""
+    import snowflake.connector  # an optional dependency: only a Snowflake project needs it
+
+    errors = snowflake.connector.errors.Error
+    parsed = sa.engine.make_url(url)
+    database, _, schema = (parsed.database or "").partition("/")
+    options: dict[str, object] = {k: (int(v) if k == "port" else v) for k, v in parsed.query.items()}
+    options.update({k: v for k, v in (("user", parsed.username), ("password", parsed.password), ("account", parsed.host),
+                                      ("database", database), ("schema", schema)) if v})
+    try:
+        return snowflake.connector.connect(autocommit=False, **options), errors
+    except errors as exc:
+        raise ConfigError(f"cannot connect to the Snowflake warehouse: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
 
 
 class _SparkSession:
@@ -226,6 +359,7 @@ class _SparkSession:
         self._errors = PySparkException
         self.spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
         self.dialect = DIALECTS["spark"]()
+        self.costs = WarehouseCosts(engine="spark")
         self._views: set[str] = set()
 
     def _sql(self, sql: str):
@@ -235,31 +369,43 @@ class _SparkSession:
             raise _failed(exc) from exc
 
     def run(self, sql: str) -> None:
-        self._sql(sql)
+        with _metered(self.costs):
+            self._sql(sql)
 
     def rows(self, sql: str) -> list[tuple]:
-        try:
-            return [tuple(r) for r in self._sql(sql).collect()]
-        except self._errors as exc:
-            raise _failed(exc) from exc
+        with _metered(self.costs):
+            try:
+                found = [tuple(r) for r in self._sql(sql).collect()]
+            except self._errors as exc:
+                raise _failed(exc) from exc
+        self.costs.rows_returned += len(found)
+        return found
 
     def columns(self, sql: str) -> list[str]:
-        return list(self._sql(sql).columns)  # analysed, not run
+        with _metered(self.costs):
+            return list(self._sql(sql).columns)  # analysed, not run
 
     def fill(self, table: str, columns: list[str], values: list[Sequence[str]]) -> None:
-        arrow = pa.table({c: pa.array(list(v), pa.string()) for c, v in zip(columns, values)})
-        self.spark.createDataFrame(arrow).createOrReplaceTempView(table)
+        with _metered(self.costs):
+            arrow = pa.table({c: pa.array(list(v), pa.string()) for c, v in zip(columns, values)})
+            self.spark.createDataFrame(arrow).createOrReplaceTempView(table)
         self._views.add(table)
+        self.costs.rows_uploaded += arrow.num_rows
 
     def stream(self, sql: str, chunk_rows: int) -> Iterator[list[pa.Array]]:
+        started = time.perf_counter()
         frame = self._sql(sql)
+        self.costs.statements += 1
         width = len(frame.columns)
         rows = frame.toLocalIterator()  # one partition at a time, not the whole result
         try:
             while chunk := list(islice(rows, chunk_rows)):
+                self.costs.rows_returned += len(chunk)
                 yield _strings(chunk, width)
         except self._errors as exc:
             raise _failed(exc) from exc
+        finally:
+            self.costs.seconds += time.perf_counter() - started
 
     def commit(self) -> None:
         """Spark has no transactions: ``WarehouseDiff.catch_up`` orders its writes so a cut leaves a replayable state."""

@@ -22,6 +22,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from destinations.registry import SPECS
+from syncer.project.rule_models import SegmentRules
 
 IdentifierKind = Literal[
     "email", "phone", "first_name", "last_name", "postal_code", "city", "state", "country",
@@ -52,18 +53,61 @@ class SuppressionRule(_Strict):
     ttl_hours: float | None = Field(None, gt=0, description="Suppression lasts this long; null: until the person leaves the segment.")
 
 
-class ConversionSource(_Strict):
-    """The fast path: a table of conversions read by an increasing cursor, suppressing people at once."""
+class _CursorTable(_Strict):
+    """A table read past a cursor kept in the ledger: the conversions and events sources share this shape."""
 
     url: str | None = Field(None, description="SQLAlchemy URL of the database holding the table; default: the warehouse. ${VAR} is read from the environment; relative sqlite/duckdb paths are relative to the project.")
-    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="Table (or view) of conversions.")
-    cursor_column: str = Field("conversion_id", description="Increasing column read past the last one seen: an id, or a timestamp with tiebreak_column.")
     tiebreak_column: str | None = Field(None, description="With a timestamp cursor_column: a unique id ordering rows that share a timestamp.")
     member_key_column: str = Field("customer_id", description="Column holding the member key (as in the segments).")
+    poll_interval_ms: int = Field(100, ge=10, le=60_000, description="How often the table is read for new rows (`syncer suppress --follow`, `syncer follow`, the Dagster sensors).")
+
+
+class ConversionSource(_CursorTable):
+    """The fast path: a table of conversions read by an increasing cursor, suppressing people at once."""
+
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="Table (or view) of conversions.")
+    cursor_column: str = Field("conversion_id", description="Increasing column read past the last one seen: an id, or a timestamp with tiebreak_column.")
     type_column: str = Field("type", description="Column holding the conversion type.")
     time_column: str = Field("converted_at", description="Column holding when the conversion happened (UTC); time-to-suppression is measured from it.")
     rules: list[SuppressionRule] = Field(min_length=1, description="Which types suppress which segments.")
-    poll_interval_ms: int = Field(100, ge=10, le=60_000, description="How often the fast path looks for new conversions.")
+
+
+class EventSource(_CursorTable):
+    """Real-time segments: a table of behavioural events read by an increasing cursor. A segment that lists
+    an event type under its ``events:`` is re-evaluated for the members those events touch, within a second."""
+
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="Table (or view) of events.")
+    cursor_column: str = Field("event_id", description="Increasing column read past the last one seen: an id, or a timestamp with tiebreak_column.")
+    type_column: str = Field("type", description="Column holding the event type, matched against each segment's `events:`.")
+    time_column: str = Field("occurred_at", description="Column holding when the event happened (UTC); latency is measured from it.")
+
+
+class StreamGateConfig(_Strict):
+    """Limits on what the real-time path may send for one sync per window, so a broken event feed cannot flood
+    or empty an audience. A tripped limit holds the sync's stream (the batch run still runs, with its own gates)."""
+
+    window_minutes: float = Field(60, gt=0, description="Length of the sliding window the limits count over.")
+    max_adds: int | None = Field(None, ge=0, description="Most members added per window; default: the sync's max_removals, else max_removal_pct of the audience (at least 100).")
+    max_removes: int | None = Field(None, ge=0, description="Most members removed per window; default as max_adds.")
+
+
+class DbtConfig(_Strict):
+    """The dbt project whose models segments may name (``dbt: <model>`` in a segment file)."""
+
+    project_dir: str = Field(min_length=1, description="Folder of the dbt project (holding dbt_project.yml), relative to the syncer project.")
+    manifest: str | None = Field(None, description="Path of the dbt manifest.json, relative to the syncer project; default <project_dir>/target/manifest.json (written by `dbt parse`, `dbt compile` or `dbt build`).")
+    profiles_dir: str | None = Field(None, description="Folder holding the dbt profiles.yml, relative to the syncer project; default: dbt's own search (the dbt project folder, then ~/.dbt).")
+    target: str | None = Field(None, description="dbt target (of profiles.yml) Dagster runs the models with; default: the profile's own target.")
+
+
+class ServeConfig(_Strict):
+    """`syncer serve`: the HTTP endpoint receiving Twilio's inbound STOP webhooks and signed event posts."""
+
+    event_secret_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the shared secret that signs event posts (POST /events, header X-Syncer-Signature); unset: /events is not served.")
+    twilio_destinations: list[str] | None = Field(None, description="twilio_sms destinations whose Auth Token validates inbound webhooks (POST /twilio/inbound); default: every twilio_sms destination. [] serves no Twilio route.")
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s?#]+$", description="Base URL the world reaches this server at, e.g. https://hooks.example.com/syncer; Twilio signs the full URL it called, so behind a proxy this must be the public one. Default: the URL of each request as this server sees it.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on (--host overrides it).")
+    port: int = Field(8600, ge=0, le=65535, description="Port to listen on (--port overrides it); 0 picks a free one.")
 
 
 class ProjectConfig(_Strict):
@@ -81,14 +125,19 @@ class ProjectConfig(_Strict):
     gates: GateConfig = Field(default_factory=GateConfig, description="Default gates for every sync.")
     owners: list[str] = Field(default_factory=list, description="Owners shown in Dagster (emails or team:name).")
     conversions: ConversionSource | None = Field(None, description="The fast path: conversions that suppress people from segments within seconds.")
+    serve: ServeConfig | None = Field(None, description="`syncer serve`: the endpoint for Twilio's inbound STOP webhooks and signed event posts; default: its defaults.")
+    dbt: DbtConfig | None = Field(None, description="The dbt project whose models segments may name (dbt: <model>); in Dagster its models become assets upstream of those segments.")
+    events: EventSource | None = Field(None, description="Real-time segments: events that make the segments listing their type re-evaluate the members they touch.")
 
     @model_validator(mode="after")
     def _warehouse_mode_needs_a_supported_warehouse(self) -> "ProjectConfig":
         scheme = self.warehouse_url.split(":", 1)[0].split("+", 1)[0].lower()
         # the engines syncer.planning.warehouse_dialects writes SQL for (config sits below planning: listed here)
-        if self.diff_mode == "warehouse" and scheme not in ("duckdb", "postgresql", "postgres", "snowflake", "spark", "bigquery"):
+        if self.diff_mode == "warehouse" and scheme not in ("duckdb", "postgresql", "postgres", "snowflake", "spark", "bigquery",
+                                                            "databricks"):
             raise ValueError(f"diff_mode: warehouse runs the diff in DuckDB, PostgreSQL, Snowflake, Spark (spark://, e.g. on"
-                             f" Databricks) or BigQuery warehouses; this warehouse_url is '{scheme}'. Use diff_mode: local"
+                             f" Databricks), Databricks SQL (databricks://) or BigQuery warehouses; this warehouse_url is"
+                             f" '{scheme}'. Use diff_mode: local"
                              f" (the default), which needs read access only")
         if self.diff_mode == "local" and scheme == "spark":
             raise ValueError("a spark:// warehouse_url runs the diff in Spark: set diff_mode: warehouse")
@@ -122,7 +171,7 @@ class SegmentConfig(_Strict):
     description: str = ""
     sql: str | None = Field(None, description="The query, inline.")
     sql_file: str | None = Field(None, description="Path of a .sql file, relative to the segment file.")
-    rules: dict | None = Field(None, description="The query written as rules over the warehouse's tables instead of SQL (compiled to SQL for the warehouse's dialect).")
+    rules: SegmentRules | None = Field(None, description="The query written as rules over the warehouse's tables instead of SQL (compiled to SQL for the warehouse's dialect).")
     dbt: str | None = Field(None, min_length=1, description="Name of a dbt model whose relation is the segment, resolved from the dbt project's manifest.json.")
     member_key: str = Field(description="Column holding a stable member id (never PII).")
     identifiers: dict[IdentifierKind, str] = Field(description="Identifier kind -> column, e.g. {email: email, phone: phone}.")
@@ -130,6 +179,8 @@ class SegmentConfig(_Strict):
     phone_region_column: str | None = Field(None, description="Column holding each member's ISO country, used as the phone region.")
     consent: ConsentConfig = Field(default_factory=ConsentConfig)
     cadence: str = Field("@hourly", description="How often to refresh: @hourly, @daily, 'every 15m' or a cron expression.")
+    events: list[str] = Field(default_factory=list, description="Event types (of syncer.yml's `events:` source) that re-evaluate the members they touch within a second; ['*'] for any type.")
+    expires_at: str | None = Field(None, description="Column holding when each member leaves the segment (UTC timestamp), e.g. last cart event + 24 h: a member is out from that moment, removed by `syncer follow` without waiting for the next run.")
     owners: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -176,8 +227,11 @@ class SyncConfig(_Strict):
     channel: Channel | None = Field(None, description="Consent channel that must not be denied for a member to be sent; default: the destination's (ads, email or sms).")
     send_unknown_consent: bool | None = Field(None, description="Send members whose consent column is NULL; default: yes for ads, no for email and sms.")
     gates: GateConfig | None = Field(None, description="Gates for this sync; default: the project's.")
+    stream_gates: StreamGateConfig | None = Field(None, description="Limits for the real-time path (events and expiries) per window; default: derived from the sync's gates.")
     max_plan_age_minutes: float = Field(60, gt=0, description="`syncer apply` refuses a saved plan of this sync older than this: its segment has moved on since (plan again).")
     extras: Literal["keep", "remove"] = Field("keep", description="What `syncer reconcile` does with members the platform lists that this sync never sent (people added by hand): keep them (default) or remove them (mirror syncs only, within the gates).")
+    traits: dict[str, str] = Field(default_factory=dict, description="Profile properties sent with the membership, platform property name -> segment column (Klaviyo properties, Braze custom attributes, Iterable dataFields, Mailchimp merge field tags); sent again only when a value changes.")
+    null_traits: Literal["keep", "clear"] = Field("keep", description="A NULL trait value: 'keep' leaves the platform's value as it is (the property is left out), 'clear' clears it on the platform.")
     owners: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -185,6 +239,14 @@ class SyncConfig(_Strict):
         if (self.audience_id is None) == (self.create_audience is None):
             raise ValueError("give exactly one of 'audience_id' (an existing audience) or 'create_audience' (make one on the first run)")
         return self
+
+    @field_validator("traits")
+    @classmethod
+    def _trait_names(cls, traits: dict[str, str]) -> dict[str, str]:
+        for name, column in traits.items():
+            if not name.strip() or name.startswith("_") or not column.strip():
+                raise ValueError(f"trait {name!r}: give a property name (not starting with '_') and a segment column")
+        return traits
 
     @field_validator("identifiers")
     @classmethod

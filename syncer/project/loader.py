@@ -69,6 +69,7 @@ class ProjectLoader:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []  # unset environment variables: fine here, needed where syncs run
         self._project_doc: YamlDoc | None = None
+        self._diff_mode = "local"  # syncer.yml's, once read: syncs with traits need the local diff
         self.valid_parts: ProjectParts | None = None  # every valid file, even when others have problems
         self.present: dict[str, set[str]] = {}  # folder -> every name that has a file, valid or not
 
@@ -84,7 +85,11 @@ class ProjectLoader:
         self._check_syncs(syncs, segments, destinations)
         if config is not None and config.conversions is not None:
             self._check_rule_segments(config.conversions)
+        if config is not None and config.serve is not None:
+            self._check_serve_destinations(config, destinations)
         if config is not None:
+            self._check_realtime_segments(segments, config)
+            self._check_dbt_models(segments, config)
             self.valid_parts = ProjectParts(
                 config=config,
                 segments={name: item.model for name, item in segments.items() if item.model is not None},
@@ -103,6 +108,7 @@ class ProjectLoader:
             self.problems.append(Problem(extra, None, "", f"both {found[0]} and {extra} exist; keep one"))
         loaded = self._load_file(self.root / found[0], PROJECT)
         self._project_doc = loaded.doc if loaded else None
+        self._diff_mode = loaded.model.diff_mode if loaded and loaded.model else "local"
         return loaded.model if loaded else None
 
     def _load_folder(self, kind: FileKind) -> dict[str, _Loaded]:
@@ -154,6 +160,26 @@ class ProjectLoader:
             self.warnings.extend(unset_variables(doc))
         return _Loaded(doc, model)
 
+    def _check_realtime_segments(self, segments: dict[str, _Loaded], config: ProjectConfig) -> None:
+        """`events:` needs an events source, and (like ``expires_at``) a query whose rows decide each member alone."""
+        from syncer.project.realtime_checks import restriction_problem
+
+        for loaded in segments.values():
+            segment: SegmentConfig = loaded.model
+            if segment is None or not (segment.events or segment.expires_at):
+                continue
+            field = "events" if segment.events else "expires_at"
+            if segment.events and config.events is None:
+                message = ("this segment listens to events but syncer.yml has no `events:` source; add one (table,"
+                           " member_key_column, type_column, time_column) or remove `events:`")
+                self.problems.append(Problem(loaded.doc.file, loaded.doc.line(("events",)), "events", message))
+            sql = segment.sql
+            if segment.sql_file and (self.root / "segments" / segment.sql_file).is_file():
+                sql = (self.root / "segments" / segment.sql_file).read_text(encoding="utf-8-sig")
+            why = restriction_problem(sql) if sql else None
+            if why:
+                self.problems.append(Problem(loaded.doc.file, loaded.doc.line((field,)), field, why))
+
     def _check_sql_file(self, loaded: _Loaded) -> None:
         segment: SegmentConfig = loaded.model
         if not segment.sql_file:
@@ -189,6 +215,7 @@ class ProjectLoader:
                 self._check_identifiers(doc, sync, sync.segment, segment.model)
             self._check_mode(doc, sync, destinations.get(sync.destination))
             self._check_accepted_identifiers(doc, sync, destinations.get(sync.destination))
+            self._check_traits(doc, sync, destinations.get(sync.destination))
             key = (sync.destination, sync.audience_id)
             if sync.audience_id is None:
                 continue
@@ -229,6 +256,22 @@ class ProjectLoader:
                        f" remove it from 'identifiers' (it takes: {', '.join(sorted(accepted))})")
             self.problems.append(Problem(doc.file, doc.line(path), dotted(path), message))
 
+    def _check_traits(self, doc: YamlDoc, sync: SyncConfig, destination: "_Loaded | None") -> None:
+        """Traits are profile properties: only destinations that keep profiles take them, and only the local diff
+        sends them (the warehouse diff's fingerprints would need each engine's JSON rendering of a value)."""
+        config = getattr(destination, "model", None)
+        if not sync.traits or config is None:
+            return
+        line = doc.line(("traits",))
+        if not capabilities_of(config).traits:
+            message = (f"destination '{sync.destination}' ({config.type}) keeps no profile properties, so it takes no"
+                       " traits: remove 'traits' (email tools take them: klaviyo_list, braze, iterable_list, mailchimp_audience)")
+            self.problems.append(Problem(doc.file, line, "traits", message))
+        elif self._diff_mode == "warehouse":
+            message = ("traits are not sent with diff_mode: warehouse (only the local diff fingerprints them): set"
+                       " diff_mode: local in syncer.yml, or remove 'traits' from this sync")
+            self.problems.append(Problem(doc.file, line, "traits", message))
+
     def _check_rule_segments(self, source: ConversionSource) -> None:
         """A rule naming a segment no file defines would suppress nobody from it, silently."""
         doc = self._project_doc
@@ -244,6 +287,39 @@ class ProjectLoader:
                            " name a file in segments/, or '*' for every segment")
                 self.problems.append(Problem(doc.file if doc else "syncer.yml", doc.line(path) if doc else None,
                                              dotted(path), message))
+
+    def _check_dbt_models(self, segments: dict[str, _Loaded], config: ProjectConfig) -> None:
+        """A dbt model the manifest does not have would fail every run of the segment: say so with its line."""
+        from syncer.project.dbt import DbtModelError, resolve_dbt_model  # json only; loaded for dbt segments alone
+
+        for loaded in segments.values():
+            segment: SegmentConfig | None = loaded.model
+            if segment is None or not segment.dbt:
+                continue
+            try:
+                resolve_dbt_model(self.root, config.dbt, segment.dbt, config.warehouse_url)
+            except DbtModelError as exc:
+                self.problems.append(Problem(loaded.doc.file, loaded.doc.line(("dbt",)), "dbt", exc.message))
+                loaded.model = None  # it has no query: the warehouse probe must not run it
+
+    def _check_serve_destinations(self, config: ProjectConfig, destinations: dict[str, _Loaded]) -> None:
+        """``serve.twilio_destinations`` must name twilio_sms destinations: their Auth Tokens check the webhooks."""
+        doc = self._project_doc
+        present = self.present.get(DESTINATION.folder, set())
+        for index, name in enumerate(config.serve.twilio_destinations or ()):
+            path = ("serve", "twilio_destinations", index)
+            model = getattr(destinations.get(name), "model", None)
+            if name not in present:
+                close = difflib.get_close_matches(name, sorted(present), n=1, cutoff=0.6)
+                message = (f"unknown destination {quote(name)}" + (f"; did you mean '{close[0]}'?" if close else "")
+                           + "; name a twilio_sms file in destinations/")
+            elif model is not None and model.type != "twilio_sms":
+                message = (f"destination {quote(name)} is {model.type}, not twilio_sms: only a Twilio account's Auth"
+                           " Token can check Twilio's webhooks")
+            else:
+                continue  # a twilio_sms destination, or a broken file whose own problems say so
+            self.problems.append(Problem(doc.file if doc else "syncer.yml", doc.line(path) if doc else None,
+                                         dotted(path), message))
 
     def _check_reference(self, doc: YamlDoc, field: str, name: str, kind: FileKind) -> None:
         present = self.present.get(kind.folder, set())

@@ -4,8 +4,10 @@ before a run.
 Each segment's SQL is wrapped as ``SELECT * FROM (<sql>) AS probe LIMIT 0`` (``TOP 0`` on SQL Server,
 ``WHERE 1 = 0`` on Oracle, which takes no ``AS`` before a table alias) and run through SQLAlchemy with the
 run's own ``sa.text``, so a syntax error, an unknown table and a column the segment's file names that the
-query does not return (``member_key``, an identifier, a consent or region column) are found with the
-file and line to fix. A warehouse the probe cannot reach at all (no network, a file not written yet, a
+query does not return (``member_key``, an identifier, a consent or region column, a sync's trait) are found with the
+file and line to fix. A rule segment's tables and columns are looked up first (``SELECT * FROM <table>``
+with no rows), so one the warehouse lacks is told at the rule's key, not as the compiled query's error.
+A warehouse the probe cannot reach at all (no network, a file not written yet, a
 dialect's package not installed) is said once, as a warning: the files may still be right.
 
 DuckDB and SQLite files are opened read-only and never created. The database's own message is kept to
@@ -88,7 +90,12 @@ def _probe_segment(conn: Any, project: Project, name: str) -> list[Problem]:
 
     segment = project.segments[name]
     doc = _segment_doc(project, name)
-    sql_key = ("sql",) if segment.sql else ("sql_file",)
+    sql_key = ("sql",) if segment.sql else ("dbt",) if segment.dbt else ("sql_file",)
+    if segment.rules is not None:  # a table or column the rules name and the warehouse lacks, said at its key
+        sql_key = ("rules",)
+        rule_problems = _rule_problems(conn, segment, project.config.warehouse_url, doc)
+        if rule_problems:
+            return rule_problems
     try:
         sql = project.segment_sql(name).strip().rstrip(";").rstrip()
     except OSError:  # a missing or unreadable sql_file: the loader already said so
@@ -100,15 +107,80 @@ def _probe_segment(conn: Any, project: Project, name: str) -> list[Problem]:
         conn.rollback()  # PostgreSQL refuses every later statement of a failed transaction
         if exc.connection_invalidated:
             raise
-        where = "" if segment.sql else f" (in segments/{segment.sql_file})"
+        where = f" (in segments/{segment.sql_file})" if segment.sql_file else ""
         message = (f"the warehouse refused the query{where}: {_first_line(exc)}; fix the SQL (try it in the"
                    " warehouse's own console), then validate again")
+        if segment.dbt:  # the model is in the manifest but its relation is not in the warehouse (yet)
+            message = (f"the warehouse cannot read dbt model '{segment.dbt}': {_first_line(exc)}; run `dbt build"
+                       f" --select {segment.dbt}` in the dbt project so its relation exists, then validate again")
         return [Problem(doc.file, doc.line(sql_key), dotted(sql_key), message)]
     except sa.exc.StatementError as exc:  # e.g. a ':name' the query holds is read as a bind parameter
         conn.rollback()
         return [Problem(doc.file, doc.line(sql_key), dotted(sql_key), f"the query cannot be run: {_first_line(exc)}")]
     return [Problem(doc.file, doc.line(path), dotted(path), _missing_column_message(column, returned))
-            for path, column in _named_columns(segment) if not _has_column(returned, column)]
+            for path, column in _named_columns(segment) if not _has_column(returned, column)] + _trait_problems(project, name, returned)
+
+
+def _trait_problems(project: Project, segment_name: str, returned: list[str]) -> list[Problem]:
+    """A trait of a sync of this segment naming a column its query does not return (a run would stop there)."""
+    problems = []
+    for sync_name, sync in sorted(project.syncs.items()):
+        if sync.segment != segment_name or not sync.traits:
+            continue
+        doc = _file_doc(project, "syncs", sync_name)
+        for prop, column in sync.traits.items():
+            if not _has_column(returned, column):
+                path = ("traits", prop)
+                problems.append(Problem(doc.file, doc.line(path), dotted(path), _missing_column_message(column, returned)))
+    return problems
+
+
+def _rule_problems(conn: Any, segment: Any, warehouse_url: str, doc: YamlDoc) -> list[Problem]:
+    """Each table and column a rule segment names that the warehouse lacks, at the rule's own key (the
+    compiled query would only say so in the database's words)."""
+    from syncer.project.rule_models import rule_references
+    from syncer.project.rules import DIALECTS, dialect_for_url
+
+    try:
+        dialect = DIALECTS[dialect_for_url(warehouse_url)]
+    except ConfigError as exc:
+        return [Problem(doc.file, doc.line(("rules",)), "rules", str(exc))]
+    tables: dict[str, tuple[list[str] | None, str]] = {}
+    problems: dict[KeyPath, Problem] = {}
+    for ref in rule_references(segment):
+        if ref.table not in tables:
+            tables[ref.table] = _table_columns(conn, dialect.table(ref.table))
+        columns, error = tables[ref.table]
+        if columns is None and ref.column is None:
+            message = (f"the warehouse has no table '{ref.table}' this login can read ({error}); name a table"
+                       " or view of the warehouse")
+        elif columns is not None and ref.column is not None and not _has_column(columns, ref.column):
+            message = _missing_table_column_message(ref.table, ref.column, columns)
+        else:
+            continue
+        problems.setdefault(ref.path, Problem(doc.file, doc.line(ref.path), dotted(ref.path), message))
+    return list(problems.values())
+
+
+def _missing_table_column_message(table: str, column: str, columns: list[str]) -> str:
+    close = difflib.get_close_matches(column, columns, n=1, cutoff=0.6)
+    did_you_mean = f"; did you mean '{close[0]}'?" if close else ""
+    shown = ", ".join(columns[:20]) + (", …" if len(columns) > 20 else "")
+    return f"the table '{table}' has no column '{column}'{did_you_mean} (it has: {shown or 'no columns'})"
+
+
+def _table_columns(conn: Any, table_sql: str) -> tuple[list[str] | None, str]:
+    """The columns of a table (None and the database's words when it cannot be read), reading no row."""
+    import sqlalchemy as sa
+
+    wrap = _WRAPS.get(conn.dialect.name, _DEFAULT_WRAP)
+    try:
+        return list(conn.execute(sa.text(wrap.format(sql=f"SELECT * FROM {table_sql}"))).keys()), ""
+    except sa.exc.DBAPIError as exc:
+        conn.rollback()
+        if exc.connection_invalidated:
+            raise
+        return None, _first_line(exc)
 
 
 def _named_columns(segment: Any) -> list[tuple[KeyPath, str]]:
@@ -139,13 +211,17 @@ def _missing_column_message(column: str, returned: list[str]) -> str:
 
 def _segment_doc(project: Project, name: str) -> YamlDoc:
     """The segment's file with its lines (the project keeps only the models)."""
+    return _file_doc(project, "segments", name)
+
+
+def _file_doc(project: Project, folder: str, name: str) -> YamlDoc:
     for suffix in (".yml", ".yaml"):
-        path = project.root / "segments" / f"{name}{suffix}"
+        path = project.root / folder / f"{name}{suffix}"
         if path.is_file():
-            doc = read_doc(path, f"segments/{path.name}", [], lambda: "")
+            doc = read_doc(path, f"{folder}/{path.name}", [], lambda: "")
             if doc is not None:
                 return doc
-    return YamlDoc(f"segments/{name}.yml", lines={})
+    return YamlDoc(f"{folder}/{name}.yml", lines={})
 
 
 def _project_file(project: Project) -> YamlDoc:

@@ -126,6 +126,13 @@ class Project:
             return self.warehouse_url()
         return _absolute_file_url(expand_env(source.url), self.root)
 
+    def events_url(self) -> str:
+        """Where the real-time path reads events: the `events:` source's own URL, else the warehouse."""
+        source = self.config.events
+        if source is None or not source.url:
+            return self.warehouse_url()
+        return _absolute_file_url(expand_env(source.url), self.root)
+
     def gates_for(self, sync_name: str) -> GateConfig:
         """Gates of a sync: the project's, with every key the sync's ``gates:`` sets taking precedence.
 

@@ -6,8 +6,11 @@ UI shows every run, from the CLI, a schedule or a click. The ledger stays the tr
 
 Numeric values are plain ints and floats so Dagster plots them over time (the asset's Plots tab):
 ``audience_size`` (also ``dagster/row_count``, which lineage nodes show), ``added``, ``removed``,
-``rejected``, ``no_consent`` (members left out for lack of consent on the sync's channel), ``retained``
-and the time from conversion to removal.
+``rejected``, ``no_consent`` (members left out for lack of consent on the sync's channel), ``retained``,
+the time from conversion to removal, and the match figures (``match_readiness_email_pct``, ``..._phone_pct``,
+``..._both_pct``, ``platform_accepted``, ``platform_match_rate``: ``syncer.ledger.match_rates``), and in
+warehouse mode what the plan cost there (``warehouse_statements``, ``warehouse_rows_returned``...:
+``syncer.ledger.warehouse_costs``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,24 @@ def approve_job_name(sync: str) -> str:
     return f"approve_{sync}"
 
 
+def stream_metadata(ledger, sync: str, *, now: float | None = None) -> dict[str, Any]:
+    """The real-time path's figures of a sync (``syncer.ledger.realtime``), over 24 h: event-to-acknowledgement
+    percentiles (floats, so Dagster plots them over time) and, when a stream gate holds it, why."""
+    import time
+
+    from syncer.ledger.realtime import StreamBook
+
+    book = StreamBook(ledger)
+    figures = book.latency(since=(now or time.time()) - 86_400, sync=sync)
+    metadata: dict[str, Any] = {f"realtime_{point}_seconds": float(figures[point]) for point in ("p50", "p95", "p99") if figures}
+    if figures:
+        metadata["realtime_changes_24h"] = figures["count"]
+    held = book.holds().get(sync)
+    if held:
+        metadata["realtime_held"] = held[0]
+    return metadata
+
+
 def sync_metadata(report: SyncReport, *, audience_size: int, latencies: Sequence[float] = ()) -> dict[str, Any]:
     """A sync's figures after an apply, a hold or a failure, as Dagster metadata values."""
     import dagster as dg
@@ -66,6 +87,8 @@ def sync_metadata(report: SyncReport, *, audience_size: int, latencies: Sequence
     }
     if report.created_audience:
         metadata["created_audience"] = report.created_audience
+    metadata |= warehouse_metadata(getattr(report, "warehouse", None))
+    metadata |= match_metadata(getattr(report, "match", None))
     if latencies:
         metadata["suppression_p50_seconds"] = round(statistics.median(latencies), 3)
         metadata["suppression_max_seconds"] = round(max(latencies), 3)
@@ -76,6 +99,37 @@ def sync_metadata(report: SyncReport, *, audience_size: int, latencies: Sequence
                         error_fault=dg.MetadataValue.text(report.error_fault or "caller"),
                         error_detail=dg.MetadataValue.text(report.error_detail or "no detail"))
     return metadata
+
+
+def match_metadata(match: dict | None) -> dict[str, Any]:
+    """The run's match figures (``syncer.ledger.match_rates``) as metadata: floats and ints Dagster plots over
+    time (readiness in percent, rows the platform accepted, its match rate in percent), the rest as JSON."""
+    import dagster as dg
+
+    if not match:
+        return {}
+    ready = match["readiness"]
+    metadata: dict[str, Any] = {f"match_readiness_{kind}_pct": float(ready[f"{kind}_pct"])
+                                for kind in ("email", "phone", "both") if ready[f"{kind}_pct"] is not None}
+    metadata |= {"match_readiness_members": ready["members"], "platform_sent": match["sent"],
+                 "platform_accepted": match["accepted"]}
+    if match.get("platform_received") is not None:
+        metadata["platform_received"] = match["platform_received"]
+        metadata["platform_invalid"] = match.get("platform_invalid") or 0
+    if match.get("match_rate") is not None:
+        metadata["platform_match_rate"] = float(match["match_rate"])
+        metadata["platform_match_rate_source"] = dg.MetadataValue.text(match["match_rate_source"])
+    return metadata
+
+
+def warehouse_metadata(costs: dict | None) -> dict[str, Any]:
+    """What a warehouse-mode plan cost in the warehouse (``syncer.ledger.warehouse_costs``), as plottable
+    numbers; nothing in the local mode, and no figure the engine did not report."""
+    if not costs:
+        return {}
+    figures = {f"warehouse_{name}": costs.get(name) for name in
+               ("statements", "rows_returned", "rows_uploaded", "rows_scanned", "bytes_billed", "seconds")}
+    return {name: value for name, value in figures.items() if value is not None}
 
 
 def gates_table(report: SyncReport) -> str:
