@@ -165,11 +165,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--max-gap", type=float, default=1.0, help="gaps are uniform in [0.05, max-gap] seconds")
     parser.add_argument("--modes", nargs="+", default=["follow", "sensor"])
+    parser.add_argument("--keep", metavar="DIR", help="build the projects in DIR and keep them (ledger, worker logs)")
     args = parser.parse_args()
     rng = random.Random(7)
     os.environ.update({"SANDBOX_META_TOKEN": TOKEN, **TWILIO})
     rows = []
-    with Sandbox(port=0, meta_token=TOKEN) as sandbox, tempfile.TemporaryDirectory(prefix="syncer-events-") as tmp:
+    with Sandbox(port=0, meta_token=TOKEN) as sandbox, tempfile.TemporaryDirectory(prefix="syncer-events-") as scratch:
+        tmp = args.keep or scratch
         for mode in args.modes:
             sandbox.reset()
             sandbox.meta.create_audience("1")
