@@ -182,7 +182,7 @@ def main() -> None:
             print(f"{mode}: initial batch run {time.perf_counter() - started:.1f} s ({args.carts:,} carts)", flush=True)
             in_segment = {i * 7 % args.members + 1 for i in range(1, args.carts + 1)}
             # half of them with SMS consent (every 20th customer): a trigger text each
-            pool = [c for c in range(20, args.members + 1, 20) if c not in in_segment]
+            pool = [c for c in range(20, args.members + 1, 20) if c not in in_segment and c + 1 not in in_segment]
             customers = rng.sample(pool, args.count // 2) + rng.sample([c + 1 for c in pool], args.count - args.count // 2)
             gaps = [rng.uniform(0.05, args.max_gap) for _ in customers]
             texts_before = len(sandbox.twilio.messages)
