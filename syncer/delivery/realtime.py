@@ -109,9 +109,9 @@ class Follower:
         if self._run_id is not None:
             for sync, sync_run in self._sync_runs.items():
                 totals, latency = self._totals.get(sync, {}), percentiles(self._seconds.get(sync, []))
-                reason = (f"real time: {totals.get('added', 0)} added, {totals.get('removed', 0)} removed; event to"
-                          f" acknowledgement p50 {latency['p50']:.2f}s, p95 {latency['p95']:.2f}s, p99 {latency['p99']:.2f}s"
-                          if latency else "real time: nothing sent")
+                # short enough for a history cell: event to acknowledgement percentiles
+                reason = (f"real time: p50 {latency['p50']:.2f}s, p95 {latency['p95']:.2f}s, p99 {latency['p99']:.2f}s"
+                          f" ({totals.get('added', 0)} added, {totals.get('removed', 0)} removed)" if latency else "real time: nothing sent")
                 self.ledger.finish_sync_run(sync_run, status="ok", reason=reason, added=totals.get("added", 0),
                                             removed=totals.get("removed", 0), requests=totals.get("requests", 0),
                                             details={"event_to_ack": latency})
@@ -133,7 +133,7 @@ class Follower:
     # --- reading ----------------------------------------------------------------------------
 
     def _read_sources(self) -> None:
-        """Record the members new events touch (and expiries due), then move each source's cursor past them."""
+        """Record the members new events touch (the events table, posted events), then move the cursors past them."""
         self._read([(EVENTS_CURSOR, self.events.table), (POSTED_CURSOR, self.events.posted)])
 
     def _read_expiries(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -194,6 +195,9 @@ def test_the_cli_follows_once_and_status_shows_latency_and_a_held_stream(project
     assert result.exit_code == 0, result.output
     assert "cart_meta: added member 7 in " in result.output
     assert audience(sandbox) == {email_hash(7)}
+    history = CliRunner().invoke(cli, ["-p", str(root), "--json", "history"])
+    [session] = [row for row in json.loads(history.output)["runs"] if row["command"] == "follow"]
+    assert session["reason"].startswith("real time: p50 ") and session["added"] == 1
     StreamBook(Ledger(load_project(root).ledger_url())).hold(SYNC, "stream gate: 200 adds in 60 min would pass max_adds 100", time.time())
     status = CliRunner().invoke(cli, ["-p", str(root), "status"])
     assert "real time cart_meta: 1 changes in 24 h; event to acknowledgement p50" in status.output
