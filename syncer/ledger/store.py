@@ -266,24 +266,34 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         for keys, fps in self._held_columns(sync, "member_key, raw_fp", size):
             yield list(keys), list(fps)
 
-    def held_identifier_chunks(self, sync: str, size: int = 200_000) -> Iterator[tuple[list[str], list[str], list[str]]]:
-        """(member_keys, raw_fps, identifiers as JSON text) of every held row, ``size`` rows at a time."""
-        for keys, fps, identifiers in self._held_columns(sync, "member_key, raw_fp, identifiers", size):
-            yield list(keys), list(fps), list(identifiers)
+    def held_identifier_rows(self, sync: str, size: int = 200_000) -> Iterator[list[tuple[str, str, str]]]:
+        """Every held row as (member_key, raw_fp, identifiers as JSON text), ``size`` rows at a time, as the
+        driver returns them (a caller building Arrow takes the rows whole, faster than column lists)."""
+        yield from self._held_rows(sync, "member_key, raw_fp, identifiers", size)
 
     def _held_columns(self, sync: str, columns: str, size: int) -> Iterator[tuple[tuple, ...]]:
+        for rows in self._held_rows(sync, columns, size):
+            yield tuple(zip(*rows))
+
+    def _held_rows(self, sync: str, columns: str, size: int) -> Iterator[list[tuple]]:
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
             cur.execute(f"SELECT {columns} FROM held WHERE sync = {self._mark}", (sync,))
             while rows := cur.fetchmany(size):
-                yield tuple(zip(*rows))
+                yield rows
         finally:
             raw.close()
 
     def held_rows(self, sync: str, member_keys: Sequence[str]) -> dict[str, HeldRow]:
         """The held rows (identifiers as sent) of ``member_keys``, read with the driver in large chunks."""
-        out: dict[str, HeldRow] = {}
+        return {key: HeldRow(key, fp, loads(idents)) for key, fp, idents in self._held_rows_raw(sync, member_keys)}
+
+    def held_identifier_texts(self, sync: str, member_keys: Sequence[str]) -> dict[str, str]:
+        """member key -> identifiers as sent, the JSON text as stored, of those of ``member_keys`` held."""
+        return {key: idents for key, _, idents in self._held_rows_raw(sync, member_keys)}
+
+    def _held_rows_raw(self, sync: str, member_keys: Sequence[str]) -> Iterator[tuple[str, str, str]]:
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
@@ -291,11 +301,9 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
                 chunk = list(member_keys[start:start + _READ_CHUNK])
                 cur.execute(f"SELECT member_key, raw_fp, identifiers FROM held WHERE sync = {self._mark}"
                             f" AND member_key IN ({', '.join([self._mark] * len(chunk))})", [sync, *chunk])
-                for key, fp, idents in cur.fetchall():
-                    out[key] = HeldRow(key, fp, loads(idents))
+                yield from cur.fetchall()
         finally:
             raw.close()
-        return out
 
     def held_count(self, sync: str) -> int:
         with self.engine.connect() as conn:
@@ -415,6 +423,7 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         refused: Sequence[tuple[str, str, str]] = (),
         fast_path: bool = False,
         intent: int | None = None,
+        identifiers: Sequence[str] | None = None,
     ) -> None:
         """Record one acknowledged batch: what landed changes ``held``; failures go to outcomes/pending.
 
@@ -423,6 +432,8 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         ``rejected`` like an identity rejection, so no later run sends the row again until it changes.
         ``fast_path``: a suppression's remove, which leaves ``batch_version`` alone.
         ``intent``: the batch's write-ahead record (``syncer.ledger.intents``), settled by this commit.
+        ``identifiers``: the landed rows' identifiers as canonical JSON (``syncer.json_rows.dumps``), when the
+        caller has them already (else encoded here).
         """
         now = time.time()
         landed_keys = [r.member_key for r in landed]
@@ -433,7 +444,8 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
             if landed:
                 if op in ("add", "refresh"):
                     fps = [r.raw_fp for r in landed]
-                    self._upsert_held(conn, sync, landed_keys, fps, dumps_many([r.identifiers for r in landed]), now)
+                    texts = identifiers if identifiers is not None else dumps_many([r.identifiers for r in landed])
+                    self._upsert_held(conn, sync, landed_keys, fps, texts, now)
                     self._log(conn, sync, version, landed_keys, fps)
                 else:
                     self._delete_keys(conn, held, sync, landed_keys)
@@ -486,7 +498,13 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
             since = sa.and_(held_log.c.sync == sync, held_log.c.version > version, held_log.c.version <= current)
             if limit is not None and conn.execute(sa.select(sa.func.count()).where(since)).scalar() > limit:
                 return None
-            rows = conn.execute(sa.select(held_log.c.member_key, held_log.c.raw_fp).where(since).order_by(held_log.c.id)).all()
+            # the driver's own rows: an initial sync logs up to MAX_REPLAY of them, and Core's Row objects cost ~1 us each
+            cur = conn.connection.cursor()
+            m = self._mark
+            cur.execute(f"SELECT member_key, raw_fp FROM held_log WHERE sync = {m} AND version > {m} AND version <= {m}"
+                        " ORDER BY id", (sync, version, current))
+            rows = cur.fetchall()
+            cur.close()
         return current, [(k, fp) for k, fp in rows]
 
     def truncate_log(self, sync: str, up_to: int) -> None:

@@ -33,6 +33,14 @@ class PlannedRow:
     identifiers: dict[str, str]
 
 
+class RowBatch(list):
+    """A slice of plan rows (a plain ``list`` of ``PlannedRow``) that keeps each row's identifiers as the
+    canonical JSON text the plan holds in Arrow (``texts``; None when some row was only in memory): the
+    write-ahead record and the ledger store that text as it is instead of encoding every dict again."""
+
+    texts: list[str] | None = None
+
+
 class PlanRows(Sequence[PlannedRow]):
     """Append-only rows; with ``spill_dir`` every full chunk of ``chunk_rows`` goes to disk, and a table
     appended whole (``append_table``) becomes a chunk of its own, never turned into Python objects."""
@@ -45,7 +53,8 @@ class PlanRows(Sequence[PlannedRow]):
         self._starts: list[int] = []  # the position of each file's first row
         self._spilled = 0
         self._tail: list[PlannedRow] = []
-        self._loaded: tuple[int, list[PlannedRow]] | None = None  # the last chunk read back, for sequential slicing
+        # the last chunk read back (its rows and their identifiers' JSON text), for sequential slicing
+        self._loaded: tuple[int, list[PlannedRow], list[str]] | None = None
         self._digest: tuple[str, int, bytes] | None = None
         self.extend(rows)
 
@@ -92,19 +101,22 @@ class PlanRows(Sequence[PlannedRow]):
             start, stop, step = index.indices(len(self))
             if step != 1:
                 return list(self)[index]
-            out: list[PlannedRow] = []
+            out = RowBatch()
+            texts: list[str] | None = []
             position = start
             while position < stop:
-                chunk, offset = self._locate(position)
+                chunk, chunk_texts, offset = self._locate(position)
                 taken = chunk[offset:offset + stop - position]
                 out.extend(taken)
+                texts = texts + chunk_texts[offset:offset + len(taken)] if texts is not None and chunk_texts is not None else None
                 position += len(taken)
+            out.texts = texts
             return out
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("plan row index out of range")
-        chunk, offset = self._locate(index)
+        chunk, _, offset = self._locate(index)
         return chunk[offset]
 
     def __eq__(self, other: object) -> bool:
@@ -141,17 +153,19 @@ class PlanRows(Sequence[PlannedRow]):
             self._digest = (op, len(self), digest.digest())
         return self._digest[2]
 
-    def _locate(self, position: int) -> tuple[list[PlannedRow], int]:
+    def _locate(self, position: int) -> tuple[list[PlannedRow], list[str] | None, int]:
+        """The rows holding ``position``, their identifiers' JSON text (None for rows only in memory), the offset."""
         if position >= self._spilled:
-            return self._tail, position - self._spilled
+            return self._tail, None, position - self._spilled
         index = bisect.bisect_right(self._starts, position) - 1
-        return self._chunk(index), position - self._starts[index]
+        self._chunk(index)
+        return self._loaded[1], self._loaded[2], position - self._starts[index]
 
     def _chunk(self, index: int) -> list[PlannedRow]:
         if self._loaded is None or self._loaded[0] != index:
             table = self._read(index)
             keys, fps, idents = (table.column(n).to_pylist() for n in _SCHEMA.names)
-            self._loaded = (index, [PlannedRow(k, f, loads(i)) for k, f, i in zip(keys, fps, idents)])
+            self._loaded = (index, [PlannedRow(k, f, loads(i)) for k, f, i in zip(keys, fps, idents)], idents)
         return self._loaded[1]
 
     def _read(self, index: int) -> pa.Table:

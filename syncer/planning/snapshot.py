@@ -21,12 +21,12 @@ import duckdb
 import pyarrow as pa
 
 from syncer.errors import StateFileError
-from syncer.json_rows import dumps
 from syncer.ledger.store import Ledger
 from syncer.planning.fingerprints import from_halves, halves, number_from_hex
 
 MAX_REPLAY = 500_000  # more changes than this since the snapshot: re-read the audience in chunks instead
 LINK_KINDS = ("email", "phone", "madid", "external_id")  # see destinations.base.Capabilities.match_keys
+_ROW = pa.struct([("member_key", pa.string()), ("raw_fp", pa.string()), ("identifiers", pa.string())])
 _COLUMNS = "member_key VARCHAR, fp UHUGEINT, " + ", ".join(f"v_{kind} UBIGINT" for kind in LINK_KINDS)
 
 
@@ -79,8 +79,8 @@ def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: 
     if caught_up is None:
         current = ledger.state_version(sync)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {build} ({_COLUMNS})")
-        for keys, fps, identifiers in ledger.held_identifier_chunks(sync):
-            con.register("_ledger_rows", _rows_table(keys, fps, identifiers))
+        for rows in ledger.held_identifier_rows(sync):
+            con.register("_ledger_rows", pa.Table.from_struct_array(pa.array(rows, _ROW)))
             con.execute(f"INSERT INTO {build} SELECT member_key, {number_from_hex('raw_fp')}, {value_digests('identifiers')} FROM _ledger_rows")
             con.unregister("_ledger_rows")
     _write_snapshot(con, build, parquet, version_file, current)
@@ -112,8 +112,8 @@ def _from_snapshot(con: duckdb.DuckDBPyConnection, table: str, parquet: Path, ch
     of copying the audience into a table (for a plan that reads a few members of it)."""
     latest = latest_fingerprints(changes)
     # the values as held now: a writer may have moved on since the log was read, which only makes them newer
-    rows = ledger.held_rows(sync, [k for k, fp in latest.items() if fp is not None])
-    identifiers = [dumps(rows[k].identifiers) if k in rows else None for k in latest]
+    texts = ledger.held_identifier_texts(sync, [k for k, fp in latest.items() if fp is not None])
+    identifiers = [texts.get(k) for k in latest]
     con.register("_delta", _rows_table(list(latest), list(latest.values()), identifiers))
     values = ", ".join(f"v_{kind}" for kind in LINK_KINDS)
     if as_view:  # a view outlives the registered arrow table: keep the changes as a table of their own
