@@ -172,7 +172,8 @@ class Engine:
         if segment_file is not None:
             return load_segment_file(con, name, segment, segment_file)
         return load_segment(con, name, segment, self.segment_query(name),
-                            warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows)
+                            warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows,
+                            traits=self._trait_columns(name))
 
     def build_plan(self, syncs: Iterable[str] | None = None, *, segment_files: dict[str, Path] | None = None,
                    resend_all: bool = False) -> Plan:
@@ -257,7 +258,8 @@ class Engine:
             sql = only_members(self.segment_query(segment_name), self.project.segments[segment_name].member_key, keys,
                                dialect_of(self.project.warehouse_url()))
             data = load_segment(con, segment_name, self.project.segments[segment_name], sql,
-                                warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows)
+                                warehouse_url=self.project.warehouse_url(), chunk_rows=self.project.config.chunk_rows,
+                                traits=self._trait_columns(segment_name))
             plans = []
             for name in sync_names:
                 plans.append(self._plan_sync(con, data, name, suppressions, only_keys=keys))
@@ -265,6 +267,11 @@ class Engine:
             return plans
         finally:
             con.close()
+
+    def _trait_columns(self, segment_name: str) -> frozenset[str]:
+        """The columns of a segment its syncs send as traits: the only extra columns its rows carry."""
+        return frozenset(column for sync in self.project.syncs.values() if sync.segment == segment_name
+                         for column in sync.traits.values())
 
     def segment_query(self, name: str) -> str:
         """The segment's query as the engine runs it: without members whose ``expires_at`` has passed (by the

@@ -157,3 +157,24 @@ def test_traits_written_in_the_sync_file():
     assert SyncConfig(**base).traits == {} and SyncConfig(**base).null_traits == "keep"
     with pytest.raises(ValueError, match="not starting with '_'"):
         SyncConfig(**base, traits={"_update_existing_only": "x"})
+
+
+def test_a_streamed_segment_carries_the_mapped_trait_columns_only(tmp_path: Path) -> None:
+    """A warehouse other than a DuckDB file is copied in; only columns a sync sends as traits come along (each
+    other column would cost a JSON text per row for nothing)."""
+    import sqlite3
+
+    from syncer.planning.segment import load_segment
+    from syncer.project.config import SegmentConfig
+
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE customers (customer_id INTEGER, email TEXT, city TEXT, tier TEXT)")
+        conn.execute("INSERT INTO customers VALUES (1, 'a@example.com', 'Lyon', 'gold')")
+    segment = SegmentConfig(sql="SELECT * FROM customers", member_key="customer_id", identifiers={"email": "email"})
+    con = duckdb.connect()
+    data = load_segment(con, "buyers", segment, "SELECT * FROM customers", warehouse_url=f"sqlite:///{db}",
+                        chunk_rows=1_000, traits=frozenset({"Tier"}))
+    columns = [d[0] for d in con.sql(f"SELECT * FROM {data.table}").description]
+    assert columns == ["member_key", "k_email", "t_tier"]
+    assert con.sql(f"SELECT t_tier FROM {data.table}").fetchall() == [('"gold"',)]
