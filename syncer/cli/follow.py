@@ -54,6 +54,13 @@ def follow(ctx: click.Context, seconds: float | None, once: bool, release: tuple
                               on_suppression=lambda r: (suppressed.append(r), None if ctx.obj["json"] else _print_suppression(r)))
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # a source the database cannot read (no such table or column): one line, no traceback
+        import sqlalchemy as sa
+
+        if not isinstance(exc, sa.exc.SQLAlchemyError):
+            raise
+        err.print(f"[bold red]error:[/] {_source_failure(project, exc)}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
     finally:
         worker.close()
     if ctx.obj["json"]:
@@ -83,6 +90,16 @@ def _release(ctx: click.Context, project, syncs: tuple[str, ...]) -> int:
         for sync in syncs:
             console.print(f"{sync}: stream released" if sync in released else f"{sync}: its stream was not held", highlight=False)
     return EXIT_OK
+
+
+def _source_failure(project, exc: Exception) -> str:
+    from rich.markup import escape
+
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    tables = ", ".join(t for t in (project.config.events and project.config.events.table,
+                                   project.config.conversions and project.config.conversions.table) if t)
+    return escape(f"cannot read the real-time sources ({tables or 'the segments with expires_at'}): {first}; check the"
+                  " table and column names of `events:`/`conversions:` in syncer.yml and each segment's expires_at column")
 
 
 def _sources(project) -> str:

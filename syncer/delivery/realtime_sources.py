@@ -66,7 +66,7 @@ def read_after(db: sa.Engine, source: ConversionSource | EventSource, cursor: st
     """Rows of a cursor-read table after ``cursor``, oldest first: (cursor to save, row id, member key, type,
     epoch time). Rows without a member key are skipped (the cursor still moves past them)."""
     s = source
-    after = load_cursor(cursor)
+    after = load_cursor(cursor) or None  # [] : from the first row (the table was empty when the worker started)
     order = [s.cursor_column] + ([s.tiebreak_column] if s.tiebreak_column else [])
     where, params = "", {}
     if after is not None and s.tiebreak_column:
@@ -130,7 +130,7 @@ class EventReader:
         with self._db.connect() as conn:
             last = conn.execute(sa.text(f"SELECT {', '.join(order)} FROM {s.table} ORDER BY"
                                         f" {', '.join(c + ' DESC' for c in order)} LIMIT 1")).first()
-        return dump_cursor(list(last)) if last is not None else dump_cursor([0] * len(order))
+        return dump_cursor(list(last) if last is not None else [])
 
     def posted(self, limit: int = 1_000) -> tuple[list[Touched], str | None]:
         """Members touched by events posted to `syncer serve` since the last read."""

@@ -306,3 +306,28 @@ expires_at: cart_expires_at
         [report] = Engine(load_project(root), clock=clock).run()
         assert (report.added, report.removed) == (0, 0)
     db.dispose()
+
+
+def test_a_worker_started_on_an_empty_events_table_reads_its_first_event(project) -> None:
+    """With a timestamp cursor too: the start of an empty table is no row at all, not a made-up value."""
+    root, sandbox = project
+    (root / "syncer.yml").write_text(
+        "warehouse_url: duckdb:///warehouse.duckdb\ngates: {max_removal_pct: 100}\n"
+        "events: {table: cart_events, cursor_column: occurred_at, tiebreak_column: event_id, member_key_column: customer_id}\n")
+    clock = FakeClock(T0)
+    with follower(root, clock) as worker:  # cart_events is empty: the cursor starts before any row
+        add_event(root, 2, T0)
+        assert [c.added for c in worker.step()[1]] == [["2"]]
+    assert audience(sandbox) == {email_hash(2)}
+
+
+def test_follow_names_an_events_table_it_cannot_read_in_one_line(project) -> None:
+    from click.testing import CliRunner
+
+    from syncer.cli.main import cli
+
+    root, _ = project
+    (root / "syncer.yml").write_text("warehouse_url: duckdb:///warehouse.duckdb\nevents: {table: no_such_events}\n")
+    result = CliRunner().invoke(cli, ["-p", str(root), "follow", "--once"])
+    assert result.exit_code == 1
+    assert "cannot read the real-time sources (no_such_events)" in result.output and "Traceback" not in result.output
