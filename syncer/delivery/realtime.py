@@ -80,6 +80,7 @@ class Follower:
         self._next_expiry_check = 0.0
         self._retry_at = 0.0
         self._sizes: dict[str, tuple[float, int]] = {}  # sync -> (when counted, audience size) for default limits
+        self._refused: dict[str, int] = {}  # why a source could not be read -> how many times
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -150,7 +151,11 @@ class Follower:
             try:
                 touched, cursor = read()
             except (sa.exc.OperationalError, duckdb.Error) as exc:  # a DuckDB file being written: read next step
-                log.info("real time: %s not read this step: %s", cursor_name, _first_line(exc))
+                why = _first_line(exc)
+                # a lock passes; the same refusal again (a table gone) is said once as a warning, then quietly
+                self._refused[why] = seen = self._refused.get(why, 0) + 1
+                log.log({1: logging.INFO, 2: logging.WARNING}.get(seen, logging.DEBUG), "real time: %s not read: %s",
+                        cursor_name, why)
                 continue
             self.book.pend(touched, now)
             found += len(touched)
