@@ -41,6 +41,7 @@ raised before any work starts.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -134,3 +135,12 @@ class StateFileError(SyncError):
     def __init__(self, message: str, *, path: str | Path, detail: str | None = None) -> None:
         super().__init__(message, detail=detail)
         self.path = Path(path)
+
+
+def first_line(exc: BaseException) -> str:
+    """The database's (or library's) own words, first line, without SQLAlchemy's statement echo and background
+    link, and with any password in a URL masked: fit for a one-line message or a log line."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(getattr(inner, "message", None) or inner).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(inner).__name__)
+    return re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:***@", first)[:300]

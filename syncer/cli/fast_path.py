@@ -13,6 +13,7 @@ import time
 import click
 
 from syncer.cli.common import EXIT_FAILED, console, err, exit_on_sync_error, project_from
+from syncer.errors import first_line
 
 
 @click.command()
@@ -59,11 +60,13 @@ def suppress(ctx: click.Context, follow: bool, seconds: float | None) -> None:
 
 
 class _source_failures:
-    """A conversions source the database cannot read (no such table, refused login) ends the command with one
-    line naming the table and the database, and what to do: its traceback helps nobody."""
+    """A source the database cannot read (no such table, refused login) ends the command with one line naming
+    the table and the database, and what to do (``describe``; default: the conversions source's): its
+    traceback helps nobody."""
 
-    def __init__(self, project) -> None:
+    def __init__(self, project, describe=None) -> None:
         self.project = project
+        self.describe = describe or _conversions_failure
 
     def __enter__(self):
         return self
@@ -74,7 +77,7 @@ class _source_failures:
 
         if not isinstance(exc, sa.exc.SQLAlchemyError):
             return False
-        err.print(f"[bold red]error:[/] {escape(_conversions_failure(self.project, exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(self.describe(self.project, exc))}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)
 
 
@@ -90,7 +93,7 @@ def _conversions_failure(project, exc: Exception) -> str:
         return (f"the conversions table '{source.table}' does not exist in the {where}: create it there (your own systems"
                 f" write conversions to it; for a try-out, `syncer convert MEMBER_KEY` creates it), or point"
                 f" conversions.table / {setting} in syncer.yml at the table that holds them")
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    reason = first_line(exc)
     return (f"cannot read the conversions table '{source.table}' in the {where}: {reason}; check conversions in"
             " syncer.yml and that this database accepts the syncer's login")
 

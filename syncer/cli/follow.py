@@ -12,6 +12,8 @@ import time
 import click
 
 from syncer.cli.common import EXIT_OK, console, err, exit_on_sync_error, project_from
+from syncer.cli.fast_path import _print_result, _source_failures
+from syncer.errors import first_line
 
 
 @click.command()
@@ -43,7 +45,7 @@ def follow(ctx: click.Context, seconds: float | None, once: bool, release: tuple
     with exit_on_sync_error():
         worker = Follower(project)
     try:
-        with exit_on_sync_error():
+        with exit_on_sync_error(), _source_failures(project, _source_failure):
             if once:
                 suppressed, changes = worker.step()
             else:
@@ -51,16 +53,9 @@ def follow(ctx: click.Context, seconds: float | None, once: bool, release: tuple
                     console.print(f"following {_sources(project)}; Ctrl-C to stop", highlight=False)
                 worker.follow(until=lambda: stop.is_set() or (deadline is not None and time.monotonic() > deadline),
                               on_change=lambda c: (changes.append(c), None if ctx.obj["json"] else _print_change(c)),
-                              on_suppression=lambda r: (suppressed.append(r), None if ctx.obj["json"] else _print_suppression(r)))
+                              on_suppression=lambda r: (suppressed.append(r), None if ctx.obj["json"] else _print_result(r)))
     except KeyboardInterrupt:
         pass
-    except Exception as exc:  # a source the database cannot read (no such table or column): one line, no traceback
-        import sqlalchemy as sa
-
-        if not isinstance(exc, sa.exc.SQLAlchemyError):
-            raise
-        err.print(f"[bold red]error:[/] {_source_failure(project, exc)}", highlight=False, soft_wrap=True)
-        raise SystemExit(1) from None
     finally:
         worker.close()
     if ctx.obj["json"]:
@@ -71,7 +66,7 @@ def follow(ctx: click.Context, seconds: float | None, once: bool, release: tuple
         for change in changes:
             _print_change(change)
         for result in suppressed:
-            _print_suppression(result)
+            _print_result(result)
 
 
 def _release(ctx: click.Context, project, syncs: tuple[str, ...]) -> int:
@@ -93,13 +88,11 @@ def _release(ctx: click.Context, project, syncs: tuple[str, ...]) -> int:
 
 
 def _source_failure(project, exc: Exception) -> str:
-    from rich.markup import escape
-
-    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    """One line for a real-time source the database cannot read (``_source_failures`` prints it)."""
     tables = ", ".join(t for t in (project.config.events and project.config.events.table,
                                    project.config.conversions and project.config.conversions.table) if t)
-    return escape(f"cannot read the real-time sources ({tables or 'the segments with expires_at'}): {first}; check the"
-                  " table and column names of `events:`/`conversions:` in syncer.yml and each segment's expires_at column")
+    return (f"cannot read the real-time sources ({tables or 'the segments with expires_at'}): {first_line(exc)}; check the"
+            " table and column names of `events:`/`conversions:` in syncer.yml and each segment's expires_at column")
 
 
 def _sources(project) -> str:
@@ -124,8 +117,3 @@ def _print_change(change) -> None:
             console.print(f"{change.sync}: {op} member {key}" + (f" in {seconds:.2f}s" if seconds is not None else ""),
                           highlight=False)
 
-
-def _print_suppression(result) -> None:
-    from syncer.cli.fast_path import _print_result
-
-    _print_result(result)

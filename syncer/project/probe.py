@@ -17,12 +17,11 @@ its first line, and the URL is only ever shown without its password.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncer.errors import ConfigError
+from syncer.errors import ConfigError, first_line
 from syncer.project.problems import KeyPath, Problem, dotted
 from syncer.project.project import Project
 from syncer.project.yaml_source import YamlDoc, read_doc
@@ -55,14 +54,14 @@ def probe_segments(project: Project) -> ProbeResult:
         url = project.warehouse_url()
         engine = _engine(url)
     except (ConfigError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        result.warnings.append(_unreachable(where, _first_line(exc), shown=project.config.warehouse_url))
+        result.warnings.append(_unreachable(where, first_line(exc), shown=project.config.warehouse_url))
         return result
     try:
         with engine.connect() as conn:
             for name in sorted(project.segments):
                 result.problems.extend(_probe_segment(conn, project, name))
     except (sa.exc.SQLAlchemyError, OSError) as exc:  # connecting failed: the warehouse, not a segment
-        result.warnings.append(_unreachable(where, _first_line(exc), shown=_hidden(url)))
+        result.warnings.append(_unreachable(where, first_line(exc), shown=_hidden(url)))
     finally:
         engine.dispose()
     return result
@@ -108,15 +107,15 @@ def _probe_segment(conn: Any, project: Project, name: str) -> list[Problem]:
         if exc.connection_invalidated:
             raise
         where = f" (in segments/{segment.sql_file})" if segment.sql_file else ""
-        message = (f"the warehouse refused the query{where}: {_first_line(exc)}; fix the SQL (try it in the"
+        message = (f"the warehouse refused the query{where}: {first_line(exc)}; fix the SQL (try it in the"
                    " warehouse's own console), then validate again")
         if segment.dbt:  # the model is in the manifest but its relation is not in the warehouse (yet)
-            message = (f"the warehouse cannot read dbt model '{segment.dbt}': {_first_line(exc)}; run `dbt build"
+            message = (f"the warehouse cannot read dbt model '{segment.dbt}': {first_line(exc)}; run `dbt build"
                        f" --select {segment.dbt}` in the dbt project so its relation exists, then validate again")
         return [Problem(doc.file, doc.line(sql_key), dotted(sql_key), message)]
     except sa.exc.StatementError as exc:  # e.g. a ':name' the query holds is read as a bind parameter
         conn.rollback()
-        return [Problem(doc.file, doc.line(sql_key), dotted(sql_key), f"the query cannot be run: {_first_line(exc)}")]
+        return [Problem(doc.file, doc.line(sql_key), dotted(sql_key), f"the query cannot be run: {first_line(exc)}")]
     return [Problem(doc.file, doc.line(path), dotted(path), _missing_column_message(column, returned))
             for path, column in _named_columns(segment) if not _has_column(returned, column)] + _trait_problems(project, name, returned)
 
@@ -180,7 +179,7 @@ def _table_columns(conn: Any, table_sql: str) -> tuple[list[str] | None, str]:
         conn.rollback()
         if exc.connection_invalidated:
             raise
-        return None, _first_line(exc)
+        return None, first_line(exc)
 
 
 def _named_columns(segment: Any) -> list[tuple[KeyPath, str]]:
@@ -247,11 +246,3 @@ def _hidden(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "(an unreadable URL)"
-
-
-def _first_line(exc: BaseException) -> str:
-    """The database's own words, first line, without SQLAlchemy's statement echo and background link."""
-    inner = getattr(exc, "orig", None) or exc
-    text = str(getattr(inner, "message", None) or inner).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(inner).__name__)
-    return re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:***@", first)[:300]
