@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from syncer.delivery.engine import Engine
 from syncer.delivery.realtime_sources import EVENTS_CURSOR, EXPIRY_CURSOR, POSTED_CURSOR, EventReader, ExpiryReader
-from syncer.errors import ConfigError, SyncError, TransientError
+from syncer.errors import ConfigError, SyncError, TransientError, first_line
 from syncer.ledger.realtime import StreamBook, StreamChange, Touched
 from syncer.ledger.suppressions import percentiles
 from syncer.planning.plan import SyncPlan
@@ -41,7 +41,6 @@ from syncer.project.project import Project
 
 log = logging.getLogger(__name__)
 _MIN_DEFAULT_LIMIT = 100  # a default limit never below this: a small audience still takes a burst of events
-_EXPIRY_EVERY_S = 0.2  # how often expiries are handed over (the warehouse is asked less often: ExpiryReader)
 
 
 @dataclass
@@ -77,7 +76,6 @@ class Follower:
         self._sync_runs: dict[str, int] = {}
         self._totals: dict[str, dict[str, int]] = {}
         self._seconds: dict[str, list[float]] = {}
-        self._next_expiry_check = 0.0
         self._retry_at = 0.0
         self._sizes: dict[str, tuple[float, int]] = {}  # sync -> (when counted, audience size) for default limits
         self._refused: dict[str, int] = {}  # why a source could not be read -> how many times
@@ -139,9 +137,6 @@ class Follower:
 
     def _read_expiries(self) -> int:
         now = self.engine.clock()
-        if now < self._next_expiry_check:
-            return 0
-        self._next_expiry_check = now + _EXPIRY_EVERY_S
         return self._read([(EXPIRY_CURSOR, lambda: self.expiries.due(now))])
 
     def _read(self, reads: list) -> int:
@@ -151,7 +146,7 @@ class Follower:
             try:
                 touched, cursor = read()
             except (sa.exc.OperationalError, duckdb.Error) as exc:  # a DuckDB file being written: read next step
-                why = _first_line(exc)
+                why = first_line(exc)
                 # a lock passes; the same refusal again (a table gone) is said once as a warning, then quietly
                 self._refused[why] = seen = self._refused.get(why, 0) + 1
                 log.log({1: logging.INFO, 2: logging.WARNING}.get(seen, logging.DEBUG), "real time: %s not read: %s",
@@ -201,8 +196,8 @@ class Follower:
                 # the warehouse cannot answer now (a DuckDB file being written, a query that fails): try again
                 # shortly, the members stay pending; a lasting failure shows in the log and in status
                 self._retry_at = self.engine.clock() + 0.2
-                log.warning("real time: segment %s not refreshed: %s", segment, _first_line(exc))
-                return [StreamResult(n, segment, status="pending", reason=_first_line(exc)) for n in names]
+                log.warning("real time: segment %s not refreshed: %s", segment, first_line(exc))
+                return [StreamResult(n, segment, status="pending", reason=first_line(exc)) for n in names]
             for plan in plans:
                 results.append(self._send(plan, event_at, causes))
         if all(r.status in ("ok", "held") for r in results) and len(results) == len(names):
@@ -295,7 +290,3 @@ class Follower:
         if sync not in self._sync_runs:
             self._sync_runs[sync] = self.ledger.start_sync_run(self._run_id, sync, plan_hash=None, members=None)
         return self._sync_runs[sync]
-
-
-def _first_line(exc: BaseException) -> str:
-    return (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

@@ -178,14 +178,16 @@ class ExpiryReader:
             if saved is None:
                 return [], repr(now)
             self._horizon = float(saved)
-        if now >= self._next_look:
+        looked = now >= self._next_look
+        if looked:
             self._look(self._horizon, now + self.LOOKAHEAD_S)
             self._horizon, self._next_look = now + self.LOOKAHEAD_S, now + self.LOOK_EVERY_S
         touched = []
         while self._due and self._due[0][0] <= now:
             at, segment, key = heapq.heappop(self._due)
             touched.append(Touched(segment, key, at, "expiry"))
-        return touched, repr(now)
+        # the cursor moves when something was handed over or looked at; a step with neither writes nothing
+        return touched, repr(now) if looked or touched else None
 
     def _look(self, after: float, until: float) -> None:
         dialect = dialect_of(self.project.warehouse_url())
