@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from syncer.planning.warehouse_sessions import scheme_of
+
 _BACKTICK_DIALECTS = ("bigquery", "spark", "databricks", "mysql")
 
 
 def dialect_of(url: str) -> str:
-    """The SQL dialect of a SQLAlchemy URL: ``postgresql+psycopg://...`` -> ``postgresql``."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    """The SQL dialect of a SQLAlchemy URL: ``postgresql+psycopg://...`` and ``postgres://`` -> ``postgresql``."""
+    scheme = scheme_of(url)
     return {"postgres": "postgresql"}.get(scheme, scheme)
 
 

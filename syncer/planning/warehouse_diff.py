@@ -32,10 +32,11 @@ from syncer.errors import ConfigError
 from syncer.ledger.store import Ledger
 from syncer.ledger.warehouse_costs import WarehouseCosts
 from syncer.planning.fingerprints import byte_reversed_hex, number_from_hex
+from syncer.planning.realtime_sql import dialect_of
 from syncer.planning.segment import SegmentData, local_statements, resolve_columns, wanted_columns
 from syncer.planning.snapshot import MAX_REPLAY, latest_fingerprints
 from syncer.planning.warehouse_dialects import DIALECTS, Dialect
-from syncer.planning.warehouse_sessions import WarehouseSession, open_session, scheme_of
+from syncer.planning.warehouse_sessions import WarehouseSession, open_session
 from syncer.project.config import SegmentConfig
 from syncer.project.project import Project
 
@@ -379,7 +380,7 @@ def explain(project: Project, names: Sequence[str], ledger: Ledger) -> dict[str,
 
 
 def _dialect_of(url: str, schema: str) -> Dialect:
-    scheme = {"postgres": "postgresql"}.get(scheme_of(url), scheme_of(url))
+    scheme = dialect_of(url)
     return DIALECTS[scheme](schema) if scheme in ("bigquery", "databricks") else DIALECTS[scheme]()
 
 
