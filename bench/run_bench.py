@@ -143,10 +143,11 @@ class SandboxProcess:
         self.proc.wait(timeout=60)
 
 
-def write_project(root: Path, port: int, diff_mode: str = "local", shape: str = "sample") -> None:
+def write_project(root: Path, port: int, diff_mode: str = "local", shape: str = "sample", memory_limit: str | None = None) -> None:
     for sub in ("segments", "destinations", "syncs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "syncer.yml").write_text(f"name: bench\nwarehouse_url: duckdb:///warehouse.duckdb\ndiff_mode: {diff_mode}\n")
+    limit = f"memory_limit: {memory_limit}\n" if memory_limit else ""
+    (root / "syncer.yml").write_text(f"name: bench\nwarehouse_url: duckdb:///warehouse.duckdb\ndiff_mode: {diff_mode}\n{limit}")
     names = "first_name" in shape_columns(shape, "i", False)
     (root / "segments" / "members.yml").write_text(textwrap.dedent(f"""\
         sql: SELECT customer_id, email, phone, country{', first_name' if names else ''} FROM members
@@ -185,9 +186,10 @@ def run_once(root: Path) -> tuple[dict, float]:
     return {"wall_s": wall, "report": json.loads(out)["syncs"][0]}, usage.ru_maxrss / 1024
 
 
-def bench_size(members: int, sandbox: SandboxProcess, workdir: Path, diff_mode: str, shape: str = "sample") -> list[dict]:
+def bench_size(members: int, sandbox: SandboxProcess, workdir: Path, diff_mode: str, shape: str = "sample",
+               memory_limit: str | None = None) -> list[dict]:
     root = workdir / f"{shape}-n{members}"
-    write_project(root, int(sandbox.url.rsplit(':', 1)[1]), diff_mode, shape)
+    write_project(root, int(sandbox.url.rsplit(':', 1)[1]), diff_mode, shape, memory_limit)
     sandbox.admin("POST", "/_sandbox/meta/audiences", {"id": AUDIENCE, "name": "bench"})
     t0 = time.perf_counter()
     build_warehouse(root / "warehouse.duckdb", members, shape)
@@ -218,6 +220,8 @@ def main() -> None:
     parser.add_argument("--diff-mode", choices=["local", "warehouse"], default="local")
     parser.add_argument("--shape", default="sample",
                         help=f"data shape, or several joined by commas: {', '.join(SHAPES)} (see the module docstring)")
+    parser.add_argument("--memory-limit", help="the project's memory_limit (DuckDB's cap, in-process diff and DuckDB warehouse), "
+                        "e.g. 128MB; default: the project default")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     shapes = args.shape.split(",")
@@ -227,7 +231,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="syncer-bench-") as tmp:
             rows = [row for shape in shapes for size in args.sizes
-                    for row in bench_size(size, sandbox, Path(tmp), args.diff_mode, shape)]
+                    for row in bench_size(size, sandbox, Path(tmp), args.diff_mode, shape, args.memory_limit)]
     finally:
         sandbox.stop()
     cols = ["members", "run", "wall_s", "plan_s", "apply_s", "peak_mb", "sent", "added", "removed", "requests", "status"]

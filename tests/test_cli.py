@@ -90,6 +90,18 @@ def test_run_then_rerun_sends_nothing_then_only_the_difference(tmp_path: Path, s
     assert held_emails(sandbox) == expected(range(11, 511))
 
 
+def test_a_run_never_loads_pandas(tmp_path: Path, sandbox: Sandbox) -> None:
+    """pyarrow would import pandas (33 MB, 0.25 s) only to ask whether a value is a DataFrame."""
+    write_customers(tmp_path / "warehouse.duckdb", emails(1, 51))
+    meta_project(tmp_path, _port(sandbox))
+    result = syncer("-p", str(tmp_path), "--json", "run", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["syncs"][0]["added"] == 50
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    # a declined import is still listed as "pandas"; pandas itself would load its submodules
+    assert "pyarrow" in imported and not [m for m in imported if m.startswith("pandas.")]
+
+
 def test_plan_then_apply_executes_that_plan_and_refuses_it_when_stale(tmp_path: Path, sandbox: Sandbox) -> None:
     write_customers(tmp_path / "warehouse.duckdb", emails(1, 51))
     meta_project(tmp_path, _port(sandbox))

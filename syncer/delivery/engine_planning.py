@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from destinations.registry import capabilities_of
-from syncer.errors import ConfigError
+from syncer.errors import ConfigError, first_line
 from syncer.ledger.store import Ledger
 from syncer.planning.local_diff import consent_filter, plan_sync
 from syncer.planning.plan import Plan, SyncPlan
@@ -126,6 +126,14 @@ class PlanningSteps:
                 except ConfigError as exc:  # a broken segment (its query failed...) fails its own syncs only
                     failed[name] = exc.message
                     log.warning("sync %s not planned: %s", name, exc.message)
+                    continue
+                except Exception as exc:
+                    if not _out_of_memory(exc):
+                        raise
+                    failed[name] = (f"the diff ran out of memory under memory_limit: {project.config.memory_limit}"
+                                    f" ({first_line(exc)}): raise memory_limit in syncer.yml, then run again;"
+                                    " nothing was sent for this sync")
+                    log.warning("sync %s not planned: %s", name, failed[name])
                     continue
                 plans[-1].planned_at = read_at
             return Plan(syncs=plans, project_fingerprint=project.fingerprint(), failed=failed)
@@ -246,3 +254,7 @@ class PlanningSteps:
 
         return members_now
 
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """DuckDB's OutOfMemoryException, raised by the in-process diff or (wrapped by SQLAlchemy) by a DuckDB warehouse."""
+    return isinstance(exc, duckdb.OutOfMemoryException) or isinstance(getattr(exc, "orig", None), duckdb.OutOfMemoryException)

@@ -266,7 +266,7 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         for keys, fps in self._held_columns(sync, "member_key, raw_fp", size):
             yield list(keys), list(fps)
 
-    def held_identifier_rows(self, sync: str, size: int = 200_000) -> Iterator[list[tuple[str, str, str]]]:
+    def held_identifier_rows(self, sync: str, size: int = 50_000) -> Iterator[list[tuple[str, str, str]]]:
         """Every held row as (member_key, raw_fp, identifiers as JSON text), ``size`` rows at a time, as the
         driver returns them (a caller building Arrow takes the rows whole, faster than column lists)."""
         yield from self._held_rows(sync, "member_key, raw_fp, identifiers", size)

@@ -52,9 +52,11 @@ def retain_linked(con: duckdb.DuckDBPyConnection, plan: SyncPlan, held_values: s
     try:
         _touched_rows(con, plan, held_values, kinds, leaving)
         stale = _found_among(con, stored)  # links stored before whose group this plan may change
+        # "held by two members or more" as min < max, not count(DISTINCT): a distinct count cannot spill to
+        # disk, and an initial sync of 10M groups 20M values under the memory_limit
         rows = con.sql("""
             SELECT r.member_key, r.side, r.kind, r.h FROM _links_found r
-            SEMI JOIN (SELECT kind, h FROM _links_found GROUP BY kind, h HAVING count(DISTINCT member_key) > 1) s
+            SEMI JOIN (SELECT kind, h FROM _links_found GROUP BY kind, h HAVING min(member_key) < max(member_key)) s
                 USING (kind, h)""").fetchall()
     finally:
         for table in ("_links_found", "_links_adds", "_links_values", "_links_leaving", "_links_hop", "_links_keys"):

@@ -180,7 +180,9 @@ class WarehouseDiff:
             return WarehouseChanges(members=held_count, duplicates=0, stale_rejections=stale, unchanged=True,
                                     no_consent=int(no_consent))
         self._land(con, self.diff_query(source, desired, fp, held, shape, resend_all), shape, chunk_rows)
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE _changes AS
+        # a view, not a copy: at 10M changed members (an initial sync) a second table crowds the sort that
+        # reads them back out of a capped memory_limit
+        con.execute(f"""CREATE OR REPLACE TEMP VIEW _changes AS
                         SELECT member_key, {number_from_hex('raw_fp')} AS fp, {number_from_hex('held_raw_fp')} AS held_fp FROM _wchanges""")
         gone, new = con.sql("SELECT count(*) FILTER (WHERE fp IS NULL), count(*) FILTER (WHERE held_fp IS NULL) FROM _changes").fetchall()[0]
         members = held_count - gone + new

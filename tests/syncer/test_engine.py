@@ -293,6 +293,16 @@ def test_the_diff_database_is_capped_and_spills_to_the_state_folder(project: Pat
     assert report.added == 25
 
 
+def test_a_diff_out_of_memory_fails_its_sync_with_what_to_do_not_a_traceback(tmp_path: Path) -> None:
+    write_customers(tmp_path / "warehouse.duckdb", [person(i) for i in range(1, 3000)])
+    write_project(tmp_path, destination=FAKE)
+    (tmp_path / "syncer.yml").write_text((tmp_path / "syncer.yml").read_text() + "memory_limit: 1MB\n")
+    [report] = make_engine(tmp_path).run()
+    assert report.status == "failed" and report.added == 0 and held_keys() == set()
+    assert report.error.startswith("the diff ran out of memory under memory_limit: 1MB (Out of Memory Error")
+    assert "raise memory_limit in syncer.yml" in report.error
+
+
 def test_a_conversion_during_a_slow_apply_is_not_undone_by_it(project: Path) -> None:
     """Suppressions are re-read before each batch: member 20, suppressed while batch 1 of 3 was in flight,
     is not added by batch 2 or 3 (before, 4 of 8 such converters were re-added and stayed)."""
