@@ -1,4 +1,4 @@
-"""Values read from the environment at run time: secrets (never from files) and ${VAR} in URLs."""
+"""Values read from the environment at run time: secrets (never from files) and ${VAR} in URLs; and a URL's scheme."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from pydantic import SecretStr
 
 from syncer.errors import ConfigError
 
-__all__ = ["ENV_NAME", "expand_env", "resolve_secret"]
+__all__ = ["ENV_NAME", "expand_env", "resolve_secret", "scheme_of"]
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def scheme_of(url: str) -> str:
+    """``snowflake`` of ``snowflake://...``, ``postgresql`` of ``postgresql+psycopg://...``."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 def resolve_secret(env_name: str, *, what: str) -> SecretStr:

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 import pyarrow as pa
 import sqlalchemy as sa
 
+from syncer.environment import scheme_of
 from syncer.errors import ConfigError
-from syncer.planning.warehouse_sessions import driver_arrow_batches, rows_as_batches, scheme_of, snowflake_connection
+from syncer.planning.warehouse_sessions import driver_arrow_batches, rows_as_batches, snowflake_connection
 
 
 def extract(url: str, sql: str, *, chunk_rows: int = 100_000) -> Iterator[pa.RecordBatch]:

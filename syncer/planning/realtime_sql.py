@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from syncer.planning.warehouse_sessions import scheme_of
+from syncer.environment import scheme_of
 
 _BACKTICK_DIALECTS = ("bigquery", "spark", "databricks", "mysql")
 

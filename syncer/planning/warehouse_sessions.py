@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import sqlalchemy as sa
 
+from syncer.environment import scheme_of
 from syncer.errors import ConfigError
 from syncer.ledger.warehouse_costs import WarehouseCosts
 from syncer.planning.warehouse_dialects import DIALECTS, Dialect
@@ -66,11 +67,6 @@ def open_session(url: str, schema: str, *, memory_limit: str | None = None, temp
     if scheme == "snowflake":
         return _SnowflakeSession(url)
     return _SqlAlchemySession(url, schema, memory_limit, temp_directory)
-
-
-def scheme_of(url: str) -> str:
-    """``snowflake`` of ``snowflake://...``, ``postgresql`` of ``postgresql+psycopg://...``."""
-    return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 @contextmanager

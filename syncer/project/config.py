@@ -22,6 +22,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from destinations.registry import SPECS
+from syncer.environment import scheme_of
 from syncer.project.rule_models import SegmentRules
 
 IdentifierKind = Literal[
@@ -131,7 +132,7 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _warehouse_mode_needs_a_supported_warehouse(self) -> "ProjectConfig":
-        scheme = self.warehouse_url.split(":", 1)[0].split("+", 1)[0].lower()
+        scheme = scheme_of(self.warehouse_url)
         # the engines syncer.planning.warehouse_dialects writes SQL for (config sits below planning: listed here)
         if self.diff_mode == "warehouse" and scheme not in ("duckdb", "postgresql", "postgres", "snowflake", "spark", "bigquery",
                                                             "databricks"):

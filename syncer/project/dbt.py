@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from syncer.environment import scheme_of
 from syncer.errors import ConfigError
 from syncer.project.config import DbtConfig
 
@@ -149,7 +150,7 @@ def _relation(node: dict[str, Any], warehouse_url: str) -> str:
     the default catalog, so the relation is named without dbt's database (the file's stem), once that is
     checked to be the warehouse's file.
     """
-    scheme = warehouse_url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = scheme_of(warehouse_url)
     if scheme == "duckdb":
         _same_duckdb_file(node, warehouse_url)
         return _quoted([node.get("schema"), node.get("alias") or node["name"]], '"')

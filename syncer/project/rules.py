@@ -34,6 +34,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from syncer.environment import scheme_of
 from syncer.errors import ConfigError
 from syncer.project.rule_models import Condition, Ops, SegmentRules, duration_parts, selected_columns, timed_activity
 
@@ -160,7 +161,7 @@ _SCHEMES = {"postgres": "postgresql", "databricks": "spark", "hive": "spark"}
 
 def dialect_for_url(url: str) -> str:
     """The rules dialect of a warehouse URL (its scheme, without the driver)."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = scheme_of(url)
     name = _SCHEMES.get(scheme, scheme)
     if name not in DIALECTS:
         raise ConfigError(f"rule segments compile for {', '.join(DIALECTS)} warehouses; this warehouse_url is"
