@@ -79,6 +79,11 @@ def write_project(root: Path, *, destination: str, sync_extra: str = "", identif
     return root
 
 
+def meta_on(endpoint: str) -> str:
+    """The YAML of a Meta destination on the sandbox's emulator at ``endpoint``, its token in SANDBOX_META_TOKEN."""
+    return f"type: meta_audience\nad_account_id: act_1\naccess_token_env: SANDBOX_META_TOKEN\nendpoint: {endpoint}\n"
+
+
 FAKE = """\
 type: fake
 max_batch: 10

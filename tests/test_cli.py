@@ -17,7 +17,7 @@ import pytest
 from syncer.ledger.store import Ledger
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
-from tests.conftest import FAKE, person, write_customers, write_project
+from tests.conftest import FAKE, meta_on, person, write_customers, write_project
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "cli-test-token"
@@ -40,12 +40,7 @@ def _port(sb: Sandbox) -> int:
 
 
 def meta_project(root: Path, port: int, **kwargs) -> Path:
-    return write_project(root, destination=f"""\
-        type: meta_audience
-        ad_account_id: act_1
-        access_token_env: SANDBOX_META_TOKEN
-        endpoint: http://127.0.0.1:{port}
-        """, **kwargs)
+    return write_project(root, destination=meta_on(f"http://127.0.0.1:{port}"), **kwargs)
 
 
 def emails(n_from: int, n_to: int) -> list[tuple]:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers, write_project
+from tests.conftest import meta_on, write_customers, write_project
 
 TOKEN = "dagster-dev-token"
 ASSET_QUERY = """
@@ -42,12 +42,7 @@ def test_a_run_launched_through_graphql_lands_and_reports_its_figures(tmp_path: 
     with Sandbox(port=0, meta_token=TOKEN) as sandbox:
         sandbox.meta.create_audience("1001")
         write_customers(tmp_path / "warehouse.duckdb", [(i, f"m{i}@example.com", None, "US", None, None, True, True) for i in range(1, 41)])
-        write_project(tmp_path / "project", destination=f"""\
-            type: meta_audience
-            ad_account_id: act_1
-            access_token_env: SANDBOX_META_TOKEN
-            endpoint: {sandbox.url}
-            """)
+        write_project(tmp_path / "project", destination=meta_on(sandbox.url))
         (tmp_path / "warehouse.duckdb").rename(tmp_path / "project" / "warehouse.duckdb")
         home = tmp_path / "dagster_home"
         home.mkdir()

@@ -9,7 +9,7 @@ import pytest
 from dagster_project.definitions import build_definitions
 from syncer.project.project import InvalidProjectError
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers, write_project
+from tests.conftest import meta_on, write_customers, write_project
 
 TOKEN = "dagster-test-token"
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +30,7 @@ def sandbox():
 def project(tmp_path: Path, sandbox: Sandbox, monkeypatch) -> Path:
     monkeypatch.setenv("SANDBOX_META_TOKEN", TOKEN)
     write_customers(tmp_path / "warehouse.duckdb", emails(range(1, 101)))
-    return write_project(tmp_path, destination=f"""\
-        type: meta_audience
-        ad_account_id: act_1
-        access_token_env: SANDBOX_META_TOKEN
-        endpoint: {sandbox.url}
-        """, sync_extra="gates: {max_removal_pct: 10}\n")
+    return write_project(tmp_path, destination=meta_on(sandbox.url), sync_extra="gates: {max_removal_pct: 10}\n")
 
 
 def everything(defs: dg.Definitions) -> list:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from dagster_project.definitions import build_definitions
 from syncer.ledger.store import Ledger
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers, write_project
+from tests.conftest import meta_on, write_customers, write_project
 from tests.syncer.test_postgres_ledger import postgres_url  # the server: module-scoped, stopped after the module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,12 +84,7 @@ def project(tmp_path: Path, postgres_url: str, databases: tuple[str, str], monke
     with Sandbox(port=0, meta_token=TOKEN) as sandbox:
         sandbox.meta.create_audience("1001", name="test")
         write_customers(root / "warehouse.duckdb", emails(range(1, 101)))
-        write_project(root, destination=f"""\
-            type: meta_audience
-            ad_account_id: act_1
-            access_token_env: SANDBOX_META_TOKEN
-            endpoint: {sandbox.url}
-            """)
+        write_project(root, destination=meta_on(sandbox.url))
         ledger = f"postgresql+psycopg://{url.username}:${{SYNCER_LEDGER_PASSWORD}}@{url.host}:{url.port}/{databases[1]}"
         with (root / "syncer.yml").open("a") as f:
             f.write(f"ledger_url: {ledger}\n")

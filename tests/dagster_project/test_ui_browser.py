@@ -33,7 +33,7 @@ from playwright.sync_api import Locator, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers, write_project
+from tests.conftest import meta_on, write_customers, write_project
 from tests.dagster_project.test_dagster_dev import _default_signals, free_port
 
 TOKEN = "dagster-ui-token"
@@ -162,12 +162,7 @@ def project(tmp_path: Path, sandbox: Sandbox) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     write_customers(root / "warehouse.duckdb", emails(range(1, 101)))
-    return write_project(root, destination=f"""\
-        type: meta_audience
-        ad_account_id: act_1
-        access_token_env: SANDBOX_META_TOKEN
-        endpoint: {sandbox.url}
-        """, sync_extra="gates: {max_removal_pct: 10}\n")
+    return write_project(root, destination=meta_on(sandbox.url), sync_extra="gates: {max_removal_pct: 10}\n")
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ from syncer.ledger.leases import Holder, Lease
 from syncer.ledger.store import Ledger, suppression_events
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
-from tests.conftest import FAKE, person, write_customers, write_project
+from tests.conftest import FAKE, meta_on, person, write_customers, write_project
 from tests.syncer.test_engine import FakeClock
 from tests.syncer.test_postgres_ledger import postgres_url  # noqa: F401  (a fixture: a throwaway PostgreSQL server)
 
@@ -348,8 +348,7 @@ def run_at_once(root: Path, gate: HeldAdds, count: int = 2) -> list[tuple[int, i
 def meta_project(root: Path, sandbox: Sandbox, members: int, ledger_url: str | None = None) -> Path:
     write_customers(root / "warehouse.duckdb", [(i, f"m{i}@example.com", None, "US", None, None, True, True)
                                                 for i in range(1, members + 1)])
-    write_project(root, destination=f"type: meta_audience\nad_account_id: act_1\naccess_token_env: SANDBOX_META_TOKEN\n"
-                                    f"endpoint: {sandbox.url}\n")
+    write_project(root, destination=meta_on(sandbox.url))
     if ledger_url:
         (root / "syncer.yml").write_text((root / "syncer.yml").read_text() + f"ledger_url: {ledger_url}\n")
     Ledger(load_project(root).ledger_url()).close()  # created once, before the processes race to open it

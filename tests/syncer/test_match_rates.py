@@ -19,7 +19,7 @@ from syncer.delivery.engine import Engine
 from syncer.ledger.match_rates import match_history, parse_match_rate_range
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
-from tests.conftest import FAKE, write_customers, write_project
+from tests.conftest import FAKE, meta_on, write_customers, write_project
 from tests.syncer.test_jobs import data_manager_project
 
 TOKEN = "match-rates-token"
@@ -47,12 +47,7 @@ def sandbox():
 def meta_project(tmp_path: Path, sandbox: Sandbox, monkeypatch) -> Path:
     monkeypatch.setenv("SANDBOX_META_TOKEN", TOKEN)
     write_customers(tmp_path / "warehouse.duckdb", known_members())
-    return write_project(tmp_path, identifiers="[email, phone]", destination=f"""\
-        type: meta_audience
-        ad_account_id: act_1
-        access_token_env: SANDBOX_META_TOKEN
-        endpoint: {sandbox.url}
-        """)
+    return write_project(tmp_path, identifiers="[email, phone]", destination=meta_on(sandbox.url))
 
 
 def syncer(project: Path, *args: str) -> str:

@@ -21,6 +21,7 @@ from syncer.ledger.realtime import StreamBook
 from syncer.ledger.store import Ledger
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
+from tests.conftest import meta_on
 from tests.syncer.test_engine import FakeClock
 from tests.syncer.test_postgres_ledger import postgres_url  # noqa: F401  (a fixture: a throwaway PostgreSQL server)
 
@@ -52,7 +53,7 @@ events: [cart_add, profile_update]
 expires_at: cart_expires_at
 """)
     (root / "destinations" / "meta.yml").write_text(
-        f"type: meta_audience\nad_account_id: act_1\naccess_token_env: SANDBOX_META_TOKEN\nendpoint: http://127.0.0.1:{port}\n")
+        meta_on(f"http://127.0.0.1:{port}"))
     (root / "syncs" / f"{SYNC}.yml").write_text(f"segment: cart\ndestination: meta\naudience_id: '1'\nidentifiers: [email]\n{stream_gates}")
     con = duckdb.connect(str(root / "warehouse.duckdb"))
     con.execute("CREATE TABLE customers AS SELECT i AS customer_id, 'm' || i || '@example.com' AS email, TRUE AS vip FROM range(1, 21) t(i)")

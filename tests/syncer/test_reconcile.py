@@ -20,7 +20,7 @@ from syncer.delivery.reconcile import Reconciler, ReconcileReport
 from syncer.delivery.reconcile_records import last_reconcile
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers, write_project
+from tests.conftest import meta_on, write_customers, write_project
 
 ROOT = Path(__file__).resolve().parents[2]
 LIST = "a1b2c3d4e5"
@@ -273,8 +273,7 @@ def test_sizes_are_read_as_the_platform_documents_them():
 def meta_project(root: Path, sandbox: Sandbox, n: int = 100) -> Path:
     sandbox.meta.create_audience("1001", name="buyers")
     write_customers(root / "warehouse.duckdb", people(range(1, n + 1)))
-    return write_project(root, destination=f"type: meta_audience\nad_account_id: act_1\naccess_token_env: SANDBOX_META_TOKEN\n"
-                                           f"endpoint: {sandbox.url}\n")
+    return write_project(root, destination=meta_on(sandbox.url))
 
 
 def meta_call(sandbox: Sandbox, method: str, ids) -> None:

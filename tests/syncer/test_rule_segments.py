@@ -23,7 +23,7 @@ from syncer.project.probe import probe_segments
 from syncer.project.project import InvalidProjectError, load_project
 from syncer.project.rules import compile_rules, compile_segment_rules
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers, write_project
+from tests.conftest import meta_on, write_customers, write_project
 from tests.test_cli import TOKEN, _port, expected, held_emails, syncer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -396,12 +396,7 @@ def test_a_rule_segment_syncs_end_to_end_through_syncer_run(tmp_path: Path, sand
         con.execute("CREATE TABLE orders (customer_id BIGINT, amount DECIMAL(10,2), status VARCHAR)")
         con.execute("INSERT INTO orders SELECT i, i * 10, CASE WHEN i % 5 = 0 THEN 'cancelled' ELSE 'paid' END"
                     " FROM range(1, 31) t(i)")
-    write_project(tmp_path, destination=f"""\
-        type: meta_audience
-        ad_account_id: act_1
-        access_token_env: SANDBOX_META_TOKEN
-        endpoint: http://127.0.0.1:{_port(sandbox)}
-        """)
+    write_project(tmp_path, destination=meta_on(f"http://127.0.0.1:{_port(sandbox)}"))
     (tmp_path / "segments" / "buyers.yml").write_text(textwrap.dedent("""\
         member_key: customer_id
         identifiers: {email: email, phone: phone, country: country}

@@ -13,7 +13,7 @@ from syncer.delivery.engine import Engine
 from syncer.delivery.fast_path import CURSOR, Suppressor
 from syncer.project.project import load_project
 from syncer.sandbox import Sandbox
-from tests.conftest import write_customers
+from tests.conftest import meta_on, write_customers
 
 TOKEN = "suppress-test-token"
 
@@ -38,7 +38,7 @@ conversions:
         (root / "segments" / f"{name}.yml").write_text(
             f"sql: SELECT * FROM customers WHERE {where}\nmember_key: customer_id\nidentifiers: {{email: email}}\n")
     (root / "destinations" / "meta.yml").write_text(
-        f"type: meta_audience\nad_account_id: act_1\naccess_token_env: SANDBOX_META_TOKEN\nendpoint: http://127.0.0.1:{port}\n")
+        meta_on(f"http://127.0.0.1:{port}"))
     for audience, segment in (("1", "abandoners"), ("2", "lapsed"), ("3", "everyone")):
         (root / "syncs" / f"{segment}_meta.yml").write_text(
             f"segment: {segment}\ndestination: meta\naudience_id: '{audience}'\nidentifiers: [email]\n")
