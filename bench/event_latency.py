@@ -26,8 +26,6 @@ import argparse
 import datetime as dt
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +36,8 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from workers import worker  # noqa: E402
 
 from syncer.delivery.engine import Engine  # noqa: E402
 from syncer.ledger.store import Ledger  # noqa: E402
@@ -102,19 +102,6 @@ def insert_event(warehouse: Path, event_id: int, customer: int) -> float:
             con.close()
 
 
-def start(mode: str, root: Path, env: dict) -> subprocess.Popen:
-    if mode == "follow":
-        args = [sys.executable, "-m", "syncer.cli.main", "-p", str(root), "follow"]
-    else:
-        home = root / "dagster_home"
-        home.mkdir(exist_ok=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        env = {**env, "DAGSTER_HOME": str(home), "SYNCER_PROJECT": str(root)}
-        args = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "dagster_project.definitions"]
-    log = open(root / f"{mode}.log", "wb")
-    return subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def changes(ledger: Ledger, since: float) -> list[tuple[str, str, float]]:
     with ledger.engine.connect() as conn:
         q = sa.select(stream_changes.c.sync, stream_changes.c.member_key, stream_changes.c.acked_at - stream_changes.c.event_at
@@ -125,9 +112,8 @@ def changes(ledger: Ledger, since: float) -> list[tuple[str, str, float]]:
 def run_mode(mode: str, root: Path, sandbox: Sandbox, customers: list[int], gaps: list[float], texts_before: int) -> list[dict]:
     env = {**os.environ, "SANDBOX_META_TOKEN": TOKEN, **TWILIO}
     ledger = Ledger(load_project(root).ledger_url())
-    proc = start(mode, root, env)
     texted = sum(1 for m in customers if m % 20 == 0)
-    try:
+    with worker(mode, root, env, ["follow"]):
         time.sleep(15 if mode == "sensor" else 4)  # the daemon's first tick, or the worker's start
         started = time.time()
         next_id = 10_000_000
@@ -138,12 +124,6 @@ def run_mode(mode: str, root: Path, sandbox: Sandbox, customers: list[int], gaps
         deadline = time.monotonic() + 120
         while len(changes(ledger, started)) < len(customers) + texted and time.monotonic() < deadline:
             time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     found = changes(ledger, started)
     import hashlib
 

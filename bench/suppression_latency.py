@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,8 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from workers import worker  # noqa: E402
 
 from syncer.delivery.conversions import record_conversion  # noqa: E402
 from syncer.delivery.engine import Engine  # noqa: E402
@@ -56,20 +56,6 @@ def build_project(root: Path, port: int, members: int) -> None:
         (root / "syncs" / f"{name}_meta.yml").write_text(f"segment: {name}\ndestination: meta\naudience_id: '{audience}'\nidentifiers: [email]\n")
 
 
-def start(mode: str, root: Path, env: dict) -> subprocess.Popen:
-    if mode == "follow":
-        args = [sys.executable, "-m", "syncer.cli.main", "-p", str(root), "suppress", "--follow"]
-    else:
-        home = root / "dagster_home"
-        home.mkdir(exist_ok=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        env = {**env, "DAGSTER_HOME": str(home), "SYNCER_PROJECT": str(root)}
-        args = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "dagster_project.definitions"]
-    log = open(root / f"{mode}.log", "wb")
-    return subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=lambda: (signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.signal(signal.SIGINT, signal.SIG_DFL)))
-
-
 def removed_count(ledger: Ledger, since: float) -> int:
     import sqlalchemy as sa
 
@@ -83,8 +69,7 @@ def run_mode(mode: str, root: Path, sandbox: Sandbox, members: list[int], gaps: 
     project = load_project(root)
     ledger = Ledger(project.ledger_url())
     record_conversion(project, "0", "warmup")  # the table exists before the fast path starts
-    proc = start(mode, root, env)
-    try:
+    with worker(mode, root, env, ["suppress", "--follow"], stop_wait=30):
         time.sleep(15 if mode == "sensor" else 3)  # the daemon's first tick, or the worker's start
         started = time.time()
         for member, gap in zip(members, gaps):
@@ -93,12 +78,6 @@ def run_mode(mode: str, root: Path, sandbox: Sandbox, members: list[int], gaps: 
         deadline = time.monotonic() + 120
         while removed_count(ledger, started) < 2 * len(members) and time.monotonic() < deadline:
             time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     latencies = ledger.suppression_latencies(since=started)
     still_held = {m["EMAIL"] for a in ("1", "2") for m in sandbox.meta.members(a)}
     import hashlib
