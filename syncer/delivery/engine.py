@@ -323,7 +323,13 @@ class Engine(PlanningSteps):
             return _with_settled(self._replace(sync_name), settled)
 
     def _replace(self, sync_name: str) -> SyncReport:
-        sync_plan = self.build_plan([sync_name], resend_all=True).syncs[0]
+        plan = self.build_plan([sync_name], resend_all=True)
+        if sync_name in plan.failed:  # its segment could not be read: recorded as a run records it, nothing sent
+            run_id = self.ledger.start_run("replace")
+            report = self._not_planned(run_id, sync_name, plan.failed[sync_name])
+            self.ledger.finish_run(run_id, "failed")
+            return report
+        sync_plan = plan.syncs[0]
         destination = self.destination(sync_plan.destination)
         if not isinstance(destination, ReplacesAudiences):
             raise ConfigError(f"destination '{sync_plan.destination}' ({destination.kind}) has no full replace; use mode resend")

@@ -303,6 +303,16 @@ def test_a_diff_out_of_memory_fails_its_sync_with_what_to_do_not_a_traceback(tmp
     assert "raise memory_limit in syncer.yml" in report.error
 
 
+def test_a_replace_whose_segment_cannot_be_read_fails_with_the_reason(project: Path) -> None:
+    """The full replace (the backfill's mode: replace) of a sync whose segment query fails reports why, as a
+    run does, instead of an IndexError from the plan that has no sync in it."""
+    (project / "segments" / "buyers.yml").write_text("sql: SELECT * FROM no_such_table\nmember_key: customer_id\n"
+                                                     "identifiers: {email: email}\n")
+    report = make_engine(project).replace("buyers_sync")
+    assert report.status == "failed" and report.added == 0 and held_keys() == set()
+    assert "no_such_table" in report.error
+
+
 def test_a_conversion_during_a_slow_apply_is_not_undone_by_it(project: Path) -> None:
     """Suppressions are re-read before each batch: member 20, suppressed while batch 1 of 3 was in flight,
     is not added by batch 2 or 3 (before, 4 of 8 such converters were re-added and stayed)."""
