@@ -115,6 +115,7 @@ def apply_sync(plan: SyncPlan, destination: Destination, ledger: Ledger, *, sync
         report.reasons[reason] = report.reasons.get(reason, 0) + 1
     if plan.rejections or plan.cleared_rejections:
         ledger.replace_rejections(plan.sync, plan.rejections, plan.cleared_rejections)
+    ledger.expect_changes(plan.sync, len(plan.refreshes) + len(plan.removes) + len(plan.adds))
     for start in range(0, len(plan.refreshes), _LEDGER_CHUNK):
         ledger.commit_batch(sync=plan.sync, sync_run_id=sync_run_id, op="refresh", rows=0, attempts=0, failed=[],
                             landed=[HeldRow(r.member_key, r.raw_fp, r.identifiers) for r in plan.refreshes[start:start + _LEDGER_CHUNK]])

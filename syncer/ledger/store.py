@@ -182,6 +182,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseRecords, IntentRecords):
     """Every read and write of the state store goes through here."""
 
+    # held_log entries worth keeping after a snapshot: past this many changes a snapshot is rebuilt from
+    # ``held`` (``syncer.planning.snapshot.MAX_REPLAY``), so logging more only costs writes, then deletes
+    MAX_LOG = 500_000
+
     def __init__(self, url: str) -> None:
         """Open (creating or migrating) the ledger at ``url``.
 
@@ -393,11 +397,19 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
             conn.execute(sync_state.update().where(sync_state.c.sync == sync).values(**values))
         return values.get("version", row[0] if row else 0)
 
-    @staticmethod
-    def _log(conn: Connection, sync: str, version: int, keys: Sequence[str], fps: Sequence[str | None] | None = None) -> None:
-        """Append one held_log entry per key, in order: its new raw_fp, or NULL (``fps`` None) as it left."""
+    def _log(self, conn: Connection, sync: str, version: int, keys: Sequence[str],
+             fps: Sequence[str | None] | None = None) -> None:
+        """Append one held_log entry per key, in order: its new raw_fp, or NULL (``fps`` None) as it left.
+        Past ``MAX_LOG`` entries since the last snapshot nothing is appended and ``log_floor`` moves to
+        ``version``: a snapshot older than it is rebuilt from ``held``, as it would be anyway."""
         if not keys:
             return
+        logged = conn.execute(sa.select(sync_state.c.log_rows).where(sync_state.c.sync == sync)).scalar() or 0
+        if logged + len(keys) > self.MAX_LOG:
+            conn.execute(sync_state.update().where(sync_state.c.sync == sync)
+                         .values(log_floor=version, log_rows=self.MAX_LOG + 1))
+            return
+        conn.execute(sync_state.update().where(sync_state.c.sync == sync).values(log_rows=logged + len(keys)))
         fps = list(fps) if fps is not None else [None] * len(keys)
         if conn.dialect.name == "postgresql":  # one statement; ORDER BY n gives the ids in the keys' order
             conn.exec_driver_sql(
@@ -408,6 +420,17 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         p = "?" if conn.dialect.name == "sqlite" else "%s"
         conn.exec_driver_sql(f"INSERT INTO held_log (sync, version, member_key, raw_fp) VALUES ({p}, {p}, {p}, {p})",
                              list(zip(repeat(sync), repeat(version), keys, fps)))
+
+    def expect_changes(self, sync: str, count: int) -> None:
+        """An apply is about to change up to ``count`` members of ``sync``: when that is more than the log keeps,
+        stop logging now rather than once the log is full (a first sync of 1M members would write and then
+        delete 500,000 entries)."""
+        if count <= self.MAX_LOG:
+            return
+        with self.begin() as conn:
+            version = self._touch_state(conn, sync, bump=False)
+            conn.execute(sync_state.update().where(sync_state.c.sync == sync)
+                         .values(log_floor=version, log_rows=self.MAX_LOG + 1))
 
     def commit_batch(
         self,
@@ -508,10 +531,13 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
         return current, [(k, fp) for k, fp in rows]
 
     def truncate_log(self, sync: str, up_to: int) -> None:
-        """Forget log entries a snapshot at ``up_to`` already covers."""
+        """Forget log entries a snapshot at ``up_to`` already covers, and log again from there."""
         with self.begin() as conn:
             conn.execute(held_log.delete().where(held_log.c.sync == sync, held_log.c.version <= up_to))
             conn.execute(sync_state.update().where(sync_state.c.sync == sync, sync_state.c.log_floor < up_to).values(log_floor=up_to))
+            floor = sa.select(sync_state.c.log_floor).where(sync_state.c.sync == sync).scalar_subquery()
+            after = sa.select(sa.func.count()).where(held_log.c.sync == sync, held_log.c.version > floor).scalar_subquery()
+            conn.execute(sync_state.update().where(sync_state.c.sync == sync).values(log_rows=after))
 
     def _upsert_held(self, conn: Connection, sync: str, keys: Sequence[str], fps: Sequence[str], identifiers: Sequence[str],
                      now: float) -> None:

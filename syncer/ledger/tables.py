@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 4  # 2: sync_runs.error_class, error_fault, error_detail; 3: sync_state.batch_version;
-# 4: platform_jobs.poll_error
+SCHEMA_VERSION = 5  # 2: sync_runs.error_class, error_fault, error_detail; 3: sync_state.batch_version;
+# 4: platform_jobs.poll_error; 5: sync_state.log_rows
 
 metadata = sa.MetaData()
 
@@ -46,6 +46,9 @@ sync_state = sa.Table(
     # bumped by every commit but the fast path's: what a saved plan is checked against, so a conversion
     # suppressed beside a batch run never makes its plan stale (apply re-reads suppressions per batch instead)
     sa.Column("batch_version", sa.Integer),
+    # held_log entries after log_floor (NULL: not counted yet, as 0). Past Ledger.MAX_LOG the log stops and
+    # log_floor follows each commit, until a snapshot is written: no reader would replay that many changes
+    sa.Column("log_rows", sa.Integer),
 )
 held_log = sa.Table(
     "held_log", metadata,
@@ -234,6 +237,7 @@ _MIGRATIONS: dict[int, Sequence[str | Callable[[Connection], None]]] = {
     2: (_add_columns(sync_runs, "error_class", "error_fault", "error_detail"),),
     3: (_add_columns(sync_state, "batch_version"),),
     4: (_add_columns(platform_jobs, "poll_error"),),
+    5: (_add_columns(sync_state, "log_rows"),),
 }
 
 

@@ -24,7 +24,7 @@ from syncer.errors import StateFileError
 from syncer.ledger.store import Ledger
 from syncer.planning.fingerprints import from_halves, halves, number_from_hex
 
-MAX_REPLAY = 500_000  # more changes than this since the snapshot: re-read the audience in chunks instead
+MAX_REPLAY = Ledger.MAX_LOG  # more changes than this since the snapshot: re-read the audience in chunks instead
 LINK_KINDS = ("email", "phone", "madid", "external_id")  # see destinations.base.Capabilities.match_keys
 _ROW = pa.struct([("member_key", pa.string()), ("raw_fp", pa.string()), ("identifiers", pa.string())])
 _COLUMNS = "member_key VARCHAR, fp UHUGEINT, " + ", ".join(f"v_{kind} UBIGINT" for kind in LINK_KINDS)

@@ -127,6 +127,7 @@ def _make_old_ledger(url: str) -> None:
         for column in NEW_COLUMNS:
             conn.execute(sa.text(f"ALTER TABLE sync_runs DROP COLUMN {column}"))
         conn.execute(sa.text("ALTER TABLE sync_state DROP COLUMN batch_version"))  # version 3's
+        conn.execute(sa.text("ALTER TABLE sync_state DROP COLUMN log_rows"))  # version 5's
         conn.execute(sa.text("DELETE FROM schema_version"))
         conn.execute(sa.text("INSERT INTO schema_version (version, applied_at) VALUES (1, 1)"))
         conn.execute(sa.text("INSERT INTO runs (command, started_at, finished_at, status) VALUES ('run', 1, 2, 'failed')"))
@@ -171,8 +172,8 @@ def test_an_old_ledger_gains_the_error_columns_when_it_opens(old_ledger_url: str
                            error_fault="platform", error_detail=f"HTTP 400 for {EMAIL}")
     assert ledger.history("new_sync")[0]["error_detail"] == "HTTP 400 for <redacted>"  # the ledger scrubs again
     with ledger.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() == SCHEMA_VERSION == 4
-        assert "batch_version" in {c["name"] for c in sa.inspect(conn).get_columns("sync_state")}
+        assert conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() == SCHEMA_VERSION == 5
+        assert {"batch_version", "log_rows"} <= {c["name"] for c in sa.inspect(conn).get_columns("sync_state")}
         assert "poll_error" in {c["name"] for c in sa.inspect(conn).get_columns("platform_jobs")}
     ledger.close()
     Ledger(old_ledger_url).close()  # opening again migrates nothing

@@ -75,3 +75,45 @@ def test_a_log_longer_than_the_replay_limit_is_read_back_from_held_instead(tmp_p
     assert load_held(con, "_held", ledger, "s", cache) == 29
     assert held(con) == {f"k{i}": "a" for i in range(30) if i != 1} | {"k2": "b"}
     assert (cache / "s.held.version").read_text() == "3"
+
+
+def log_entries(ledger: Ledger) -> int:
+    with ledger.engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT count(*) FROM held_log").scalar()
+
+
+def test_past_the_log_cap_commits_log_nothing_and_the_snapshot_is_rebuilt_from_held(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(Ledger, "MAX_LOG", 5)
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    cache = tmp_path / "snapshots"
+    con = duckdb.connect()
+    load_held(con, "_held", ledger, "s", cache)  # a snapshot at version 0
+    commit(ledger, "add", [(f"k{i}", "a") for i in range(4)])
+    assert log_entries(ledger) == 4
+    commit(ledger, "add", [("k4", "b"), ("k5", "b")])  # 6 entries: past the cap
+    commit(ledger, "remove", [("k0", "a")])
+    assert log_entries(ledger) == 4  # the two commits past the cap wrote none
+    assert ledger.held_changes_since("s", 0) is None and ledger.held_changes_since("s", 2) is None
+    assert load_held(con, "_held", ledger, "s", cache) == 5
+    assert held(con) == {"k1": "a", "k2": "a", "k3": "a", "k4": "b", "k5": "b"}
+    assert log_entries(ledger) == 0
+    commit(ledger, "add", [("k0", "c")])  # after the snapshot the log starts again, and is replayed
+    assert ledger.held_changes_since("s", 3) == (4, [("k0", fp("c"))])
+    assert load_held(con, "_held", ledger, "s", cache) == 6 and held(con)["k0"] == "c"
+
+
+def test_an_apply_larger_than_the_log_cap_logs_nothing_from_its_first_batch(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(Ledger, "MAX_LOG", 5)
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    cache = tmp_path / "snapshots"
+    con = duckdb.connect()
+    load_held(con, "_held", ledger, "s", cache)
+    ledger.expect_changes("s", 3)  # within the cap: the log is kept
+    commit(ledger, "add", [("k0", "a")])
+    assert log_entries(ledger) == 1
+    ledger.expect_changes("s", 8)
+    commit(ledger, "add", [("k1", "a"), ("k2", "a")])
+    commit(ledger, "add", [("k3", "b")])
+    assert log_entries(ledger) == 1 and ledger.held_changes_since("s", 1) is None
+    assert load_held(con, "_held", ledger, "s", cache) == 4
+    assert held(con) == {"k0": "a", "k1": "a", "k2": "a", "k3": "b"}
