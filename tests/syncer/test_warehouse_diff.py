@@ -178,3 +178,29 @@ def test_the_warehouse_snapshot_is_rebuilt_from_the_ledger_when_it_is_lost(tmp_p
     again = plan_of(root)
     assert again.is_empty and again.held_before == 44
     shutil.rmtree(root / ".syncer" / "tmp", ignore_errors=True)
+
+
+def test_a_snapshot_rebuild_cut_short_is_rebuilt_whole_by_the_next_plan(tmp_path: Path, monkeypatch) -> None:
+    from syncer.ledger.store import Ledger
+
+    root = project(tmp_path / "p", first_rows(), "diff_mode: warehouse\n")
+    apply(root)
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    con.execute("DELETE FROM syncer.snapshot_version")  # the ledger moved on: the next plan rebuilds the snapshot
+    con.close()
+    chunks = Ledger.held_fingerprint_chunks
+
+    def killed_after_one_chunk(self, sync, size=200_000):
+        yield next(iter(chunks(self, sync, size=10)))  # each chunk is committed on its own
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Ledger, "held_fingerprint_chunks", killed_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        plan_of(root)
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    assert con.sql("SELECT count(*) FROM syncer.held_snapshot").fetchall() == [(10,)]
+    assert con.sql("SELECT count(*) FROM syncer.snapshot_version").fetchall() == [(0,)]  # so it is not trusted
+    con.close()
+    monkeypatch.setattr(Ledger, "held_fingerprint_chunks", chunks)
+    again = plan_of(root)
+    assert again.is_empty and again.held_before == 44
