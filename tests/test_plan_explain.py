@@ -119,6 +119,9 @@ class Recording:
     def commit(self) -> None:
         self.inner.commit()
 
+    def duckdb_connection(self):
+        return self.inner.duckdb_connection()
+
     def close(self) -> None:
         self.inner.close()
 

@@ -13,7 +13,6 @@ Kept apart so the engine's module reads as the apply flow (leases, settling, gat
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from destinations.registry import capabilities_of
-from syncer.environment import scheme_of
 from syncer.errors import ConfigError, first_line
 from syncer.ledger.store import Ledger
 from syncer.planning.local_diff import consent_filter, plan_sync
@@ -69,26 +67,16 @@ class PlanningSteps:
         """Where large plans keep their rows and DuckDB spills (the project's state folder)."""
         return self.project.state_dir / "tmp"
 
-    @property
-    def duckdb_memory_limit(self) -> str:
-        """The cap of each DuckDB instance the process opens: ``memory_limit``, or half of it each when a DuckDB
-        warehouse diffs in the same process as the in-process database (``memory_limit`` is the process's)."""
-        limit = self.project.config.memory_limit
-        if self.project.config.diff_mode != "warehouse" or scheme_of(self.project.warehouse_url()) != "duckdb":
-            return limit
-        value, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(\w+)", limit).groups()
-        return f"{max(float(value) / 2, 1):.6g}{unit}"
-
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
         """The in-process diff database: memory capped, spilling to the project's state folder."""
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "temp_directory": str(self.spill_dir)})
+        return duckdb.connect(config={"memory_limit": self.project.config.memory_limit, "temp_directory": str(self.spill_dir)})
 
     @contextmanager
     def _warehouse(self) -> Iterator[WarehouseDiff]:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         warehouse = WarehouseDiff(self.project.warehouse_url(), self.project.config.bookkeeping_schema,
-                                  memory_limit=self.duckdb_memory_limit, temp_directory=str(self.spill_dir))
+                                  memory_limit=self.project.config.memory_limit, temp_directory=str(self.spill_dir))
         try:
             yield warehouse
         finally:
@@ -121,10 +109,11 @@ class PlanningSteps:
         names = self._select(syncs)
         segment_files = segment_files or {}
         project = self.project
-        con = self._duckdb()
         with ExitStack() as stack:
-            stack.callback(con.close)
             warehouse = stack.enter_context(self._warehouse()) if project.config.diff_mode == "warehouse" else None
+            # a DuckDB warehouse lends its own instance: one memory_limit for the process, not one per database
+            con = (warehouse.in_process_connection() if warehouse else None) or self._duckdb()
+            stack.callback(con.close)
             loaded: dict[str, SegmentData] = {}
             plans: list[SyncPlan] = []
             read_at = self.clock()  # before the read: a suppression recorded from here on is re-read by apply

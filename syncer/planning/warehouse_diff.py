@@ -85,6 +85,12 @@ class WarehouseDiff:
         costs.seconds = round(costs.seconds, 3)
         return costs
 
+    def in_process_connection(self) -> duckdb.DuckDBPyConnection | None:
+        """A new connection to the warehouse's own DuckDB instance when the warehouse is embedded (DuckDB), for
+        the in-process diff: its temporary tables are its own, its memory is the warehouse's, under one cap.
+        None for a warehouse elsewhere."""
+        return self.session.duckdb_connection()
+
     def _run(self, statements: Sequence[str]) -> None:
         for statement in statements:
             self.session.run(statement)
@@ -296,6 +302,9 @@ class _ExplainSession:
 
     def commit(self) -> None:
         pass
+
+    def duckdb_connection(self) -> None:
+        return None  # nothing runs in the warehouse: the dry diff keeps its own database
 
     def close(self) -> None:
         pass

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -39,6 +39,9 @@ from syncer.environment import scheme_of
 from syncer.errors import ConfigError
 from syncer.ledger.warehouse_costs import WarehouseCosts
 from syncer.planning.warehouse_dialects import DIALECTS, Dialect
+
+if TYPE_CHECKING:
+    import duckdb
 
 _UPLOAD_ROWS = 50_000
 
@@ -57,6 +60,8 @@ class WarehouseSession(Protocol):
     def stream(self, sql: str, chunk_rows: int) -> Iterator[list[pa.Array]]:
         """The result's columns as strings, at most ``chunk_rows`` rows at a time."""
     def commit(self) -> None: ...
+    def duckdb_connection(self) -> duckdb.DuckDBPyConnection | None:
+        """A new connection to this warehouse's DuckDB instance, when it is one in this process."""
     def close(self) -> None: ...
 
 
@@ -244,6 +249,9 @@ class _SqlAlchemySession:
     def commit(self) -> None:
         self.conn.commit()
 
+    def duckdb_connection(self) -> duckdb.DuckDBPyConnection | None:
+        return self._raw.duplicate() if self.dialect.name == "duckdb" else None
+
     def close(self) -> None:
         self.conn.close()
         self.engine.dispose()
@@ -326,6 +334,9 @@ class _SnowflakeSession:
     def commit(self) -> None:
         self.conn.commit()
 
+    def duckdb_connection(self) -> None:
+        return None
+
     def close(self) -> None:
         self.conn.close()
 
@@ -405,6 +416,9 @@ class _SparkSession:
 
     def commit(self) -> None:
         """Spark has no transactions: ``WarehouseDiff.catch_up`` orders its writes so a cut leaves a replayable state."""
+
+    def duckdb_connection(self) -> None:
+        return None
 
     def close(self) -> None:
         for view in self._views:

@@ -206,15 +206,14 @@ def test_a_snapshot_rebuild_cut_short_is_rebuilt_whole_by_the_next_plan(tmp_path
     assert again.is_empty and again.held_before == 44
 
 
-def test_a_duckdb_warehouse_and_the_in_process_diff_share_memory_limit_half_each(tmp_path: Path) -> None:
-    local = project(tmp_path / "local", first_rows(), "memory_limit: 200MB\n")
-    with Engine(load_project(local)) as engine:
-        assert engine.duckdb_memory_limit == "200MB"
+
+def test_a_duckdb_warehouse_lends_its_instance_to_the_in_process_diff_under_one_memory_limit(tmp_path: Path) -> None:
     root = project(tmp_path / "p", first_rows(), "diff_mode: warehouse\nmemory_limit: 200MB\n")
-    with Engine(load_project(root)) as engine:
-        con = engine._duckdb()
-        with engine._warehouse() as warehouse:
-            caps = {con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0],
-                    warehouse.session.rows("SELECT current_setting('memory_limit')")[0][0]}
+    with Engine(load_project(root)) as engine, engine._warehouse() as warehouse:
+        con = warehouse.in_process_connection()
+        assert con.sql("SELECT count(*) FROM customers").fetchall() == [(len(first_rows()),)]  # the warehouse's own database
+        assert con.sql("SELECT current_setting('memory_limit')").fetchall() == [("190.7 MiB",)]  # 200MB, once
+        con.execute("CREATE TEMP TABLE _work AS SELECT 1 AS x")  # the diff's work tables stay its own
+        assert warehouse.session.rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_work'") == [(0,)]
         con.close()
-    assert caps == {"95.3 MiB"}  # 100MB each: DuckDB counts in MiB
+    assert plan_of(root).members == 44
