@@ -122,6 +122,10 @@ class Recording:
     def duckdb_connection(self):
         return self.inner.duckdb_connection()
 
+    def land_in(self, con, table: str, names: list, sql: str) -> None:
+        self.statements.append(sql)
+        self.inner.land_in(con, table, names, sql)
+
     def close(self) -> None:
         self.inner.close()
 

@@ -64,6 +64,7 @@ class WarehouseDiff:
         self.session = session or open_session(url, schema, memory_limit=memory_limit, temp_directory=temp_directory)
         self.dialect = self.session.dialect
         self.schema = schema
+        self._lent: duckdb.DuckDBPyConnection | None = None  # in_process_connection's, where changes land in place
         self.held = self.dialect.table(schema, "held_snapshot")
         self.versions = self.dialect.table(schema, "snapshot_version")
         try:
@@ -89,7 +90,8 @@ class WarehouseDiff:
         """A new connection to the warehouse's own DuckDB instance when the warehouse is embedded (DuckDB), for
         the in-process diff: its temporary tables are its own, its memory is the warehouse's, under one cap.
         None for a warehouse elsewhere."""
-        return self.session.duckdb_connection()
+        self._lent = self.session.duckdb_connection()
+        return self._lent
 
     def _run(self, statements: Sequence[str]) -> None:
         for statement in statements:
@@ -230,6 +232,9 @@ class WarehouseDiff:
         """Create ``_wchanges`` in ``con`` with the rows ``query`` returns (none without a query)."""
         names = ["member_key", "raw_fp", "held_raw_fp"] + [f"k_{k}" for k in shape.kinds] + (
             ["region"] if shape.has_region else []) + (["consent"] if shape.consent_sql else [])
+        if query and con is self._lent:  # the warehouse's own instance: the changes are copied in place
+            self.session.land_in(con, "_wchanges", names, query)
+            return
         con.execute(f"CREATE OR REPLACE TEMP TABLE _wchanges ({', '.join(f'{n} VARCHAR' for n in names)})")
         for batch in self.session.stream(query, chunk_rows) if query else ():
             con.register("_batch", pa.table(batch, names=names))

@@ -26,6 +26,7 @@ Snowflake's query ids, BigQuery's bytes billed).
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -62,6 +63,8 @@ class WarehouseSession(Protocol):
     def commit(self) -> None: ...
     def duckdb_connection(self) -> duckdb.DuckDBPyConnection | None:
         """A new connection to this warehouse's DuckDB instance, when it is one in this process."""
+    def land_in(self, con: duckdb.DuckDBPyConnection, table: str, names: list[str], sql: str) -> None:
+        """Only where ``duckdb_connection`` lends one: ``sql``'s rows as temp table ``table`` of ``con``."""
     def close(self) -> None: ...
 
 
@@ -135,6 +138,7 @@ class _SqlAlchemySession:
         self.dialect = DIALECTS[name](schema) if name in ("bigquery", "databricks") else DIALECTS[name]()
         self.costs = WarehouseCosts(engine=name)
         self._raw = self.conn.connection.driver_connection
+        self._work = f"syncer_work_{secrets.token_hex(4)}"  # land_in's database, one per session
         if name == "duckdb":  # an embedded warehouse: held to the project's memory cap
             if memory_limit:
                 self.run(f"SET memory_limit = '{memory_limit}'")
@@ -252,7 +256,24 @@ class _SqlAlchemySession:
     def duckdb_connection(self) -> duckdb.DuckDBPyConnection | None:
         return self._raw.duplicate() if self.dialect.name == "duckdb" else None
 
+    def land_in(self, con: duckdb.DuckDBPyConnection, table: str, names: list[str], sql: str) -> None:
+        """Make ``table`` (text columns ``names``) readable in ``con``, a connection ``duckdb_connection`` lent,
+        with ``sql``'s rows: copied inside the instance, nothing through Python. The copy lives in an in-memory
+        database attached for this session (its connection's temp tables are its own; one transaction may
+        write one database), and ``con`` gets a temp view of it."""
+        columns = ", ".join(f"CAST({n} AS VARCHAR) AS {n}" for n in names)
+        self.commit()  # nothing of the warehouse's is written in the copy's transaction
+        self._raw.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self._work}")
+        self.run(f"CREATE OR REPLACE TABLE {self._work}.{table} AS SELECT {columns} FROM ({sql}) AS q({', '.join(names)})")
+        self.costs.rows_returned += self.rows(f"SELECT count(*) FROM {self._work}.{table}")[0][0]
+        self.costs.statements -= 1  # the count is ours, not the diff's
+        self.commit()
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {self._work}.{table}")
+
     def close(self) -> None:
+        if self.dialect.name == "duckdb":  # land_in's copies: the instance may outlive the session in this process
+            self.conn.rollback()  # what was not committed is dropped anyway, as by any close
+            self._raw.execute(f"DETACH DATABASE IF EXISTS {self._work}")
         self.conn.close()
         self.engine.dispose()
 

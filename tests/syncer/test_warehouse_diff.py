@@ -217,3 +217,15 @@ def test_a_duckdb_warehouse_lends_its_instance_to_the_in_process_diff_under_one_
         assert warehouse.session.rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_work'") == [(0,)]
         con.close()
     assert plan_of(root).members == 44
+
+
+def test_a_duckdb_warehouse_lands_the_changes_in_place_not_through_python(tmp_path: Path, monkeypatch) -> None:
+    from syncer.planning import warehouse_sessions
+
+    def streamed(self, sql, chunk_rows):
+        raise AssertionError("the changes went through Python")
+
+    monkeypatch.setattr(warehouse_sessions._SqlAlchemySession, "stream", streamed)
+    root = project(tmp_path / "p", first_rows(), "diff_mode: warehouse\n")
+    plan = plan_of(root)
+    assert len(plan.adds) == 44 and plan.stats["warehouse"]["rows_returned"] >= 44
