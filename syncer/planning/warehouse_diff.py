@@ -56,6 +56,9 @@ class WarehouseChanges:
     no_consent: int = 0  # rows left out: their consent does not let this sync send to them
 
 
+_REBUILD_ROWS = 50_000  # ledger rows per chunk of a snapshot rebuild: their Python strings are the syncer's peak
+
+
 class WarehouseDiff:
     """One connection to the warehouse for a plan: the snapshot tables, the catch-up and the diff queries."""
 
@@ -116,7 +119,7 @@ class WarehouseDiff:
             self._run(self.dialect.clear_sync(self.versions, sync))
             self._run(self.dialect.clear_sync(self.held, sync))
             self.session.commit()
-            for keys, fps in ledger.held_fingerprint_chunks(sync):
+            for keys, fps in ledger.held_fingerprint_chunks(sync, size=_REBUILD_ROWS):
                 self._insert(sync, keys, fps)
                 self.session.commit()
         else:
@@ -358,9 +361,9 @@ class _DryLedger:
     def state_version(self, sync: str) -> int:
         return self.ledger.state_version(sync)
 
-    def held_fingerprint_chunks(self, sync: str) -> Iterable[tuple[_Rows, _Rows]]:
+    def held_fingerprint_chunks(self, sync: str, size: int = 200_000) -> Iterable[tuple[_Rows, _Rows]]:
         held = self.ledger.held_count(sync)
-        return [(_Rows(held), _Rows(held))] if held else []
+        return [(_Rows(n), _Rows(n)) for n in (min(size, held - start) for start in range(0, held, size))]
 
     def truncate_log(self, sync: str, up_to: int) -> None:
         pass
