@@ -78,8 +78,8 @@ def load_held(con: duckdb.DuckDBPyConnection, table: str, ledger: Ledger, sync: 
             caught_up = None
     if caught_up is None:
         current = ledger.state_version(sync)
-        # one statement over a stream of the ledger's chunks: DuckDB pulls one at a time (memory stays one
-        # chunk), and 1M rows cost one pass instead of twenty statements (2.6 s against 4.4 s, measured)
+        # one statement over a stream of the ledger's chunks, which DuckDB pulls one at a time: 3M rows in
+        # 5.8 s against 11.8 s for an INSERT per chunk, at 380 MB peak against 355 (128MB memory_limit)
         chunks = (pa.RecordBatch.from_struct_array(pa.array(rows, _ROW)) for rows in ledger.held_identifier_rows(sync))
         con.register("_ledger_rows", pa.RecordBatchReader.from_batches(pa.schema(list(_ROW)), chunks))
         try:
