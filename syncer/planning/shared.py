@@ -150,14 +150,17 @@ def _found_among(con: duckdb.DuckDBPyConnection, keys: set[str]) -> set[str]:
 def _collect_adds(con: duckdb.DuckDBPyConnection, plan: SyncPlan, kinds: list[str]) -> None:
     """``_links_adds(member_key, side, kind, h)``: each value of ``kinds`` of every row to add."""
     con.execute("CREATE OR REPLACE TEMP TABLE _links_adds (member_key VARCHAR, side VARCHAR, kind VARCHAR, h UBIGINT)")
-    for table in plan.adds.tables():
-        con.register("_links_add_rows", table.select([0, 2]).rename_columns(["member_key", "identifiers"]))
-        try:
-            digests = f"SELECT member_key, {value_digests('identifiers')} FROM _links_add_rows"
-            adds = " UNION ALL ".join(f"SELECT member_key, 'a', '{k}', v_{k} FROM d WHERE v_{k} IS NOT NULL" for k in kinds)
-            con.execute(f"INSERT INTO _links_adds WITH d AS ({digests}) {adds}")
-        finally:
-            con.unregister("_links_add_rows")
+    # one statement over the plan's chunks as a stream DuckDB pulls one at a time, not one per chunk
+    schema = pa.schema([("member_key", pa.string()), ("identifiers", pa.string())])
+    chunks = (batch for table in plan.adds.tables() for batch in table.select([0, 2]).cast(schema).to_batches())
+    con.register("_links_add_rows", pa.RecordBatchReader.from_batches(schema, chunks))
+    try:
+        digests = f"SELECT member_key, {value_digests('identifiers')} FROM _links_add_rows"
+        adds = " UNION ALL ".join(f"SELECT member_key, 'a', '{k}', v_{k} FROM d WHERE v_{k} IS NOT NULL" for k in kinds)
+        # MATERIALIZED: each kind reads d, and the stream can be read once
+        con.execute(f"INSERT INTO _links_adds WITH d AS MATERIALIZED ({digests}) {adds}")
+    finally:
+        con.unregister("_links_add_rows")
 
 
 class _Groups:
