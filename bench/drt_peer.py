@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from naive_resend import _Sink as ResendSink  # noqa: E402
 from run_bench import SHAPES, build_warehouse, churn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,22 +80,14 @@ def ensure_drt() -> Path:
 _counts = None  # the sink process's shared [requests, rows]
 
 
-class _Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, though drt opens a new client per load() call
-    disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
+class _Sink(ResendSink):
+    """naive_resend's loopback sink (keep-alive, parses each body, answers 200), counting requests and rows.
+    drt opens a new client per load() call, so keep-alive only helps within one."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))  # a platform reads what it is sent
+    def received(self, body) -> None:
         with _counts.get_lock():
             _counts[0] += 1
             _counts[1] += len(body["rows"])
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 def _serve(ready, counts) -> None:

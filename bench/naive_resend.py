@@ -33,12 +33,14 @@ class _Sink(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        json.loads(body)  # a platform reads what it is sent
+        self.received(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))  # a platform reads what it is sent
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
+
+    def received(self, body) -> None:
+        """What a sink that counts does with each parsed body (``bench/drt_peer.py``)."""
 
     def log_message(self, *args) -> None:
         pass
