@@ -27,7 +27,6 @@ from syncer.planning.fingerprints import from_halves, halves, number_from_hex
 MAX_REPLAY = Ledger.MAX_LOG  # more changes than this since the snapshot: re-read the audience in chunks instead
 LINK_KINDS = ("email", "phone", "madid", "external_id")  # see destinations.base.Capabilities.match_keys
 _ROW = pa.struct([("member_key", pa.string()), ("raw_fp", pa.string()), ("identifiers", pa.string())])
-_COLUMNS = "member_key VARCHAR, fp UHUGEINT, " + ", ".join(f"v_{kind} UBIGINT" for kind in LINK_KINDS)
 
 
 def _paths(cache_dir: Path, sync: str) -> tuple[Path, Path]:
