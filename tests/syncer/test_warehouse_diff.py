@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from destinations.fake.connector import FakeDestination
 from syncer.delivery.engine import Engine
 from syncer.errors import ConfigError
+from syncer.ledger.store import Ledger
+from syncer.planning import warehouse_sessions
 from syncer.planning.plan import SyncPlan
 from syncer.project.project import load_project
 from tests.conftest import CUSTOMER_COLUMNS, FAKE, person, write_customers, write_project
@@ -181,8 +183,6 @@ def test_the_warehouse_snapshot_is_rebuilt_from_the_ledger_when_it_is_lost(tmp_p
 
 
 def test_a_snapshot_rebuild_cut_short_is_rebuilt_whole_by_the_next_plan(tmp_path: Path, monkeypatch) -> None:
-    from syncer.ledger.store import Ledger
-
     root = project(tmp_path / "p", first_rows(), "diff_mode: warehouse\n")
     apply(root)
     con = duckdb.connect(str(root / "warehouse.duckdb"))
@@ -206,7 +206,6 @@ def test_a_snapshot_rebuild_cut_short_is_rebuilt_whole_by_the_next_plan(tmp_path
     assert again.is_empty and again.held_before == 44
 
 
-
 def test_a_duckdb_warehouse_lends_its_instance_to_the_in_process_diff_under_one_memory_limit(tmp_path: Path) -> None:
     root = project(tmp_path / "p", first_rows(), "diff_mode: warehouse\nmemory_limit: 200MB\n")
     with Engine(load_project(root)) as engine, engine._warehouse() as warehouse:
@@ -220,8 +219,6 @@ def test_a_duckdb_warehouse_lends_its_instance_to_the_in_process_diff_under_one_
 
 
 def test_a_duckdb_warehouse_lands_the_changes_in_place_not_through_python(tmp_path: Path, monkeypatch) -> None:
-    from syncer.planning import warehouse_sessions
-
     def streamed(self, sql, chunk_rows):
         raise AssertionError("the changes went through Python")
 
