@@ -107,6 +107,7 @@ def echo_to_dagster(engine, reports, command: str) -> None:
     them already, so a Dagster instance that cannot be written is a warning, never a failed run."""
     if not os.environ.get("DAGSTER_HOME"):
         return
+    from syncer.errors import first_line
     from syncer.reporting.dagster_events import report_cli_run
 
     try:
@@ -114,4 +115,4 @@ def echo_to_dagster(engine, reports, command: str) -> None:
         report_cli_run(engine.project, reports, command=command, audience_sizes=sizes)
     except Exception as exc:  # noqa: BLE001 - any fault of the instance: the run itself is done and recorded
         err.print(f"[yellow]warning[/]: could not report this run to Dagster (DAGSTER_HOME={os.environ['DAGSTER_HOME']}):"
-                  f" {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", highlight=False)
+                  f" {type(exc).__name__}: {first_line(exc)}", highlight=False)

@@ -45,7 +45,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncer.errors import StateFileError
+from syncer.errors import StateFileError, first_line
 from syncer.json_rows import dumps_many, loads
 from syncer.ledger.claims import ClaimRecords
 from syncer.ledger.failures import scrub_detail
@@ -233,8 +233,7 @@ class Ledger(SuppressionRecords, PlatformJobs, LinkRecords, ClaimRecords, LeaseR
             return
         advice = _postgres_fault(error, connecting=context.connection is None)
         if advice:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise StateFileError(f"ledger database {self._where}: {first_line}; {advice}", path=self._where,
+            raise StateFileError(f"ledger database {self._where}: {first_line(error)}; {advice}", path=self._where,
                                  detail=str(error)) from error
 
     def identity(self) -> str:
