@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from naive_resend import _Sink as ResendSink  # noqa: E402
-from run_bench import SHAPES, build_warehouse, churn  # noqa: E402
+from run_bench import SHAPES, build_warehouse, churn, print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DRT_VENV = ROOT / ".venv-drt"
@@ -191,20 +191,6 @@ def median_rows(rounds: list[list[dict]]) -> list[dict]:
     return merged
 
 
-def print_table(rows: list[dict], markdown: bool) -> None:
-    def cell(value) -> str:
-        return f"{value:,}" if isinstance(value, int) else f"{value:.2f}" if isinstance(value, float) else str(value)
-
-    if markdown:
-        print("| " + " | ".join(COLS) + " |\n|---|---|" + "---:|" * (len(COLS) - 2))
-        for row in rows:
-            print("| " + " | ".join(cell(row[c]) for c in COLS) + " |")
-        return
-    print(f"{'mode':<12}{'run':<16}" + "".join(f"{c:>15}" for c in COLS[2:]))
-    for row in rows:
-        print(f"{row['mode']:<12}{row['run']:<16}" + "".join(f"{cell(row[c]):>15}" for c in COLS[2:]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1_000_000)
@@ -235,7 +221,7 @@ def main() -> None:
           f"{args.drt_batch_size:,}; {args.members:,} members, shape "
           f"{args.shape}; median of {args.rounds} round(s); load average {load[0]:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after")
-    print_table(median_rows(rounds), args.markdown)
+    print_table(median_rows(rounds), COLS, args.markdown)
 
 
 if __name__ == "__main__":
