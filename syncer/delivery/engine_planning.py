@@ -124,16 +124,17 @@ class PlanningSteps:
                 try:
                     plans.append(self._plan_one(con, warehouse, name, loaded, broken, segment_files, suppressions,
                                                 resend_all))
-                except ConfigError as exc:  # a broken segment (its query failed...) fails its own syncs only
-                    failed[name] = exc.message
-                    log.warning("sync %s not planned: %s", name, exc.message)
-                    continue
                 except Exception as exc:
-                    if not _out_of_memory(exc):
+                    # a DuckDB warehouse's own statements fail as ConfigError ("the warehouse refused..."), the cause kept
+                    oom = next((e for e in (exc, exc.__cause__) if _out_of_memory(e)), None)
+                    if oom is not None:
+                        failed[name] = (f"the diff ran out of memory under memory_limit: {project.config.memory_limit}"
+                                        f" ({first_line(oom)}): raise memory_limit in syncer.yml, then run again;"
+                                        " nothing was sent for this sync")
+                    elif isinstance(exc, ConfigError):  # a broken segment (its query failed...) fails its own syncs only
+                        failed[name] = exc.message
+                    else:
                         raise
-                    failed[name] = (f"the diff ran out of memory under memory_limit: {project.config.memory_limit}"
-                                    f" ({first_line(exc)}): raise memory_limit in syncer.yml, then run again;"
-                                    " nothing was sent for this sync")
                     log.warning("sync %s not planned: %s", name, failed[name])
                     continue
                 plans[-1].planned_at = read_at
